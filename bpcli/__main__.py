@@ -1,0 +1,3 @@
+from bpcli.cli import main
+
+main()

@@ -1,0 +1,110 @@
+"""The command line. Thin: parse options, call one function per command, and turn bp's
+errors into one-line messages and exit codes (the only place that does)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional, TypeVar
+
+import typer
+
+from bpcli import __version__
+from bpcli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BpError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="bp",
+    help="Train neural networks with backpropagation from a YAML config and a CSV file.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Run a command; bp's errors become messages on stderr and exit codes."""
+    try:
+        return action()
+    except BpError as exc:
+        for line in exc.lines():
+            typer.echo(f"bp: {line}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("bp: interrupted", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError:
+        # the reader went away (e.g. `bp predict ... | head`); nothing more to say
+        sys.stderr.close()
+        raise typer.Exit(0) from None
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"bp: {where}{exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Show bp's version and exit.")] = False,
+) -> None:
+    """Train neural networks with backpropagation from a YAML config and a CSV file."""
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="The YAML config file.", show_default=False)]
+
+
+@app.command()
+def train(config: ConfigArg) -> None:
+    """Train the network a config describes and write a run directory."""
+    from bpcli.commands.train import train as run_train
+    from bpcli.display import Display
+
+    _run(lambda: run_train(config, Display()))
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="A model.npz written by bp train.")],
+    input: Annotated[Path, typer.Argument(help="CSV file with the model's feature columns.")],
+    out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--out", "-o", help="Write the predictions here instead of stdout.")] = None,
+) -> None:
+    """Predict every row of a CSV file with a trained model (CSV on stdout or --out)."""
+    from bpcli.commands.predict import predict as run_predict
+
+    rows = _run(lambda: run_predict(model, input, out))
+    if out is not None:
+        typer.echo(f"{rows} predictions written to {out}", err=True)
+
+
+@app.command()
+def gradcheck(
+    config: ConfigArg,
+    rows: Annotated[int, typer.Option(min=1, help="Training rows in the checked batch.")] = 8,
+    eps: Annotated[float, typer.Option(min=0, help="Finite-difference step.")] = 1e-6,
+    atol: Annotated[float, typer.Option(min=0, help="Absolute tolerance.")] = 1e-8,
+    rtol: Annotated[float, typer.Option(min=0, help="Relative tolerance.")] = 1e-5,
+    max_entries: Annotated[int, typer.Option(
+        min=1, help="Check at most this many entries of each tensor (sampled).")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of the weights and sampled entries.")] = 0,
+) -> None:
+    """Compare analytic gradients with central finite differences, tensor by tensor."""
+    from bpcli.commands.gradcheck import gradcheck as run_gradcheck
+    from bpcli.display import Display
+
+    _run(lambda: run_gradcheck(config, Display(), rows=rows, eps=eps, atol=atol, rtol=rtol,
+                               max_entries=max_entries, seed=seed))
+
+
+def main() -> None:
+    app()

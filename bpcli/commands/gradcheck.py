@@ -1,0 +1,36 @@
+"""``bp gradcheck``: the configured network's gradients against finite differences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bpcli.config import load_config
+from bpcli.display import Display
+from bpcli.errors import CheckFailed
+from bpcli.experiment import prepare
+from bpcli.nn.gradcheck import check_gradients
+
+
+def gradcheck(config_path: Path, display: Display, *, rows: int, eps: float, atol: float,
+              rtol: float, max_entries: int, seed: int) -> None:
+    """Check every parameter tensor and the input; raise ``CheckFailed`` on any mismatch."""
+    loaded = load_config(config_path)
+    experiment = prepare(loaded, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    network = experiment.build_network(rng, np.float64)
+    # a random sample, so that the batch is not all one class of a sorted file
+    picked = np.sort(rng.choice(len(experiment.X_train), min(rows, len(experiment.X_train)),
+                                replace=False))
+    X, Y = experiment.X_train[picked], experiment.Y_train[picked]
+    display.info(f"checking {network.n_params} parameters and the input on {len(X)} training "
+                 f"rows in float64 (eps {eps:g})")
+    results = check_gradients(network, X, Y, eps=eps, atol=atol, rtol=rtol,
+                              max_entries=max_entries, rng=rng)
+    display.gradcheck_report(results, atol, rtol)
+    failed = [f"{r.layer} {r.name}" for r in results if not r.passed]
+    if failed:
+        raise CheckFailed(f"gradient check FAILED for {len(failed)} of {len(results)} "
+                          f"tensors: {', '.join(failed)}")
+    display.info(f"all {len(results)} tensors pass")

@@ -1,0 +1,112 @@
+"""Everything bp shows a person. The only module that imports rich.
+
+On a terminal, training is a live table updated in place with a progress bar within long
+epochs; elsewhere (a pipe, a file, CI) it is one plain line per epoch with no escape codes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from bpcli.events import BatchesDone, EpochEnded, Event, TrainingEnded, TrainingStarted
+from bpcli.nn.gradcheck import TensorCheck
+
+REFRESHES_PER_SECOND = 4
+
+
+class Display:
+    """Renders bp's output to ``stream`` (stdout by default)."""
+
+    def __init__(self, stream: TextIO | None = None, interactive: bool | None = None) -> None:
+        self.console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
+        self.interactive = self.console.is_terminal if interactive is None else interactive
+
+    def info(self, text: str) -> None:
+        self.console.print(text, markup=False)
+
+    @contextmanager
+    def training(self) -> Iterator[TrainingView]:
+        view = TrainingView(self)
+        if not self.interactive:
+            yield view
+            return
+        with Live(get_renderable=view.render, console=self.console,
+                  refresh_per_second=REFRESHES_PER_SECOND, transient=False) as live:
+            view.live = live
+            yield view
+            view.progress = None
+            live.refresh()
+
+    def gradcheck_report(self, results: list[TensorCheck], atol: float, rtol: float) -> None:
+        table = Table(title=f"gradient check (|analytic - numeric| <= {atol:g} + {rtol:g} * "
+                      "|numeric|)", title_justify="left")
+        for heading in ("layer", "tensor", "shape", "checked", "max abs error",
+                        "max rel error", "result"):
+            table.add_column(heading, justify="right" if "error" in heading
+                             or heading == "checked" else "left")
+        for r in results:
+            checked = f"{r.checked}" if r.checked == r.total else f"{r.checked} of {r.total}"
+            table.add_row(r.layer, r.name, "x".join(map(str, r.shape)), checked,
+                          f"{r.max_abs_error:.2e}", f"{r.max_rel_error:.2e}",
+                          Text("pass", style="green") if r.passed
+                          else Text("FAIL", style="bold red"))
+        self.console.print(table)
+
+
+class TrainingView:
+    """Listens to training events and shows them."""
+
+    def __init__(self, display: Display) -> None:
+        self.display = display
+        self.live: Live | None = None
+        self.metric_name = "metric"
+        self.rows: list[EpochEnded] = []
+        self.progress: BatchesDone | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, TrainingStarted):
+            self.metric_name = event.metric_name
+        elif isinstance(event, BatchesDone):
+            self.progress = event
+        elif isinstance(event, EpochEnded):
+            self.progress = None
+            self.rows.append(event)
+            if not self.display.interactive:
+                self.display.info(self._plain_line(event))
+        elif isinstance(event, TrainingEnded) and self.live is not None:
+            self.live.refresh()
+
+    def _plain_line(self, e: EpochEnded) -> str:
+        width = len(str(e.epochs))
+        return (f"epoch {e.epoch:>{width}}/{e.epochs}  train_loss {e.train_loss:.4f}  "
+                f"val_loss {e.val_loss:.4f}  val_{self.metric_name} {e.val_metric:.4f}  "
+                f"lr {e.learning_rate:.3g}  {e.seconds:.2f}s" + ("  *best" if e.is_best else ""))
+
+    def render(self) -> RenderableType:
+        table = Table(caption="* lowest validation loss so far", caption_justify="left")
+        for heading in ("epoch", "train loss", "val loss", f"val {self.metric_name}", "lr",
+                        "seconds"):
+            table.add_column(heading, justify="right")
+        height = self.display.console.size.height
+        shown = self.rows[-max(5, height - 10):]
+        for e in shown:
+            table.add_row(f"{e.epoch}{'*' if e.is_best else ' '}", f"{e.train_loss:.4f}",
+                          f"{e.val_loss:.4f}", f"{e.val_metric:.4f}", f"{e.learning_rate:.3g}",
+                          f"{e.seconds:.2f}", style="bold" if e.is_best else None)
+        if self.progress is None:
+            return table
+        p = self.progress
+        bar = ProgressBar(total=p.batches, completed=p.batches_done, width=40)
+        label = Text(f" epoch {p.epoch}: batch {p.batches_done}/{p.batches}")
+        grid = Table.grid()
+        grid.add_row(bar, label)
+        return Group(table, grid)

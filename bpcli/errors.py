@@ -1,0 +1,50 @@
+"""bp's domain errors. Each says what was wrong, where, and what to do about it."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class BpError(Exception):
+    """Base of every error bp reports to the user as a message rather than a traceback."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def lines(self) -> list[str]:
+        """The message as one or more self-contained lines."""
+        return [str(self)]
+
+
+class ConfigError(BpError):
+    """One or more problems in a config file, each already located as ``file:line:col``."""
+
+    def __init__(self, problems: list[str], path: str) -> None:
+        self.problems = problems
+        self.path = path
+        super().__init__("\n".join(problems))
+
+    def lines(self) -> list[str]:
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        return [*self.problems, f"{count} {noun} in {self.path}; fix and run again"]
+
+
+class DataError(BpError):
+    """A data file that cannot be used as it is."""
+
+
+class ModelFileError(BpError):
+    """A model or checkpoint file that cannot be loaded."""
+
+
+class UsageError(BpError):
+    """Command-line arguments that do not make sense together."""
+
+
+class CheckFailed(BpError):
+    """A check ran and found a fault (gradient mismatch, diverged training)."""
+
+    exit_code = EXIT_CHECK_FAILED

@@ -1,0 +1,49 @@
+"""What the trainer tells its listeners (display, run directory) while it works."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainingStarted:
+    epochs: int
+    batches_per_epoch: int
+    n_train: int
+    n_val: int
+    metric_name: str
+
+
+@dataclass(frozen=True)
+class BatchesDone:
+    """Progress within an epoch; sent at most a few times a second."""
+
+    epoch: int
+    batches_done: int
+    batches: int
+
+
+@dataclass(frozen=True)
+class EpochEnded:
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_loss: float
+    val_metric: float
+    learning_rate: float
+    seconds: float
+    is_best: bool
+
+
+@dataclass(frozen=True)
+class TrainingEnded:
+    epochs_done: int
+    best_epoch: int
+    best_val_loss: float
+    best_val_metric: float
+    seconds: float
+
+
+Event = TrainingStarted | BatchesDone | EpochEnded | TrainingEnded
+Listener = Callable[[Event], None]

@@ -1,0 +1,119 @@
+"""Model and checkpoint files: ``.npz`` archives of plain arrays plus JSON metadata.
+
+The format is documented in ``docs/model-format.md``. Files are read with
+``allow_pickle=False``: loading never executes anything from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bpcli.atomic import write_atomic
+from bpcli.data import Preprocessor
+from bpcli.errors import ModelFileError
+from bpcli.nn import LOSSES, Network
+from bpcli.nn.layers import layer_from_description
+
+FORMAT = "bp-model"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class SavedModel:
+    """Everything a model file holds: the network, its preprocessing, and metadata."""
+
+    network: Network
+    preprocessor: Preprocessor
+    meta: dict[str, Any]
+    optimizer_state: dict[str, NDArray] = field(default_factory=dict)
+
+
+def save_model(
+    path: Path,
+    network: Network,
+    preprocessor: Preprocessor,
+    meta: dict[str, Any],
+    optimizer_state: dict[str, NDArray] | None = None,
+) -> None:
+    """Write a model (or, with ``optimizer_state``, a checkpoint) atomically."""
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "task": preprocessor.task,
+        "target": preprocessor.target,
+        "loss": network.loss.name,
+        "input_shape": list(network.input_shape),
+        "output_shape": list(network.output_shape),
+        "layers": [layer.describe() for layer in network.layers],
+        **meta,
+    }
+    arrays: dict[str, NDArray] = {"meta": np.array(json.dumps(header, sort_keys=True))}
+    arrays.update({f"param/{k}": v for k, v in network.state().items()})
+    arrays.update({f"pre/{k}": v for k, v in preprocessor.to_arrays().items()})
+    arrays.update({f"opt/{k}": v for k, v in (optimizer_state or {}).items()})
+    write_atomic(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+
+
+def load_model(path: Path) -> SavedModel:
+    """Read a model or checkpoint file; any defect is a ``ModelFileError`` naming it."""
+    arrays = _read_arrays(path)
+    meta = _read_meta(path, arrays)
+    try:
+        layers = [layer_from_description(d) for d in meta["layers"]]
+        loss = LOSSES[meta["loss"]]()
+        network = Network(layers, loss, tuple(meta["input_shape"]), np.random.default_rng(0))
+        params = {k.removeprefix("param/"): v for k, v in arrays.items() if k.startswith("param/")}
+        for name, value in params.items():
+            if value.dtype.kind != "f":
+                raise ValueError(f"parameter {name} has dtype {value.dtype}, expected floats")
+        network.load_state(params)
+        pre = {k.removeprefix("pre/"): v for k, v in arrays.items() if k.startswith("pre/")}
+        preprocessor = Preprocessor.from_arrays(pre, meta["target"], meta["task"])
+        if preprocessor.mean.shape != (network.input_shape[0],):
+            raise ValueError("preprocessing arrays do not match the input width")
+    except (KeyError, TypeError, ValueError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ModelFileError(f"{path}: damaged or incompatible model file: {detail}") from None
+    optimizer = {k.removeprefix("opt/"): v for k, v in arrays.items() if k.startswith("opt/")}
+    return SavedModel(network, preprocessor, meta, optimizer)
+
+
+def _read_arrays(path: Path) -> dict[str, NDArray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ModelFileError(f"{path}: a single .npy array, not a bp model (.npz)")
+            return {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: model file not found") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory; give the model.npz inside it") from None
+    except ModelFileError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise ModelFileError(f"{path}: not a readable bp model file ({exc})") from None
+
+
+def _read_meta(path: Path, arrays: dict[str, NDArray]) -> dict[str, Any]:
+    if "meta" not in arrays:
+        raise ModelFileError(f"{path}: not a bp model file (no metadata)")
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except ValueError:
+        raise ModelFileError(f"{path}: model metadata is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a bp model file")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model format version {version} is not supported by this bp "
+            f"(it reads version {FORMAT_VERSION}); use the bp version that wrote it"
+        )
+    return meta

@@ -1,0 +1,23 @@
+"""bp's backpropagation core: NumPy only, no files, no terminals, no configuration formats."""
+
+from bpcli.nn.activations import ACTIVATIONS
+from bpcli.nn.init import INITIALIZERS
+from bpcli.nn.layers import LAYERS, Activation, Dense, Dropout, Layer
+from bpcli.nn.losses import LOSSES, Loss
+from bpcli.nn.network import Network
+from bpcli.nn.optimizers import OPTIMIZERS, Optimizer
+
+__all__ = [
+    "ACTIVATIONS",
+    "INITIALIZERS",
+    "LAYERS",
+    "LOSSES",
+    "OPTIMIZERS",
+    "Activation",
+    "Dense",
+    "Dropout",
+    "Layer",
+    "Loss",
+    "Network",
+    "Optimizer",
+]

@@ -1,0 +1,145 @@
+"""A feed-forward network: an ordered stack of layers with one loss."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from bpcli.nn.layers import Activation, Layer, Shape
+from bpcli.nn.losses import Loss
+
+Array = NDArray[np.floating]
+
+
+class Network:
+    """Layers applied in order, trained against ``loss``.
+
+    When the loss fuses with the output activation (softmax + cross-entropy, sigmoid +
+    binary cross-entropy), the last layer must be that activation; training then feeds the
+    loss the logits and skips the activation's own backward pass.
+    """
+
+    def __init__(
+        self,
+        layers: list[Layer],
+        loss: Loss,
+        input_shape: Shape,
+        rng: np.random.Generator,
+        dtype: DTypeLike = np.float32,
+    ) -> None:
+        if loss.fused_activation is not None:
+            last = layers[-1] if layers else None
+            if not (isinstance(last, Activation) and last.name == loss.fused_activation):
+                raise ValueError(
+                    f"loss {loss.name!r} needs a {loss.fused_activation!r} output activation"
+                )
+        self.layers = layers
+        self.loss = loss
+        self.dtype = np.dtype(dtype)
+        self.input_shape = tuple(input_shape)
+        shape = self.input_shape
+        for layer in layers:
+            shape = layer.build(shape, rng, self.dtype)
+        self.output_shape = shape
+        # The first layer's input gradient is never needed in training.
+        if layers:
+            layers[0].needs_input_grad = False
+        self._loss_layers = layers[:-1] if loss.fused_activation else layers
+
+    # -- forward and backward -------------------------------------------------------
+    def forward(self, X: Array, training: bool = False) -> Array:
+        """Outputs of the whole network (probabilities for classifiers), shape (n, *out)."""
+        for layer in self.layers:
+            X = layer.forward(X, training)
+        return X
+
+    def loss_value(self, X: Array, Y: NDArray, training: bool = False) -> float:
+        """The loss on a batch, without gradients."""
+        P = X
+        for layer in self._loss_layers:
+            P = layer.forward(P, training)
+        return self.loss.value(P, Y)
+
+    def evaluate(self, X: Array, Y: NDArray, batch_size: int = 4096) -> tuple[float, Array]:
+        """Loss and outputs in inference mode, in batches; the loss is the batch mean."""
+        total = 0.0
+        outputs = []
+        for start in range(0, len(X), batch_size):
+            P = X[start : start + batch_size]
+            for layer in self._loss_layers:
+                P = layer.forward(P, False)
+            total += self.loss.value(P, Y[start : start + batch_size]) * len(P)
+            for layer in self.layers[len(self._loss_layers) :]:
+                P = layer.forward(P, False)
+            outputs.append(P)
+        return total / max(len(X), 1), np.concatenate(outputs)
+
+    def compute_gradients(self, X: Array, Y: NDArray) -> float:
+        """Forward in training mode, loss, and backward: fills every layer's ``grads``.
+
+        Returns the loss; the input gradient, when the first layer is asked for it, is
+        kept in ``input_grad``.
+        """
+        P = X
+        for layer in self._loss_layers:
+            P = layer.forward(P, True)
+        loss, dP = self.loss.value_and_grad(P, Y)
+        grad: Array | None = dP
+        for layer in reversed(self._loss_layers):
+            assert grad is not None
+            grad = layer.backward(grad)
+        self.input_grad = grad
+        return loss
+
+    # -- parameters -----------------------------------------------------------------
+    def parameters(self) -> list[tuple[str, Array, Array]]:
+        """``(name, param, grad)`` for every parameter tensor, named ``"<index>.<key>"``."""
+        return [
+            (f"{i}.{key}", layer.params[key], layer.grads[key])
+            for i, layer in enumerate(self.layers)
+            for key in layer.params
+        ]
+
+    def param_arrays(self) -> list[Array]:
+        return [p for _, p, _ in self.parameters()]
+
+    def grad_arrays(self) -> list[Array]:
+        return [g for _, _, g in self.parameters()]
+
+    def state(self) -> dict[str, Array]:
+        return {name: param for name, param, _ in self.parameters()}
+
+    def load_state(self, state: dict[str, NDArray]) -> None:
+        """Copy saved parameters in, checking that names and shapes match exactly."""
+        expected = {name: p.shape for name, p, _ in self.parameters()}
+        found = {name: np.shape(a) for name, a in state.items()}
+        if expected != found:
+            missing = sorted(set(expected) - set(found))
+            extra = sorted(set(found) - set(expected))
+            wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+            raise ValueError(
+                "parameters do not match the architecture"
+                + (f"; missing {missing}" if missing else "")
+                + (f"; unexpected {extra}" if extra else "")
+                + (f"; wrong shape {wrong}" if wrong else "")
+            )
+        for name, param, _ in self.parameters():
+            param[...] = state[name]
+
+    @property
+    def n_params(self) -> int:
+        return sum(layer.n_params for layer in self.layers)
+
+    @contextmanager
+    def held_randomness(self) -> Iterator[None]:
+        """Within the block, stochastic layers repeat their last draw (dropout masks)."""
+        for layer in self.layers:
+            layer.hold_randomness(True)
+        try:
+            yield
+        finally:
+            for layer in self.layers:
+                layer.hold_randomness(False)
