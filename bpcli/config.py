@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,7 +313,7 @@ def _model_in(annotation: Any, node: Any) -> Any:
     origin = get_origin(annotation)
     if origin is Annotated or origin is list:
         return _model_in(get_args(annotation)[0], node)
-    if origin is Union or str(origin) == "types.UnionType":
+    if origin is Union or origin is types.UnionType:
         members = [m for m in get_args(annotation)
                    if isinstance(m, type) and issubclass(m, BaseModel)]
         for member in members:

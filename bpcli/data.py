@@ -53,7 +53,7 @@ class Table:
             parsed = None
         if parsed is not None and np.isfinite(parsed).all():
             return parsed
-        for i, text in enumerate(values):
+        for i, text in enumerate(values.tolist()):
             where = f"{self.path}:{self.lines[i]}: column {column!r}"
             if text.strip().lower() in MISSING:
                 raise DataError(f"{where}: missing value; bp does not impute yet: fill it in "
@@ -204,7 +204,7 @@ class Preprocessor:
             return y.reshape(-1, 1).astype(dtype)
         labels = table.cells[self.target]
         index = {c: i for i, c in enumerate(self.classes)}
-        unknown = [(i, v) for i, v in enumerate(labels) if v not in index]
+        unknown = [(i, v) for i, v in enumerate(labels.tolist()) if v not in index]
         if unknown:
             i, value = unknown[0]
             raise DataError(

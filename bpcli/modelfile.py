@@ -87,7 +87,8 @@ def load_model(path: Path) -> SavedModel:
 
 def _read_arrays(path: Path) -> dict[str, NDArray]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # Opened here, not by np.load, so that the file is closed whatever np.load finds.
+        with path.open("rb") as f, np.load(f, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):
                 raise ModelFileError(f"{path}: a single .npy array, not a bp model (.npz)")
             return {name: archive[name] for name in archive.files}

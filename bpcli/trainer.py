@@ -69,6 +69,11 @@ class Trainer:
             listener(event)
 
     def fit(self, X: NDArray, Y: NDArray, X_val: NDArray, Y_val: NDArray) -> TrainingResult:
+        # Overflow is caught as a non-finite loss below, with a better message than numpy's.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._fit(X, Y, X_val, Y_val)
+
+    def _fit(self, X: NDArray, Y: NDArray, X_val: NDArray, Y_val: NDArray) -> TrainingResult:
         n = len(X)
         batch = min(self.batch_size, n)
         batches = math.ceil(n / batch)

@@ -1,0 +1,152 @@
+"""Config loading: every problem reported at once, located, with what is allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bpcli.config import Config, dotted, load_config
+from bpcli.errors import ConfigError
+from bpcli.nn import ACTIVATIONS, LOSSES
+from tests.conftest import CONFIGS, iris_config
+
+BAD = """\
+data:
+  path: ../datasets/iris.csv
+  targt: species
+model:
+  layers:
+    - type: dense
+      units: 0
+      activation: relux
+    - type: dropot
+    - {type: dropout, rate: 2}
+optimizer:
+  name: adam
+  learning_rate: -1
+training:
+  epoch: 10
+output:
+  name: ../escape
+"""
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return info.value.problems
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path: Path) -> None:
+    assert isinstance(load_config(path).config, Config)
+
+
+def test_every_problem_is_reported_at_once_with_its_line(
+    write_config: Callable[..., Path],
+) -> None:
+    path = write_config(BAD)
+    found = problems(path)
+    expected = [
+        (1, "data.target", "required key is missing"),
+        (3, "data.targt", "did you mean 'target'?"),
+        (7, "model.layers[0].units", "greater than or equal to 1"),
+        (8, "model.layers[0].activation", "did you mean 'relu'?"),
+        (9, "model.layers[1].type", "did you mean 'dropout'?"),
+        (10, "model.layers[2].rate", "less than 1"),
+        (13, "optimizer.learning_rate", "greater than 0"),
+        (15, "training.epoch", "did you mean 'epochs'?"),
+        (17, "output.name", "letters, digits"),
+    ]
+    assert len(found) == len(expected), found
+    for problem, (line, field, text) in zip(found, expected, strict=True):
+        assert problem.startswith(f"{path}:{line}:"), problem
+        assert f": {field}: " in problem
+        assert text in problem
+
+
+def test_unknown_choice_lists_what_is_allowed(write_config: Callable[..., Path]) -> None:
+    config = iris_config(loss="cross_entropyy")
+    (problem,) = problems(write_config(config))
+    assert "loss: unknown loss 'cross_entropyy' (did you mean 'cross_entropy'?)" in problem
+    for name in LOSSES:
+        assert name in problem
+
+
+def test_allowed_activations_come_from_the_table(write_config: Callable[..., Path]) -> None:
+    config = iris_config()
+    config["model"]["layers"][0]["activation"] = "nope"
+    (problem,) = problems(write_config(config))
+    assert all(name in problem for name in ACTIVATIONS)
+
+
+def test_unknown_key_in_tagged_optimizer_suggests_its_own_fields(
+    write_config: Callable[..., Path],
+) -> None:
+    config = iris_config(optimizer={"name": "sgd", "momentun": 0.9})
+    (problem,) = problems(write_config(config))
+    assert "did you mean 'momentum'?" in problem
+    assert "nesterov" in problem  # the sgd fields are listed, not adam's
+    assert "beta1" not in problem
+
+
+def test_optimizer_shorthand(write_config: Callable[..., Path]) -> None:
+    config = iris_config(optimizer="sgd")
+    assert load_config(write_config(config)).config.optimizer.name == "sgd"
+
+
+def test_yaml_syntax_error_is_located(write_config: Callable[..., Path]) -> None:
+    path = write_config("data:\n  path: [unclosed\nmodel: {}\n")
+    (problem,) = problems(path)
+    assert problem.startswith(f"{path}:3:") and "invalid YAML" in problem
+
+
+def test_duplicate_keys_are_reported(write_config: Callable[..., Path]) -> None:
+    path = write_config("data:\n  path: a.csv\n  target: y\n  target: z\nmodel:\n"
+                        "  layers: [{type: dense}]\n")
+    (problem,) = problems(path)
+    assert problem.startswith(f"{path}:4:3:") and "duplicate key 'target'" in problem
+
+
+@pytest.mark.parametrize("text", ["", "- just\n- a list\n", "42\n"])
+def test_config_must_be_a_mapping(write_config: Callable[..., Path], text: str) -> None:
+    (problem,) = problems(write_config(text))
+    assert "must be a mapping" in problem
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    (problem,) = problems(tmp_path / "nope.yaml")
+    assert "not found" in problem
+
+
+def test_python_tags_are_refused(write_config: Callable[..., Path]) -> None:
+    path = write_config("data: !!python/object/apply:os.system ['echo hacked']\n")
+    (problem,) = problems(path)
+    assert "invalid YAML" in problem
+
+
+def test_hidden_dense_layers_need_units(write_config: Callable[..., Path]) -> None:
+    config = iris_config(model={"layers": [{"type": "dense"}, {"type": "dense"}]})
+    (problem,) = problems(write_config(config))
+    assert "model.layers[0]" in problem and "units is required" in problem
+
+
+def test_last_layer_must_be_dense(write_config: Callable[..., Path]) -> None:
+    config = iris_config(model={"layers": [{"type": "dense", "units": 3},
+                                           {"type": "dropout", "rate": 0.1}]})
+    (problem,) = problems(write_config(config))
+    assert "model.layers[1]" in problem and "must be dense" in problem
+
+
+def test_both_validation_sources_is_an_error(write_config: Callable[..., Path]) -> None:
+    config = iris_config()
+    config["data"].update(validation_path="v.csv", validation_fraction=0.1)
+    (problem,) = problems(write_config(config))
+    assert "not both" in problem
+
+
+def test_dotted() -> None:
+    assert dotted(("model", "layers", 2, "units")) == "model.layers[2].units"
+    assert dotted(()) == ""
