@@ -79,8 +79,8 @@ class Trainer:
         batches = math.ceil(n / batch)
         X_buf = np.empty((batch, *X.shape[1:]), dtype=X.dtype)
         Y_buf = np.empty((batch, *Y.shape[1:]), dtype=Y.dtype)
-        params = self.network.param_arrays()
-        grads = self.network.grad_arrays()
+        params = [self.network.flat_params]
+        grads = [self.network.flat_grads]
         best = (math.inf, math.nan, 0)  # (val loss, val metric, epoch)
         best_params = [p.copy() for p in params]
         started = time.perf_counter()
@@ -92,8 +92,10 @@ class Trainer:
             loss_sum = 0.0
             for b in range(batches):
                 index = order[b * batch : (b + 1) * batch]
-                Xb = np.take(X, index, axis=0, out=X_buf[: len(index)])
-                Yb = np.take(Y, index, axis=0, out=Y_buf[: len(index)])
+                # mode="clip" skips numpy's defensive copy when writing to `out` (3x faster);
+                # the indices come from a permutation, so nothing is ever clipped.
+                Xb = np.take(X, index, axis=0, out=X_buf[: len(index)], mode="clip")
+                Yb = np.take(Y, index, axis=0, out=Y_buf[: len(index)], mode="clip")
                 loss = self.network.compute_gradients(Xb, Yb)
                 if not math.isfinite(loss):
                     raise TrainingDiverged(

@@ -5,6 +5,12 @@ Contract (see ``shared/DESIGN.md``): ``forward(X, training)`` caches exactly wha
 under the same key as ``params`` and returns ``dX`` (``None`` when the input gradient is
 not needed, which saves a matrix product in the first layer). Shapes exclude the batch
 axis: a layer maps ``(batch, *input_shape)`` to ``(batch, *output_shape)``.
+
+Speed rules, for training mode only: a layer may return a buffer it reuses on the next
+call (so callers must not keep outputs across training steps), may overwrite its input
+when ``may_overwrite_input`` is set (the network sets it where no other layer holds on to
+that array), and its ``backward`` may overwrite ``dY``. Inference mode allocates fresh
+outputs and never overwrites its input.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ class Layer:
         self.input_shape: Shape = ()
         self.output_shape: Shape = ()
         self.needs_input_grad = True
+        self.may_overwrite_input = False
+
+    #: True when the layer keeps a reference to its output for backward (so the next layer
+    #: must not overwrite it).
+    caches_output: ClassVar[bool] = False
 
     def build(self, input_shape: Shape, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
         """Create parameters for inputs of ``input_shape``; return the output shape."""
@@ -75,6 +86,7 @@ class Dense(Layer):
         self.units = units
         self.init = init
         self._X: Array | None = None
+        self._buffers: dict[str, Array] = {}
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
@@ -92,18 +104,31 @@ class Dense(Layer):
         return shape
 
     def forward(self, X: Array, training: bool) -> Array:
-        self._X = X
-        Z = X @ self.params["W"]
+        W = self.params["W"]
+        if training:
+            self._X = X
+            Z = np.matmul(X, W, out=self._buffer("Z", (len(X), self.units), X.dtype))
+        else:
+            Z = X @ W
         Z += self.params["b"]
         return Z
 
     def backward(self, dY: Array) -> Array | None:
         assert self._X is not None, "backward called before forward"
         np.matmul(self._X.T, dY, out=self.grads["W"])
-        np.sum(dY, axis=0, out=self.grads["b"])
+        np.add.reduce(dY, axis=0, out=self.grads["b"])
         if not self.needs_input_grad:
             return None
-        return dY @ self.params["W"].T
+        W = self.params["W"]
+        return np.matmul(dY, W.T, out=self._buffer("dX", (len(dY), W.shape[0]), dY.dtype))
+
+    def _buffer(self, name: str, shape: tuple[int, int], dtype: np.dtype) -> Array:
+        """A reusable array for training outputs: allocating a fresh large one every
+        step costs page faults that rival the matrix products."""
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = self._buffers[name] = np.empty(shape, dtype=dtype)
+        return buffer
 
     def describe(self) -> dict[str, Any]:
         return {"type": self.kind, "units": self.units, "init": self.init}
@@ -113,6 +138,7 @@ class Activation(Layer):
     """Applies an activation function from ``ACTIVATIONS``; no parameters."""
 
     kind = "activation"
+    caches_output = True
 
     def __init__(self, name: str, **options: float) -> None:
         super().__init__()
@@ -125,12 +151,14 @@ class Activation(Layer):
         self._A: Array | None = None
 
     def forward(self, X: Array, training: bool) -> Array:
-        A = self.fn.forward(X)
-        self._Z, self._A = X, A
+        in_place = training and self.may_overwrite_input and not self.fn.needs_input
+        A = self.fn.forward(X, out=X if in_place else None)
+        self._Z = X if self.fn.needs_input else None
+        self._A = A
         return A
 
     def backward(self, dY: Array) -> Array:
-        assert self._Z is not None and self._A is not None, "backward called before forward"
+        assert self._A is not None, "backward called before forward"
         return self.fn.backward(dY, self._Z, self._A)
 
     def describe(self) -> dict[str, Any]:
@@ -161,17 +189,18 @@ class Dropout(Layer):
         self._held = hold
 
     def forward(self, X: Array, training: bool) -> Array:
-        if not training or self.rate == 0.0:
+        if not training:
             self._mask = None
             return X
         if not (self._held and self._mask is not None and self._mask.shape == X.shape):
             assert self._rng is not None, "dropout used before build"
             keep = self._rng.random(X.shape, dtype=X.dtype) >= self.rate
             self._mask = keep.astype(X.dtype) / X.dtype.type(1.0 - self.rate)
-        return X * self._mask
+        return np.multiply(X, self._mask, out=X if self.may_overwrite_input else None)
 
     def backward(self, dY: Array) -> Array:
-        return dY if self._mask is None else dY * self._mask
+        assert self._mask is not None, "backward called before a training forward"
+        return np.multiply(dY, self._mask, out=dY)
 
     def describe(self) -> dict[str, Any]:
         return {"type": self.kind, "rate": self.rate}

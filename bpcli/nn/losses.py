@@ -40,12 +40,11 @@ class MeanSquaredError(Loss):
     name = "mse"
 
     def value(self, P: Array, Y: NDArray) -> float:
-        D = P - Y
-        return float(np.mean(D * D))
+        return _mean_square(P - Y)
 
     def value_and_grad(self, P: Array, Y: NDArray) -> tuple[float, Array]:
         D = P - Y
-        loss = float(np.mean(D * D))
+        loss = _mean_square(D)
         D *= P.dtype.type(2.0 / D.size)
         return loss, D
 
@@ -66,15 +65,16 @@ class SoftmaxCrossEntropy(Loss):
         return float(np.mean(log_norm - shifted[np.arange(len(Y)), Y]))
 
     def value_and_grad(self, P: Array, Y: NDArray) -> tuple[float, Array]:
-        n = len(Y)
-        rows = np.arange(n)
+        n, k = P.shape
+        flat_index = np.arange(0, n * k, k) + Y  # positions of the true classes in S.flat
         S = P - np.max(P, axis=1, keepdims=True)
-        picked = S[rows, Y]
+        flat = S.reshape(-1)
+        picked_sum = float(np.add.reduce(flat[flat_index]))
         np.exp(S, out=S)
-        norm = np.sum(S, axis=1, keepdims=True)
-        loss = float(np.mean(np.log(norm[:, 0]) - picked))
+        norm = np.add.reduce(S, axis=1, keepdims=True)
+        loss = (float(np.add.reduce(np.log(norm), axis=None)) - picked_sum) / n
         S /= norm
-        S[rows, Y] -= 1
+        flat[flat_index] -= 1
         S *= P.dtype.type(1.0 / n)
         return loss, S
 
@@ -97,6 +97,11 @@ class SigmoidBinaryCrossEntropy(Loss):
         G = sigmoid(P) - Y
         G *= P.dtype.type(1.0 / G.size)
         return loss, G
+
+
+def _mean_square(D: Array) -> float:
+    flat = D.reshape(-1)
+    return float(np.dot(flat, flat)) / max(flat.size, 1)
 
 
 LOSSES: dict[str, type[Loss]] = {

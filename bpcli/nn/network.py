@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -47,7 +48,29 @@ class Network:
         # The first layer's input gradient is never needed in training.
         if layers:
             layers[0].needs_input_grad = False
+        # A layer may work in place on its input unless that is the caller's array or a
+        # previous layer keeps it for its own backward pass.
+        for previous, layer in pairwise(layers):
+            layer.may_overwrite_input = not previous.caches_output
         self._loss_layers = layers[:-1] if loss.fused_activation else layers
+        self.flat_params, self.flat_grads = self._flatten()
+
+    def _flatten(self) -> tuple[Array, Array]:
+        """Move all parameters (and gradients) into one contiguous vector each, leaving
+        each layer's arrays as views into it: an optimizer then updates every parameter
+        with a few vector operations instead of a few per tensor."""
+        total = sum(p.size for layer in self.layers for p in layer.params.values())
+        flat_params = np.empty(total, dtype=self.dtype)
+        flat_grads = np.zeros(total, dtype=self.dtype)
+        offset = 0
+        for layer in self.layers:
+            for key, param in layer.params.items():
+                view = flat_params[offset : offset + param.size].reshape(param.shape)
+                view[...] = param
+                layer.params[key] = view
+                layer.grads[key] = flat_grads[offset : offset + param.size].reshape(param.shape)
+                offset += param.size
+        return flat_params, flat_grads
 
     # -- forward and backward -------------------------------------------------------
     def forward(self, X: Array, training: bool = False) -> Array:

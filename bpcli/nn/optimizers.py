@@ -28,6 +28,14 @@ class Optimizer:
     def step(self, params: list[Array], grads: list[Array]) -> None:
         raise NotImplementedError
 
+    def _scratch(self, params: list[Array]) -> list[Array]:
+        """One reusable work array per parameter, so that a step allocates nothing."""
+        scratch: list[Array] | None = getattr(self, "_work", None)
+        if scratch is None or [a.shape for a in scratch] != [p.shape for p in params]:
+            scratch = [np.empty_like(p) for p in params]
+            self._work = scratch
+        return scratch
+
     def state(self) -> dict[str, NDArray]:
         """The optimizer's state as named arrays (for checkpoints)."""
         return {"iterations": np.array(self.iterations, dtype=np.int64)}
@@ -61,18 +69,20 @@ class SGD(Optimizer):
 
     def step(self, params: list[Array], grads: list[Array]) -> None:
         lr, mu = self.learning_rate, self.momentum
+        scratch = self._scratch(params)
         if mu == 0.0:
-            for w, g in zip(params, grads, strict=True):
-                w -= lr * g
+            for w, g, step in zip(params, grads, scratch, strict=True):
+                w -= np.multiply(g, lr, out=step)
             self.iterations += 1
             return
         if not self.velocities:
             self.velocities = [np.zeros_like(w) for w in params]
-        for w, g, v in zip(params, grads, self.velocities, strict=True):
+        for w, g, v, step in zip(params, grads, self.velocities, scratch, strict=True):
             v *= mu
-            v -= lr * g
+            v -= np.multiply(g, lr, out=step)
             if self.nesterov:
-                w += mu * v - lr * g
+                w -= step  # the -lr * g part of the Nesterov step
+                w += np.multiply(v, mu, out=step)
             else:
                 w += v
         self.iterations += 1
@@ -120,14 +130,20 @@ class Adam(Optimizer):
         b1, b2 = self.beta1, self.beta2
         step_size = self.learning_rate / (1 - b1**t)
         v_correction = 1 / (1 - b2**t)
-        for w, g, m, v in zip(params, grads, self.m, self.v, strict=True):
+        scratch = self._scratch(params)
+        for w, g, m, v, work in zip(params, grads, self.m, self.v, scratch, strict=True):
             m *= b1
-            m += (1 - b1) * g
+            m += np.multiply(g, 1 - b1, out=work)
             v *= b2
-            v += (1 - b2) * (g * g)
-            denom = np.sqrt(v * v_correction)
-            denom += self.epsilon
-            w -= step_size * m / denom
+            np.multiply(g, g, out=work)
+            work *= 1 - b2
+            v += work
+            np.multiply(v, v_correction, out=work)
+            np.sqrt(work, out=work)
+            work += self.epsilon
+            np.divide(m, work, out=work)
+            work *= step_size
+            w -= work
 
     def state(self) -> dict[str, NDArray]:
         state = super().state()
