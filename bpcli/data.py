@@ -187,7 +187,7 @@ class Preprocessor:
             classes = sort_labels(table.cells[target])
         else:
             y = table.numbers(target)
-            target_mean, target_scale = np.array([y.mean()]), np.array([_safe_std(y)])
+            target_mean, target_scale = np.array([y.mean()]), _safe_std(y)
         return cls(features, target, task, X.mean(axis=0), _safe_std(X), classes,
                    target_mean, target_scale)
 

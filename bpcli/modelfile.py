@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bpcli.atomic import write_atomic
+from bpcli.atomic import json_text, write_atomic
 from bpcli.data import Preprocessor
 from bpcli.errors import ModelFileError
 from bpcli.nn import LOSSES, Network
@@ -54,7 +54,7 @@ def save_model(
         "layers": [layer.describe() for layer in network.layers],
         **meta,
     }
-    arrays: dict[str, NDArray] = {"meta": np.array(json.dumps(header, sort_keys=True))}
+    arrays: dict[str, NDArray] = {"meta": np.array(json_text(header))}
     arrays.update({f"param/{k}": v for k, v in network.state().items()})
     arrays.update({f"pre/{k}": v for k, v in preprocessor.to_arrays().items()})
     arrays.update({f"opt/{k}": v for k, v in (optimizer_state or {}).items()})
@@ -76,13 +76,30 @@ def load_model(path: Path) -> SavedModel:
         network.load_state(params)
         pre = {k.removeprefix("pre/"): v for k, v in arrays.items() if k.startswith("pre/")}
         preprocessor = Preprocessor.from_arrays(pre, meta["target"], meta["task"])
-        if preprocessor.mean.shape != (network.input_shape[0],):
-            raise ValueError("preprocessing arrays do not match the input width")
+        _check_consistent(network, preprocessor)
     except (KeyError, TypeError, ValueError) as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ModelFileError(f"{path}: damaged or incompatible model file: {detail}") from None
     optimizer = {k.removeprefix("opt/"): v for k, v in arrays.items() if k.startswith("opt/")}
     return SavedModel(network, preprocessor, meta, optimizer)
+
+
+def _check_consistent(network: Network, pre: Preprocessor) -> None:
+    """The preprocessing must fit the network: a mismatch would predict nonsense silently."""
+    width = network.input_shape[0]
+    if not len(pre.features) == pre.mean.shape[0] == pre.scale.shape[0] == width:
+        raise ValueError(f"{len(pre.features)} feature names, {pre.mean.shape[0]} means and "
+                         f"{pre.scale.shape[0]} scales for a network of {width} inputs")
+    outputs = network.output_shape[0]
+    if pre.task == "regression":
+        if not pre.target_mean.shape == pre.target_scale.shape == (outputs,):
+            raise ValueError("regression target arrays do not match the output width")
+    elif pre.task == "classification":
+        expected = 2 if network.loss.name == "binary_cross_entropy" and outputs == 1 else outputs
+        if len(pre.classes) != expected or expected < 2:
+            raise ValueError(f"{len(pre.classes)} class labels for {outputs} outputs")
+    else:
+        raise ValueError(f"unknown task {pre.task!r}")
 
 
 def _read_arrays(path: Path) -> dict[str, NDArray]:

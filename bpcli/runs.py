@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import platform
 import time
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from bpcli import __version__
-from bpcli.atomic import write_text_atomic
+from bpcli.atomic import json_text, write_text_atomic
 from bpcli.errors import UsageError
 from bpcli.events import EpochEnded, Event
 
@@ -50,7 +49,7 @@ def environment() -> dict[str, str]:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json_text(data, indent=2) + "\n")
 
 
 class RunRecorder:

@@ -336,3 +336,24 @@ def test_version_and_help(runner: CliRunner) -> None:
     assert result.exit_code == 0
     for command in ("train", "predict", "gradcheck"):
         assert command in result.output
+
+
+@pytest.mark.parametrize("damage", [
+    {"pre/classes": np.array(["a", "b"])},                       # 2 labels, 3 outputs
+    {"pre/classes": np.array(["a", "b", "c", "d"])},             # 4 labels, 3 outputs
+    {"pre/features": np.array(["sepal_length", "sepal_width"])},  # fewer names than inputs
+    {"pre/mean": np.zeros(5)},
+    {"param/0.W": np.zeros((4, 3), dtype=np.float32)},           # wrong shape
+    {"param/0.W": np.zeros((4, 8), dtype=np.int64)},             # not floats
+])
+def test_predict_rejects_inconsistent_model_files(
+    iris_model: Path, runner: CliRunner, in_tmp: Path, damage: dict[str, np.ndarray]
+) -> None:
+    with np.load(iris_model) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays.update(damage)
+    broken = in_tmp / "broken.npz"
+    np.savez(broken, **arrays)  # type: ignore[arg-type]
+    output = assert_clean_failure(runner.invoke(app, ["predict", str(broken),
+                                                      str(DATASETS / "iris.csv")]))
+    assert "damaged or incompatible model file" in output
