@@ -64,12 +64,29 @@ ConfigArg = Annotated[Path, typer.Argument(help="The YAML config file.", show_de
 
 
 @app.command()
-def train(config: ConfigArg) -> None:
+def train(
+    config: Annotated[Optional[Path], typer.Argument(  # noqa: UP045
+        help="The YAML config file.", show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--resume", help="Carry on this run directory from its last checkpoint.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="With --resume: resume even if the config or data changed.")] = False,
+) -> None:
     """Train the network a config describes and write a run directory."""
+    from bpcli.commands.train import resume as resume_run
     from bpcli.commands.train import train as run_train
     from bpcli.display import Display
+    from bpcli.errors import UsageError
 
-    _run(lambda: run_train(config, Display()))
+    def action() -> Path:
+        if (config is None) == (resume is None):
+            raise UsageError("give a config file, or --resume RUN_DIR, not both")
+        if resume is not None:
+            return resume_run(resume, Display(), force)
+        assert config is not None
+        return run_train(config, Display())
+
+    _run(action)
 
 
 @app.command()

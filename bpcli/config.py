@@ -134,6 +134,12 @@ class TrainingConfig(Strict):
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(32, ge=1)
     seed: int = Field(0, description="Seeds initialisation, shuffling and dropout.")
+    on_divergence: Literal["stop", "rollback"] = Field(
+        "stop", description="When the loss or a gradient goes non-finite: stop (exit 1), or "
+        "go back to the last epoch's end with a lower learning rate.")
+    rollback_lr_factor: float = Field(0.5, gt=0, lt=1,
+                                      description="Learning rate multiplier per rollback.")
+    max_rollbacks: int = Field(3, ge=1, description="Stop after this many rollbacks.")
 
 
 class OutputConfig(Strict):

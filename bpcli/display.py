@@ -17,7 +17,15 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from bpcli.events import BatchesDone, EpochEnded, Event, TrainingEnded, TrainingStarted
+from bpcli.events import (
+    BatchesDone,
+    EpochEnded,
+    Event,
+    RolledBack,
+    Stopped,
+    TrainingEnded,
+    TrainingStarted,
+)
 from bpcli.nn.gradcheck import TensorCheck
 
 REFRESHES_PER_SECOND = 4
@@ -71,10 +79,23 @@ class TrainingView:
         self.metric_name = "metric"
         self.rows: list[EpochEnded] = []
         self.progress: BatchesDone | None = None
+        self.notes: list[str] = []
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TrainingStarted):
             self.metric_name = event.metric_name
+        elif isinstance(event, RolledBack):
+            self.notes.append(f"{event.reason}; rolled back to the end of epoch "
+                              f"{event.to_epoch} with learning rate {event.learning_rate:.3g} "
+                              f"(rollback {event.rollbacks})")
+            if not self.display.interactive:
+                self.display.info(self.notes[-1])
+        elif isinstance(event, Stopped):
+            self.progress = None
+            self.notes.append(f"stopping after batch {event.batches_done} of epoch "
+                              f"{event.epoch}; writing a checkpoint")
+            if not self.display.interactive:
+                self.display.info(self.notes[-1])
         elif isinstance(event, BatchesDone):
             self.progress = event
         elif isinstance(event, EpochEnded):
@@ -102,11 +123,13 @@ class TrainingView:
             table.add_row(f"{e.epoch}{'*' if e.is_best else ' '}", f"{e.train_loss:.4f}",
                           f"{e.val_loss:.4f}", f"{e.val_metric:.4f}", f"{e.learning_rate:.3g}",
                           f"{e.seconds:.2f}", style="bold" if e.is_best else None)
-        if self.progress is None:
-            return table
-        p = self.progress
-        bar = ProgressBar(total=p.batches, completed=p.batches_done, width=40)
-        label = Text(f" epoch {p.epoch}: batch {p.batches_done}/{p.batches}")
-        grid = Table.grid()
-        grid.add_row(bar, label)
-        return Group(table, grid)
+        parts: list[RenderableType] = [table]
+        parts += [Text(note, style="yellow") for note in self.notes[-3:]]
+        if self.progress is not None:
+            p = self.progress
+            bar = ProgressBar(total=p.batches, completed=p.batches_done, width=40)
+            label = Text(f" epoch {p.epoch}: batch {p.batches_done}/{p.batches}")
+            grid = Table.grid()
+            grid.add_row(bar, label)
+            parts.append(grid)
+        return Group(*parts)

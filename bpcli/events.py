@@ -13,6 +13,7 @@ class TrainingStarted:
     n_train: int
     n_val: int
     metric_name: str
+    start_epoch: int = 0  # epochs already done (when resuming)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,26 @@ class EpochEnded:
     learning_rate: float
     seconds: float
     is_best: bool
+    rollbacks: int = 0  # divergence rollbacks so far in the run
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """Training stopped on request after ``batches_done`` batches of ``epoch``."""
+
+    epoch: int
+    batches_done: int
+    batches: int
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    """Training diverged and went back to the end of ``to_epoch`` with a lower rate."""
+
+    to_epoch: int
+    reason: str
+    learning_rate: float
+    rollbacks: int
 
 
 @dataclass(frozen=True)
@@ -45,5 +66,5 @@ class TrainingEnded:
     seconds: float
 
 
-Event = TrainingStarted | BatchesDone | EpochEnded | TrainingEnded
+Event = TrainingStarted | BatchesDone | EpochEnded | Stopped | RolledBack | TrainingEnded
 Listener = Callable[[Event], None]

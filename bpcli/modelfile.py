@@ -64,6 +64,7 @@ def save_model(
 def load_model(path: Path) -> SavedModel:
     """Read a model or checkpoint file; any defect is a ``ModelFileError`` naming it."""
     arrays = _read_arrays(path)
+    _check_members(path, arrays)
     meta = _read_meta(path, arrays)
     try:
         layers = [layer_from_description(d) for d in meta["layers"]]
@@ -117,6 +118,20 @@ def _read_arrays(path: Path) -> dict[str, NDArray]:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise ModelFileError(f"{path}: not a readable bp model file ({exc})") from None
+
+
+def _check_members(path: Path, arrays: dict[str, NDArray]) -> None:
+    unexpected = sorted(k for k in arrays if k != "meta" and k.split("/")[0]
+                        not in ("param", "pre", "opt"))
+    if unexpected:
+        raise ModelFileError(f"{path}: unexpected arrays {', '.join(unexpected)}; not a file "
+                             "bp wrote")
+    for name, array in arrays.items():
+        if array.dtype.kind not in "biuf" and not (name in ("meta", "pre/features",
+                                                           "pre/classes")
+                                                   and array.dtype.kind == "U"):
+            raise ModelFileError(f"{path}: array {name} has dtype {array.dtype}; bp model "
+                                 "files hold numbers and text only")
 
 
 def _read_meta(path: Path, arrays: dict[str, NDArray]) -> dict[str, Any]:

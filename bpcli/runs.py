@@ -1,11 +1,15 @@
-"""Run directories: creating them and recording a run's files as training goes."""
+"""Run directories: creating them, fingerprinting their inputs, and recording a run's
+files as training goes."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,20 +20,29 @@ import numpy as np
 from bpcli import __version__
 from bpcli.atomic import json_text, write_text_atomic
 from bpcli.errors import UsageError
-from bpcli.events import EpochEnded, Event
+from bpcli.events import EpochEnded, Event, Stopped
 
 CHECKPOINTS = "checkpoints"
+FINGERPRINTS = "fingerprints.json"
+MiB = 1 << 20
 
 
-def create_run_dir(runs_dir: Path, name: str) -> Path:
-    """Make ``runs_dir/<name>-<timestamp>[-N]``, never reusing an existing directory."""
+def create_run_dir(runs_dir: Path, name: str, bytes_needed: int) -> Path:
+    """Make ``runs_dir/<name>-<timestamp>[-N]``, never reusing an existing directory, after
+    checking that ``runs_dir`` is writable and has room for the run's files."""
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"{runs_dir}: cannot create the runs directory: {exc.strerror}") from None
+        raise UsageError(f"{runs_dir}: cannot create the runs directory: "
+                         f"{exc.strerror or exc}; choose another with output.runs_dir") from None
     if not os.access(runs_dir, os.W_OK | os.X_OK):
         raise UsageError(f"{runs_dir}: the runs directory is not writable; choose another "
                          "with output.runs_dir")
+    free = shutil.disk_usage(runs_dir).free
+    if free < bytes_needed:
+        raise UsageError(f"{runs_dir}: only {free / MiB:.1f} MiB free, and this run needs "
+                         f"about {bytes_needed / MiB:.1f} MiB; free some space or choose "
+                         "another output.runs_dir")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for attempt in range(1, 1000):
         run_dir = runs_dir / (f"{name}-{stamp}" + (f"-{attempt}" if attempt > 1 else ""))
@@ -52,29 +65,79 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json_text(data, indent=2) + "\n")
 
 
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprints(run_dir: Path, data_files: list[Path]) -> dict[str, Any]:
+    """SHA-256 of the run's resolved config and of each data file it reads."""
+    return {"config": file_digest(run_dir / "config.yaml"),
+            "data": {str(p): file_digest(p) for p in data_files}}
+
+
+def changed_inputs(run_dir: Path, data_files: list[Path]) -> list[str]:
+    """What differs from the fingerprints recorded when the run started."""
+    try:
+        recorded = json.loads((run_dir / FINGERPRINTS).read_text())
+    except (OSError, ValueError):
+        return [f"{run_dir / FINGERPRINTS} is missing or unreadable"]
+    changes = []
+    if recorded.get("config") != file_digest(run_dir / "config.yaml"):
+        changes.append(f"{run_dir / 'config.yaml'} was edited")
+    for path in data_files:
+        old = recorded.get("data", {}).get(str(path))
+        if not path.exists():
+            changes.append(f"data file {path} is gone")
+        elif old != file_digest(path):
+            changes.append(f"data file {path} changed")
+    return changes
+
+
 class RunRecorder:
     """Listens to training and keeps the run directory current: ``metrics.csv`` and the
-    ``last``/``best`` checkpoints after every epoch."""
+    ``best``/``last`` checkpoints after every epoch, and ``last`` when training stops
+    mid-epoch. ``best`` is written before ``last``, so that a checkpoint never claims a
+    best epoch whose weights are not on disk."""
 
     def __init__(self, run_dir: Path, metric_name: str,
-                 save_checkpoint: Callable[[Path, EpochEnded], None]) -> None:
+                 save_checkpoint: Callable[[Path], None],
+                 rows: list[list[str]] | None = None) -> None:
         self.run_dir = run_dir
         self.save_checkpoint = save_checkpoint
-        self.header = ["epoch", "train_loss", "val_loss", f"val_{metric_name}",
-                       "learning_rate", "seconds"]
-        self.rows: list[list[object]] = []
+        self.header = metrics_header(metric_name)
+        self.rows: list[list[str]] = rows or []
 
     def __call__(self, event: Event) -> None:
-        if not isinstance(event, EpochEnded):
-            return
-        self.rows.append([event.epoch, repr(event.train_loss), repr(event.val_loss),
-                          repr(event.val_metric), repr(event.learning_rate),
-                          f"{event.seconds:.4f}"])
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(self.header)
-        writer.writerows(self.rows)
-        write_text_atomic(self.run_dir / "metrics.csv", buffer.getvalue())
-        self.save_checkpoint(self.run_dir / CHECKPOINTS / "last.npz", event)
-        if event.is_best:
-            self.save_checkpoint(self.run_dir / CHECKPOINTS / "best.npz", event)
+        if isinstance(event, EpochEnded):
+            self.rows.append([str(event.epoch), repr(event.train_loss), repr(event.val_loss),
+                              repr(event.val_metric), repr(event.learning_rate),
+                              str(event.rollbacks), f"{event.seconds:.4f}"])
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(self.header)
+            writer.writerows(self.rows)
+            write_text_atomic(self.run_dir / "metrics.csv", buffer.getvalue())
+            if event.is_best:
+                self.save_checkpoint(self.run_dir / CHECKPOINTS / "best.npz")
+            self.save_checkpoint(self.run_dir / CHECKPOINTS / "last.npz")
+        elif isinstance(event, Stopped):
+            self.save_checkpoint(self.run_dir / CHECKPOINTS / "last.npz")
+
+
+def metrics_header(metric_name: str) -> list[str]:
+    return ["epoch", "train_loss", "val_loss", f"val_{metric_name}", "learning_rate",
+            "rollbacks", "seconds"]
+
+
+def read_metrics(run_dir: Path, up_to_epoch: int) -> list[list[str]]:
+    """The rows of ``metrics.csv`` for epochs up to ``up_to_epoch`` (a run killed between
+    writing a row and its checkpoint has a row more than its checkpoint)."""
+    try:
+        rows = list(csv.reader(io.StringIO((run_dir / "metrics.csv").read_text())))
+    except FileNotFoundError:
+        return []
+    return [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) <= up_to_epoch]

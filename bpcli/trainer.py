@@ -1,6 +1,9 @@
-"""The training loop: mini-batches, validation each epoch, best-weights tracking.
+"""The training loop: mini-batches, validation each epoch, best-weights tracking,
+interruption at batch boundaries and recovery from divergence.
 
 The trainer never prints and never touches files; it tells its listeners what happened.
+Its whole position (``TrainerState``), with the weights, the optimizer state and the two
+random generators, is enough to carry on bit for bit after a stop.
 """
 
 from __future__ import annotations
@@ -8,13 +11,23 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from bpcli.errors import CheckFailed
-from bpcli.events import BatchesDone, EpochEnded, Event, Listener, TrainingEnded, TrainingStarted
+from bpcli.errors import EXIT_INTERRUPTED, BpError, CheckFailed
+from bpcli.events import (
+    BatchesDone,
+    EpochEnded,
+    Event,
+    Listener,
+    RolledBack,
+    Stopped,
+    TrainingEnded,
+    TrainingStarted,
+)
 from bpcli.nn import Network, Optimizer
 
 Metric = Callable[[NDArray, NDArray], float]
@@ -22,7 +35,60 @@ PROGRESS_INTERVAL_S = 0.1
 
 
 class TrainingDiverged(CheckFailed):
-    """The loss became NaN or infinite."""
+    """The loss or a gradient became NaN or infinite."""
+
+
+class TrainingInterrupted(BpError):
+    """Stopped on request (Ctrl-C, SIGTERM) at a batch boundary, after a checkpoint."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+@dataclass
+class TrainerState:
+    """Where training stands.
+
+    ``batch`` counts the batches done in epoch ``epoch + 1`` (0 at an epoch boundary) and
+    ``loss_sum`` their summed losses; ``epoch_rng`` is the shuffling generator's state at
+    the start of that epoch, from which its batch order is drawn again on resume.
+    """
+
+    epoch: int = 0
+    batch: int = 0
+    loss_sum: float = 0.0
+    best_val_loss: float = math.inf
+    best_val_metric: float = math.nan
+    best_epoch: int = 0
+    rollbacks: int = 0
+    epoch_rng: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        # JSON has no infinity; an unset best is recorded as null
+        data["best_val_loss"] = self.best_val_loss if math.isfinite(self.best_val_loss) else None
+        data["best_val_metric"] = (self.best_val_metric if math.isfinite(self.best_val_metric)
+                                   else None)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainerState:
+        state = cls(**data)
+        if data.get("best_val_loss") is None:
+            state.best_val_loss = math.inf
+        if data.get("best_val_metric") is None:
+            state.best_val_metric = math.nan
+        return state
+
+
+@dataclass(frozen=True)
+class DivergencePolicy:
+    """What to do when the loss or a gradient goes non-finite: stop (``rollback=False``),
+    or go back to the last epoch boundary, multiply the learning rate by ``lr_factor`` and
+    carry on, at most ``max_rollbacks`` times."""
+
+    rollback: bool = False
+    lr_factor: float = 0.5
+    max_rollbacks: int = 3
 
 
 @dataclass
@@ -34,13 +100,24 @@ class TrainingResult:
     seconds: float
 
 
+@dataclass
+class _Snapshot:
+    """Everything needed to go back to an epoch boundary in memory (for rollbacks)."""
+
+    params: NDArray
+    optimizer: dict[str, NDArray]
+    state: TrainerState
+    shuffle_rng: dict[str, Any]
+    network_rng: dict[str, Any]
+
+
 class Trainer:
     """Mini-batch training of ``network`` with ``optimizer``.
 
     Each epoch visits the training rows in a fresh order drawn from ``rng``; batches are
     gathered into buffers allocated once. After each epoch the validation loss and
-    ``metric`` are computed; the weights with the lowest validation loss are kept and put
-    back into the network when training ends.
+    ``metric`` are computed; the weights with the lowest validation loss are kept
+    (``best_params``) and put back into the network when training ends.
     """
 
     def __init__(
@@ -54,6 +131,8 @@ class Trainer:
         metric: Metric,
         metric_name: str,
         listeners: list[Listener],
+        should_stop: Callable[[], bool] = lambda: False,
+        divergence: DivergencePolicy | None = None,
     ) -> None:
         self.network = network
         self.optimizer = optimizer
@@ -63,13 +142,18 @@ class Trainer:
         self.metric = metric
         self.metric_name = metric_name
         self.listeners = listeners
+        self.should_stop = should_stop
+        self.divergence = divergence or DivergencePolicy()
+        self.state = TrainerState()
+        self.best_params = network.flat_params.copy()
 
     def emit(self, event: Event) -> None:
         for listener in self.listeners:
             listener(event)
 
     def fit(self, X: NDArray, Y: NDArray, X_val: NDArray, Y_val: NDArray) -> TrainingResult:
-        # Overflow is caught as a non-finite loss below, with a better message than numpy's.
+        """Train from ``self.state`` (fresh, or restored from a checkpoint) to the last epoch."""
+        # Overflow is caught as a non-finite loss or gradient, with a better message.
         with np.errstate(over="ignore", invalid="ignore"):
             return self._fit(X, Y, X_val, Y_val)
 
@@ -79,49 +163,126 @@ class Trainer:
         batches = math.ceil(n / batch)
         X_buf = np.empty((batch, *X.shape[1:]), dtype=X.dtype)
         Y_buf = np.empty((batch, *Y.shape[1:]), dtype=Y.dtype)
-        params = [self.network.flat_params]
-        grads = [self.network.flat_grads]
-        best = (math.inf, math.nan, 0)  # (val loss, val metric, epoch)
-        best_params = [p.copy() for p in params]
+        params, grads = [self.network.flat_params], [self.network.flat_grads]
+        state = self.state
+        if state.epoch_rng is not None:
+            self.rng.bit_generator.state = state.epoch_rng
+        snapshot = self._snapshot()
         started = time.perf_counter()
-        self.emit(TrainingStarted(self.epochs, batches, n, len(X_val), self.metric_name))
-        epoch = 0
-        for epoch in range(1, self.epochs + 1):
+        self.emit(TrainingStarted(self.epochs, batches, n, len(X_val), self.metric_name,
+                                  state.epoch))
+        while state.epoch < self.epochs:
+            epoch = state.epoch + 1
             epoch_start = last_report = time.perf_counter()
+            state.epoch_rng = dict(self.rng.bit_generator.state)
             order = self.rng.permutation(n)
-            loss_sum = 0.0
-            for b in range(batches):
+            diverged = None
+            for b in range(state.batch, batches):
                 index = order[b * batch : (b + 1) * batch]
                 # mode="clip" skips numpy's defensive copy when writing to `out` (3x faster);
                 # the indices come from a permutation, so nothing is ever clipped.
                 Xb = np.take(X, index, axis=0, out=X_buf[: len(index)], mode="clip")
                 Yb = np.take(Y, index, axis=0, out=Y_buf[: len(index)], mode="clip")
                 loss = self.network.compute_gradients(Xb, Yb)
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"training diverged: the loss became {loss} at epoch {epoch}, batch "
-                        f"{b + 1}; try a smaller learning rate, and check that no input "
-                        "column holds huge values"
-                    )
+                # one reduction finds any NaN or infinity among all the gradients
+                if not (math.isfinite(loss) and math.isfinite(np.add.reduce(grads[0]))):
+                    diverged = self._describe_divergence(loss, epoch, b + 1, Xb)
+                    break
                 self.optimizer.step(params, grads)
-                loss_sum += loss * len(index)
+                state.batch = b + 1
+                state.loss_sum += loss * len(index)
+                if self.should_stop():
+                    self.emit(Stopped(epoch, b + 1, batches))
+                    raise TrainingInterrupted(f"stopped at epoch {epoch}, batch {b + 1} of "
+                                              f"{batches}")
                 now = time.perf_counter()
                 if now - last_report >= PROGRESS_INTERVAL_S:
                     last_report = now
                     self.emit(BatchesDone(epoch, b + 1, batches))
+            if diverged is not None:
+                snapshot = self._recover(diverged, snapshot)
+                continue
             val_loss, outputs = self.network.evaluate(X_val, Y_val)
             val_metric = self.metric(outputs, Y_val)
-            is_best = val_loss < best[0]
+            is_best = val_loss < state.best_val_loss
             if is_best:
-                best = (val_loss, val_metric, epoch)
-                for saved, current in zip(best_params, params, strict=True):
-                    saved[...] = current
-            self.emit(EpochEnded(epoch, self.epochs, loss_sum / n, val_loss, val_metric,
+                state.best_val_loss, state.best_val_metric = val_loss, val_metric
+                state.best_epoch = epoch
+                self.best_params[...] = params[0]
+            train_loss = state.loss_sum / n
+            state.epoch, state.batch, state.loss_sum = epoch, 0, 0.0
+            state.epoch_rng = dict(self.rng.bit_generator.state)
+            snapshot = self._snapshot()
+            self.emit(EpochEnded(epoch, self.epochs, train_loss, val_loss, val_metric,
                                  self.optimizer.learning_rate,
-                                 time.perf_counter() - epoch_start, is_best))
-        for current, saved in zip(params, best_params, strict=True):
-            current[...] = saved
-        result = TrainingResult(epoch, best[2], best[0], best[1], time.perf_counter() - started)
+                                 time.perf_counter() - epoch_start, is_best, state.rollbacks))
+        params[0][...] = self.best_params
+        result = TrainingResult(state.epoch, state.best_epoch, state.best_val_loss,
+                                state.best_val_metric, time.perf_counter() - started)
         self.emit(TrainingEnded(result.epochs_done, result.best_epoch, result.best_val_loss,
                                 result.best_val_metric, result.seconds))
         return result
+
+    def _snapshot(self) -> _Snapshot:
+        return _Snapshot(
+            params=self.network.flat_params.copy(),
+            optimizer={k: np.array(v, copy=True) for k, v in self.optimizer.state().items()},
+            state=TrainerState.from_json(self.state.to_json()),
+            shuffle_rng=dict(self.rng.bit_generator.state),
+            network_rng=dict(self.network.rng.bit_generator.state),
+        )
+
+    def _recover(self, message: str, snapshot: _Snapshot) -> _Snapshot:
+        """Roll back to the last epoch boundary with a lower learning rate, or give up."""
+        policy = self.divergence
+        if not policy.rollback or self.state.rollbacks >= policy.max_rollbacks:
+            if policy.rollback:
+                message += f" (after {self.state.rollbacks} rollbacks)"
+            raise TrainingDiverged(message)
+        self.network.flat_params[...] = snapshot.params
+        self.optimizer.load_state(snapshot.optimizer)
+        rollbacks = self.state.rollbacks + 1
+        self.state = TrainerState.from_json(snapshot.state.to_json())
+        self.state.rollbacks = rollbacks
+        self.rng.bit_generator.state = snapshot.shuffle_rng
+        self.network.rng.bit_generator.state = snapshot.network_rng
+        self.optimizer.learning_rate *= policy.lr_factor
+        self.emit(RolledBack(self.state.epoch, message, self.optimizer.learning_rate, rollbacks))
+        return self._snapshot()
+
+    def _describe_divergence(self, loss: float, epoch: int, batch: int, Xb: NDArray) -> str:
+        """Say where the first non-finite values appeared, and what usually causes them."""
+        where = _first_non_finite(self.network, Xb)
+        return (f"training diverged at epoch {epoch}, batch {batch}: {where} (loss {loss}). "
+                f"Likely causes: a learning rate too high (now "
+                f"{self.optimizer.learning_rate:g}; try 10x smaller) or input columns with "
+                "huge values")
+
+
+def _first_non_finite(network: Network, X: NDArray) -> str:
+    """The first place, in the order backpropagation computes them, with NaN or inf."""
+    for i, layer in enumerate(network.layers):
+        for key, param in layer.params.items():
+            if not np.isfinite(param).all():
+                return f"parameter {key} of layer {i} ({layer.kind}) is not finite"
+    A = X
+    for i, layer in enumerate(network.layers):
+        A = layer.forward(A, False)
+        if not np.isfinite(A).all():
+            return f"the output of layer {i} ({layer.kind}) is not finite"
+    for i in reversed(range(len(network.layers))):  # backward order: output layer first
+        layer = network.layers[i]
+        for key, grad in layer.grads.items():
+            if not np.isfinite(grad).all():
+                return f"the gradient of {key} in layer {i} ({layer.kind}) is not finite"
+    return "the loss is not finite"
+
+
+__all__ = [
+    "DivergencePolicy",
+    "Trainer",
+    "TrainerState",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "TrainingResult",
+]

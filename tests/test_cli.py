@@ -55,7 +55,7 @@ def test_run_directory_contents(runner: CliRunner, in_tmp: Path, write_config: W
     rows = read_csv_text((run_dir / "metrics.csv").read_text())
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
     assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "val_accuracy",
-                            "learning_rate", "seconds"}
+                            "learning_rate", "rollbacks", "seconds"}
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["epochs"] == 5 and summary["seed"] == 0
     assert {"bp", "numpy", "python"} <= set(summary["environment"])

@@ -275,7 +275,7 @@ def test_archive_layout_matches_the_document(
         ck_meta, ck = ref_load(run_dir / "checkpoints" / f"{which}.npz")
         opt = {k for k in ck if k.startswith("opt/")}
         assert set(ck) - opt == set(arrays)
-        assert {k.split("/")[1] for k in opt} == {"iterations", *slots}
+        assert {k.split("/")[1] for k in opt} == {"iterations", "learning_rate", *slots}
         assert ck["opt/iterations"].dtype == np.int64 and ck["opt/iterations"].shape == ()
         assert int(ck["opt/iterations"]) == ck_meta["epoch"] * math.ceil(n_train / BATCH)
         for s in slots:
@@ -283,12 +283,12 @@ def test_archive_layout_matches_the_document(
             assert {k for k in opt if k.startswith(f"opt/{s}/")} == {f"opt/{s}/0"}
             state = ck[f"opt/{s}/0"]
             assert state.dtype == np.float32 and state.shape == (n_params,)
-        assert set(ck_meta) == (set(meta) - {"metrics"}) | {"val_loss", f"val_{metric}"}
+        assert set(ck_meta) == (set(meta) - {"metrics"}) | {"trainer", "rng"}
         if which == "last":
             assert ck_meta["epoch"] == EPOCHS
         else:
             assert ck_meta["epoch"] == meta["epoch"]
-            assert ck_meta["val_loss"] == meta["metrics"]["val_loss"]
+            assert ck_meta["trainer"]["best_val_loss"] == meta["metrics"]["val_loss"]
             for key in arrays:
                 if key != "meta":
                     np.testing.assert_array_equal(ck[key], arrays[key])

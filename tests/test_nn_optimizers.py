@@ -161,11 +161,20 @@ def test_state_round_trip(kind: str) -> None:
 def test_state_contents() -> None:
     adam = Adam(learning_rate=0.1)
     run(adam, [G1])
-    assert sorted(adam.state()) == ["iterations", "m/0", "v/0"]
+    assert sorted(adam.state()) == ["iterations", "learning_rate", "m/0", "v/0"]
     momentum = SGD(learning_rate=0.1, momentum=0.9)
     run(momentum, [G1])
-    assert sorted(momentum.state()) == ["iterations", "velocity/0"]
-    assert sorted(SGD(learning_rate=0.1).state()) == ["iterations"]
+    assert sorted(momentum.state()) == ["iterations", "learning_rate", "velocity/0"]
+    assert sorted(SGD(learning_rate=0.1).state()) == ["iterations", "learning_rate"]
+
+
+def test_learning_rate_travels_with_the_state() -> None:
+    """A rate lowered by a divergence rollback survives a checkpoint."""
+    source = SGD(learning_rate=0.1)
+    source.learning_rate = 0.025
+    restored = SGD(learning_rate=0.1)
+    restored.load_state(source.state())
+    assert restored.learning_rate == 0.025
 
 
 def test_loaded_state_is_not_shared_with_the_source() -> None:

@@ -1,9 +1,11 @@
-"""``bp train``: validate the config, train, and record the run directory."""
+"""``bp train``: validate the config, train, and record the run directory; or carry on
+a stopped run from its last checkpoint (``--resume``)."""
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,76 +15,180 @@ import yaml
 from bpcli.atomic import write_text_atomic
 from bpcli.config import load_config
 from bpcli.display import Display
-from bpcli.events import EpochEnded
-from bpcli.experiment import prepare
-from bpcli.modelfile import save_model
-from bpcli.runs import RunRecorder, create_run_dir, environment, write_json
-from bpcli.trainer import Trainer, TrainingDiverged
+from bpcli.errors import ModelFileError, UsageError
+from bpcli.experiment import Experiment, prepare
+from bpcli.modelfile import load_model, save_model
+from bpcli.nn import Network, Optimizer
+from bpcli.runs import (
+    CHECKPOINTS,
+    FINGERPRINTS,
+    RunRecorder,
+    changed_inputs,
+    create_run_dir,
+    environment,
+    fingerprints,
+    read_metrics,
+    write_json,
+)
+from bpcli.signals import StopOnSignal
+from bpcli.trainer import (
+    DivergencePolicy,
+    Trainer,
+    TrainerState,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
+
+
+@dataclass
+class Session:
+    """A run being trained: where it writes, and the objects that train."""
+
+    run_dir: Path
+    experiment: Experiment
+    network: Network
+    optimizer: Optimizer
+    trainer: Trainer
+    metrics_rows: list[list[str]]
 
 
 def train(config_path: Path, display: Display) -> Path:
-    """Train the network ``config_path`` describes; return the run directory."""
+    """Train the network ``config_path`` describes in a new run directory."""
     loaded = load_config(config_path)
     experiment = prepare(loaded)
     config = experiment.config
     for note in experiment.notes:
         display.info(note)
-
     # Independent streams: changing the architecture does not change the batch order.
     init_seed, shuffle_seed = np.random.SeedSequence(config.training.seed).spawn(2)
     network = experiment.build_network(np.random.default_rng(init_seed))
     optimizer = experiment.build_optimizer()
+    trainer = _trainer(experiment, network, optimizer, np.random.default_rng(shuffle_seed))
     assert config.output.name is not None
-    run_dir = create_run_dir(Path(config.output.runs_dir), config.output.name)
-    resolved = config.model_dump(mode="json")
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    # model.npz, best and last checkpoints with optimizer state, and their temporary copies
+    needed = 8 * network.flat_params.nbytes + (1 << 20)
+    run_dir = create_run_dir(Path(config.output.runs_dir), config.output.name, needed)
+    write_text_atomic(run_dir / "config.yaml",
+                      yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    write_json(run_dir / FINGERPRINTS, fingerprints(run_dir, _data_files(experiment)))
     display.info(f"run directory: {run_dir}")
+    return _run(Session(run_dir, experiment, network, optimizer, trainer, []), display)
+
+
+def resume(run_dir: Path, display: Display, force: bool) -> Path:
+    """Carry on the run in ``run_dir`` from its last checkpoint, bit for bit."""
+    last = run_dir / CHECKPOINTS / "last.npz"
+    if not (run_dir / "config.yaml").is_file():
+        raise UsageError(f"{run_dir}: not a bp run directory (no config.yaml)")
+    if not last.is_file():
+        raise UsageError(f"{run_dir}: no checkpoint to resume from (it stopped before its "
+                         "first epoch ended); start it again with bp train")
+    experiment = prepare(load_config(run_dir / "config.yaml"))
+    changes = changed_inputs(run_dir, _data_files(experiment))
+    if changes and not force:
+        raise UsageError(f"{run_dir}: cannot resume: {'; '.join(changes)}. Resuming would "
+                         "not continue the same run; pass --force to resume anyway")
+    checkpoint = load_model(last)
+    try:
+        state = TrainerState.from_json(checkpoint.meta["trainer"])
+        network_rng = checkpoint.meta["rng"]["network"]
+    except (KeyError, TypeError) as exc:
+        raise ModelFileError(f"{last}: not a checkpoint (no trainer state: {exc})") from None
+    network = experiment.build_network(np.random.default_rng(0))
+    optimizer = experiment.build_optimizer()
+    try:
+        network.load_state(checkpoint.network.state())
+        network.rng.bit_generator.state = network_rng
+        optimizer.load_state(checkpoint.optimizer_state)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"{last}: does not match {run_dir / 'config.yaml'}: {exc}") from None
+    trainer = _trainer(experiment, network, optimizer, np.random.default_rng(0))
+    trainer.state = state
+    best = run_dir / CHECKPOINTS / "best.npz"
+    if best.is_file():
+        trainer.best_params[...] = load_model(best).network.flat_params
+    display.info(f"resuming {run_dir} after epoch {state.epoch}"
+                 + (f", batch {state.batch}" if state.batch else "")
+                 + (" (inputs changed; --force given)" if changes else ""))
+    rows = read_metrics(run_dir, state.epoch)
+    return _run(Session(run_dir, experiment, network, optimizer, trainer, rows), display)
+
+
+def _trainer(experiment: Experiment, network: Network, optimizer: Optimizer,
+             rng: np.random.Generator) -> Trainer:
+    training = experiment.config.training
+    policy = DivergencePolicy(rollback=training.on_divergence == "rollback",
+                              lr_factor=training.rollback_lr_factor,
+                              max_rollbacks=training.max_rollbacks)
+    return Trainer(network, optimizer, epochs=training.epochs, batch_size=training.batch_size,
+                   rng=rng, metric=experiment.metric, metric_name=experiment.metric_name,
+                   listeners=[], divergence=policy)
+
+
+def _data_files(experiment: Experiment) -> list[Path]:
+    data = experiment.config.data
+    return [Path(p) for p in (data.path, data.validation_path) if p is not None]
+
+
+def _run(session: Session, display: Display) -> Path:
+    """Train the session to its last epoch, keeping the run directory current."""
+    run_dir, experiment, trainer = session.run_dir, session.experiment, session.trainer
+    config = experiment.config
+    network, optimizer = session.network, session.optimizer
+    metric = f"val_{experiment.metric_name}"
+    meta: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            "environment": environment(), "config": config.model_dump(mode="json")}
+
+    def save_checkpoint(path: Path) -> None:
+        state = trainer.state
+        save_model(path, network, experiment.preprocessor,
+                   {**meta, "epoch": state.epoch, "trainer": state.to_json(),
+                    "rng": {"network": network.rng.bit_generator.state}},
+                   optimizer.state())
+
     display.info(f"network: {network.n_params} parameters, loss {config.loss}, optimizer "
                  f"{config.optimizer.name}, {config.training.epochs} epochs of batch "
                  f"{config.training.batch_size}")
-
-    meta: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                            "environment": environment(), "config": resolved}
-
-    def save_checkpoint(path: Path, event: EpochEnded) -> None:
-        save_model(path, network, experiment.preprocessor,
-                   {**meta, "epoch": event.epoch, "val_loss": event.val_loss,
-                    f"val_{experiment.metric_name}": event.val_metric},
-                   optimizer.state())
-
-    recorder = RunRecorder(run_dir, experiment.metric_name, save_checkpoint)
     summary: dict[str, Any] = {"status": "running", "seed": config.training.seed,
                                "environment": environment(), "run_dir": str(run_dir),
                                "task": experiment.preprocessor.task,
                                "n_train": len(experiment.X_train), "n_val": len(experiment.X_val)}
     write_json(run_dir / "summary.json", summary)
+    recorder = RunRecorder(run_dir, experiment.metric_name, save_checkpoint,
+                           session.metrics_rows)
     try:
-        with display.training() as view:
-            trainer = Trainer(network, optimizer, epochs=config.training.epochs,
-                              batch_size=config.training.batch_size,
-                              rng=np.random.default_rng(shuffle_seed),
-                              metric=experiment.metric, metric_name=experiment.metric_name,
-                              listeners=[recorder, view])
+        with StopOnSignal() as stop, display.training() as view:
+            trainer.listeners = [recorder, view]
+            trainer.should_stop = stop
             result = trainer.fit(experiment.X_train, experiment.Y_train,
                                  experiment.X_val, experiment.Y_val)
     except TrainingDiverged:
-        write_json(run_dir / "summary.json", {**summary, "status": "diverged"})
+        if trainer.state.best_epoch > 0:  # the last good weights stay the model
+            network.flat_params[...] = trainer.best_params
+            save_model(run_dir / "model.npz", network, experiment.preprocessor,
+                       {**meta, "epoch": trainer.state.best_epoch})
+        write_json(run_dir / "summary.json", {**summary, "status": "diverged",
+                                              "epochs": trainer.state.epoch})
         raise
-    except KeyboardInterrupt:
-        write_json(run_dir / "summary.json", {**summary, "status": "interrupted"})
+    except (TrainingInterrupted, KeyboardInterrupt) as exc:
+        write_json(run_dir / "summary.json", {**summary, "status": "interrupted",
+                                              "epochs": trainer.state.epoch})
+        if isinstance(exc, TrainingInterrupted):
+            raise TrainingInterrupted(f"{exc}; checkpoint written. Resume with:\n"
+                                      f"  bp train --resume {run_dir}") from None
         raise
 
     metrics = {"best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
-               f"val_{experiment.metric_name}": result.best_val_metric}
+               metric: result.best_val_metric}
     save_model(run_dir / "model.npz", network, experiment.preprocessor,
                {**meta, "epoch": result.best_epoch, "metrics": metrics})
     write_json(run_dir / "summary.json", {
         **summary, "status": "finished", "epochs": result.epochs_done,
         "wall_time_s": round(result.seconds, 3), "metrics": metrics,
+        "rollbacks": trainer.state.rollbacks,
     })
     display.info(f"best epoch {result.best_epoch}: val_loss {result.best_val_loss:.4f}, "
-                 f"val_{experiment.metric_name} {result.best_val_metric:.4f} "
-                 f"({result.seconds:.1f}s)")
+                 f"{metric} {result.best_val_metric:.4f} ({result.seconds:.1f}s)")
     display.info(f"model written to {run_dir / 'model.npz'}; predict with:")
     display.info(f"  bp predict {run_dir / 'model.npz'} {_shown(Path(config.data.path))}")
     return run_dir

@@ -39,6 +39,7 @@ class Network:
                 )
         self.layers = layers
         self.loss = loss
+        self.rng = rng  # stochastic layers (dropout) draw from it during training
         self.dtype = np.dtype(dtype)
         self.input_shape = tuple(input_shape)
         shape = self.input_shape

@@ -38,10 +38,13 @@ class Optimizer:
 
     def state(self) -> dict[str, NDArray]:
         """The optimizer's state as named arrays (for checkpoints)."""
-        return {"iterations": np.array(self.iterations, dtype=np.int64)}
+        return {"iterations": np.array(self.iterations, dtype=np.int64),
+                "learning_rate": np.array(self.learning_rate, dtype=np.float64)}
 
     def load_state(self, state: dict[str, NDArray]) -> None:
         self.iterations = int(state["iterations"])
+        if "learning_rate" in state:  # lowered by a divergence rollback
+            self.learning_rate = float(state["learning_rate"])
 
 
 class SGD(Optimizer):
