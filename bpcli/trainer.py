@@ -201,6 +201,7 @@ class Trainer:
                     self.emit(BatchesDone(epoch, b + 1, batches))
             if diverged is not None:
                 snapshot = self._recover(diverged, snapshot)
+                state = self.state  # replaced by the one rolled back to
                 continue
             val_loss, outputs = self.network.evaluate(X_val, Y_val)
             val_metric = self.metric(outputs, Y_val)
@@ -275,7 +276,9 @@ def _first_non_finite(network: Network, X: NDArray) -> str:
         for key, grad in layer.grads.items():
             if not np.isfinite(grad).all():
                 return f"the gradient of {key} in layer {i} ({layer.kind}) is not finite"
-    return "the loss is not finite"
+    largest = float(np.max(np.abs(A))) if A.size else 0.0
+    return (f"every layer's output is finite (the largest is {largest:.3g} in size) but the "
+            "loss overflowed")
 
 
 __all__ = [
