@@ -120,6 +120,11 @@ def _read_arrays(path: Path) -> dict[str, NDArray]:
         raise ModelFileError(f"{path}: not a readable bp model file ({exc})") from None
 
 
+# The preprocessing arrays: dtype kind ("U" text, "f" floats) and number of dimensions.
+PRE_ARRAYS = {"features": ("U", 1), "mean": ("f", 1), "scale": ("f", 1), "classes": ("U", 1),
+              "target_mean": ("f", 1), "target_scale": ("f", 1)}
+
+
 def _check_members(path: Path, arrays: dict[str, NDArray]) -> None:
     unexpected = sorted(k for k in arrays if k != "meta" and k.split("/")[0]
                         not in ("param", "pre", "opt"))
@@ -132,6 +137,16 @@ def _check_members(path: Path, arrays: dict[str, NDArray]) -> None:
                                                    and array.dtype.kind == "U"):
             raise ModelFileError(f"{path}: array {name} has dtype {array.dtype}; bp model "
                                  "files hold numbers and text only")
+    if "meta" in arrays and (arrays["meta"].dtype.kind != "U" or arrays["meta"].ndim != 0):
+        raise ModelFileError(f"{path}: the metadata is not a text scalar")
+    for name, (kind, ndim) in PRE_ARRAYS.items():
+        pre = arrays.get(f"pre/{name}")
+        if pre is None:
+            raise ModelFileError(f"{path}: missing array pre/{name}")
+        if pre.dtype.kind != kind or pre.ndim != ndim:
+            raise ModelFileError(f"{path}: array pre/{name} should be {ndim}-D "
+                                 f"{'text' if kind == 'U' else 'floats'}, not {pre.ndim}-D "
+                                 f"{pre.dtype}")
 
 
 def _read_meta(path: Path, arrays: dict[str, NDArray]) -> dict[str, Any]:

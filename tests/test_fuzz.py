@@ -1,0 +1,205 @@
+"""Fuzzing the loaders: random and mutated configs, CSV files and model files either load
+or fail with bp's own error (exit 2 on the command line), never anything else."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from bpcli.cli import app
+from bpcli.config import load_config
+from bpcli.data import Preprocessor, infer_task, read_csv
+from bpcli.errors import BpError
+from bpcli.experiment import prepare
+from bpcli.modelfile import load_model
+from tests.conftest import CONFIGS, iris_config
+
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=8)
+
+
+def paths(tree: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key path in a nested dict/list."""
+    found = [prefix] if prefix else []
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            found += paths(value, (*prefix, key))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            found += paths(value, (*prefix, i))
+    return found
+
+
+def mutate(config: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
+    """Replace, delete or add at a few random places in a valid config."""
+    for _ in range(data.draw(st.integers(1, 3))):
+        where = data.draw(st.sampled_from(paths(config)))
+        parent: Any = config
+        for key in where[:-1]:
+            parent = parent[key]
+        action = data.draw(st.sampled_from(["replace", "delete", "add"]))
+        if action == "replace":
+            parent[where[-1]] = data.draw(values)
+        elif action == "delete":
+            del parent[where[-1]]
+        elif isinstance(parent, dict):
+            parent[data.draw(st.text(max_size=8))] = data.draw(values)
+    return config
+
+
+@FUZZ
+@given(text=st.text(max_size=300))
+def test_random_text_as_a_config(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_config(path)
+    except BpError:
+        pass
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_configs(tmp_path: Path, data: st.DataObject) -> None:
+    config = mutate(iris_config(), data)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    try:
+        prepare(load_config(path))
+    except BpError:
+        pass
+
+
+csv_cells = st.one_of(st.sampled_from(["", "1", "-2.5", "NA", "nan", "inf", "x", "a,b",
+                                       '"q"', "1e400", " 3 "]), st.text(max_size=6))
+
+
+@FUZZ
+@given(rows=st.lists(st.lists(csv_cells, min_size=1, max_size=4), max_size=8),
+       raw=st.text(max_size=80), use_raw=st.booleans())
+def test_random_csv_files(tmp_path: Path, rows: list[list[str]], raw: str,
+                          use_raw: bool) -> None:
+    text = raw if use_raw else "\n".join(",".join(row) for row in rows)
+    path = tmp_path / "d.csv"
+    path.write_text(text, encoding="utf-8")
+    try:
+        table = read_csv(path)
+        target = table.columns[0]
+        task, _ = infer_task(table, target)
+        features = table.columns[1:] or [target]
+        Preprocessor.fit(table, features, target, task)
+    except BpError:
+        pass
+
+
+class Blob(bytes):
+    """Bytes with a short repr, so that a failing example stays readable."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} bytes of model.npz>"
+
+
+@pytest.fixture(scope="module")
+def model_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real model file, trained once for the module."""
+    root = tmp_path_factory.mktemp("model")
+    config = root / "c.yaml"
+    config.write_text(yaml.safe_dump(iris_config(output={"runs_dir": str(root / "runs"),
+                                                         "name": "m"})))
+    result = CliRunner().invoke(app, ["train", str(config)])
+    assert result.exit_code == 0, result.output
+    (model,) = (root / "runs").glob("*/model.npz")
+    return Blob(model.read_bytes())
+
+
+def try_load(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "m.npz"
+    path.write_bytes(content)
+    try:
+        load_model(path)
+    except BpError:
+        pass
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_model_bytes(tmp_path: Path, model_bytes: bytes, data: st.DataObject) -> None:
+    content = bytearray(model_bytes)
+    if data.draw(st.booleans()):
+        content = content[: data.draw(st.integers(0, len(content)))]
+    for _ in range(data.draw(st.integers(0, 8))):
+        if content:
+            content[data.draw(st.integers(0, len(content) - 1))] = data.draw(st.integers(0, 255))
+    try_load(tmp_path, bytes(content))
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_model_arrays(tmp_path: Path, model_bytes: bytes, data: st.DataObject) -> None:
+    with np.load(io.BytesIO(model_bytes)) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    name = data.draw(st.sampled_from(sorted(arrays)))
+    kind = data.draw(st.sampled_from(["drop", "shape", "dtype", "text", "meta", "extra"]))
+    if kind == "drop":
+        del arrays[name]
+    elif kind == "shape":
+        arrays[name] = np.zeros(data.draw(st.lists(st.integers(0, 5), max_size=3)))
+    elif kind == "dtype":
+        dtype = data.draw(st.sampled_from(["i1", "U3", "c8", "?", "f2", "f8"]))
+        arrays[name] = np.zeros(arrays[name].shape, dtype=dtype)
+    elif kind == "text":
+        arrays[name] = np.array(data.draw(st.text(max_size=20)))
+    elif kind == "meta":
+        arrays["meta"] = np.array(data.draw(st.sampled_from([
+            '{"format": "bp-model", "format_version": 1}', "[]", "{", '"x"',
+            '{"format": "bp-model", "format_version": 1, "layers": 3, "loss": "mse"}'])))
+    else:
+        arrays["param/99.W"] = np.zeros((2, 2), dtype=np.float32)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    try_load(tmp_path, buffer.getvalue())
+
+
+def test_pickled_member_is_refused_without_unpickling(tmp_path: Path,
+                                                      model_bytes: bytes) -> None:
+    """An object array inside the archive would run code if unpickled; bp refuses it."""
+    buffer = io.BytesIO()
+    with np.load(io.BytesIO(model_bytes)) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays["pre/classes"] = np.array([object()], dtype=object)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    path = tmp_path / "m.npz"
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(BpError, match="not a readable bp model file"):
+        load_model(path)
+    assert zipfile.is_zipfile(path)
+
+
+@pytest.mark.parametrize("content", [b"garbage", b"", b"PK\x05\x06" + bytes(18)])
+def test_cli_on_broken_inputs_exits_2_without_traceback(tmp_path: Path, content: bytes) -> None:
+    model = tmp_path / "m.npz"
+    model.write_bytes(content)
+    config = tmp_path / "c.yaml"
+    config.write_bytes(content)
+    runner = CliRunner()
+    for args in (["predict", str(model), str(CONFIGS / "iris.yaml")], ["train", str(config)],
+                 ["gradcheck", str(config)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output
