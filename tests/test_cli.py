@@ -95,10 +95,15 @@ def test_same_seed_same_numbers(runner: CliRunner, in_tmp: Path, write_config: W
         return [row[:-1] for row in csv.reader(io.StringIO(text))]  # not seconds
 
     assert metrics(a) == metrics(b)
-    with np.load(a / "model.npz") as ma, np.load(b / "model.npz") as mb:
-        for key in ma.files:
-            if key.startswith("param/"):
-                assert np.array_equal(ma[key], mb[key]), key
+    for name in ("model.npz", "checkpoints/last.npz", "checkpoints/best.npz"):
+        with np.load(a / name) as fa, np.load(b / name) as fb:
+            assert fa.files == fb.files
+            for key in fa.files:
+                if key != "meta":  # holds the creation time
+                    assert np.array_equal(fa[key], fb[key]), (name, key)
+            meta_a, meta_b = json.loads(str(fa["meta"])), json.loads(str(fb["meta"]))
+            assert meta_a.pop("created") and meta_b.pop("created")
+            assert meta_a == meta_b
 
 
 def test_plain_output_through_a_pipe(in_tmp: Path, write_config: Writer) -> None:

@@ -276,6 +276,22 @@ def test_signal_stops_cleanly_and_resume_matches(
     assert metrics(run_dir) == metrics(other)
 
 
+def test_second_ctrl_c_stops_at_once_without_damage(in_tmp: Path, write_config: Writer) -> None:
+    config = write_config(slow_config(in_tmp))
+    proc = start(config)
+    wait_for(in_tmp / "runs")
+    (run_dir,) = run_dirs(in_tmp)
+    wait_for(run_dir / "checkpoints" / "last.npz")
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    for npz in run_dir.rglob("*.npz"):
+        load_model(npz)
+    json.loads((run_dir / "summary.json").read_text())
+
+
 def test_sigkill_at_random_moments_leaves_loadable_files(
     in_tmp: Path, write_config: Writer,
 ) -> None:
