@@ -79,8 +79,11 @@ def train(
     from bpcli.errors import UsageError
 
     def action() -> Path:
-        if (config is None) == (resume is None):
-            raise UsageError("give a config file, or --resume RUN_DIR, not both")
+        if config is None and resume is None:
+            raise UsageError("give a config file (bp train CONFIG.yaml) or a run to carry "
+                             "on (bp train --resume RUN_DIR)")
+        if config is not None and resume is not None:
+            raise UsageError("give a config file or --resume RUN_DIR, not both")
         if resume is not None:
             return resume_run(resume, Display(), force)
         assert config is not None

@@ -27,9 +27,10 @@ class ConfigError(BpError):
         super().__init__("\n".join(problems))
 
     def lines(self) -> list[str]:
-        count = len(self.problems)
-        noun = "problem" if count == 1 else "problems"
-        return [*self.problems, f"{count} {noun} in {self.path}; fix and run again"]
+        if len(self.problems) == 1:
+            return self.problems
+        return [*self.problems, f"{len(self.problems)} problems in {self.path}; fix them "
+                "and run again"]
 
 
 class DataError(BpError):

@@ -104,19 +104,26 @@ def _check_consistent(network: Network, pre: Preprocessor) -> None:
 
 
 def _read_arrays(path: Path) -> dict[str, NDArray]:
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory; give the model.npz inside it")
+    if not path.exists():
+        raise ModelFileError(f"{path}: model file not found")
     try:
+        if not zipfile.is_zipfile(path):
+            raise ModelFileError(f"{path}: not a bp model file (not an .npz archive)")
         # Opened here, not by np.load, so that the file is closed whatever np.load finds.
         with path.open("rb") as f, np.load(f, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):
                 raise ModelFileError(f"{path}: a single .npy array, not a bp model (.npz)")
             return {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: model file not found") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path}: is a directory; give the model.npz inside it") from None
     except ModelFileError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except ValueError as exc:
+        if "pickle" in str(exc):  # numpy's message suggests unpickling; bp never does
+            raise ModelFileError(f"{path}: holds pickled objects, which bp never loads; "
+                                 "not a file bp wrote") from None
+        raise ModelFileError(f"{path}: not a readable bp model file ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise ModelFileError(f"{path}: not a readable bp model file ({exc})") from None
 
 

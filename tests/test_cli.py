@@ -292,7 +292,7 @@ def test_predict_rejects_pickled_arrays(runner: CliRunner, in_tmp: Path) -> None
     np.savez(model, meta=np.array([{"format": "bp-model"}], dtype=object))
     output = assert_clean_failure(runner.invoke(app, ["predict", str(model),
                                                       str(DATASETS / "iris.csv")]))
-    assert "not a readable bp model file" in output
+    assert "holds pickled objects, which bp never loads" in output
 
 
 def test_predict_missing_files(runner: CliRunner, in_tmp: Path, iris_model: Path) -> None:
