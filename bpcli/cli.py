@@ -3,6 +3,7 @@ errors into one-line messages and exit codes (the only place that does)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +47,23 @@ def _run(action: Callable[[], T]) -> T:
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _use_threads(threads: int | None) -> None:
+    """Set the BLAS thread count. BLAS libraries read it once, when NumPy loads, which is
+    why the commands import NumPy only after this runs."""
+    if threads is None:
+        return
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(threads)
+
+
+ThreadsOption = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    "--threads", min=1, help="Threads for the matrix products (default: BLAS's own choice, "
+    "usually one per core).")]
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"bp {__version__}")
@@ -71,8 +89,10 @@ def train(
         "--resume", help="Carry on this run directory from its last checkpoint.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="With --resume: resume even if the config or data changed.")] = False,
+    threads: ThreadsOption = None,
 ) -> None:
     """Train the network a config describes and write a run directory."""
+    _use_threads(threads)
     from bpcli.commands.train import resume as resume_run
     from bpcli.commands.train import train as run_train
     from bpcli.display import Display
@@ -98,8 +118,10 @@ def predict(
     input: Annotated[Path, typer.Argument(help="CSV file with the model's feature columns.")],
     out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--out", "-o", help="Write the predictions here instead of stdout.")] = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Predict every row of a CSV file with a trained model (CSV on stdout or --out)."""
+    _use_threads(threads)
     from bpcli.commands.predict import predict as run_predict
 
     rows = _run(lambda: run_predict(model, input, out))
@@ -117,13 +139,19 @@ def gradcheck(
     max_entries: Annotated[int, typer.Option(
         min=1, help="Check at most this many entries of each tensor (sampled).")] = 500,
     seed: Annotated[int, typer.Option(help="Seed of the weights and sampled entries.")] = 0,
+    fast: Annotated[bool, typer.Option(
+        "--fast", help="Check random directional derivatives instead of entries (cost "
+        "independent of the network's size).")] = False,
+    directions: Annotated[int, typer.Option(
+        min=1, help="With --fast: random directions per tensor.")] = 3,
 ) -> None:
     """Compare analytic gradients with central finite differences, tensor by tensor."""
     from bpcli.commands.gradcheck import gradcheck as run_gradcheck
     from bpcli.display import Display
 
     _run(lambda: run_gradcheck(config, Display(), rows=rows, eps=eps, atol=atol, rtol=rtol,
-                               max_entries=max_entries, seed=seed))
+                               max_entries=max_entries, seed=seed,
+                               directions=directions if fast else None))
 
 
 def main() -> None:

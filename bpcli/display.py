@@ -35,7 +35,8 @@ class Display:
     """Renders bp's output to ``stream`` (stdout by default)."""
 
     def __init__(self, stream: TextIO | None = None, interactive: bool | None = None) -> None:
-        self.console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
+        self.console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True,
+                               force_terminal=interactive)
         self.interactive = self.console.is_terminal if interactive is None else interactive
 
     def info(self, text: str) -> None:
@@ -57,12 +58,15 @@ class Display:
     def gradcheck_report(self, results: list[TensorCheck], atol: float, rtol: float) -> None:
         table = Table(title=f"gradient check (|analytic - numeric| <= {atol:g} + {rtol:g} * "
                       "|numeric|)", title_justify="left")
-        for heading in ("layer", "tensor", "shape", "checked", "max abs error",
-                        "max rel error", "result"):
-            table.add_column(heading, justify="right" if "error" in heading
+        for heading in ("layer", "tensor", "shape", "checked", "max abs err", "max rel err",
+                        "result"):
+            table.add_column(heading, no_wrap=True, justify="right" if "err" in heading
                              or heading == "checked" else "left")
         for r in results:
-            checked = f"{r.checked}" if r.checked == r.total else f"{r.checked} of {r.total}"
+            if r.directional:
+                checked = f"{r.checked} direction{'s' if r.checked > 1 else ''}"
+            else:
+                checked = f"{r.checked}" if r.checked == r.total else f"{r.checked} of {r.total}"
             table.add_row(r.layer, r.name, "x".join(map(str, r.shape)), checked,
                           f"{r.max_abs_error:.2e}", f"{r.max_rel_error:.2e}",
                           Text("pass", style="green") if r.passed

@@ -56,9 +56,20 @@ def create_run_dir(runs_dir: Path, name: str, bytes_needed: int) -> Path:
 
 
 def environment() -> dict[str, str]:
-    """Versions that matter for reproducing a run."""
+    """Versions and settings that matter for reproducing a run (and its speed)."""
     return {"bp": __version__, "numpy": np.__version__, "python": platform.python_version(),
-            "platform": platform.platform()}
+            "platform": platform.platform(), "blas": _blas(),
+            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")
+            or os.environ.get("OMP_NUM_THREADS") or f"default ({os.cpu_count()} cores)"}
+
+
+def _blas() -> str:
+    """The BLAS library NumPy was built with, as NumPy reports it."""
+    try:
+        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{info['name']} {info.get('version', '')}".strip()
+    except (KeyError, TypeError, ValueError):
+        return "unknown"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

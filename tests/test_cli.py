@@ -362,3 +362,32 @@ def test_predict_rejects_inconsistent_model_files(
     output = assert_clean_failure(runner.invoke(app, ["predict", str(broken),
                                                       str(DATASETS / "iris.csv")]))
     assert "damaged or incompatible model file" in output
+
+
+def test_gradcheck_fast_mode(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = runner.invoke(app, ["gradcheck", str(CONFIGS / "diabetes.yaml"), "--fast"])
+    assert result.exit_code == 0, result.output
+    assert "3 directions" in result.output
+    original = Dense.backward
+
+    def wrong(self: Dense, dY: np.ndarray) -> np.ndarray | None:
+        dX = original(self, dY)
+        self.grads["b"] *= 1.01
+        return dX
+
+    monkeypatch.setattr(Dense, "backward", wrong)
+    result = runner.invoke(app, ["gradcheck", str(CONFIGS / "diabetes.yaml"), "--fast"])
+    assert result.exit_code == 1, result.output
+    assert "0 dense b, 3 dense b" in result.output
+
+
+def test_threads_option_reaches_the_run_summary(in_tmp: Path, write_config: Writer) -> None:
+    config = write_config(iris_config())
+    proc = subprocess.run([sys.executable, "-m", "bpcli", "train", "--threads", "1",
+                           str(config)], capture_output=True, text=True, check=False,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = run_dirs(in_tmp)
+    environment = json.loads((run_dir / "summary.json").read_text())["environment"]
+    assert environment["blas_threads"] == "1"
+    assert environment["blas"] != "unknown"

@@ -14,7 +14,7 @@ from bpcli.nn.gradcheck import check_gradients
 
 
 def gradcheck(config_path: Path, display: Display, *, rows: int, eps: float, atol: float,
-              rtol: float, max_entries: int, seed: int) -> None:
+              rtol: float, max_entries: int, seed: int, directions: int | None = None) -> None:
     """Check every parameter tensor and the input; raise ``CheckFailed`` on any mismatch."""
     loaded = load_config(config_path)
     experiment = prepare(loaded, dtype=np.float64)
@@ -24,10 +24,12 @@ def gradcheck(config_path: Path, display: Display, *, rows: int, eps: float, ato
     picked = np.sort(rng.choice(len(experiment.X_train), min(rows, len(experiment.X_train)),
                                 replace=False))
     X, Y = experiment.X_train[picked], experiment.Y_train[picked]
-    display.info(f"checking {network.n_params} parameters and the input on {len(X)} training "
-                 f"rows in float64 (eps {eps:g})")
+    how = (f"along {directions} random directions per tensor" if directions
+           else f"at up to {max_entries} entries per tensor")
+    display.info(f"checking {network.n_params} parameters and the input {how}, on {len(X)} "
+                 f"training rows in float64 (eps {eps:g})")
     results = check_gradients(network, X, Y, eps=eps, atol=atol, rtol=rtol,
-                              max_entries=max_entries, rng=rng)
+                              max_entries=max_entries, directions=directions, rng=rng)
     display.gradcheck_report(results, atol, rtol)
     failed = [f"{r.layer} {r.name}" for r in results if not r.passed]
     if failed:

@@ -1,0 +1,101 @@
+"""What `bp train` spends besides the training steps, on a 100,000-row tabular example.
+
+    python benchmarks/train_overhead.py
+
+Runs the real `bp train` command in-process on a generated CSV (20 numeric features,
+3 classes, 100,000 rows), with the live display drawing to a terminal that goes nowhere
+and, separately, with plain output. The training steps (batch gathering, forward,
+backward, update) are timed by wrapping them; everything else inside training
+(validation, metrics, checkpoints, display, events) is the overhead. Reading and
+preparing the CSV is reported apart.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from bpcli import trainer as trainer_module
+from bpcli.commands.train import train
+from bpcli.display import Display
+from bpcli.nn import Network
+from bpcli.nn.optimizers import Optimizer
+
+ROWS, FEATURES = 100_000, 20
+
+
+def make_dataset(directory: Path) -> Path:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(ROWS, FEATURES))
+    score = X[:, 0] + np.sin(X[:, 1]) * X[:, 2]
+    labels = np.digitize(score, [-0.5, 0.5])
+    path = directory / "tabular.csv"
+    header = ",".join([f"x{i}" for i in range(FEATURES)] + ["label"])
+    np.savetxt(path, np.column_stack([X, labels]), delimiter=",", header=header,
+               comments="", fmt=["%.5f"] * FEATURES + ["%d"])
+    return path
+
+
+def timed(function: Callable[..., Any], total: list[float]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            total[0] += time.perf_counter() - start
+    return wrapper
+
+
+def run(config: Path, interactive: bool) -> dict[str, float]:
+    steps = [0.0]
+    fit = [0.0]
+    originals = (Network.compute_gradients, trainer_module.Trainer.fit)
+    step_methods = {cls: cls.step for cls in Optimizer.__subclasses__()}
+    Network.compute_gradients = timed(Network.compute_gradients, steps)  # type: ignore[method-assign]
+    for cls, step in step_methods.items():
+        cls.step = timed(step, steps)  # type: ignore[method-assign]
+    trainer_module.Trainer.fit = timed(trainer_module.Trainer.fit, fit)  # type: ignore[method-assign]
+    try:
+        with open(os.devnull, "w") as devnull:
+            start = time.perf_counter()
+            train(config, Display(stream=devnull, interactive=interactive))
+            total = time.perf_counter() - start
+    finally:
+        Network.compute_gradients, trainer_module.Trainer.fit = originals  # type: ignore[method-assign]
+        for cls, step in step_methods.items():
+            cls.step = step  # type: ignore[method-assign]
+    return {"total": total, "fit": fit[0], "steps": steps[0]}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        data = make_dataset(directory)
+        config = directory / "config.yaml"
+        config.write_text(yaml.safe_dump({
+            "data": {"path": str(data), "target": "label"},
+            "model": {"layers": [{"type": "dense", "units": 64}, {"type": "dense", "units": 64},
+                                 {"type": "dense"}]},
+            "optimizer": {"name": "adam", "learning_rate": 0.001},
+            "training": {"epochs": 5, "batch_size": 128},
+            "output": {"runs_dir": str(directory / "runs"), "name": "overhead"},
+        }))
+        print(f"{ROWS:,} rows x {FEATURES} features, 20-64-64-3, 5 epochs of batch 128")
+        for interactive in (True, False):
+            r = run(config, interactive)
+            overhead = r["fit"] - r["steps"]
+            label = "live display" if interactive else "plain output"
+            print(f"{label}: training {r['fit']:.2f} s, of which steps {r['steps']:.2f} s and "
+                  f"everything else {overhead:.2f} s ({overhead / r['fit']:.1%}); reading "
+                  f"and preparing the data {r['total'] - r['fit']:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
