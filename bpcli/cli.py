@@ -79,6 +79,9 @@ def main_options(
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="The YAML config file.", show_default=False)]
+SetOption = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+    "--set", metavar="KEY.PATH=VALUE",
+    help="Override a config value, e.g. --set training.epochs=20 (repeatable).")]
 
 
 @app.command()
@@ -90,6 +93,7 @@ def train(
     force: Annotated[bool, typer.Option(
         "--force", help="With --resume: resume even if the config or data changed.")] = False,
     threads: ThreadsOption = None,
+    set_: SetOption = None,
 ) -> None:
     """Train the network a config describes and write a run directory."""
     _use_threads(threads)
@@ -105,9 +109,12 @@ def train(
         if config is not None and resume is not None:
             raise UsageError("give a config file or --resume RUN_DIR, not both")
         if resume is not None:
+            if set_:
+                raise UsageError("--set cannot change a run being resumed: its config is "
+                                 "fixed by its fingerprint")
             return resume_run(resume, Display(), force)
         assert config is not None
-        return run_train(config, Display())
+        return run_train(config, Display(), set_ or [])
 
     _run(action)
 
@@ -144,6 +151,7 @@ def gradcheck(
         "independent of the network's size).")] = False,
     directions: Annotated[int, typer.Option(
         min=1, help="With --fast: random directions per tensor.")] = 3,
+    set_: SetOption = None,
 ) -> None:
     """Compare analytic gradients with central finite differences, tensor by tensor."""
     from bpcli.commands.gradcheck import gradcheck as run_gradcheck
@@ -151,7 +159,33 @@ def gradcheck(
 
     _run(lambda: run_gradcheck(config, Display(), rows=rows, eps=eps, atol=atol, rtol=rtol,
                                max_entries=max_entries, seed=seed,
-                               directions=directions if fast else None))
+                               directions=directions if fast else None,
+                               overrides=set_ or []))
+
+
+@app.command()
+def validate(config: ConfigArg, set_: SetOption = None) -> None:
+    """Check a config and its data files without training; show the layers."""
+    from bpcli.commands.validate import validate as run_validate
+    from bpcli.display import Display
+
+    _run(lambda: run_validate(config, Display(), set_ or []))
+
+
+@app.command()
+def schema(
+    out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--out", "-o", help="Write the schema here instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of the config format (for editors' YAML support)."""
+    from bpcli.atomic import write_text_atomic
+    from bpcli.commands.validate import schema as config_schema
+
+    text = config_schema()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        _run(lambda: write_text_atomic(out, text))
 
 
 def main() -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 import types
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -16,13 +17,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     WithJsonSchema,
+    model_serializer,
     model_validator,
 )
 
 from bpcli.errors import ConfigError
 from bpcli.nn import ACTIVATIONS, INITIALIZERS, LOSSES
+from bpcli.nn.init import PARAMETRIC_INITIALIZERS
 
 Loc = tuple[str | int, ...]
 
@@ -45,7 +49,7 @@ def _enum(allowed: list[str]) -> WithJsonSchema:
 
 
 _ACTIVATIONS = list(ACTIVATIONS)
-_INITIALIZERS = ["auto", *INITIALIZERS]
+_INITIALIZERS = ["auto", *INITIALIZERS, *PARAMETRIC_INITIALIZERS]
 _LOSSES = list(LOSSES)
 ActivationName = Annotated[str, _one_of(_ACTIVATIONS, "activation"), _enum(_ACTIVATIONS)]
 InitName = Annotated[str, _one_of(_INITIALIZERS, "initialiser"), _enum(_INITIALIZERS)]
@@ -81,36 +85,150 @@ class DataConfig(Strict):
         return self
 
 
+def _name_only(value: Any) -> Any:
+    """Accept ``optimizer: adam`` as shorthand for ``optimizer: {name: adam}`` (likewise
+    activations, initialisers, losses and schedules)."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+class Named(Strict):
+    """A choice by ``name`` with optional settings; written back as the bare name when no
+    setting is given (``activation: relu`` rather than ``activation: {name: relu}``)."""
+
+    @model_serializer(mode="wrap")
+    def _bare_name(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if not isinstance(data, dict) or "name" not in data:  # a partial dump (exclude=...)
+            return data
+        settings = {k: v for k, v in data.items() if k != "name" and v is not None}
+        return data["name"] if not settings else {"name": data["name"], **settings}
+
+    def options(self) -> dict[str, Any]:
+        """The settings that were given, by name."""
+        return {k: getattr(self, k) for k in type(self).model_fields
+                if k != "name" and getattr(self, k) is not None}
+
+
+class ActivationConfig(Named):
+    """An activation with options, e.g. ``{name: elu, alpha: 0.5}``."""
+
+    name: ActivationName
+    slope: float | None = Field(None, ge=0, description="leaky_relu: slope below 0 (0.01).")
+    alpha: float | None = Field(None, gt=0, description="elu: the value it saturates to "
+                                "below 0 is -alpha (1.0).")
+    approximate: bool | None = Field(None, description="gelu: the tanh approximation "
+                                     "instead of the exact erf form (false).")
+
+    @model_validator(mode="after")
+    def _options_fit_the_activation(self) -> ActivationConfig:
+        accepted = inspect.signature(ACTIVATIONS[self.name].__init__).parameters
+        for option in self.options():
+            if option not in accepted:
+                raise ValueError(f"{self.name} takes no option {option!r}"
+                                 + (f"; it takes {', '.join(k for k in accepted if k != 'self')}"
+                                    if len(accepted) > 1 else ""))
+        return self
+
+
+class InitConfig(Named):
+    """An initialiser, by name; ``constant`` takes a ``value``: ``{name: constant, value: 0.1}``."""
+
+    name: InitName
+    value: float | None = Field(None, description="constant: every weight starts at this.")
+
+    @model_validator(mode="after")
+    def _value_only_for_constant(self) -> InitConfig:
+        if self.name == "constant" and self.value is None:
+            raise ValueError("constant needs a value, e.g. {name: constant, value: 0.1}")
+        if self.name != "constant" and self.value is not None:
+            raise ValueError(f"{self.name} takes no value; only constant does")
+        return self
+
+
+ActivationSpec = Annotated[ActivationConfig, BeforeValidator(_name_only)]
+InitSpec = Annotated[InitConfig, BeforeValidator(_name_only)]
+
+
 class DenseConfig(Strict):
+    """A fully connected layer, ``Z = X @ W + b``, followed by its activation."""
+
     type: Literal["dense"]
     units: int | None = Field(
         None, ge=1, description="Output width; may be omitted on the last layer only."
     )
-    activation: ActivationName | None = Field(
+    activation: ActivationSpec | None = Field(
         None, description="Default: relu on hidden layers; on the last layer, softmax for "
         "classification and identity for regression.",
     )
-    init: InitName = Field("auto", description="auto: He for ReLU-like, else Glorot.")
+    init: InitSpec = Field(
+        default_factory=lambda: InitConfig(name="auto"),
+        description="Weight initialiser. auto: He for the ReLU family, LeCun for selu, "
+        "Glorot otherwise. Biases start at 0.")
+    l1: float | None = Field(None, ge=0, description="L1 penalty on this layer's weights "
+                             "(overrides regularization.l1).")
+    l2: float | None = Field(None, ge=0, description="L2 penalty on this layer's weights "
+                             "(overrides regularization.l2).")
+
+    def activation_name(self) -> str | None:
+        return self.activation.name if self.activation is not None else None
 
 
 class DropoutConfig(Strict):
+    """Zeroes each unit with probability ``rate`` in training (inverted dropout)."""
+
     type: Literal["dropout"]
     rate: float = Field(ge=0, lt=1, description="Probability of zeroing each unit.")
 
 
-LayerConfig = Annotated[DenseConfig | DropoutConfig, Field(discriminator="type")]
+class BatchNormConfig(Strict):
+    """Normalises each feature over the batch in training, with running statistics
+    (kept in the model) at inference."""
+
+    type: Literal["batch_norm"]
+    momentum: float = Field(0.9, ge=0, lt=1, description="Weight of the old running "
+                            "statistics in each update.")
+    epsilon: float = Field(1e-5, gt=0, description="Added to the variance.")
+
+
+class LayerNormConfig(Strict):
+    """Normalises each sample over its features, the same in training and inference."""
+
+    type: Literal["layer_norm"]
+    epsilon: float = Field(1e-5, gt=0, description="Added to the variance.")
+
+
+LayerConfig = Annotated[DenseConfig | DropoutConfig | BatchNormConfig | LayerNormConfig,
+                        Field(discriminator="type")]
 
 
 class ModelConfig(Strict):
     layers: list[LayerConfig] = Field(min_length=1)
 
 
-def _name_only(value: Any) -> Any:
-    """Accept ``optimizer: adam`` as shorthand for ``optimizer: {name: adam}``."""
-    return {"name": value} if isinstance(value, str) else value
+class LossConfig(Named):
+    """A loss with options, e.g. ``{name: huber, delta: 2}``."""
+
+    name: LossName
+    delta: float | None = Field(None, gt=0, description="huber: where the loss turns from "
+                                "quadratic to linear (1.0).")
+    label_smoothing: float | None = Field(None, ge=0, lt=1, description="cross_entropy: "
+                                          "share of each target spread over all classes.")
+    class_weights: dict[str, float] | Literal["balanced"] | None = Field(
+        None, description="cross_entropy, binary_cross_entropy: weight of each class label "
+        "in the loss, or balanced (n_samples / (n_classes * class count)).")
+
+    @model_validator(mode="after")
+    def _options_fit_the_loss(self) -> LossConfig:
+        accepted = inspect.signature(LOSSES[self.name].__init__).parameters
+        for option in self.options():
+            if option not in accepted:
+                raise ValueError(f"{self.name} takes no option {option!r}")
+        return self
 
 
 class SGDConfig(Strict):
+    """``v = momentum * v - lr * g; w += v`` (Nesterov: ``w += momentum * v - lr * g``)."""
+
     name: Literal["sgd"]
     learning_rate: float = Field(0.01, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
@@ -118,6 +236,8 @@ class SGDConfig(Strict):
 
 
 class AdamConfig(Strict):
+    """Adam (Kingma & Ba, 2015) with bias correction."""
+
     name: Literal["adam"]
     learning_rate: float = Field(0.001, gt=0)
     beta1: float = Field(0.9, ge=0, lt=1)
@@ -125,15 +245,150 @@ class AdamConfig(Strict):
     epsilon: float = Field(1e-8, gt=0)
 
 
+class AdamWConfig(AdamConfig):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019) on the weight
+    matrices: ``w *= 1 - lr * weight_decay`` before each Adam step."""
+
+    name: Literal["adamw"]  # type: ignore[assignment]
+    weight_decay: float = Field(0.01, ge=0)
+
+
+class NadamConfig(AdamConfig):
+    """Adam with Nesterov momentum (Dozat, 2016), as PyTorch's NAdam."""
+
+    name: Literal["nadam"]  # type: ignore[assignment]
+    momentum_decay: float = Field(0.004, ge=0)
+
+
+class AdagradConfig(Strict):
+    """``a += g^2; w -= lr * g / (sqrt(a) + epsilon)``."""
+
+    name: Literal["adagrad"]
+    learning_rate: float = Field(0.01, gt=0)
+    epsilon: float = Field(1e-7, gt=0)
+    initial_accumulator: float = Field(0.1, ge=0)
+
+
+class RMSpropConfig(Strict):
+    """``s = rho * s + (1 - rho) * g^2; w -= lr * g / sqrt(s + epsilon)`` (Keras')."""
+
+    name: Literal["rmsprop"]
+    learning_rate: float = Field(0.001, gt=0)
+    rho: float = Field(0.9, ge=0, lt=1)
+    epsilon: float = Field(1e-7, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    centered: bool = False
+
+
+class RpropConfig(Strict):
+    """iRprop- (Igel & Huesken, 2000), as in FANN: a step size per weight, grown while the
+    gradient keeps its sign and shrunk when it flips. Full-batch: batch_size must cover
+    the training data. Ignores learning rates and schedules."""
+
+    name: Literal["rprop"]
+    delta0: float = Field(0.1, gt=0)
+    eta_plus: float = Field(1.2, gt=1)
+    eta_minus: float = Field(0.5, gt=0, lt=1)
+    delta_min: float = Field(1e-6, gt=0)
+    delta_max: float = Field(50.0, gt=0)
+
+
 OptimizerConfig = Annotated[
-    SGDConfig | AdamConfig, Field(discriminator="name"), BeforeValidator(_name_only)
+    SGDConfig | AdamConfig | AdamWConfig | NadamConfig | AdagradConfig | RMSpropConfig
+    | RpropConfig,
+    Field(discriminator="name"), BeforeValidator(_name_only)
 ]
+
+
+class ConstantScheduleConfig(Strict):
+    """The optimizer's learning rate throughout."""
+
+    name: Literal["constant"]
+
+
+class StepScheduleConfig(Strict):
+    """``lr * gamma ^ floor((epoch - 1) / step_size)``."""
+
+    name: Literal["step"]
+    step_size: int = Field(ge=1)
+    gamma: float = Field(0.1, gt=0, le=1)
+
+
+class MultiStepScheduleConfig(Strict):
+    """``lr * gamma ^ (number of milestones before the epoch)``."""
+
+    name: Literal["multistep"]
+    milestones: list[int] = Field(min_length=1)
+    gamma: float = Field(0.1, gt=0, le=1)
+
+
+class ExponentialScheduleConfig(Strict):
+    """``lr * gamma ^ (epoch - 1)``."""
+
+    name: Literal["exponential"]
+    gamma: float = Field(gt=0, le=1)
+
+
+class CosineScheduleConfig(Strict):
+    """Linear warm-up over ``warmup_epochs``, then cosine annealing to ``min_lr`` at
+    ``total_epochs`` (default: training.epochs)."""
+
+    name: Literal["cosine"]
+    total_epochs: int | None = Field(None, ge=1)
+    min_lr: float = Field(0.0, ge=0)
+    warmup_epochs: int = Field(0, ge=0)
+
+
+class PlateauScheduleConfig(Strict):
+    """Multiply the rate by ``factor`` after ``patience`` epochs without the validation
+    loss improving by more than ``min_delta``."""
+
+    name: Literal["reduce_on_plateau"]
+    factor: float = Field(0.1, gt=0, lt=1)
+    patience: int = Field(10, ge=1)
+    min_delta: float = Field(1e-4, ge=0)
+    cooldown: int = Field(0, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+
+
+ScheduleConfig = Annotated[
+    ConstantScheduleConfig | StepScheduleConfig | MultiStepScheduleConfig
+    | ExponentialScheduleConfig | CosineScheduleConfig | PlateauScheduleConfig,
+    Field(discriminator="name"), BeforeValidator(_name_only)
+]
+
+
+class EarlyStoppingConfig(Strict):
+    """Stop when the monitored value has not improved by more than ``min_delta`` for
+    ``patience`` epochs. The model kept is the best epoch's either way."""
+
+    monitor: Literal["val_loss", "val_metric"] = Field(
+        "val_loss", description="val_metric: accuracy (higher is better) or RMSE (lower).")
+    patience: int = Field(10, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+
+
+class RegularizationConfig(Strict):
+    """Penalties on the weight matrices (part of the training loss) and gradient
+    clipping."""
+
+    l1: float = Field(0.0, ge=0, description="Adds l1 * sum|W| to the loss.")
+    l2: float = Field(0.0, ge=0, description="Adds l2 * sum W^2 to the loss.")
+    clip_norm: float | None = Field(None, gt=0, description="Scale the gradients down when "
+                                    "their global norm exceeds this.")
+    clip_value: float | None = Field(None, gt=0, description="Clip each gradient to "
+                                     "[-clip_value, clip_value].")
 
 
 class TrainingConfig(Strict):
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(32, ge=1)
     seed: int = Field(0, description="Seeds initialisation, shuffling and dropout.")
+    schedule: ScheduleConfig | None = Field(None, description="Learning-rate schedule; "
+                                            "default constant.")
+    early_stopping: EarlyStoppingConfig | None = None
+    init_from: str | None = Field(None, description="Start from the weights of this "
+                                  "model.npz (warm start), relative to the config file.")
     on_divergence: Literal["stop", "rollback"] = Field(
         "stop", description="When the loss or a gradient goes non-finite: stop (exit 1), or "
         "go back to the last epoch's end with a lower learning rate.")
@@ -154,8 +409,11 @@ class OutputConfig(Strict):
 class Config(Strict):
     data: DataConfig
     model: ModelConfig
-    loss: LossName | None = Field(None, description="Inferred from the task when omitted.")
+    loss: Annotated[LossConfig, BeforeValidator(_name_only)] | None = Field(
+        None, description="Inferred from the task "
+                                               "and output activation when omitted.")
     optimizer: OptimizerConfig = Field(default_factory=lambda: AdamConfig(name="adam"))
+    regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
@@ -171,6 +429,7 @@ class LoadedConfig:
     config: Config
     path: Path
     root: yaml.Node
+    overridden: dict[str, str] = field(default_factory=dict)  # dotted path -> --set text
 
     def base_dir(self) -> Path:
         return self.path.parent
@@ -180,15 +439,19 @@ class LoadedConfig:
 
     def problem(self, loc: Loc, message: str) -> str:
         line, col = locate(self.root, loc)
-        return f"{self.path}:{line}:{col}: {dotted(loc)}: {message}"
+        return _place(self.path, line, col, f"{dotted(loc)}: {message}", self.overridden)
 
     def error(self, loc: Loc, message: str) -> ConfigError:
         return ConfigError([self.problem(loc, message)], str(self.path))
 
 
-def load_config(path: str | Path) -> LoadedConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> LoadedConfig:
     """Read, parse (safe loader) and validate a config; raise ``ConfigError`` listing every
-    problem found, each located at ``file:line:column``."""
+    problem found, each located at ``file:line:column`` (or at the ``--set`` it came from).
+
+    ``overrides`` are ``dotted.key=value`` strings applied before validation; values are
+    read as YAML (``0.1`` is a number, ``[a, b]`` a list, ``true`` a boolean).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -211,20 +474,65 @@ def load_config(path: str | Path) -> LoadedConfig:
             str(path),
         )
     problems = _duplicate_keys(root)
+    overridden = _apply_overrides(data, overrides, path)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         problems += [_describe(root, data, err) for err in exc.errors()]
     if problems:
-        raise ConfigError(
-            [f"{path}:{line}:{col}: {message}" for line, col, message in sorted(problems)],
-            str(path),
-        )
-    loaded = LoadedConfig(config, path, root)
+        raise ConfigError([_place(path, line, col, message, overridden)
+                           for line, col, message in sorted(problems)], str(path))
+    loaded = LoadedConfig(config, path, root, overridden)
     structural = _structure_problems(loaded)
     if structural:
         raise ConfigError(structural, str(path))
     return loaded
+
+
+def _apply_overrides(data: dict[str, Any], overrides: Sequence[str],
+                     path: Path) -> dict[str, str]:
+    """Set each ``key.path=value`` in the raw config; return {dotted path: the --set text}."""
+    applied: dict[str, str] = {}
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        parts: list[str | int] = [int(p) if p.isdigit() else p
+                                  for p in key.replace("[", ".").replace("]", "").split(".")]
+        if not sep or not key or any(p == "" for p in parts):
+            raise ConfigError([f"--set {text}: write it as key.path=value, e.g. "
+                               "--set training.epochs=20"], str(path))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node: Any = data
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(node, dict):
+                node = node.setdefault(part, {})
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                where = dotted(tuple(parts[: i + 1]))
+                raise ConfigError([f"--set {text}: there is no {where} in {path} to set"],
+                                  str(path))
+        last = parts[-1]
+        if isinstance(node, dict):
+            node[last] = value
+        elif isinstance(node, list) and isinstance(last, int) and last < len(node):
+            node[last] = value
+        else:
+            raise ConfigError([f"--set {text}: there is no {dotted(tuple(parts))} in {path} "
+                               "to set"], str(path))
+        applied[dotted(tuple(parts))] = text
+    return applied
+
+
+def _place(path: Path, line: int, col: int, message: str, overridden: dict[str, str]) -> str:
+    """Prefix a problem with where it came from: the file, or the --set that set it."""
+    field_path = message.split(": ", 1)[0]
+    for key, text in overridden.items():
+        if field_path == key or field_path.startswith((key + ".", key + "[")):
+            return f"--set {text}: {message}"
+    return f"{path}:{line}:{col}: {message}"
 
 
 def _structure_problems(loaded: LoadedConfig) -> list[str]:
@@ -301,23 +609,41 @@ def _child(node: Any, part: str | int) -> Any:
 
 def _allowed_keys(loc: Loc, data: Any) -> list[str]:
     """Field names of the model found at ``loc`` (walking from ``Config``)."""
-    model: Any = Config
-    node = data
+    annotation: Any = Config
+    node: Any = data
     for part in loc:
+        if isinstance(part, int):
+            annotation = _list_item(annotation)
+        else:
+            model = _model_in(annotation, node)
+            if model is None or part not in model.model_fields:
+                return []
+            annotation = model.model_fields[part].annotation
         node = _child(node, part)
-        annotation = model.model_fields[part].annotation if isinstance(part, str) else model
-        model = _model_in(annotation, node)
-        if model is None:
-            return []
-    if isinstance(node, str):  # the optimizer shorthand
+    if isinstance(node, str):  # a shorthand like `optimizer: adam`
         node = {"name": node}
+    model = _model_in(annotation, node)
     return list(model.model_fields) if model is not None else []
+
+
+def _list_item(annotation: Any) -> Any:
+    """``X`` from ``list[X]``, looking through Annotated and Optional."""
+    origin = get_origin(annotation)
+    if origin is list:
+        return get_args(annotation)[0]
+    if origin is Annotated:
+        return _list_item(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        for member in get_args(annotation):
+            if get_origin(member) is list:
+                return get_args(member)[0]
+    return None
 
 
 def _model_in(annotation: Any, node: Any) -> Any:
     """The pydantic model inside an annotation, choosing a union member by its tag."""
     origin = get_origin(annotation)
-    if origin is Annotated or origin is list:
+    if origin is Annotated:
         return _model_in(get_args(annotation)[0], node)
     if origin is Union or origin is types.UnionType:
         members = [m for m in get_args(annotation)

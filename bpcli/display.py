@@ -23,6 +23,7 @@ from bpcli.events import (
     Event,
     RolledBack,
     Stopped,
+    StoppedEarly,
     TrainingEnded,
     TrainingStarted,
 )
@@ -54,6 +55,19 @@ class Display:
             yield view
             view.progress = None
             live.refresh()
+
+    def layer_table(self, input_shape: tuple[int, ...],
+                    rows: list[tuple[str, str, str, int]]) -> None:
+        """The network's layers: index, kind and options, output shape, parameters."""
+        table = Table(title=f"layers (input {'x'.join(map(str, input_shape))})",
+                      title_justify="left")
+        for heading in ("#", "layer", "output", "parameters"):
+            table.add_column(heading, justify="right" if heading in ("#", "parameters")
+                             else "left")
+        for index, layer, shape, params in rows:
+            table.add_row(index, layer, shape, f"{params:,}")
+        table.add_row("", "total", "", f"{sum(r[3] for r in rows):,}", style="bold")
+        self.console.print(table)
 
     def gradcheck_report(self, results: list[TensorCheck], atol: float, rtol: float) -> None:
         table = Table(title=f"gradient check (|analytic - numeric| <= {atol:g} + {rtol:g} * "
@@ -94,6 +108,12 @@ class TrainingView:
                               f"(rollback {event.rollbacks})")
             if not self.display.interactive:
                 self.display.info(self.notes[-1])
+        elif isinstance(event, StoppedEarly):
+            self.notes.append(f"stopped early after epoch {event.epoch}: {event.monitor} has "
+                              f"not improved for {event.patience} epochs; keeping epoch "
+                              f"{event.best_epoch}")
+            if not self.display.interactive:
+                self.display.info(self.notes[-1])
         elif isinstance(event, Stopped):
             self.progress = None
             self.notes.append(f"stopping after batch {event.batches_done} of epoch "
@@ -117,7 +137,7 @@ class TrainingView:
                 f"lr {e.learning_rate:.3g}  {e.seconds:.2f}s" + ("  *best" if e.is_best else ""))
 
     def render(self) -> RenderableType:
-        table = Table(caption="* lowest validation loss so far", caption_justify="left")
+        table = Table(caption="* best so far", caption_justify="left")
         for heading in ("epoch", "train loss", "val loss", f"val {self.metric_name}", "lr",
                         "seconds"):
             table.add_column(heading, justify="right")

@@ -48,6 +48,16 @@ class Stopped:
 
 
 @dataclass(frozen=True)
+class StoppedEarly:
+    """No improvement of ``monitor`` for ``patience`` epochs: training ends after ``epoch``."""
+
+    epoch: int
+    best_epoch: int
+    monitor: str
+    patience: int
+
+
+@dataclass(frozen=True)
 class RolledBack:
     """Training diverged and went back to the end of ``to_epoch`` with a lower rate."""
 
@@ -66,5 +76,6 @@ class TrainingEnded:
     seconds: float
 
 
-Event = TrainingStarted | BatchesDone | EpochEnded | Stopped | RolledBack | TrainingEnded
+Event = (TrainingStarted | BatchesDone | EpochEnded | Stopped | StoppedEarly | RolledBack
+         | TrainingEnded)
 Listener = Callable[[Event], None]

@@ -13,14 +13,30 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bpcli.config import Config, DenseConfig, DropoutConfig, LoadedConfig, did_you_mean
+from bpcli.config import (
+    ActivationConfig,
+    BatchNormConfig,
+    Config,
+    CosineScheduleConfig,
+    DenseConfig,
+    DropoutConfig,
+    InitConfig,
+    LayerConfig,
+    LoadedConfig,
+    LossConfig,
+    did_you_mean,
+)
 from bpcli.data import Preprocessor, Table, infer_task, read_csv, split_indices
 from bpcli.errors import ConfigError
 from bpcli.nn import LOSSES, OPTIMIZERS, Activation, Dense, Dropout, Layer, Network, Optimizer
 from bpcli.nn.init import default_initializer
-from bpcli.trainer import Metric
+from bpcli.nn.layers import BatchNorm, LayerNorm
+from bpcli.nn.regularization import Penalties, Penalty
+from bpcli.nn.schedules import SCHEDULES, Schedule
+from bpcli.trainer import EarlyStopping, Metric
 
 FUSED_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}
+REGRESSION_LOSSES = ("mse", "mae", "huber")
 
 
 @dataclass
@@ -36,14 +52,38 @@ class Experiment:
     Y_val: NDArray
     metric: Metric
     metric_name: str
+    loss_options: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def build_network(self, rng: np.random.Generator, dtype: Any = np.float32) -> Network:
-        return build_network(self.config, self.X_train.shape[1], rng, dtype)
+        """The network, with the config's penalties attached to its loss."""
+        network = build_network(self.config, self.X_train.shape[1], rng, dtype,
+                                self.loss_options)
+        network.penalties = penalties(self.config, network)
+        return network
 
-    def build_optimizer(self) -> Optimizer:
+    def build_optimizer(self, network: Network) -> Optimizer:
         options = self.config.optimizer.model_dump()
-        return OPTIMIZERS[options.pop("name")](**options)
+        optimizer = OPTIMIZERS[options.pop("name")](**options)
+        if hasattr(optimizer, "decay_mask"):  # decoupled weight decay: weights, not biases
+            optimizer.decay_mask = weight_mask(network)
+        return optimizer
+
+    def build_schedule(self, optimizer: Optimizer) -> Schedule:
+        spec = self.config.training.schedule
+        options = spec.model_dump() if spec is not None else {"name": "constant"}
+        return SCHEDULES[options.pop("name")](optimizer.learning_rate, **options)
+
+    def early_stopping(self) -> EarlyStopping:
+        """The rule for the best epoch (and, when configured, for stopping early)."""
+        spec = self.config.training.early_stopping
+        if spec is None:
+            return EarlyStopping(monitor="val_loss", maximize=False, patience=None,
+                                 min_delta=0.0)
+        on_metric = spec.monitor == "val_metric"
+        return EarlyStopping(monitor=f"val_{self.metric_name}" if on_metric else "val_loss",
+                             maximize=on_metric and self.metric_name == "accuracy",
+                             patience=spec.patience, min_delta=spec.min_delta)
 
 
 def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
@@ -73,7 +113,7 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     preprocessor = Preprocessor.fit(train_table, features, data.target, task)
 
     resolved = _resolve(loaded, preprocessor)
-    one_column = resolved.loss == "binary_cross_entropy"
+    one_column = _loss_name(resolved) == "binary_cross_entropy"
     X_train = preprocessor.transform_features(train_table, dtype)
     X_val = preprocessor.transform_features(val_table, dtype)
     Y_train = preprocessor.transform_target(train_table, one_column, dtype)
@@ -81,8 +121,12 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     notes.append(f"data: {len(X_train)} training rows, {len(X_val)} validation rows, "
                  f"{len(features)} features")
     metric, metric_name = _metric(preprocessor, one_column)
+    loss_options = _loss_options(loaded, resolved, preprocessor, Y_train, one_column)
+    if resolved.optimizer.name == "rprop" and resolved.training.batch_size < len(X_train):
+        raise loaded.error(("training", "batch_size"), "rprop is a full-batch method: set "
+                           f"batch_size to at least {len(X_train)} (the training rows)")
     return Experiment(loaded, resolved, preprocessor, X_train, Y_train, X_val, Y_val,
-                      metric, metric_name, notes)
+                      metric, metric_name, loss_options, notes)
 
 
 def _check_columns(loaded: LoadedConfig, table: Table) -> None:
@@ -116,7 +160,7 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
         if n_classes < 2:
             raise loaded.error(("data", "target"), f"only one class ({pre.classes[0]!r}) in "
                                "the training data; classification needs at least two")
-        activation = out.activation or "softmax"
+        activation = out.activation_name() or "softmax"
         if activation == "sigmoid" and n_classes == 2:
             units = 1
         elif activation == "softmax":
@@ -125,27 +169,32 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
             raise loaded.error(("model", "layers", last, "activation"),
                                f"a classifier's output activation must be softmax (or sigmoid "
                                f"for two classes), not {activation!r}")
+        allowed: tuple[str, ...] = (FUSED_LOSS[activation],)
     else:
-        activation = out.activation or "identity"
+        activation = out.activation_name() or "identity"
         units = 1
         if activation in FUSED_LOSS:
             raise loaded.error(("model", "layers", last, "activation"),
                                f"{activation!r} output suits classification; this is "
                                "regression, where identity is usual")
+        allowed = REGRESSION_LOSSES
     if out.units is not None and out.units != units:
         raise loaded.error(("model", "layers", last, "units"),
                            f"the output layer needs {units} unit{'s' if units > 1 else ''} "
                            f"for this {pre.task} target, not {out.units}; or omit units")
-    loss = FUSED_LOSS.get(activation, "mse")
-    if config.loss is not None and config.loss != loss:
-        raise loaded.error(("loss",), f"{config.loss!r} does not fit a {activation!r} output "
-                           f"for {pre.task}; use {loss!r} (or omit loss)")
+    loss = config.loss if config.loss is not None else LossConfig(name=allowed[0])
+    loss_name = loss.name
+    if loss_name not in allowed:
+        raise loaded.error(("loss",), f"{loss_name!r} does not fit a {activation!r} output "
+                           f"for {pre.task}; use {' or '.join(map(repr, allowed))}")
 
-    resolved_layers: list[DenseConfig | DropoutConfig] = []
+    resolved_layers: list[LayerConfig] = []
     for i, layer in enumerate(layers):
         if isinstance(layer, DenseConfig):
-            act = activation if i == last else (layer.activation or "relu")
-            init = layer.init if layer.init != "auto" else default_initializer(act)
+            act = layer.activation or ActivationConfig(name=activation if i == last else "relu")
+            init = layer.init
+            if init.name == "auto":
+                init = InitConfig(name=default_initializer(act.name))
             layer = layer.model_copy(update={
                 "units": units if i == last else layer.units, "activation": act, "init": init,
             })
@@ -159,10 +208,49 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
                                 else config.data.validation_fraction or 0.2),
         "features": pre.features,
     })
+    training = config.training
+    if isinstance(training.schedule, CosineScheduleConfig) and not training.schedule.total_epochs:
+        schedule = training.schedule.model_copy(update={"total_epochs": training.epochs})
+        training = training.model_copy(update={"schedule": schedule})
+    if training.init_from is not None:
+        training = training.model_copy(update={
+            "init_from": str(loaded.resolve_path(training.init_from))})
     output = config.output.model_copy(update={"name": config.output.name or _run_name(loaded)})
     model = config.model.model_copy(update={"layers": resolved_layers})
     return config.model_copy(update={"data": data, "model": model, "loss": loss,
-                                     "output": output})
+                                     "output": output, "training": training})
+
+
+def _loss_name(config: Config) -> str:
+    assert config.loss is not None  # resolved
+    return config.loss.name
+
+
+def _loss_options(loaded: LoadedConfig, config: Config, pre: Preprocessor, Y_train: NDArray,
+                  one_column: bool) -> dict[str, Any]:
+    """The loss's constructor options, with class weights as one number per class."""
+    assert config.loss is not None  # resolved
+    options = config.loss.options()
+    weights = options.get("class_weights")
+    if weights is None:
+        return options
+    labels = (Y_train[:, 0] if one_column else Y_train).astype(np.int64)
+    counts = np.bincount(labels, minlength=len(pre.classes))
+    if weights == "balanced":
+        if np.any(counts == 0):
+            raise loaded.error(("loss", "class_weights"), "balanced weights need every class "
+                               "in the training data")
+        options["class_weights"] = [float(len(labels) / (len(pre.classes) * c))
+                                    for c in counts]
+        return options
+    unknown = [label for label in weights if label not in pre.classes]
+    if unknown:
+        raise loaded.error(("loss", "class_weights"), f"no class {unknown[0]!r}"
+                           f"{did_you_mean(unknown[0], pre.classes)}; the classes are "
+                           f"{', '.join(pre.classes)}")
+    # classes not named keep weight 1
+    options["class_weights"] = [float(weights.get(c, 1.0)) for c in pre.classes]
+    return options
 
 
 def _run_name(loaded: LoadedConfig) -> str:
@@ -171,20 +259,51 @@ def _run_name(loaded: LoadedConfig) -> str:
 
 
 def build_network(config: Config, n_features: int, rng: np.random.Generator,
-                  dtype: Any = np.float32) -> Network:
+                  dtype: Any = np.float32, loss_options: dict[str, Any] | None = None
+                  ) -> Network:
     """The network a resolved config describes: each dense layer is followed by its
     activation (none for identity)."""
     layers: list[Layer] = []
     for spec in config.model.layers:
         if isinstance(spec, DenseConfig):
             assert spec.units is not None and spec.activation is not None
-            layers.append(Dense(spec.units, spec.init))
-            if spec.activation != "identity":
-                layers.append(Activation(spec.activation))
-        else:
+            init = spec.init
+            options = {"value": init.value} if init.value is not None else None
+            layers.append(Dense(spec.units, init.name, options))
+            act = spec.activation
+            if act.name != "identity":
+                layers.append(Activation(act.name, **act.options()))
+        elif isinstance(spec, DropoutConfig):
             layers.append(Dropout(spec.rate))
-    assert config.loss is not None
-    return Network(layers, LOSSES[config.loss](), (n_features,), rng, dtype)
+        elif isinstance(spec, BatchNormConfig):
+            layers.append(BatchNorm(momentum=spec.momentum, epsilon=spec.epsilon))
+        else:
+            layers.append(LayerNorm(epsilon=spec.epsilon))
+    loss = LOSSES[_loss_name(config)](**(loss_options or {}))
+    return Network(layers, loss, (n_features,), rng, dtype)
+
+
+def penalties(config: Config, network: Network) -> Penalties | None:
+    """L1/L2 penalties: the global ones, and a dense layer's own where it sets them."""
+    reg = config.regularization
+    dense_specs = [s for s in config.model.layers if isinstance(s, DenseConfig)]
+    dense_layers = [i for i, layer in enumerate(network.layers) if isinstance(layer, Dense)]
+    per_layer = {
+        index: Penalty(l1=spec.l1 if spec.l1 is not None else reg.l1,
+                       l2=spec.l2 if spec.l2 is not None else reg.l2)
+        for spec, index in zip(dense_specs, dense_layers, strict=True)
+        if spec.l1 is not None or spec.l2 is not None
+    }
+    default = Penalty(l1=reg.l1, l2=reg.l2) if reg.l1 or reg.l2 else None
+    if default is None and not any(not p.is_zero for p in per_layer.values()):
+        return None
+    return Penalties(default=default, per_layer=per_layer)
+
+
+def weight_mask(network: Network) -> NDArray[np.bool_]:
+    """True at the entries of the flat parameter vector that are weight matrices."""
+    return np.concatenate([np.full(param.size, name.endswith(".W"))
+                           for name, param, _ in network.parameters()])
 
 
 def _metric(pre: Preprocessor, one_column: bool) -> tuple[Metric, str]:

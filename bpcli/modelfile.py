@@ -49,6 +49,7 @@ def save_model(
         "task": preprocessor.task,
         "target": preprocessor.target,
         "loss": network.loss.name,
+        "loss_options": {k: v for k, v in network.loss.describe().items() if k != "name"},
         "input_shape": list(network.input_shape),
         "output_shape": list(network.output_shape),
         "layers": [layer.describe() for layer in network.layers],
@@ -56,6 +57,7 @@ def save_model(
     }
     arrays: dict[str, NDArray] = {"meta": np.array(json_text(header))}
     arrays.update({f"param/{k}": v for k, v in network.state().items()})
+    arrays.update({f"buffer/{k}": v for k, v in network.buffers().items()})
     arrays.update({f"pre/{k}": v for k, v in preprocessor.to_arrays().items()})
     arrays.update({f"opt/{k}": v for k, v in (optimizer_state or {}).items()})
     write_atomic(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
@@ -68,13 +70,15 @@ def load_model(path: Path) -> SavedModel:
     meta = _read_meta(path, arrays)
     try:
         layers = [layer_from_description(d) for d in meta["layers"]]
-        loss = LOSSES[meta["loss"]]()
+        loss = LOSSES[meta["loss"]](**meta.get("loss_options", {}))
         network = Network(layers, loss, tuple(meta["input_shape"]), np.random.default_rng(0))
         params = {k.removeprefix("param/"): v for k, v in arrays.items() if k.startswith("param/")}
         for name, value in params.items():
             if value.dtype.kind != "f":
                 raise ValueError(f"parameter {name} has dtype {value.dtype}, expected floats")
         network.load_state(params)
+        network.load_buffers({k.removeprefix("buffer/"): v for k, v in arrays.items()
+                              if k.startswith("buffer/")})
         pre = {k.removeprefix("pre/"): v for k, v in arrays.items() if k.startswith("pre/")}
         preprocessor = Preprocessor.from_arrays(pre, meta["target"], meta["task"])
         _check_consistent(network, preprocessor)
@@ -123,8 +127,9 @@ def _read_arrays(path: Path) -> dict[str, NDArray]:
             raise ModelFileError(f"{path}: holds pickled objects, which bp never loads; "
                                  "not a file bp wrote") from None
         raise ModelFileError(f"{path}: not a readable bp model file ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise ModelFileError(f"{path}: not a readable bp model file ({exc})") from None
+    except Exception as exc:  # numpy's parser raises many kinds of error on a bad file
+        raise ModelFileError(f"{path}: not a readable bp model file "
+                             f"({type(exc).__name__}: {exc})") from None
 
 
 # The preprocessing arrays: dtype kind ("U" text, "f" floats) and number of dimensions.
@@ -134,7 +139,7 @@ PRE_ARRAYS = {"features": ("U", 1), "mean": ("f", 1), "scale": ("f", 1), "classe
 
 def _check_members(path: Path, arrays: dict[str, NDArray]) -> None:
     unexpected = sorted(k for k in arrays if k != "meta" and k.split("/")[0]
-                        not in ("param", "pre", "opt"))
+                        not in ("param", "buffer", "pre", "opt"))
     if unexpected:
         raise ModelFileError(f"{path}: unexpected arrays {', '.join(unexpected)}; not a file "
                              "bp wrote")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,10 +25,13 @@ from bpcli.events import (
     Listener,
     RolledBack,
     Stopped,
+    StoppedEarly,
     TrainingEnded,
     TrainingStarted,
 )
 from bpcli.nn import Network, Optimizer
+from bpcli.nn.regularization import clip_by_global_norm, clip_by_value
+from bpcli.nn.schedules import Constant, Schedule
 
 Metric = Callable[[NDArray, NDArray], float]
 PROGRESS_INTERVAL_S = 0.1
@@ -59,7 +62,12 @@ class TrainerState:
     best_val_loss: float = math.inf
     best_val_metric: float = math.nan
     best_epoch: int = 0
+    best_monitor: float | None = None  # the monitored value at the best epoch
+    wait: int = 0  # epochs since the monitored value last improved
+    stopped_early: bool = False
     rollbacks: int = 0
+    lr_scale: float = 1.0  # product of the rollbacks' learning-rate factors
+    schedule: dict[str, Any] = field(default_factory=dict)
     epoch_rng: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -78,6 +86,25 @@ class TrainerState:
         if data.get("best_val_metric") is None:
             state.best_val_metric = math.nan
         return state
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Which value picks the best epoch (``monitor``: "val_loss" or "val_<metric>",
+    higher is better when ``maximize``), and when to stop: after ``patience`` epochs
+    (``None``: never) without improving on the best by more than ``min_delta``."""
+
+    monitor: str = "val_loss"
+    maximize: bool = False
+    patience: int | None = None
+    min_delta: float = 0.0
+
+    def improved(self, value: float, best: float | None) -> bool:
+        if not math.isfinite(value):
+            return False
+        if best is None:
+            return True
+        return value > best + self.min_delta if self.maximize else value < best - self.min_delta
 
 
 @dataclass(frozen=True)
@@ -133,6 +160,10 @@ class Trainer:
         listeners: list[Listener],
         should_stop: Callable[[], bool] = lambda: False,
         divergence: DivergencePolicy | None = None,
+        schedule: Schedule | None = None,
+        early_stopping: EarlyStopping | None = None,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
     ) -> None:
         self.network = network
         self.optimizer = optimizer
@@ -144,6 +175,10 @@ class Trainer:
         self.listeners = listeners
         self.should_stop = should_stop
         self.divergence = divergence or DivergencePolicy()
+        self.schedule = schedule or Constant(optimizer.learning_rate)
+        self.early_stopping = early_stopping or EarlyStopping()
+        self.clip_norm = clip_norm
+        self.clip_value = clip_value
         self.state = TrainerState()
         self.best_params = network.flat_params.copy()
 
@@ -159,35 +194,46 @@ class Trainer:
 
     def _fit(self, X: NDArray, Y: NDArray, X_val: NDArray, Y_val: NDArray) -> TrainingResult:
         n = len(X)
-        batch = min(self.batch_size, n)
-        batches = math.ceil(n / batch)
-        X_buf = np.empty((batch, *X.shape[1:]), dtype=X.dtype)
-        Y_buf = np.empty((batch, *Y.shape[1:]), dtype=Y.dtype)
+        bounds = batch_bounds(n, self.batch_size)
+        batches = len(bounds) - 1
+        largest = int(np.max(np.diff(bounds)))
+        X_buf = np.empty((largest, *X.shape[1:]), dtype=X.dtype)
+        Y_buf = np.empty((largest, *Y.shape[1:]), dtype=Y.dtype)
         params, grads = [self.network.flat_params], [self.network.flat_grads]
         state = self.state
         if state.epoch_rng is not None:
             self.rng.bit_generator.state = state.epoch_rng
+        if state.schedule:
+            self.schedule.load_state(state.schedule)
         snapshot = self._snapshot()
         started = time.perf_counter()
         self.emit(TrainingStarted(self.epochs, batches, n, len(X_val), self.metric_name,
                                   state.epoch))
-        while state.epoch < self.epochs:
+        while state.epoch < self.epochs and not state.stopped_early:
             epoch = state.epoch + 1
             epoch_start = last_report = time.perf_counter()
+            self.optimizer.learning_rate = self.schedule.rate(epoch) * state.lr_scale
             state.epoch_rng = dict(self.rng.bit_generator.state)
             order = self.rng.permutation(n)
             diverged = None
             for b in range(state.batch, batches):
-                index = order[b * batch : (b + 1) * batch]
+                index = order[bounds[b] : bounds[b + 1]]
                 # mode="clip" skips numpy's defensive copy when writing to `out` (3x faster);
                 # the indices come from a permutation, so nothing is ever clipped.
                 Xb = np.take(X, index, axis=0, out=X_buf[: len(index)], mode="clip")
                 Yb = np.take(Y, index, axis=0, out=Y_buf[: len(index)], mode="clip")
                 loss = self.network.compute_gradients(Xb, Yb)
-                # one reduction finds any NaN or infinity among all the gradients
-                if not (math.isfinite(loss) and math.isfinite(np.add.reduce(grads[0]))):
+                # The squared gradient norm is NaN or infinite when any gradient is (or when
+                # they are so large, above 1e19, that training has diverged anyway); BLAS's
+                # dot product finds it 3x faster than a sum.
+                g = grads[0]
+                if not (math.isfinite(loss) and math.isfinite(np.dot(g, g))):
                     diverged = self._describe_divergence(loss, epoch, b + 1, Xb)
                     break
+                if self.clip_norm is not None:
+                    clip_by_global_norm(g, self.clip_norm)
+                if self.clip_value is not None:
+                    clip_by_value(g, self.clip_value)
                 self.optimizer.step(params, grads)
                 state.batch = b + 1
                 state.loss_sum += loss * len(index)
@@ -205,18 +251,27 @@ class Trainer:
                 continue
             val_loss, outputs = self.network.evaluate(X_val, Y_val)
             val_metric = self.metric(outputs, Y_val)
-            is_best = val_loss < state.best_val_loss
+            rule = self.early_stopping
+            monitored = val_loss if rule.monitor == "val_loss" else val_metric
+            is_best = rule.improved(monitored, state.best_monitor)
             if is_best:
                 state.best_val_loss, state.best_val_metric = val_loss, val_metric
-                state.best_epoch = epoch
+                state.best_epoch, state.best_monitor, state.wait = epoch, monitored, 0
                 self.best_params[...] = params[0]
+            else:
+                state.wait += 1
+            self.schedule.observe(epoch, val_loss)
             train_loss = state.loss_sum / n
             state.epoch, state.batch, state.loss_sum = epoch, 0, 0.0
             state.epoch_rng = dict(self.rng.bit_generator.state)
+            state.schedule = self.schedule.state()
+            state.stopped_early = rule.patience is not None and state.wait >= rule.patience
             snapshot = self._snapshot()
             self.emit(EpochEnded(epoch, self.epochs, train_loss, val_loss, val_metric,
                                  self.optimizer.learning_rate,
                                  time.perf_counter() - epoch_start, is_best, state.rollbacks))
+            if state.stopped_early:
+                self.emit(StoppedEarly(epoch, state.best_epoch, rule.monitor, state.wait))
         params[0][...] = self.best_params
         result = TrainingResult(state.epoch, state.best_epoch, state.best_val_loss,
                                 state.best_val_metric, time.perf_counter() - started)
@@ -245,10 +300,13 @@ class Trainer:
         rollbacks = self.state.rollbacks + 1
         self.state = TrainerState.from_json(snapshot.state.to_json())
         self.state.rollbacks = rollbacks
+        self.state.lr_scale *= policy.lr_factor
         self.rng.bit_generator.state = snapshot.shuffle_rng
         self.network.rng.bit_generator.state = snapshot.network_rng
-        self.optimizer.learning_rate *= policy.lr_factor
-        self.emit(RolledBack(self.state.epoch, message, self.optimizer.learning_rate, rollbacks))
+        if self.state.schedule:
+            self.schedule.load_state(self.state.schedule)
+        rate = self.schedule.rate(self.state.epoch + 1) * self.state.lr_scale
+        self.emit(RolledBack(self.state.epoch, message, rate, rollbacks))
         return self._snapshot()
 
     def _describe_divergence(self, loss: float, epoch: int, batch: int, Xb: NDArray) -> str:
@@ -258,6 +316,15 @@ class Trainer:
                 f"Likely causes: a learning rate too high (now "
                 f"{self.optimizer.learning_rate:g}; try 10x smaller) or input columns with "
                 "huge values")
+
+
+def batch_bounds(n: int, batch_size: int) -> list[int]:
+    """Start of each batch, then ``n``. A last batch of a single row joins the one before:
+    batch statistics (batch_norm) are undefined for one row."""
+    bounds = list(range(0, n, batch_size)) + [n]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]
+    return bounds
 
 
 def _first_non_finite(network: Network, X: NDArray) -> str:

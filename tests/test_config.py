@@ -53,7 +53,7 @@ def test_every_problem_is_reported_at_once_with_its_line(
         (1, "data.target", "required key is missing"),
         (3, "data.targt", "did you mean 'target'?"),
         (7, "model.layers[0].units", "greater than or equal to 1"),
-        (8, "model.layers[0].activation", "did you mean 'relu'?"),
+        (8, "model.layers[0].activation.name", "did you mean 'relu'?"),
         (9, "model.layers[1].type", "did you mean 'dropout'?"),
         (10, "model.layers[2].rate", "less than 1"),
         (13, "optimizer.learning_rate", "greater than 0"),
@@ -70,7 +70,7 @@ def test_every_problem_is_reported_at_once_with_its_line(
 def test_unknown_choice_lists_what_is_allowed(write_config: Callable[..., Path]) -> None:
     config = iris_config(loss="cross_entropyy")
     (problem,) = problems(write_config(config))
-    assert "loss: unknown loss 'cross_entropyy' (did you mean 'cross_entropy'?)" in problem
+    assert "loss.name: unknown loss 'cross_entropyy' (did you mean 'cross_entropy'?)" in problem
     for name in LOSSES:
         assert name in problem
 
@@ -150,3 +150,32 @@ def test_both_validation_sources_is_an_error(write_config: Callable[..., Path]) 
 def test_dotted() -> None:
     assert dotted(("model", "layers", 2, "units")) == "model.layers[2].units"
     assert dotted(()) == ""
+
+
+def test_set_overrides_values_and_reports_their_errors(
+    write_config: Callable[..., Path],
+) -> None:
+    path = write_config(iris_config())
+    loaded = load_config(path, ["training.epochs=7", "model.layers[0].units=5",
+                                "optimizer.learning_rate=0.5", "data.features=[sepal_length]"])
+    config = loaded.config
+    assert config.training.epochs == 7 and config.optimizer.learning_rate == 0.5
+    assert config.model.layers[0].units == 5  # type: ignore[union-attr]
+    assert config.data.features == ["sepal_length"]
+    found = problems_with(path, ["training.epochs=abc", "model.layers.0.unitz=3"])
+    assert found[0].startswith("--set model.layers.0.unitz=3: model.layers[0].unitz: unknown "
+                               "key 'unitz' (did you mean 'units'?)")
+    assert found[1].startswith("--set training.epochs=abc: training.epochs: Input should be")
+
+
+@pytest.mark.parametrize("override", ["training", "=3", "model.layers.9.units=3",
+                                      "data.path.x=1"])
+def test_malformed_set(write_config: Callable[..., Path], override: str) -> None:
+    (problem,) = problems_with(write_config(iris_config()), [override])
+    assert problem.startswith(f"--set {override}: ")
+
+
+def problems_with(path: Path, overrides: list[str]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides)
+    return info.value.problems

@@ -215,16 +215,18 @@ def test_archive_layout_matches_the_document(
     metric = "rmse" if regression else "accuracy"
 
     # metadata keys and their values
-    assert set(meta) == {"format", "format_version", "task", "target", "loss", "input_shape",
-                         "output_shape", "layers", "created", "environment", "config",
-                         "epoch", "metrics"}
+    assert set(meta) == {"format", "format_version", "task", "target", "loss", "loss_options",
+                         "input_shape", "output_shape", "layers", "created", "environment",
+                         "config", "epoch", "metrics"}
     assert meta["task"] == ("regression" if regression else "classification")
     assert meta["target"] == case["data"]["target"]
     assert meta["loss"] == case["loss"]
     assert set(meta["metrics"]) == {"best_epoch", "val_loss", f"val_{metric}"}
     assert meta["epoch"] == meta["metrics"]["best_epoch"]
-    assert set(meta["environment"]) == {"bp", "numpy", "python", "platform"}
-    assert set(meta["config"]) == {"data", "model", "loss", "optimizer", "training", "output"}
+    assert set(meta["environment"]) == {"bp", "numpy", "python", "platform", "blas",
+                                        "blas_threads"}
+    assert set(meta["config"]) == {"data", "model", "loss", "optimizer", "regularization",
+                                   "training", "output"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}", meta["created"])
     for layer in meta["layers"]:
         expected = {"dense": {"type", "units", "init"}, "activation": {"type", "name"},

@@ -300,7 +300,7 @@ def test_dropout_statistics() -> None:
 
 def test_layer_validation() -> None:
     with pytest.raises(ValueError, match="initialiser"):
-        Dense(3, init="zeros")
+        Dense(3, init="he_normal_but_misspelt")
     with pytest.raises(ValueError, match="activation"):
         Activation("gelu_but_misspelt")
     for rate in (-0.1, 1.0):
@@ -312,24 +312,28 @@ def test_layer_validation() -> None:
 
 def test_layers_rebuild_from_description() -> None:
     layers: list[Layer] = [Dense(4, init="he_normal"), Activation("leaky_relu", slope=0.2),
-                           Dropout(0.1)]
+                           Dropout(0.1), Dense(2, init="constant", init_options={"value": 0.5})]
     for layer in layers:
         rebuilt = layer_from_description(layer.describe())
         assert type(rebuilt) is type(layer)
         assert rebuilt.describe() == layer.describe()
-    assert set(LAYERS) == {"dense", "activation", "dropout"}
+    assert set(LAYERS) == {"dense", "activation", "dropout", "batch_norm", "layer_norm"}
     with pytest.raises(ValueError, match="unknown layer type"):
         layer_from_description({"type": "conv"})
 
 
 # -- initialisers -----------------------------------------------------------------------
 FAN_IN, FAN_OUT = 400, 300
-# name -> (distribution, scale): the uniform limit l, or the normal standard deviation s.
+# name -> (distribution, scale): the uniform limit l, the normal standard deviation s, or the
+# value of a constant.
 EXPECTED_INIT = {
     "glorot_uniform": ("uniform", np.sqrt(6.0 / (FAN_IN + FAN_OUT))),
     "glorot_normal": ("normal", np.sqrt(2.0 / (FAN_IN + FAN_OUT))),
     "he_uniform": ("uniform", np.sqrt(6.0 / FAN_IN)),
     "he_normal": ("normal", np.sqrt(2.0 / FAN_IN)),
+    "lecun_uniform": ("uniform", np.sqrt(3.0 / FAN_IN)),
+    "lecun_normal": ("normal", np.sqrt(1.0 / FAN_IN)),
+    "zeros": ("constant", 0.0),
 }
 
 
@@ -345,6 +349,9 @@ def test_initialiser_statistics(name: str, dtype: type[np.floating]) -> None:
     assert W.dtype == dtype
     distribution, scale = EXPECTED_INIT[name]
     W64 = W.astype(np.float64)
+    if distribution == "constant":
+        assert np.all(W64 == scale)
+        return
     assert abs(W64.mean()) < 0.02 * scale
     if distribution == "uniform":
         # U(-l, l): within the limits, reaching close to them, std l / sqrt(3).

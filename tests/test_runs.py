@@ -297,10 +297,13 @@ def test_sigkill_at_random_moments_leaves_loadable_files(
 ) -> None:
     config = write_config(slow_config(in_tmp))
     delays = np.random.default_rng(42).uniform(0.0, 0.6, size=6)
-    for delay in delays:
+    for count, delay in enumerate(delays, start=1):
         proc = start(config)
-        wait_for(in_tmp / "runs")
-        time.sleep(float(delay) + 0.5)  # the interpreter takes about 0.5 s to start
+        deadline = time.monotonic() + 60
+        while len(run_dirs(in_tmp)) < count:  # its run directory exists: training is near
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        time.sleep(float(delay))
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
     assert len(run_dirs(in_tmp)) == len(delays)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,10 @@ from bpcli.nn.gradcheck import check_gradients
 
 
 def gradcheck(config_path: Path, display: Display, *, rows: int, eps: float, atol: float,
-              rtol: float, max_entries: int, seed: int, directions: int | None = None) -> None:
+              rtol: float, max_entries: int, seed: int, directions: int | None = None,
+              overrides: Sequence[str] = ()) -> None:
     """Check every parameter tensor and the input; raise ``CheckFailed`` on any mismatch."""
-    loaded = load_config(config_path)
+    loaded = load_config(config_path, overrides)
     experiment = prepare(loaded, dtype=np.float64)
     rng = np.random.default_rng(seed)
     network = experiment.build_network(rng, np.float64)

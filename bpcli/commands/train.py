@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,9 @@ class Session:
     metrics_rows: list[list[str]]
 
 
-def train(config_path: Path, display: Display) -> Path:
+def train(config_path: Path, display: Display, overrides: Sequence[str] = ()) -> Path:
     """Train the network ``config_path`` describes in a new run directory."""
-    loaded = load_config(config_path)
+    loaded = load_config(config_path, overrides)
     experiment = prepare(loaded)
     config = experiment.config
     for note in experiment.notes:
@@ -62,14 +63,18 @@ def train(config_path: Path, display: Display) -> Path:
     # Independent streams: changing the architecture does not change the batch order.
     init_seed, shuffle_seed = np.random.SeedSequence(config.training.seed).spawn(2)
     network = experiment.build_network(np.random.default_rng(init_seed))
-    optimizer = experiment.build_optimizer()
+    if config.training.init_from is not None:
+        _warm_start(network, Path(config.training.init_from), experiment)
+        display.info(f"starting from the weights of {config.training.init_from}")
+    optimizer = experiment.build_optimizer(network)
     trainer = _trainer(experiment, network, optimizer, np.random.default_rng(shuffle_seed))
     assert config.output.name is not None
     # model.npz, best and last checkpoints with optimizer state, and their temporary copies
     needed = 8 * network.flat_params.nbytes + (1 << 20)
     run_dir = create_run_dir(Path(config.output.runs_dir), config.output.name, needed)
     write_text_atomic(run_dir / "config.yaml",
-                      yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+                      yaml.safe_dump(config.model_dump(mode="json", exclude_none=True),
+                                     sort_keys=False))
     write_json(run_dir / FINGERPRINTS, fingerprints(run_dir, _data_files(experiment)))
     display.info(f"run directory: {run_dir}")
     return _run(Session(run_dir, experiment, network, optimizer, trainer, []), display)
@@ -95,9 +100,10 @@ def resume(run_dir: Path, display: Display, force: bool) -> Path:
     except (KeyError, TypeError) as exc:
         raise ModelFileError(f"{last}: not a checkpoint (no trainer state: {exc})") from None
     network = experiment.build_network(np.random.default_rng(0))
-    optimizer = experiment.build_optimizer()
+    optimizer = experiment.build_optimizer(network)
     try:
         network.load_state(checkpoint.network.state())
+        network.load_buffers(checkpoint.network.buffers())
         network.rng.bit_generator.state = network_rng
         optimizer.load_state(checkpoint.optimizer_state)
     except (ValueError, KeyError, TypeError) as exc:
@@ -117,12 +123,36 @@ def resume(run_dir: Path, display: Display, force: bool) -> Path:
 def _trainer(experiment: Experiment, network: Network, optimizer: Optimizer,
              rng: np.random.Generator) -> Trainer:
     training = experiment.config.training
+    regularization = experiment.config.regularization
     policy = DivergencePolicy(rollback=training.on_divergence == "rollback",
                               lr_factor=training.rollback_lr_factor,
                               max_rollbacks=training.max_rollbacks)
     return Trainer(network, optimizer, epochs=training.epochs, batch_size=training.batch_size,
                    rng=rng, metric=experiment.metric, metric_name=experiment.metric_name,
-                   listeners=[], divergence=policy)
+                   listeners=[], divergence=policy,
+                   schedule=experiment.build_schedule(optimizer),
+                   early_stopping=experiment.early_stopping(),
+                   clip_norm=regularization.clip_norm, clip_value=regularization.clip_value)
+
+
+def _warm_start(network: Network, path: Path, experiment: Experiment) -> None:
+    """Copy a saved model's weights in, refusing when the architectures differ."""
+    saved = load_model(path)
+    mine = [layer.describe() for layer in network.layers]
+    theirs = [layer.describe() for layer in saved.network.layers]
+    where = ("training", "init_from")
+    if saved.network.input_shape != network.input_shape:
+        raise experiment.loaded.error(where, f"{path} takes {saved.network.input_shape[0]} "
+                                      f"inputs; this config has {network.input_shape[0]}")
+    if len(mine) != len(theirs):
+        raise experiment.loaded.error(where, f"{path} has {len(theirs)} layers; this config "
+                                      f"builds {len(mine)}")
+    for i, (a, b) in enumerate(zip(mine, theirs, strict=True)):
+        if a != b:
+            raise experiment.loaded.error(where, f"layer {i} differs: {path} has {b}, this "
+                                          f"config builds {a}")
+    network.load_state(saved.network.state())
+    network.load_buffers(saved.network.buffers())
 
 
 def _data_files(experiment: Experiment) -> list[Path]:
@@ -182,8 +212,9 @@ def _run(session: Session, display: Display) -> Path:
                metric: result.best_val_metric}
     save_model(run_dir / "model.npz", network, experiment.preprocessor,
                {**meta, "epoch": result.best_epoch, "metrics": metrics})
+    status = "stopped early" if trainer.state.stopped_early else "finished"
     write_json(run_dir / "summary.json", {
-        **summary, "status": "finished", "epochs": result.epochs_done,
+        **summary, "status": status, "epochs": result.epochs_done,
         "wall_time_s": round(result.seconds, 3), "metrics": metrics,
         "rollbacks": trainer.state.rollbacks,
     })

@@ -1,8 +1,15 @@
-"""Weight initialisers: ``init(shape, rng, dtype)`` with ``shape = (fan_in, fan_out)``."""
+"""Weight initialisers: ``init(shape, rng, dtype)`` with ``shape = (fan_in, fan_out)``.
+
+``INITIALIZERS`` holds the ones without options; ``PARAMETRIC_INITIALIZERS`` holds factories
+for the ones that need options (``constant`` needs its ``value``), and ``make_initializer``
+builds either kind from a name and options.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from inspect import signature
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -34,17 +41,83 @@ def he_normal(shape: tuple[int, int], rng: np.random.Generator, dtype: DTypeLike
     return rng.normal(0.0, std, size=shape).astype(dtype)
 
 
+
+def lecun_uniform(shape: tuple[int, int], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
+    """U(-l, l) with ``l = sqrt(3 / fan_in)``, so variance ``1 / fan_in`` (LeCun et al., 1998)."""
+    limit = np.sqrt(3.0 / shape[0])
+    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+def lecun_normal(shape: tuple[int, int], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
+    """N(0, s^2) with ``s = sqrt(1 / fan_in)``: the variance SELU's self-normalisation assumes
+    (Klambauer et al., 2017)."""
+    std = np.sqrt(1.0 / shape[0])
+    return rng.normal(0.0, std, size=shape).astype(dtype)
+
+
+def zeros(shape: tuple[int, int], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
+    """All zeros. Every unit of the layer then gets the same gradient and they never become
+    different: useful for a linear output layer, not for hidden layers."""
+    return np.zeros(shape, dtype=dtype)
+
+
+def constant(value: float) -> Initializer:
+    """An initialiser that sets every weight to ``value`` (the same caveat as ``zeros``)."""
+    if not math.isfinite(value):
+        raise ValueError(f"constant initialiser value must be finite, got {value}")
+
+    def init(shape: tuple[int, int], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
+        return np.full(shape, value, dtype=dtype)
+
+    return init
+
+
 INITIALIZERS: dict[str, Initializer] = {
     "glorot_uniform": glorot_uniform,
     "glorot_normal": glorot_normal,
     "he_uniform": he_uniform,
     "he_normal": he_normal,
+    "lecun_uniform": lecun_uniform,
+    "lecun_normal": lecun_normal,
+    "zeros": zeros,
 }
 
+#: Initialisers that need options: factories taking them as keyword arguments.
+PARAMETRIC_INITIALIZERS: dict[str, Callable[..., Initializer]] = {
+    "constant": constant,
+}
+
+
+def make_initializer(name: str, **options: float) -> Initializer:
+    """The initialiser called ``name``, e.g. ``make_initializer("he_normal")`` or
+    ``make_initializer("constant", value=0.1)``.
+
+    Names in ``INITIALIZERS`` take no options; names in ``PARAMETRIC_INITIALIZERS`` take
+    their factory's keyword arguments. Raises ``ValueError`` for an unknown name, a missing
+    or unexpected option, or a bad option value.
+    """
+    if name in INITIALIZERS:
+        if options:
+            raise ValueError(f"initialiser {name!r} takes no options, got {sorted(options)}")
+        return INITIALIZERS[name]
+    factory = PARAMETRIC_INITIALIZERS.get(name)
+    if factory is None:
+        known = ", ".join([*INITIALIZERS, *PARAMETRIC_INITIALIZERS])
+        raise ValueError(f"unknown initialiser {name!r}; known: {known}")
+    try:  # check the options against the factory's signature without calling it
+        signature(factory).bind(**options)
+    except TypeError as error:
+        raise ValueError(f"initialiser {name!r}: {error}") from None
+    return factory(**options)
+
+
 # Activations whose units die or saturate less under He's larger variance.
-HE_ACTIVATIONS = frozenset({"relu", "leaky_relu"})
+HE_ACTIVATIONS = frozenset({"relu", "leaky_relu", "elu"})
 
 
 def default_initializer(activation: str) -> str:
-    """He for the ReLU family, Glorot for everything else (as Keras and PyTorch advise)."""
+    """LeCun normal for SELU (its self-normalisation assumes it), He for the ReLU family,
+    Glorot for everything else (as Keras and PyTorch advise)."""
+    if activation == "selu":
+        return "lecun_normal"
     return "he_uniform" if activation in HE_ACTIVATIONS else "glorot_uniform"

@@ -11,6 +11,11 @@ call (so callers must not keep outputs across training steps), may overwrite its
 when ``may_overwrite_input`` is set (the network sets it where no other layer holds on to
 that array), and its ``backward`` may overwrite ``dY``. Inference mode allocates fresh
 outputs and never overwrites its input.
+
+Besides ``params`` (trainable, gradients in ``grads``), a layer may keep ``buffers``:
+non-trainable state saved with the model, e.g. running statistics (``BatchNorm``'s
+``running_mean`` and ``running_var``). They are updated by training forward passes, not by
+optimizers, and live outside the network's flat parameter vector.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from bpcli.nn.activations import ACTIVATIONS, ActivationFn
-from bpcli.nn.init import INITIALIZERS
+from bpcli.nn.init import make_initializer
 
 Array = NDArray[np.floating]
 Shape = tuple[int, ...]
@@ -35,6 +40,10 @@ class Layer:
     def __init__(self) -> None:
         self.params: dict[str, Array] = {}
         self.grads: dict[str, Array] = {}
+        #: Non-trainable state saved with the model, e.g. running statistics.
+        self.buffers: dict[str, Array] = {}
+        # Reusable training-mode arrays (see ``_scratch``); not state, never saved.
+        self._scratch_arrays: dict[str, Array] = {}
         self.input_shape: Shape = ()
         self.output_shape: Shape = ()
         self.needs_input_grad = True
@@ -66,6 +75,14 @@ class Layer:
         """The layer's hyperparameters, enough to rebuild it (``kind`` included)."""
         return {"type": self.kind}
 
+    def _scratch(self, name: str, shape: Shape, dtype: DTypeLike) -> Array:
+        """A reusable array for training outputs: allocating a fresh large one every
+        step costs page faults that rival the matrix products."""
+        buffer = self._scratch_arrays.get(name)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = self._scratch_arrays[name] = np.empty(shape, dtype=dtype)
+        return buffer
+
     @property
     def n_params(self) -> int:
         return sum(p.size for p in self.params.values())
@@ -79,14 +96,14 @@ class Dense(Layer):
 
     kind = "dense"
 
-    def __init__(self, units: int, init: str = "glorot_uniform") -> None:
+    def __init__(self, units: int, init: str = "glorot_uniform",
+                 init_options: dict[str, float] | None = None) -> None:
         super().__init__()
-        if init not in INITIALIZERS:
-            raise ValueError(f"unknown initialiser {init!r}")
         self.units = units
         self.init = init
+        self.init_options = dict(init_options or {})
+        self._initializer = make_initializer(init, **self.init_options)  # checks the name
         self._X: Array | None = None
-        self._buffers: dict[str, Array] = {}
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
@@ -97,7 +114,7 @@ class Dense(Layer):
         shape = super().build(input_shape, rng, dtype)
         fan_in = self.input_shape[0]
         self.params = {
-            "W": INITIALIZERS[self.init]((fan_in, self.units), rng, dtype),
+            "W": self._initializer((fan_in, self.units), rng, dtype),
             "b": np.zeros(self.units, dtype=dtype),
         }
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
@@ -107,7 +124,7 @@ class Dense(Layer):
         W = self.params["W"]
         if training:
             self._X = X
-            Z = np.matmul(X, W, out=self._buffer("Z", (len(X), self.units), X.dtype))
+            Z = np.matmul(X, W, out=self._scratch("Z", (len(X), self.units), X.dtype))
         else:
             Z = X @ W
         Z += self.params["b"]
@@ -120,18 +137,13 @@ class Dense(Layer):
         if not self.needs_input_grad:
             return None
         W = self.params["W"]
-        return np.matmul(dY, W.T, out=self._buffer("dX", (len(dY), W.shape[0]), dY.dtype))
-
-    def _buffer(self, name: str, shape: tuple[int, int], dtype: np.dtype) -> Array:
-        """A reusable array for training outputs: allocating a fresh large one every
-        step costs page faults that rival the matrix products."""
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
-            buffer = self._buffers[name] = np.empty(shape, dtype=dtype)
-        return buffer
+        return np.matmul(dY, W.T, out=self._scratch("dX", (len(dY), W.shape[0]), dY.dtype))
 
     def describe(self) -> dict[str, Any]:
-        return {"type": self.kind, "units": self.units, "init": self.init}
+        described: dict[str, Any] = {"type": self.kind, "units": self.units, "init": self.init}
+        if self.init_options:
+            described["init_options"] = self.init_options
+        return described
 
 
 class Activation(Layer):
@@ -206,7 +218,247 @@ class Dropout(Layer):
         return {"type": self.kind, "rate": self.rate}
 
 
-LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (Dense, Activation, Dropout)}
+def _normalise(
+    X: Array, axes: tuple[int, ...], epsilon: float, Xhat: Array, tmp: Array | None
+) -> tuple[Array, Array, Array]:
+    """Write ``(X - mean) / sqrt(var + epsilon)`` into ``Xhat``, statistics over ``axes``.
+
+    Returns ``(mean, var, inv_std)`` with the reduced axes kept (size 1); ``var`` is the
+    biased variance ``mean((X - mean)**2)``. ``tmp`` (shaped like ``X``, or ``None`` to
+    allocate) receives the squared deviations.
+    """
+    mean = np.mean(X, axis=axes, keepdims=True)
+    np.subtract(X, mean, out=Xhat)
+    squares = np.square(Xhat, out=tmp) if tmp is not None else np.square(Xhat)
+    var = np.mean(squares, axis=axes, keepdims=True)
+    inv_std = np.sqrt(var + epsilon)
+    np.reciprocal(inv_std, out=inv_std)
+    Xhat *= inv_std
+    return mean, var, inv_std
+
+
+def _check_epsilon(epsilon: float) -> float:
+    if not epsilon > 0:
+        raise ValueError(f"normalisation epsilon must be positive, got {epsilon}")
+    return float(epsilon)
+
+
+class BatchNorm(Layer):
+    """Batch normalisation: features on axis 1, statistics over every other axis.
+
+    Inputs are ``(batch, features)`` or ``(batch, channels, height, width)``; ``gamma`` and
+    ``beta`` have shape ``(features,)`` / ``(channels,)``. With ``n`` the number of values
+    per feature in the batch (``batch`` or ``batch * height * width``), training mode
+    computes, per feature,
+
+    ``mean = sum(X) / n``, ``var = sum((X - mean)**2) / n`` (biased),
+    ``Xhat = (X - mean) / sqrt(var + epsilon)``, ``Y = gamma * Xhat + beta``
+
+    and updates the running statistics (``buffers``), with ``momentum`` the weight of the
+    old value (Keras' convention; PyTorch's ``momentum`` is ``1 - momentum`` here):
+
+    ``running_mean = momentum * running_mean + (1 - momentum) * mean``,
+    ``running_var = momentum * running_var + (1 - momentum) * var * n / (n - 1)``
+
+    (the unbiased variance, as PyTorch keeps). Inference mode normalises with the running
+    statistics instead and updates nothing. Backward, with ``std = sqrt(var + epsilon)``:
+
+    ``dgamma = sum(dY * Xhat)``, ``dbeta = sum(dY)``,
+    ``dX = gamma / (n * std) * (n * dY - dbeta - Xhat * dgamma)``
+
+    (the compact form of ``(1 / (n std)) (n dXhat - sum(dXhat) - Xhat sum(dXhat Xhat))``
+    with ``dXhat = gamma * dY``), sums over the statistics axes.
+    """
+
+    kind = "batch_norm"
+
+    def __init__(self, momentum: float = 0.9, epsilon: float = 1e-5) -> None:
+        super().__init__()
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"batch_norm momentum must be in [0, 1], got {momentum}")
+        self.momentum = float(momentum)
+        self.epsilon = _check_epsilon(epsilon)
+        self._Xhat: Array | None = None
+        self._inv_std: Array | None = None  # shaped to broadcast against X
+        self._frozen = False
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) not in (1, 3):
+            raise ValueError("batch_norm expects (features,) or (channels, height, width) "
+                             f"inputs, got shape {input_shape}")
+        return input_shape
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
+        shape = super().build(input_shape, rng, dtype)
+        features = self.input_shape[0]
+        self.params = {
+            "gamma": np.ones(features, dtype=dtype),
+            "beta": np.zeros(features, dtype=dtype),
+        }
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.buffers = {
+            "running_mean": np.zeros(features, dtype=dtype),
+            "running_var": np.ones(features, dtype=dtype),
+        }
+        return shape
+
+    def hold_randomness(self, hold: bool) -> None:
+        """While held, training passes leave the running statistics alone.
+
+        Gradient checks hold randomness and then evaluate the loss many times in training
+        mode; updating the running statistics on each of those passes would change the
+        layer's saved state as a side effect of merely checking it. The batch statistics
+        (which the gradient depends on) are used as usual.
+        """
+        self._frozen = hold
+
+    @staticmethod
+    def _per_feature(v: Array, ndim: int) -> Array:
+        """``v`` of shape (features,) reshaped to broadcast along axis 1 of an ndim array."""
+        return v.reshape((-1,) + (1,) * (ndim - 2))
+
+    def forward(self, X: Array, training: bool) -> Array:
+        gamma = self._per_feature(self.params["gamma"], X.ndim)
+        beta = self._per_feature(self.params["beta"], X.ndim)
+        if not training:
+            self._Xhat = self._inv_std = None
+            running_var = self.buffers["running_var"]
+            scale = self.params["gamma"] / np.sqrt(running_var + self.epsilon)
+            shift = self.params["beta"] - self.buffers["running_mean"] * scale
+            out: Array = X * self._per_feature(scale, X.ndim)
+            out += self._per_feature(shift, X.ndim)
+            return out
+        n = X.size // X.shape[1] if X.ndim > 1 and X.shape[1] else 0
+        if n < 2:
+            raise ValueError(
+                "batch_norm needs at least 2 values per feature in training mode, got a batch "
+                f"of shape {X.shape}: the batch variance is undefined for a single sample; "
+                "use batches of 2 or more samples"
+            )
+        axes = (0, *range(2, X.ndim))
+        Xhat = self._scratch("Xhat", X.shape, X.dtype)
+        Y = self._scratch("Y", X.shape, X.dtype)
+        mean, var, inv_std = _normalise(X, axes, self.epsilon, Xhat, Y)
+        if not self._frozen:
+            m = self.momentum
+            running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
+            running_mean *= m
+            running_mean += (1.0 - m) * mean.reshape(-1)
+            running_var *= m
+            running_var += ((1.0 - m) * n / (n - 1)) * var.reshape(-1)
+        self._Xhat, self._inv_std = Xhat, inv_std
+        np.multiply(Xhat, gamma, out=Y)
+        Y += beta
+        return Y
+
+    def backward(self, dY: Array) -> Array | None:
+        Xhat, inv_std = self._Xhat, self._inv_std
+        assert Xhat is not None and inv_std is not None, "backward called before a training forward"
+        axes = (0, *range(2, dY.ndim))
+        n = dY.size // dY.shape[1]
+        dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
+        dX = self._scratch("dX", dY.shape, dY.dtype)
+        np.multiply(dY, Xhat, out=dX)
+        np.sum(dX, axis=axes, out=dgamma)
+        np.sum(dY, axis=axes, out=dbeta)
+        if not self.needs_input_grad:
+            return None
+        # dX = gamma / std * (dY - (dbeta + Xhat * dgamma) / n)
+        np.multiply(Xhat, self._per_feature(dgamma, dY.ndim), out=dX)
+        dX += self._per_feature(dbeta, dY.ndim)
+        dX *= -1.0 / n
+        dX += dY
+        dX *= self._per_feature(self.params["gamma"], dY.ndim) * inv_std
+        return dX
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.kind, "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+class LayerNorm(Layer):
+    """Layer normalisation: each sample normalised over all its feature axes.
+
+    For ``(batch, features)`` inputs the statistics are over the features; for
+    ``(batch, channels, height, width)`` over ``(channels, height, width)``. ``gamma`` and
+    ``beta`` have the input shape (``(features,)`` for flat inputs), applied elementwise.
+    With ``D`` the number of values per sample:
+
+    ``Xhat = (X - mean) / sqrt(var + epsilon)`` (biased variance), ``Y = gamma * Xhat + beta``
+
+    identically in training and inference. Backward, with ``dXhat = gamma * dY`` and means
+    over the feature axes of each sample:
+
+    ``dgamma = sum_batch(dY * Xhat)``, ``dbeta = sum_batch(dY)``,
+    ``dX = (dXhat - mean(dXhat) - Xhat * mean(dXhat * Xhat)) / sqrt(var + epsilon)``.
+    """
+
+    kind = "layer_norm"
+
+    def __init__(self, epsilon: float = 1e-5) -> None:
+        super().__init__()
+        self.epsilon = _check_epsilon(epsilon)
+        self._Xhat: Array | None = None
+        self._inv_std: Array | None = None  # (batch, 1, ...)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) < 1:
+            raise ValueError(f"layer_norm needs at least one feature axis, got {input_shape}")
+        return input_shape
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
+        shape = super().build(input_shape, rng, dtype)
+        self.params = {
+            "gamma": np.ones(self.input_shape, dtype=dtype),
+            "beta": np.zeros(self.input_shape, dtype=dtype),
+        }
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        return shape
+
+    def forward(self, X: Array, training: bool) -> Array:
+        axes = tuple(range(1, X.ndim))
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if not training:
+            self._Xhat = self._inv_std = None
+            Y = np.empty_like(X)
+            _normalise(X, axes, self.epsilon, Y, None)
+            Y *= gamma
+            Y += beta
+            return Y
+        Xhat = self._scratch("Xhat", X.shape, X.dtype)
+        Y = self._scratch("Y", X.shape, X.dtype)
+        _, _, self._inv_std = _normalise(X, axes, self.epsilon, Xhat, Y)
+        self._Xhat = Xhat
+        np.multiply(Xhat, gamma, out=Y)
+        Y += beta
+        return Y
+
+    def backward(self, dY: Array) -> Array | None:
+        Xhat, inv_std = self._Xhat, self._inv_std
+        assert Xhat is not None and inv_std is not None, "backward called before a training forward"
+        dX = self._scratch("dX", dY.shape, dY.dtype)
+        np.multiply(dY, Xhat, out=dX)
+        np.sum(dX, axis=0, out=self.grads["gamma"])
+        np.sum(dY, axis=0, out=self.grads["beta"])
+        if not self.needs_input_grad:
+            return None
+        axes = tuple(range(1, dY.ndim))
+        dXhat = np.multiply(dY, self.params["gamma"], out=dY)  # backward may overwrite dY
+        mean_dXhat = np.mean(dXhat, axis=axes, keepdims=True)
+        np.multiply(dXhat, Xhat, out=dX)
+        mean_dXhat_Xhat = np.mean(dX, axis=axes, keepdims=True)
+        np.multiply(Xhat, mean_dXhat_Xhat, out=dX)
+        dX += mean_dXhat
+        np.subtract(dXhat, dX, out=dX)
+        dX *= inv_std
+        return dX
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.kind, "epsilon": self.epsilon}
+
+
+LAYERS: dict[str, type[Layer]] = {
+    cls.kind: cls for cls in (Dense, Activation, Dropout, BatchNorm, LayerNorm)
+}
 
 
 def layer_from_description(description: dict[str, Any]) -> Layer:

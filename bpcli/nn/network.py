@@ -11,6 +11,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from bpcli.nn.layers import Activation, Layer, Shape
 from bpcli.nn.losses import Loss
+from bpcli.nn.regularization import Penalties, add_penalty_gradients, penalty_value
 
 Array = NDArray[np.floating]
 
@@ -39,6 +40,9 @@ class Network:
                 )
         self.layers = layers
         self.loss = loss
+        # L1/L2 penalties, part of the training loss (and of what gradcheck checks); the
+        # validation loss is the data loss alone.
+        self.penalties: Penalties | None = None
         self.rng = rng  # stochastic layers (dropout) draw from it during training
         self.dtype = np.dtype(dtype)
         self.input_shape = tuple(input_shape)
@@ -81,11 +85,12 @@ class Network:
         return X
 
     def loss_value(self, X: Array, Y: NDArray, training: bool = False) -> float:
-        """The loss on a batch, without gradients."""
+        """The training loss on a batch (data loss plus penalties), without gradients."""
         P = X
         for layer in self._loss_layers:
             P = layer.forward(P, training)
-        return self.loss.value(P, Y)
+        loss = self.loss.value(P, Y)
+        return loss + penalty_value(self, self.penalties) if self.penalties else loss
 
     def evaluate(self, X: Array, Y: NDArray, batch_size: int = 4096) -> tuple[float, Array]:
         """Loss and outputs in inference mode, in batches; the loss is the batch mean."""
@@ -116,6 +121,8 @@ class Network:
             assert grad is not None
             grad = layer.backward(grad)
         self.input_grad = grad
+        if self.penalties:
+            loss += add_penalty_gradients(self, self.penalties)
         return loss
 
     # -- parameters -----------------------------------------------------------------
@@ -152,6 +159,22 @@ class Network:
             )
         for name, param, _ in self.parameters():
             param[...] = state[name]
+
+    def buffers(self) -> dict[str, Array]:
+        """Non-trainable state (running statistics), named ``"<index>.<key>"``."""
+        return {f"{i}.{key}": value for i, layer in enumerate(self.layers)
+                for key, value in layer.buffers.items()}
+
+    def load_buffers(self, buffers: dict[str, NDArray]) -> None:
+        """Copy saved buffers in, checking that names and shapes match exactly."""
+        expected = {name: value.shape for name, value in self.buffers().items()}
+        found = {name: np.shape(value) for name, value in buffers.items()}
+        if expected != found:
+            raise ValueError(f"running statistics do not match the architecture: expected "
+                             f"{sorted(expected)}, found {sorted(found)}")
+        for i, layer in enumerate(self.layers):
+            for key in layer.buffers:
+                layer.buffers[key][...] = buffers[f"{i}.{key}"]
 
     @property
     def n_params(self) -> int:
