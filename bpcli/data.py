@@ -134,7 +134,7 @@ def infer_task(table: Table, target: str) -> tuple[str, str]:
 
 def sort_labels(labels: NDArray[np.str_]) -> list[str]:
     """Distinct labels, numerically ordered when they are all numbers."""
-    distinct = list(np.unique(labels))
+    distinct = [str(label) for label in np.unique(labels)]
     try:
         return sorted(distinct, key=float)
     except ValueError:

@@ -71,6 +71,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "nesterov": iris_config(
         optimizer={"name": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True},
         training={"epochs": 6, "batch_size": 32, "seed": 1}),
+    "schedule+batch_norm+early_stopping": iris_config(
+        model={"layers": [{"type": "dense", "units": 16}, {"type": "batch_norm"},
+                          {"type": "dense"}]},
+        optimizer={"name": "adamw", "learning_rate": 0.05},
+        training={"epochs": 6, "batch_size": 16, "seed": 2,
+                  "schedule": {"name": "reduce_on_plateau", "patience": 1, "factor": 0.5},
+                  "early_stopping": {"patience": 4}}),
 }
 
 
