@@ -93,10 +93,16 @@ def train(
     force: Annotated[bool, typer.Option(
         "--force", help="With --resume: resume even if the config or data changed.")] = False,
     threads: ThreadsOption = None,
+    init_from: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--init-from", help="Warm start: begin from this model.npz's weights (same as "
+        "training.init_from).")] = None,
     set_: SetOption = None,
 ) -> None:
     """Train the network a config describes and write a run directory."""
     _use_threads(threads)
+    overrides = list(set_ or [])
+    if init_from is not None:  # relative to here, not to the config file
+        overrides.append(f"training.init_from={init_from.resolve()}")
     from bpcli.commands.train import resume as resume_run
     from bpcli.commands.train import train as run_train
     from bpcli.display import Display
@@ -109,12 +115,12 @@ def train(
         if config is not None and resume is not None:
             raise UsageError("give a config file or --resume RUN_DIR, not both")
         if resume is not None:
-            if set_:
-                raise UsageError("--set cannot change a run being resumed: its config is "
-                                 "fixed by its fingerprint")
+            if overrides:
+                raise UsageError("--set and --init-from cannot change a run being resumed: "
+                                 "its config is fixed by its fingerprint")
             return resume_run(resume, Display(), force)
         assert config is not None
-        return run_train(config, Display(), set_ or [])
+        return run_train(config, Display(), overrides)
 
     _run(action)
 

@@ -173,6 +173,9 @@ def test_warm_start_continues_from_a_model_and_refuses_another_shape(
     second = train_ok(runner, write_config(config, "warm.yaml"))
     rows = metrics(second)
     assert float(rows[0]["val_loss"]) < float(metrics(first)[0]["val_loss"])
+    third = train_ok(runner, write_config(iris_config(), "plain.yaml"), "--init-from",
+                     str((first / "model.npz").relative_to(in_tmp)))
+    assert metrics(third)[0]["val_loss"] != metrics(first)[0]["val_loss"]
     config["model"]["layers"][0]["units"] = 9
     result = runner.invoke(app, ["train", str(write_config(config, "warm.yaml"))])
     assert result.exit_code == 2
