@@ -57,14 +57,20 @@ class Experiment:
 
     def build_network(self, rng: np.random.Generator, dtype: Any = np.float32) -> Network:
         """The network, with the config's penalties attached to its loss."""
-        network = build_network(self.config, self.X_train.shape[1], rng, dtype,
-                                self.loss_options)
+        try:
+            network = build_network(self.config, self.X_train.shape[1], rng, dtype,
+                                    self.loss_options)
+        except ValueError as exc:  # settings that only clash with each other or the data
+            raise self.loaded.error(("model",), str(exc)) from None
         network.penalties = penalties(self.config, network)
         return network
 
     def build_optimizer(self, network: Network) -> Optimizer:
         options = self.config.optimizer.model_dump()
-        optimizer = OPTIMIZERS[options.pop("name")](**options)
+        try:
+            optimizer = OPTIMIZERS[options.pop("name")](**options)
+        except ValueError as exc:  # settings that only clash with each other
+            raise self.loaded.error(("optimizer",), str(exc)) from None
         if hasattr(optimizer, "decay_mask"):  # decoupled weight decay: weights, not biases
             optimizer.decay_mask = weight_mask(network)
         return optimizer
@@ -72,7 +78,10 @@ class Experiment:
     def build_schedule(self, optimizer: Optimizer) -> Schedule:
         spec = self.config.training.schedule
         options = spec.model_dump() if spec is not None else {"name": "constant"}
-        return SCHEDULES[options.pop("name")](optimizer.learning_rate, **options)
+        try:
+            return SCHEDULES[options.pop("name")](optimizer.learning_rate, **options)
+        except ValueError as exc:  # settings that only clash with each other
+            raise self.loaded.error(("training", "schedule"), str(exc)) from None
 
     def early_stopping(self) -> EarlyStopping:
         """The rule for the best epoch (and, when configured, for stopping early)."""
@@ -209,8 +218,13 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
         "features": pre.features,
     })
     training = config.training
-    if isinstance(training.schedule, CosineScheduleConfig) and not training.schedule.total_epochs:
-        schedule = training.schedule.model_copy(update={"total_epochs": training.epochs})
+    if isinstance(training.schedule, CosineScheduleConfig):
+        total = training.schedule.total_epochs or training.epochs
+        if training.schedule.warmup_epochs >= total:
+            raise loaded.error(("training", "schedule", "warmup_epochs"),
+                               f"the warm-up ({training.schedule.warmup_epochs} epochs) must "
+                               f"end before the schedule does ({total} epochs)")
+        schedule = training.schedule.model_copy(update={"total_epochs": total})
         training = training.model_copy(update={"schedule": schedule})
     if training.init_from is not None:
         training = training.model_copy(update={

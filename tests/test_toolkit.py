@@ -45,7 +45,7 @@ def test_every_example_config_validates_and_trains(
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 0, result.output
     assert "valid;" in result.output and "parameters" in result.output
-    run_dir = train_ok(runner, path, "--set", "training.epochs=3", "--set",
+    run_dir = train_ok(runner, path, "--set", "training.epochs=6", "--set",
                        "output.runs_dir=runs")
     assert (run_dir / "model.npz").is_file()
 
@@ -204,6 +204,14 @@ def test_batch_norm_statistics_are_saved_and_used(
     result = runner.invoke(app, ["predict", str(run_dir / "model.npz"),
                                  str(DATASETS / "iris.csv")])
     assert result.exit_code == 0, result.output
+
+
+def test_settings_that_clash_are_config_errors(runner: CliRunner, write_config: Writer) -> None:
+    config = iris_config(training={"epochs": 3, "schedule": {"name": "cosine",
+                                                             "warmup_epochs": 5}})
+    result = runner.invoke(app, ["validate", str(write_config(config))])
+    assert result.exit_code == 2, result.output
+    assert "training.schedule.warmup_epochs: the warm-up (5 epochs) must end" in result.output
 
 
 def test_wrong_loss_for_the_task(runner: CliRunner, write_config: Writer) -> None:

@@ -19,6 +19,7 @@ def validate(config_path: Path, display: Display, overrides: Sequence[str] = ())
     loaded = load_config(config_path, overrides)
     experiment = prepare(loaded)
     network = experiment.build_network(np.random.default_rng(0))
+    experiment.build_schedule(experiment.build_optimizer(network))  # their own checks
     for note in experiment.notes:
         display.info(note)
     rows = []
