@@ -205,7 +205,10 @@ class Trainer:
             self.rng.bit_generator.state = state.epoch_rng
         if state.schedule:
             self.schedule.load_state(state.schedule)
-        snapshot = self._snapshot()
+        # copies of the weights and optimizer state at the last epoch's end, kept only
+        # when a divergence may roll back to them
+        rollback = self.divergence.rollback
+        snapshot = self._snapshot() if rollback else None
         started = time.perf_counter()
         self.emit(TrainingStarted(self.epochs, batches, n, len(X_val), self.metric_name,
                                   state.epoch))
@@ -266,7 +269,7 @@ class Trainer:
             state.epoch_rng = dict(self.rng.bit_generator.state)
             state.schedule = self.schedule.state()
             state.stopped_early = rule.patience is not None and state.wait >= rule.patience
-            snapshot = self._snapshot()
+            snapshot = self._snapshot() if rollback else None
             self.emit(EpochEnded(epoch, self.epochs, train_loss, val_loss, val_metric,
                                  self.optimizer.learning_rate,
                                  time.perf_counter() - epoch_start, is_best, state.rollbacks))
@@ -288,10 +291,10 @@ class Trainer:
             network_rng=dict(self.network.rng.bit_generator.state),
         )
 
-    def _recover(self, message: str, snapshot: _Snapshot) -> _Snapshot:
+    def _recover(self, message: str, snapshot: _Snapshot | None) -> _Snapshot:
         """Roll back to the last epoch boundary with a lower learning rate, or give up."""
         policy = self.divergence
-        if not policy.rollback or self.state.rollbacks >= policy.max_rollbacks:
+        if snapshot is None or self.state.rollbacks >= policy.max_rollbacks:
             if policy.rollback:
                 message += f" (after {self.state.rollbacks} rollbacks)"
             raise TrainingDiverged(message)
