@@ -70,9 +70,10 @@ def check_gradients(
 
             def check(layer: str, key: str, tensor: Array, grad: Array) -> TensorCheck:
                 if directions is not None:
-                    return _check_directions(layer, key, tensor, grad, loss, eps, atol, rtol,
-                                             directions, rng)
-                return _check(layer, key, tensor, grad, loss, eps, atol, rtol, max_entries, rng)
+                    pair = _directional_derivatives(tensor, grad, loss, eps, directions, rng)
+                else:
+                    pair = _entry_derivatives(tensor, grad, loss, eps, max_entries, rng)
+                return _verdict(layer, key, tensor, *pair, atol, rtol, directions is not None)
 
             results = []
             for name, param, _ in network.parameters():
@@ -85,18 +86,15 @@ def check_gradients(
     return results
 
 
-def _check(
-    layer: str,
-    name: str,
+def _entry_derivatives(
     tensor: Array,
     analytic: Array,
     loss: Callable[[], float],
     eps: float,
-    atol: float,
-    rtol: float,
     max_entries: int | None,
     rng: np.random.Generator,
-) -> TensorCheck:
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Analytic and central-difference derivatives at (a sample of) the tensor's entries."""
     flat = tensor.reshape(-1)  # a view: perturbing it perturbs the tensor
     total = flat.size
     if max_entries is not None and total > max_entries:
@@ -112,34 +110,18 @@ def _check(
         minus = loss()
         flat[i] = original
         numeric[j] = (plus - minus) / (2 * eps)
-    exact = analytic.reshape(-1)[indices].astype(np.float64)
-    abs_err = np.abs(exact - numeric)
-    scale = np.maximum(np.abs(exact), np.abs(numeric))
-    rel_err = np.divide(abs_err, scale, out=np.zeros_like(abs_err), where=scale > 0)
-    return TensorCheck(
-        layer=layer,
-        name=name,
-        shape=tuple(tensor.shape),
-        checked=len(indices),
-        total=total,
-        max_abs_error=float(abs_err.max(initial=0.0)),
-        max_rel_error=float(rel_err.max(initial=0.0)),
-        passed=bool(np.all(abs_err <= atol + rtol * np.abs(numeric))),
-    )
+    return analytic.reshape(-1)[indices].astype(np.float64), numeric
 
 
-def _check_directions(
-    layer: str,
-    name: str,
+def _directional_derivatives(
     tensor: Array,
     analytic: Array,
     loss: Callable[[], float],
     eps: float,
-    atol: float,
-    rtol: float,
     directions: int,
     rng: np.random.Generator,
-) -> TensorCheck:
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``grad . u`` and its central difference along random unit directions ``u``."""
     original = tensor.copy()
     exact = np.empty(directions)
     numeric = np.empty(directions)
@@ -153,6 +135,12 @@ def _check_directions(
         tensor[...] = original
         numeric[k] = (plus - minus) / (2 * eps)
         exact[k] = float(np.vdot(analytic, u))
+    return exact, numeric
+
+
+def _verdict(layer: str, name: str, tensor: Array, exact: NDArray[np.float64],
+             numeric: NDArray[np.float64], atol: float, rtol: float,
+             directional: bool) -> TensorCheck:
     abs_err = np.abs(exact - numeric)
     scale = np.maximum(np.abs(exact), np.abs(numeric))
     rel_err = np.divide(abs_err, scale, out=np.zeros_like(abs_err), where=scale > 0)
@@ -160,10 +148,10 @@ def _check_directions(
         layer=layer,
         name=name,
         shape=tuple(tensor.shape),
-        checked=directions,
+        checked=len(exact),
         total=tensor.size,
         max_abs_error=float(abs_err.max(initial=0.0)),
         max_rel_error=float(rel_err.max(initial=0.0)),
         passed=bool(np.all(abs_err <= atol + rtol * np.abs(numeric))),
-        directional=True,
+        directional=directional,
     )

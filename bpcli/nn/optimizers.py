@@ -43,15 +43,25 @@ class Optimizer:
             scratch = buffers[kind] = [np.empty_like(p) for p in params]
         return scratch
 
+    #: Per-parameter state: its name in checkpoints (``"<slot>/<i>"``) -> the attribute
+    #: holding one array per parameter.
+    slots: ClassVar[dict[str, str]] = {}
+
     def state(self) -> dict[str, NDArray]:
         """The optimizer's state as named arrays (for checkpoints)."""
-        return {"iterations": np.array(self.iterations, dtype=np.int64),
-                "learning_rate": np.array(self.learning_rate, dtype=np.float64)}
+        state: dict[str, NDArray] = {
+            "iterations": np.array(self.iterations, dtype=np.int64),
+            "learning_rate": np.array(self.learning_rate, dtype=np.float64)}
+        for slot, attribute in self.slots.items():
+            state.update({f"{slot}/{i}": a for i, a in enumerate(getattr(self, attribute))})
+        return state
 
     def load_state(self, state: dict[str, NDArray]) -> None:
         self.iterations = int(state["iterations"])
         if "learning_rate" in state:  # lowered by a divergence rollback
             self.learning_rate = float(state["learning_rate"])
+        for slot, attribute in self.slots.items():
+            setattr(self, attribute, _indexed(state, slot))
 
 
 class SGD(Optimizer):
@@ -68,6 +78,7 @@ class SGD(Optimizer):
     """
 
     name = "sgd"
+    slots: ClassVar[dict[str, str]] = {"velocity": "velocities"}
 
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
         super().__init__(learning_rate)
@@ -97,14 +108,6 @@ class SGD(Optimizer):
                 w += v
         self.iterations += 1
 
-    def state(self) -> dict[str, NDArray]:
-        state = super().state()
-        state.update({f"velocity/{i}": v for i, v in enumerate(self.velocities)})
-        return state
-
-    def load_state(self, state: dict[str, NDArray]) -> None:
-        super().load_state(state)
-        self.velocities = _indexed(state, "velocity")
 
 
 class Adam(Optimizer):
@@ -118,6 +121,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    slots: ClassVar[dict[str, str]] = {"m": "m", "v": "v"}
 
     def __init__(
         self,
@@ -155,16 +159,6 @@ class Adam(Optimizer):
             work *= step_size
             w -= work
 
-    def state(self) -> dict[str, NDArray]:
-        state = super().state()
-        state.update({f"m/{i}": m for i, m in enumerate(self.m)})
-        state.update({f"v/{i}": v for i, v in enumerate(self.v)})
-        return state
-
-    def load_state(self, state: dict[str, NDArray]) -> None:
-        super().load_state(state)
-        self.m = _indexed(state, "m")
-        self.v = _indexed(state, "v")
 
 
 class AdamW(Adam):
@@ -243,6 +237,7 @@ class Adagrad(Optimizer):
     """
 
     name = "adagrad"
+    slots: ClassVar[dict[str, str]] = {"accumulator": "accumulators"}
 
     def __init__(
         self,
@@ -273,14 +268,6 @@ class Adagrad(Optimizer):
             w -= work
         self.iterations += 1
 
-    def state(self) -> dict[str, NDArray]:
-        state = super().state()
-        state.update({f"accumulator/{i}": a for i, a in enumerate(self.accumulators)})
-        return state
-
-    def load_state(self, state: dict[str, NDArray]) -> None:
-        super().load_state(state)
-        self.accumulators = _indexed(state, "accumulator")
 
 
 class RMSprop(Optimizer):
@@ -302,6 +289,8 @@ class RMSprop(Optimizer):
     """
 
     name = "rmsprop"
+    slots: ClassVar[dict[str, str]] = {"mean_square": "mean_squares", "mean_grad": "mean_grads",
+                                    "velocity": "velocities"}
 
     def __init__(
         self,
@@ -361,18 +350,6 @@ class RMSprop(Optimizer):
                 w -= work
         self.iterations += 1
 
-    def state(self) -> dict[str, NDArray]:
-        state = super().state()
-        state.update({f"mean_square/{i}": s for i, s in enumerate(self.mean_squares)})
-        state.update({f"mean_grad/{i}": a for i, a in enumerate(self.mean_grads)})
-        state.update({f"velocity/{i}": u for i, u in enumerate(self.velocities)})
-        return state
-
-    def load_state(self, state: dict[str, NDArray]) -> None:
-        super().load_state(state)
-        self.mean_squares = _indexed(state, "mean_square")
-        self.mean_grads = _indexed(state, "mean_grad")
-        self.velocities = _indexed(state, "velocity")
 
 
 class Nadam(Optimizer):
@@ -396,6 +373,7 @@ class Nadam(Optimizer):
     """
 
     name = "nadam"
+    slots: ClassVar[dict[str, str]] = {"m": "m", "v": "v"}
 
     def __init__(
         self,
@@ -456,15 +434,11 @@ class Nadam(Optimizer):
     def state(self) -> dict[str, NDArray]:
         state = super().state()
         state["mu_product"] = np.array(self.mu_product, dtype=np.float64)
-        state.update({f"m/{i}": m for i, m in enumerate(self.m)})
-        state.update({f"v/{i}": v for i, v in enumerate(self.v)})
         return state
 
     def load_state(self, state: dict[str, NDArray]) -> None:
         super().load_state(state)
         self.mu_product = float(state["mu_product"]) if "mu_product" in state else 1.0
-        self.m = _indexed(state, "m")
-        self.v = _indexed(state, "v")
 
 
 class Rprop(Optimizer):
@@ -490,6 +464,7 @@ class Rprop(Optimizer):
     """
 
     name = "rprop"
+    slots: ClassVar[dict[str, str]] = {"delta": "deltas", "previous_grad": "previous_grads"}
     full_batch = True
 
     def __init__(
@@ -540,16 +515,6 @@ class Rprop(Optimizer):
             w -= work
         self.iterations += 1
 
-    def state(self) -> dict[str, NDArray]:
-        state = super().state()
-        state.update({f"delta/{i}": d for i, d in enumerate(self.deltas)})
-        state.update({f"previous_grad/{i}": g for i, g in enumerate(self.previous_grads)})
-        return state
-
-    def load_state(self, state: dict[str, NDArray]) -> None:
-        super().load_state(state)
-        self.deltas = _indexed(state, "delta")
-        self.previous_grads = _indexed(state, "previous_grad")
 
 
 def _indexed(state: dict[str, NDArray], prefix: str) -> list[Array]:
