@@ -103,6 +103,11 @@ class Named(Strict):
         settings = {k: v for k, v in data.items() if k != "name" and v is not None}
         return data["name"] if not settings else {"name": data["name"], **settings}
 
+    def __str__(self) -> str:
+        options = self.options()
+        details = ", ".join(f"{k}={v}" for k, v in options.items())
+        return f"{self.name} ({details})" if options else str(self.name)
+
     def options(self) -> dict[str, Any]:
         """The settings that were given, by name."""
         return {k: getattr(self, k) for k in type(self).model_fields
