@@ -170,6 +170,23 @@ def gradcheck(
 
 
 @app.command()
+def explain(
+    source: Annotated[Path, typer.Argument(help="A config file, or a model.npz.",
+                                           show_default=False)],
+    row: Annotated[int, typer.Option(min=1, help="First data row (1 = the first row under "
+                                     "the header).")] = 1,
+    rows: Annotated[int, typer.Option(min=1, help="How many rows in the batch.")] = 1,
+    data: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="CSV to take the rows from (default: the training data).")] = None,
+) -> None:
+    """Show one forward pass, loss, backward pass and update, step by step."""
+    from bpcli.commands.explain import explain as run_explain
+    from bpcli.display import Display
+
+    _run(lambda: run_explain(source, Display(), row=row, rows=rows, data=data))
+
+
+@app.command()
 def validate(config: ConfigArg, set_: SetOption = None) -> None:
     """Check a config and its data files without training; show the layers."""
     from bpcli.commands.validate import validate as run_validate

@@ -95,6 +95,8 @@ class Named(Strict):
     """A choice by ``name`` with optional settings; written back as the bare name when no
     setting is given (``activation: relu`` rather than ``activation: {name: relu}``)."""
 
+    name: str
+
     @model_serializer(mode="wrap")
     def _bare_name(self, handler: SerializerFunctionWrapHandler) -> Any:
         data = handler(self)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+import numpy as np
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
@@ -27,6 +28,7 @@ from bpcli.events import (
     TrainingEnded,
     TrainingStarted,
 )
+from bpcli.explain import Trace
 from bpcli.nn.gradcheck import TensorCheck
 
 REFRESHES_PER_SECOND = 4
@@ -68,6 +70,36 @@ class Display:
             table.add_row(index, layer, shape, f"{params:,}")
         table.add_row("", "total", "", f"{sum(r[3] for r in rows):,}", style="bold")
         self.console.print(table)
+
+    def explain_report(self, trace: Trace, detail_limit: int = 64) -> None:
+        """The trace of one backpropagation step, in the order it is computed. Arrays
+        with at most ``detail_limit`` entries are shown in full; larger ones summarised."""
+        rows = ", ".join(map(str, trace.rows))
+        self.console.print(Text(f"One step of backpropagation on data row(s) {rows}",
+                                style="bold"))
+        headings = {
+            "forward": "1. Forward pass: each layer's output, input to output",
+            "loss": "2. The loss, and the error at the output",
+            "backward": "3. Backward pass: the chain rule, output to input",
+            "update": "4. The weight update (the configured optimizer, one step)",
+        }
+        phase = ""
+        for stage in trace.stages:
+            if stage.phase != phase:
+                phase = stage.phase
+                self.console.print()
+                self.console.print(Text(headings[phase], style="bold underline"))
+            title = f"{stage.layer}: {stage.what}" if stage.layer else stage.what
+            self.console.print(Text(title, style="cyan"))
+            for line in _array_lines(stage.values, detail_limit):
+                self.console.print("    " + line, markup=False)
+            if stage.note:
+                self.console.print(Text(f"    ({stage.note})", style="dim"))
+        self.console.print()
+        change = trace.loss_after - trace.loss_before
+        self.console.print(Text(f"Loss on these rows: {trace.loss_before:.6g} before the "
+                                f"update, {trace.loss_after:.6g} after ({change:+.3g})",
+                                style="bold"))
 
     def gradcheck_report(self, results: list[TensorCheck], atol: float, rtol: float) -> None:
         table = Table(title=f"gradient check (|analytic - numeric| <= {atol:g} + {rtol:g} * "
@@ -157,3 +189,16 @@ class TrainingView:
             grid.add_row(bar, label)
             parts.append(grid)
         return Group(*parts)
+
+
+def _array_lines(values: np.ndarray, limit: int) -> list[str]:
+    """An array as a few text lines: in full when small, else its shape and statistics."""
+    if values.size <= limit:
+        matrix = values.reshape(values.shape[0], -1) if values.ndim > 1 else values[None, :]
+        # + 0.0 turns the -0.0 of masked entries into 0
+        return ["[" + "  ".join(f"{v + 0.0: .4g}" for v in row) + "]" for row in matrix]
+    flat = values.reshape(-1)
+    first = "  ".join(f"{v: .4g}" for v in flat[:6])
+    return [f"shape {'x'.join(map(str, values.shape))}, |.| {np.linalg.norm(flat):.4g}, mean "
+            f"{flat.mean():.4g}, min {flat.min():.4g}, max {flat.max():.4g}",
+            f"first entries: [{first} ...]"]

@@ -1,0 +1,69 @@
+"""bp explain: one backpropagation step, shown in the order it is computed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from bpcli.cli import app
+from bpcli.explain import explain_step
+from bpcli.nn import Activation, Dense, Network
+from bpcli.nn.losses import SoftmaxCrossEntropy
+from bpcli.nn.optimizers import SGD
+from tests.conftest import CONFIGS, iris_config
+
+Writer = Callable[..., Path]
+
+
+def network() -> Network:
+    layers = [Dense(5), Activation("tanh"), Dense(3), Activation("softmax")]
+    return Network(layers, SoftmaxCrossEntropy(), (4,), np.random.default_rng(0), np.float64)
+
+
+def test_trace_follows_the_algorithm_and_the_update_lowers_the_loss() -> None:
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(3, 4)), np.array([0, 2, 1])
+    net = network()
+    reference = network()
+    reference.compute_gradients(X, Y)
+    trace = explain_step(net, SGD(learning_rate=0.01), X, Y, [1, 2, 3], list("abcd"))
+    phases = [s.phase for s in trace.stages]
+    assert phases == sorted(phases, key=["forward", "loss", "backward", "update"].index)
+    grads = {s.layer.split(" ")[0] + s.what: s.values for s in trace.stages
+             if s.phase == "backward" and s.what.startswith("dL/dW")}
+    assert np.allclose(grads["0dL/dW"], reference.layers[0].grads["W"])
+    assert np.allclose(grads["2dL/dW"], reference.layers[2].grads["W"])
+    updates = [s for s in trace.stages if s.phase == "update"]
+    assert np.allclose(updates[0].values, -0.01 * reference.layers[0].grads["W"])
+    assert trace.loss_after < trace.loss_before
+
+
+def test_explain_a_config_and_a_model(runner: CliRunner, in_tmp: Path,
+                                      write_config: Writer) -> None:
+    result = runner.invoke(app, ["explain", str(CONFIGS / "iris.yaml"), "--row", "51"])
+    assert result.exit_code == 0, result.output
+    for text in ("1. Forward pass", "2. The loss", "3. Backward pass", "4. The weight update",
+                 "dL/dW", "softmax", "data row(s) 51", "before the update"):
+        assert text in result.output
+    assert runner.invoke(app, ["train", str(write_config(iris_config()))]).exit_code == 0
+    (model,) = in_tmp.glob("runs/*/model.npz")
+    result = runner.invoke(app, ["explain", str(model), "--rows", "3"])
+    assert result.exit_code == 0, result.output
+    assert "data row(s) 1, 2, 3" in result.output
+
+
+def test_large_arrays_are_summarised(runner: CliRunner, write_config: Writer) -> None:
+    config = iris_config(model={"layers": [{"type": "dense", "units": 100},
+                                           {"type": "dense"}]})
+    result = runner.invoke(app, ["explain", str(write_config(config))])
+    assert result.exit_code == 0, result.output
+    assert "shape 4x100" in result.output and "first entries" in result.output
+
+
+def test_rows_outside_the_data(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["explain", str(CONFIGS / "iris.yaml"), "--row", "150",
+                                 "--rows", "2"])
+    assert result.exit_code == 2 and "has 150 data rows" in result.output
