@@ -93,6 +93,9 @@ def train(
     force: Annotated[bool, typer.Option(
         "--force", help="With --resume: resume even if the config or data changed.")] = False,
     threads: ThreadsOption = None,
+    health: Annotated[bool, typer.Option(
+        "--health", help="Add gradient norm, update-to-weight ratio per layer and dead "
+        "ReLU units to the table.")] = False,
     init_from: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--init-from", help="Warm start: begin from this model.npz's weights (same as "
         "training.init_from).")] = None,
@@ -118,9 +121,9 @@ def train(
             if overrides:
                 raise UsageError("--set and --init-from cannot change a run being resumed: "
                                  "its config is fixed by its fingerprint")
-            return resume_run(resume, Display(), force)
+            return resume_run(resume, Display(), force, health)
         assert config is not None
-        return run_train(config, Display(), overrides)
+        return run_train(config, Display(), overrides, health)
 
     _run(action)
 

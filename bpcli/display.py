@@ -22,6 +22,7 @@ from bpcli.events import (
     BatchesDone,
     EpochEnded,
     Event,
+    Health,
     RolledBack,
     Stopped,
     StoppedEarly,
@@ -164,21 +165,32 @@ class TrainingView:
 
     def _plain_line(self, e: EpochEnded) -> str:
         width = len(str(e.epochs))
-        return (f"epoch {e.epoch:>{width}}/{e.epochs}  train_loss {e.train_loss:.4f}  "
+        line = (f"epoch {e.epoch:>{width}}/{e.epochs}  train_loss {e.train_loss:.4f}  "
                 f"val_loss {e.val_loss:.4f}  val_{self.metric_name} {e.val_metric:.4f}  "
-                f"lr {e.learning_rate:.3g}  {e.seconds:.2f}s" + ("  *best" if e.is_best else ""))
+                f"lr {e.learning_rate:.3g}  {e.seconds:.2f}s")
+        if e.health is not None:
+            grad, ratios, dead = _health_cells(e.health)
+            line += f"  grad_norm {grad}  update/weight {ratios}  dead_relu {dead}"
+        return line + ("  *best" if e.is_best else "")
 
     def render(self) -> RenderableType:
         table = Table(caption="* best so far", caption_justify="left")
-        for heading in ("epoch", "train loss", "val loss", f"val {self.metric_name}", "lr",
-                        "seconds"):
+        health = bool(self.rows) and self.rows[-1].health is not None
+        headings = ["epoch", "train loss", "val loss", f"val {self.metric_name}", "lr",
+                    "seconds"]
+        if health:
+            headings += ["grad norm", "update/weight by layer", "dead relu"]
+        for heading in headings:
             table.add_column(heading, justify="right")
         height = self.display.console.size.height
         shown = self.rows[-max(5, height - 10):]
         for e in shown:
-            table.add_row(f"{e.epoch}{'*' if e.is_best else ' '}", f"{e.train_loss:.4f}",
-                          f"{e.val_loss:.4f}", f"{e.val_metric:.4f}", f"{e.learning_rate:.3g}",
-                          f"{e.seconds:.2f}", style="bold" if e.is_best else None)
+            cells = [f"{e.epoch}{'*' if e.is_best else ' '}", f"{e.train_loss:.4f}",
+                     f"{e.val_loss:.4f}", f"{e.val_metric:.4f}", f"{e.learning_rate:.3g}",
+                     f"{e.seconds:.2f}"]
+            if health:
+                cells += list(_health_cells(e.health)) if e.health else ["", "", ""]
+            table.add_row(*cells, style="bold" if e.is_best else None)
         parts: list[RenderableType] = [table]
         parts += [Text(note, style="yellow") for note in self.notes[-3:]]
         if self.progress is not None:
@@ -189,6 +201,12 @@ class TrainingView:
             grid.add_row(bar, label)
             parts.append(grid)
         return Group(*parts)
+
+
+def _health_cells(health: Health) -> tuple[str, str, str]:
+    ratios = " ".join(f"{layer}:{ratio:.1e}" for layer, ratio in health.update_ratios.items())
+    dead = f"{health.dead_relu:.0%}" if health.dead_relu is not None else "-"
+    return f"{health.grad_norm:.3g}", ratios, dead
 
 
 def _array_lines(values: np.ndarray, limit: int) -> list[str]:

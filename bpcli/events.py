@@ -26,6 +26,15 @@ class BatchesDone:
 
 
 @dataclass(frozen=True)
+class Health:
+    """Signs of vanishing or exploding gradients, for one epoch (``bp train --health``)."""
+
+    grad_norm: float  # root mean square of the per-batch global gradient norms
+    update_ratios: dict[str, float]  # layer -> |change in W over the epoch| / |W|
+    dead_relu: float | None  # share of ReLU units silent on every validation row checked
+
+
+@dataclass(frozen=True)
 class EpochEnded:
     epoch: int
     epochs: int
@@ -36,6 +45,7 @@ class EpochEnded:
     seconds: float
     is_best: bool
     rollbacks: int = 0  # divergence rollbacks so far in the run
+    health: Health | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from bpcli.events import (
     BatchesDone,
     EpochEnded,
     Event,
+    Health,
     Listener,
     RolledBack,
     Stopped,
@@ -29,7 +30,7 @@ from bpcli.events import (
     TrainingEnded,
     TrainingStarted,
 )
-from bpcli.nn import Network, Optimizer
+from bpcli.nn import Activation, Network, Optimizer
 from bpcli.nn.regularization import clip_by_global_norm, clip_by_value
 from bpcli.nn.schedules import Constant, Schedule
 
@@ -164,6 +165,7 @@ class Trainer:
         early_stopping: EarlyStopping | None = None,
         clip_norm: float | None = None,
         clip_value: float | None = None,
+        health: bool = False,
     ) -> None:
         self.network = network
         self.optimizer = optimizer
@@ -179,6 +181,7 @@ class Trainer:
         self.early_stopping = early_stopping or EarlyStopping()
         self.clip_norm = clip_norm
         self.clip_value = clip_value
+        self.health = health
         self.state = TrainerState()
         self.best_params = network.flat_params.copy()
 
@@ -212,6 +215,7 @@ class Trainer:
         started = time.perf_counter()
         self.emit(TrainingStarted(self.epochs, batches, n, len(X_val), self.metric_name,
                                   state.epoch))
+        first_epoch, state_batch_at_start = state.epoch + 1, state.batch
         while state.epoch < self.epochs and not state.stopped_early:
             epoch = state.epoch + 1
             epoch_start = last_report = time.perf_counter()
@@ -219,6 +223,9 @@ class Trainer:
             state.epoch_rng = dict(self.rng.bit_generator.state)
             order = self.rng.permutation(n)
             diverged = None
+            squared_norms, epoch_start_params = 0.0, None
+            if self.health:
+                epoch_start_params = params[0].copy()
             for b in range(state.batch, batches):
                 index = order[bounds[b] : bounds[b + 1]]
                 # mode="clip" skips numpy's defensive copy when writing to `out` (3x faster);
@@ -230,7 +237,9 @@ class Trainer:
                 # they are so large, above 1e19, that training has diverged anyway); BLAS's
                 # dot product finds it 3x faster than a sum.
                 g = grads[0]
-                if not (math.isfinite(loss) and math.isfinite(np.dot(g, g))):
+                squared_norm = float(np.dot(g, g))
+                squared_norms += squared_norm
+                if not (math.isfinite(loss) and math.isfinite(squared_norm)):
                     diverged = self._describe_divergence(loss, epoch, b + 1, Xb)
                     break
                 if self.clip_norm is not None:
@@ -270,9 +279,15 @@ class Trainer:
             state.schedule = self.schedule.state()
             state.stopped_early = rule.patience is not None and state.wait >= rule.patience
             snapshot = self._snapshot() if rollback else None
+            health = None
+            if epoch_start_params is not None:
+                steps = max(batches - (state_batch_at_start if epoch == first_epoch else 0), 1)
+                health = _health(self.network, epoch_start_params, squared_norms / steps,
+                                 X_val)
             self.emit(EpochEnded(epoch, self.epochs, train_loss, val_loss, val_metric,
                                  self.optimizer.learning_rate,
-                                 time.perf_counter() - epoch_start, is_best, state.rollbacks))
+                                 time.perf_counter() - epoch_start, is_best, state.rollbacks,
+                                 health))
             if state.stopped_early:
                 self.emit(StoppedEarly(epoch, state.best_epoch, rule.monitor, state.wait))
         params[0][...] = self.best_params
@@ -319,6 +334,28 @@ class Trainer:
                 f"Likely causes: a learning rate too high (now "
                 f"{self.optimizer.learning_rate:g}; try 10x smaller) or input columns with "
                 "huge values")
+
+
+def _health(network: Network, start: NDArray, mean_squared_norm: float,
+            X_val: NDArray) -> Health:
+    """Gradient norm, update-to-weight ratio per weight matrix, and dead ReLU units."""
+    ratios = {}
+    offset = 0
+    for name, param, _ in network.parameters():
+        before = start[offset : offset + param.size]
+        offset += param.size
+        if name.endswith(".W"):
+            size = float(np.linalg.norm(before))
+            change = float(np.linalg.norm(param.reshape(-1) - before))
+            ratios[name.removesuffix(".W")] = change / size if size else math.inf
+    dead = silent = 0
+    A = X_val[:1024]
+    for layer in network.layers:
+        A = layer.forward(A, False)
+        if isinstance(layer, Activation) and layer.name == "relu" and len(A):
+            silent += int(np.sum(~np.any(A > 0, axis=0)))
+            dead += A.shape[1]
+    return Health(math.sqrt(mean_squared_norm), ratios, silent / dead if dead else None)
 
 
 def batch_bounds(n: int, batch_size: int) -> list[int]:

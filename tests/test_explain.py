@@ -67,3 +67,37 @@ def test_rows_outside_the_data(runner: CliRunner) -> None:
     result = runner.invoke(app, ["explain", str(CONFIGS / "iris.yaml"), "--row", "150",
                                  "--rows", "2"])
     assert result.exit_code == 2 and "has 150 data rows" in result.output
+
+
+def test_health_columns_do_not_change_training(in_tmp: Path, write_config: Writer) -> None:
+    import subprocess
+    import sys
+
+    config = write_config(iris_config())
+    outputs = []
+    for extra in ([], ["--health"]):
+        proc = subprocess.run([sys.executable, "-m", "bpcli", "train", str(config), *extra],
+                              capture_output=True, text=True, check=False, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append([line for line in proc.stdout.splitlines() if line.startswith("epoch")])
+    plain, health = outputs
+    assert all("grad_norm" in line and "update/weight 0:" in line and "dead_relu" in line
+               for line in health)
+    # the same numbers, with the health columns added (seconds differ)
+    assert [line.split()[:8] for line in plain] == [line.split()[:8] for line in health]
+
+
+def test_dead_relu_units_are_counted() -> None:
+    from bpcli.trainer import _health
+
+    net = Network([Dense(6), Activation("relu"), Dense(3), Activation("softmax")],
+                  SoftmaxCrossEntropy(), (4,), np.random.default_rng(0))
+    net.layers[0].params["b"][:3] = -100.0  # half the units can never fire
+    start = net.flat_params.copy()
+    net.flat_params *= 1.1
+    X = np.random.default_rng(1).normal(size=(50, 4)).astype(np.float32)
+    health = _health(net, start, 4.0, X)
+    assert health.dead_relu == 0.5
+    assert health.grad_norm == 2.0
+    assert set(health.update_ratios) == {"0", "2"}
+    assert np.isclose(health.update_ratios["2"], 0.1, rtol=1e-5)

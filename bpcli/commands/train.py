@@ -53,7 +53,8 @@ class Session:
     metrics_rows: list[list[str]]
 
 
-def train(config_path: Path, display: Display, overrides: Sequence[str] = ()) -> Path:
+def train(config_path: Path, display: Display, overrides: Sequence[str] = (),
+          health: bool = False) -> Path:
     """Train the network ``config_path`` describes in a new run directory."""
     loaded = load_config(config_path, overrides)
     experiment = prepare(loaded)
@@ -67,7 +68,8 @@ def train(config_path: Path, display: Display, overrides: Sequence[str] = ()) ->
         _warm_start(network, Path(config.training.init_from), experiment)
         display.info(f"starting from the weights of {config.training.init_from}")
     optimizer = experiment.build_optimizer(network)
-    trainer = _trainer(experiment, network, optimizer, np.random.default_rng(shuffle_seed))
+    trainer = _trainer(experiment, network, optimizer, np.random.default_rng(shuffle_seed),
+                       health)
     assert config.output.name is not None
     # model.npz, best and last checkpoints with optimizer state, and their temporary copies
     needed = 8 * network.flat_params.nbytes + (1 << 20)
@@ -80,7 +82,7 @@ def train(config_path: Path, display: Display, overrides: Sequence[str] = ()) ->
     return _run(Session(run_dir, experiment, network, optimizer, trainer, []), display)
 
 
-def resume(run_dir: Path, display: Display, force: bool) -> Path:
+def resume(run_dir: Path, display: Display, force: bool, health: bool = False) -> Path:
     """Carry on the run in ``run_dir`` from its last checkpoint, bit for bit."""
     last = run_dir / CHECKPOINTS / "last.npz"
     if not (run_dir / "config.yaml").is_file():
@@ -108,7 +110,7 @@ def resume(run_dir: Path, display: Display, force: bool) -> Path:
         optimizer.load_state(checkpoint.optimizer_state)
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelFileError(f"{last}: does not match {run_dir / 'config.yaml'}: {exc}") from None
-    trainer = _trainer(experiment, network, optimizer, np.random.default_rng(0))
+    trainer = _trainer(experiment, network, optimizer, np.random.default_rng(0), health)
     trainer.state = state
     best = run_dir / CHECKPOINTS / "best.npz"
     if best.is_file():
@@ -121,7 +123,7 @@ def resume(run_dir: Path, display: Display, force: bool) -> Path:
 
 
 def _trainer(experiment: Experiment, network: Network, optimizer: Optimizer,
-             rng: np.random.Generator) -> Trainer:
+             rng: np.random.Generator, health: bool = False) -> Trainer:
     training = experiment.config.training
     regularization = experiment.config.regularization
     policy = DivergencePolicy(rollback=training.on_divergence == "rollback",
@@ -132,7 +134,8 @@ def _trainer(experiment: Experiment, network: Network, optimizer: Optimizer,
                    listeners=[], divergence=policy,
                    schedule=experiment.build_schedule(optimizer),
                    early_stopping=experiment.early_stopping(),
-                   clip_norm=regularization.clip_norm, clip_value=regularization.clip_value)
+                   clip_norm=regularization.clip_norm, clip_value=regularization.clip_value,
+                   health=health)
 
 
 def _warm_start(network: Network, path: Path, experiment: Experiment) -> None:
