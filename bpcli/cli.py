@@ -173,6 +173,26 @@ def gradcheck(
 
 
 @app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A model.npz written by bp train.")],
+    data: Annotated[Path, typer.Argument(help="CSV with the features and the target.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+) -> None:
+    """Score a trained model on a labelled CSV file."""
+    import json
+
+    from bpcli.commands.evaluate import as_json
+    from bpcli.commands.evaluate import evaluate as run_evaluate
+    from bpcli.display import Display
+
+    report = _run(lambda: run_evaluate(model, data))
+    if json_:
+        typer.echo(json.dumps(as_json(report), indent=2))
+    else:
+        Display().evaluation(report, str(data))
+
+
+@app.command()
 def explain(
     source: Annotated[Path, typer.Argument(help="A config file, or a model.npz.",
                                            show_default=False)],

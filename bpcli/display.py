@@ -30,6 +30,7 @@ from bpcli.events import (
     TrainingStarted,
 )
 from bpcli.explain import Trace
+from bpcli.metrics import ClassificationReport, RegressionReport
 from bpcli.nn.gradcheck import TensorCheck
 
 REFRESHES_PER_SECOND = 4
@@ -101,6 +102,34 @@ class Display:
         self.console.print(Text(f"Loss on these rows: {trace.loss_before:.6g} before the "
                                 f"update, {trace.loss_after:.6g} after ({change:+.3g})",
                                 style="bold"))
+
+    def evaluation(self, report: ClassificationReport | RegressionReport, source: str) -> None:
+        """Classification: per-class scores and the confusion matrix; regression: errors."""
+        if isinstance(report, RegressionReport):
+            table = Table(title=f"{source}: {report.n} rows", title_justify="left")
+            for heading in ("target", "RMSE", "MAE", "R^2"):
+                table.add_column(heading, justify="right" if heading != "target" else "left")
+            table.add_row(report.target, f"{report.rmse:.4g}", f"{report.mae:.4g}",
+                          f"{report.r2:.4f}")
+            self.console.print(table)
+            return
+        scores = Table(title=f"{source}: accuracy {report.accuracy:.4f} on "
+                       f"{report.macro.support} rows", title_justify="left")
+        for heading in ("class", "precision", "recall", "F1", "support"):
+            scores.add_column(heading, justify="left" if heading == "class" else "right")
+        for row in [*report.classes, report.macro, report.weighted]:
+            scores.add_row(row.label, f"{row.precision:.4f}", f"{row.recall:.4f}",
+                           f"{row.f1:.4f}", str(row.support),
+                           style="bold" if row.label.endswith(" avg") else None)
+        self.console.print(scores)
+        confusion = Table(title="confusion matrix (rows: true class, columns: predicted)",
+                          title_justify="left")
+        confusion.add_column("true \\ predicted")
+        for label in report.labels:
+            confusion.add_column(label, justify="right")
+        for label, counts in zip(report.labels, report.confusion, strict=True):
+            confusion.add_row(label, *(str(c) for c in counts))
+        self.console.print(confusion)
 
     def gradcheck_report(self, results: list[TensorCheck], atol: float, rtol: float) -> None:
         table = Table(title=f"gradient check (|analytic - numeric| <= {atol:g} + {rtol:g} * "

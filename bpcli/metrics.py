@@ -1,0 +1,77 @@
+"""Evaluation metrics, computed from predictions and true values (NumPy only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class ClassificationReport:
+    accuracy: float
+    classes: list[ClassScores]
+    macro: ClassScores  # unweighted mean over classes
+    weighted: ClassScores  # mean weighted by support
+    confusion: NDArray[np.int64]  # rows: true class, columns: predicted class
+    labels: list[str]
+
+
+@dataclass(frozen=True)
+class RegressionReport:
+    target: str
+    rmse: float
+    mae: float
+    r2: float
+    n: int
+
+
+def classification_report(truth: NDArray[np.integer], predicted: NDArray[np.integer],
+                          labels: list[str]) -> ClassificationReport:
+    """Scores from class indices. Precision, recall or F1 with a zero denominator is 0
+    (as scikit-learn's ``zero_division=0``)."""
+    k = len(labels)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (truth, predicted), 1)
+    true_positive = np.diag(confusion).astype(np.float64)
+    predicted_count = confusion.sum(axis=0)
+    support = confusion.sum(axis=1)
+    precision = _ratio(true_positive, predicted_count)
+    recall = _ratio(true_positive, support)
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    classes = [ClassScores(label, float(p), float(r), float(f), int(s))
+               for label, p, r, f, s in zip(labels, precision, recall, f1, support,
+                                            strict=True)]
+    total = int(support.sum())
+    weights = support / max(total, 1)
+    macro = ClassScores("macro avg", float(precision.mean()), float(recall.mean()),
+                        float(f1.mean()), total)
+    weighted = ClassScores("weighted avg", float(precision @ weights),
+                           float(recall @ weights), float(f1 @ weights), total)
+    accuracy = float(true_positive.sum() / max(total, 1))
+    return ClassificationReport(accuracy, classes, macro, weighted, confusion, labels)
+
+
+def regression_report(target: str, truth: NDArray[np.floating],
+                      predicted: NDArray[np.floating]) -> RegressionReport:
+    """RMSE, MAE and R^2 (1 - residual sum of squares / total sum of squares)."""
+    error = predicted - truth
+    total = float(np.sum((truth - truth.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(error**2)) / total if total > 0 else float("nan")
+    return RegressionReport(target, float(np.sqrt(np.mean(error**2))),
+                            float(np.mean(np.abs(error))), r2, len(truth))
+
+
+def _ratio(numerator: NDArray[np.float64], denominator: NDArray) -> NDArray[np.float64]:
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator),
+                     where=denominator > 0)

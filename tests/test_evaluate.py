@@ -1,0 +1,73 @@
+"""bp evaluate and the metrics behind it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bpcli.cli import app
+from bpcli.metrics import classification_report, regression_report
+from tests.conftest import DATASETS, iris_config
+
+Writer = Callable[..., Path]
+
+
+def test_classification_scores_by_hand() -> None:
+    truth = np.array([0, 0, 0, 1, 1, 2])
+    predicted = np.array([0, 0, 1, 1, 2, 2])
+    report = classification_report(truth, predicted, ["a", "b", "c"])
+    assert report.accuracy == pytest.approx(4 / 6)
+    assert report.confusion.tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    a, b, c = report.classes
+    assert (a.precision, a.recall, a.support) == (1.0, pytest.approx(2 / 3), 3)
+    assert (b.precision, b.recall) == (0.5, 0.5)
+    assert (c.precision, c.recall, c.f1) == (0.5, 1.0, pytest.approx(2 / 3))
+    assert report.macro.recall == pytest.approx((2 / 3 + 0.5 + 1.0) / 3)
+    assert report.weighted.recall == pytest.approx(report.accuracy)
+
+
+def test_a_class_never_predicted_scores_zero_precision() -> None:
+    report = classification_report(np.array([0, 1]), np.array([0, 0]), ["a", "b"])
+    assert report.classes[1].precision == 0.0 and report.classes[1].f1 == 0.0
+
+
+def test_regression_scores_by_hand() -> None:
+    report = regression_report("y", np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]))
+    assert report.rmse == pytest.approx(np.sqrt(4 / 3))
+    assert report.mae == pytest.approx(2 / 3)
+    assert report.r2 == pytest.approx(1 - 4 / 2)
+
+
+def test_evaluate_command(runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
+    assert runner.invoke(app, ["train", str(write_config(iris_config()))]).exit_code == 0
+    (model,) = in_tmp.glob("runs/*/model.npz")
+    result = runner.invoke(app, ["evaluate", str(model), str(DATASETS / "iris.csv")])
+    assert result.exit_code == 0, result.output
+    for text in ("accuracy", "setosa", "macro avg", "weighted avg", "confusion matrix"):
+        assert text in result.output
+    result = runner.invoke(app, ["evaluate", str(model), str(DATASETS / "iris.csv"), "--json"])
+    scores = json.loads(result.output)
+    assert scores["task"] == "classification"
+    assert np.array(scores["confusion"]).sum() == 150
+    no_target = in_tmp / "features.csv"
+    no_target.write_text("sepal_length,sepal_width,petal_length,petal_width\n5,3,1,0.2\n")
+    result = runner.invoke(app, ["evaluate", str(model), str(no_target)])
+    assert result.exit_code == 2 and "'species'" in result.output
+
+
+def test_evaluate_regression(runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
+    config = {"data": {"path": str(DATASETS / "diabetes.csv"), "target": "progression"},
+              "model": {"layers": [{"type": "dense", "units": 8}, {"type": "dense"}]},
+              "training": {"epochs": 3}}
+    assert runner.invoke(app, ["train", str(write_config(config))]).exit_code == 0
+    (model,) = in_tmp.glob("runs/*/model.npz")
+    result = runner.invoke(app, ["evaluate", str(model), str(DATASETS / "diabetes.csv"),
+                                 "--json"])
+    scores = json.loads(result.output)
+    assert scores["task"] == "regression" and scores["n"] == 442
+    assert 20 < scores["rmse"] < 200 and scores["mae"] <= scores["rmse"]
