@@ -7,9 +7,10 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional, TypeVar
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from bpcli import __version__
 from bpcli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BpError
@@ -177,15 +178,20 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="A model.npz written by bp train.")],
     data: Annotated[Path, typer.Argument(help="CSV with the features and the target.")],
     json_: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--plot", help="Also draw the confusion matrix to this PNG file (needs matplotlib: "
+        "pip install 'bp[plot]').")] = None,
 ) -> None:
     """Score a trained model on a labelled CSV file."""
     import json
 
-    from bpcli.commands.evaluate import as_json
+    from bpcli.commands.evaluate import as_json, plot_confusion
     from bpcli.commands.evaluate import evaluate as run_evaluate
     from bpcli.display import Display
 
     report = _run(lambda: run_evaluate(model, data))
+    if plot is not None:
+        _run(lambda: plot_confusion(report, plot, data))
     if json_:
         typer.echo(json.dumps(as_json(report), indent=2))
     else:
@@ -232,6 +238,84 @@ def schema(
         typer.echo(text, nl=False)
     else:
         _run(lambda: write_text_atomic(out, text))
+
+
+@app.command()
+def plot(
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Run directories (or their metrics.csv files).", metavar="RUN_DIR",
+        show_default=False)],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="The PNG file to write.")] = Path("compare.png"),
+) -> None:
+    """Draw the learning curves of one or more runs on one picture, to compare them."""
+    from bpcli.commands.plot import plot as run_plot
+
+    written = _run(lambda: run_plot(run_dirs, out))
+    typer.echo(f"curves of {len(run_dirs)} run{'s' if len(run_dirs) > 1 else ''} written "
+               f"to {written}", err=True)
+
+
+@app.command()
+def inspect(
+    model: Annotated[Path, typer.Argument(help="A model.npz, or a checkpoint in a run's "
+                                          "checkpoints/.", show_default=False)],
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON document instead.")]
+    = False,
+) -> None:
+    """Show a model or checkpoint: layers, loss, preprocessing, and where it came from."""
+    from bpcli.commands.inspect import inspect as run_inspect
+    from bpcli.display import Display
+
+    _run(lambda: run_inspect(model, Display(), as_json=json_))
+
+
+DEFAULT_RUNS_DIR = "runs"
+
+
+class _RunsGroup(TyperGroup):
+    """``bp runs [RUNS_DIR]`` lists and ``bp runs diff A B`` compares: a subcommand's name
+    must not be taken for RUNS_DIR, which comes before it on the command line."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] in self.commands:
+            args = [DEFAULT_RUNS_DIR, *args]
+        return super().parse_args(ctx, args)
+
+
+runs_app = typer.Typer(cls=_RunsGroup, invoke_without_command=True,
+                       subcommand_metavar="| diff RUN_A RUN_B")
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback()
+def runs(
+    ctx: typer.Context,
+    runs_dir: Annotated[Path, typer.Argument(
+        help="The directory holding the run directories.", metavar="RUNS_DIR")]
+    = Path(DEFAULT_RUNS_DIR),
+) -> None:
+    """List the runs in RUNS_DIR, newest first; 'bp runs diff A B' compares two runs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from bpcli.commands.runs import list_runs
+    from bpcli.display import Display
+
+    _run(lambda: list_runs(runs_dir, Display()))
+
+
+@runs_app.command()
+def diff(
+    run_a: Annotated[Path, typer.Argument(help="A run directory.", metavar="RUN_A",
+                                          show_default=False)],
+    run_b: Annotated[Path, typer.Argument(help="Another run directory.", metavar="RUN_B",
+                                          show_default=False)],
+) -> None:
+    """Compare two runs: the config keys that differ, then their results side by side."""
+    from bpcli.commands.runs import diff_runs
+    from bpcli.display import Display
+
+    _run(lambda: diff_runs(run_a, run_b, Display()))
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from typing import TextIO
 import numpy as np
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.measure import Measurement
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -148,6 +149,65 @@ class Display:
                           Text("pass", style="green") if r.passed
                           else Text("FAIL", style="bold red"))
         self.console.print(table)
+
+    def details(self, title: str, rows: list[tuple[str, str]]) -> None:
+        """A titled block of ``key  value`` lines. Values are never wrapped or cut, so that
+        paths and digests survive a pipe whole."""
+        self.console.print(Text(title, style="bold"))
+        width = max((len(key) for key, _ in rows), default=0)
+        for key, value in rows:
+            self.console.print(Text.assemble("  ", (key.ljust(width), "cyan"), "  ", value))
+
+    def feature_table(self, rows: list[tuple[str, float, float]]) -> None:
+        """The preprocessing of each feature column: ``x' = (x - mean) / scale``."""
+        table = Table(title="features (x' = (x - mean) / scale, fitted on the training split)",
+                      title_justify="left")
+        table.add_column("feature")
+        table.add_column("mean", justify="right")
+        table.add_column("scale", justify="right")
+        for name, mean, scale in rows:
+            table.add_row(Text(name), f"{mean:.6g}", f"{scale:.6g}")
+        self._print_whole(table)
+
+    def runs_table(self, title: str, rows: list[tuple[str, str, str, str, str, str]]) -> None:
+        """Runs, one a row: name, started, epochs, best validation metric, status, time."""
+        table = Table(title=Text(title), title_justify="left")
+        for heading in ("run", "started", "epochs", "best", "status", "wall time"):
+            table.add_column(heading, overflow="fold",
+                             justify="right" if heading in ("epochs", "wall time") else "left")
+        styles = {"finished": "green", "stopped early": "green", "interrupted": "yellow",
+                  "diverged": "bold red", "running": "cyan"}
+        for name, started, epochs, best, status, wall_time in rows:
+            table.add_row(Text(name), started, epochs, best,
+                          Text(status, style=styles.get(status, "dim")), wall_time)
+        self._print_whole(table)
+
+    def comparison(self, title: str, names: tuple[str, str],
+                   rows: list[tuple[str, str, str]]) -> None:
+        """Two things side by side, one row per key; differing values stand out."""
+        table = Table(title=Text(title), title_justify="left")
+        for heading in ("", *names):
+            table.add_column(Text(heading), overflow="fold")
+        for key, a, b in rows:
+            style = "yellow" if a != b else None
+            table.add_row(Text(key), Text(a, style=style or ""), Text(b, style=style or ""))
+        self._print_whole(table)
+
+    def _print_whole(self, table: Table) -> None:
+        """A table at its natural width when the output is not a terminal (a pipe or a
+        file is not 80 columns wide), so that no cell is folded or cut short there. On a
+        terminal narrower than the table, rich folds its cells."""
+        if self.console.is_terminal:
+            self.console.print(table)
+            return
+        width = self.console.width
+        needed = Measurement.get(self.console, self.console.options.update(width=1 << 16),
+                                 table).maximum
+        try:
+            self.console.width = max(width, needed)
+            self.console.print(table)
+        finally:
+            self.console.width = width
 
 
 class TrainingView:

@@ -71,3 +71,22 @@ def test_evaluate_regression(runner: CliRunner, in_tmp: Path, write_config: Writ
     scores = json.loads(result.output)
     assert scores["task"] == "regression" and scores["n"] == 442
     assert 20 < scores["rmse"] < 200 and scores["mae"] <= scores["rmse"]
+
+
+def test_evaluate_plot_writes_a_confusion_matrix_png(runner: CliRunner, in_tmp: Path,
+                                                     write_config: Writer) -> None:
+    import struct
+
+    assert runner.invoke(app, ["train", str(write_config(iris_config()))]).exit_code == 0
+    (model,) = in_tmp.glob("runs/*/model.npz")
+    picture = in_tmp / "cm.png"
+    result = runner.invoke(app, ["evaluate", str(model), str(DATASETS / "iris.csv"),
+                                 "--plot", str(picture)])
+    assert result.exit_code == 0, result.output
+    data = picture.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width > height > 300
+    result = runner.invoke(app, ["evaluate", str(model), str(DATASETS / "iris.csv"),
+                                 "--plot", str(in_tmp / "cm.jpg")])
+    assert result.exit_code == 2 and "PNG" in result.output

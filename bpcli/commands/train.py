@@ -20,6 +20,7 @@ from bpcli.errors import ModelFileError, UsageError
 from bpcli.experiment import Experiment, prepare
 from bpcli.modelfile import load_model, save_model
 from bpcli.nn import Network, Optimizer
+from bpcli.plots import CurvesWriter
 from bpcli.runs import (
     CHECKPOINTS,
     FINGERPRINTS,
@@ -189,9 +190,10 @@ def _run(session: Session, display: Display) -> Path:
     write_json(run_dir / "summary.json", summary)
     recorder = RunRecorder(run_dir, experiment.metric_name, save_checkpoint,
                            session.metrics_rows)
+    curves = CurvesWriter(run_dir, display.info)  # listens after the recorder
     try:
         with StopOnSignal() as stop, display.training() as view:
-            trainer.listeners = [recorder, view]
+            trainer.listeners = [recorder, curves, view]
             trainer.should_stop = stop
             result = trainer.fit(experiment.X_train, experiment.Y_train,
                                  experiment.X_val, experiment.Y_val)
@@ -210,6 +212,8 @@ def _run(session: Session, display: Display) -> Path:
             raise TrainingInterrupted(f"{exc}; checkpoint written. Resume with:\n"
                                       f"  bp train --resume {run_dir}") from None
         raise
+    finally:
+        curves.finish()  # the epochs since the last picture, however training ended
 
     metrics = {"best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
                metric: result.best_val_metric}

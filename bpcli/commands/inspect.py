@@ -1,0 +1,202 @@
+"""``bp inspect``: what a model or checkpoint file holds and where it came from: its
+layers, activations and loss, its preprocessing, and the run that wrote it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bpcli.atomic import json_text
+from bpcli.display import Display
+from bpcli.modelfile import SavedModel, load_model
+from bpcli.runs import CHECKPOINTS, FINGERPRINTS
+
+
+def inspect(path: Path, display: Display, as_json: bool = False) -> None:
+    """Show what ``path`` holds; with ``as_json``, print it as one JSON document."""
+    report = describe(path, load_model(path))
+    if as_json:
+        sys.stdout.write(json_text(report, indent=2) + "\n")
+        sys.stdout.flush()
+        return
+    show(report, display)
+
+
+def describe(path: Path, saved: SavedModel) -> dict[str, Any]:
+    """Everything ``bp inspect`` shows, as plain JSON values under stable keys. Keys a file
+    does not record are present with ``null``; non-finite numbers also become ``null``."""
+    meta, network, pre = saved.meta, saved.network, saved.preprocessor
+    checkpoint = "trainer" in meta
+    layers, activations = [], []
+    for index, layer in enumerate(network.layers):
+        options = {k: v for k, v in layer.describe().items() if k != "type"}
+        layers.append({"index": index, "type": layer.kind, "options": options,
+                       "output_shape": list(layer.output_shape), "parameters": layer.n_params})
+        if layer.kind == "activation":
+            activations.append({"layer": index, "name": options.get("name"),
+                                "options": {k: v for k, v in options.items() if k != "name"}})
+    regression = pre.task == "regression"
+    run_dir = _run_dir(path)
+    environment = _dict(meta.get("environment"))
+    return {
+        "file": str(path),
+        "kind": "checkpoint" if checkpoint else "model",
+        "task": pre.task,
+        "input_shape": list(network.input_shape),
+        "output_shape": list(network.output_shape),
+        "layers": layers,
+        "parameters": network.n_params,
+        "activations": activations,
+        "loss": {"name": network.loss.name, "options": _dict(meta.get("loss_options"))},
+        "preprocessing": {
+            "features": [{"name": name, "mean": float(mean), "scale": float(scale)}
+                         for name, mean, scale in zip(pre.features, pre.mean, pre.scale,
+                                                      strict=True)],
+            "classes": list(pre.classes),
+            "target": {"name": pre.target,
+                       "mean": float(pre.target_mean[0]) if regression else None,
+                       "scale": float(pre.target_scale[0]) if regression else None},
+        },
+        "training": _training(meta, pre.task, checkpoint),
+        "origin": {
+            "created": _str(meta.get("created")),
+            "bp_version": _str(environment.get("bp")),
+            "environment": environment,
+            "data_paths": _data_paths(meta.get("config")),
+            "run_dir": str(run_dir) if run_dir is not None else None,
+            "fingerprints": _fingerprints(run_dir),
+        },
+    }
+
+
+def show(report: dict[str, Any], display: Display) -> None:
+    """The report of ``describe`` for a person."""
+    kind = report["kind"]
+    what = ("a checkpoint: weights, optimizer and trainer state" if kind == "checkpoint"
+            else "a model: the best epoch's weights and their preprocessing")
+    display.info(f"{report['file']}: {what}")
+    rows = []
+    for layer in report["layers"]:
+        detail = ", ".join(f"{k}={v}" for k, v in layer["options"].items())
+        rows.append((str(layer["index"]), layer["type"] + (f" ({detail})" if detail else ""),
+                     "x".join(map(str, layer["output_shape"])), layer["parameters"]))
+    display.layer_table(tuple(report["input_shape"]), rows)
+
+    pre = report["preprocessing"]
+    target = pre["target"]
+    if report["task"] == "classification":
+        task = (f"classification of '{target['name']}' into {len(pre['classes'])} classes: "
+                f"{', '.join(pre['classes'])}")
+    else:
+        task = (f"regression of '{target['name']}' (standardised with mean "
+                f"{target['mean']:.6g}, scale {target['scale']:.6g})")
+    activations = ", ".join(f"{_named(a['name'], a['options'])} at layer {a['layer']}"
+                            for a in report["activations"]) or "none"
+    loss = report["loss"]
+    display.details("network", [
+        ("task", task),
+        ("parameters", f"{report['parameters']:,}"),
+        ("activations", activations),
+        ("loss", _named(loss["name"], loss["options"])),
+    ])
+    display.feature_table([(f["name"], f["mean"], f["scale"]) for f in pre["features"]])
+
+    training = report["training"]
+    metrics = dict(training["metrics"])
+    best_epoch = metrics.pop("best_epoch", None)
+    scores = ", ".join(f"{k} {_shown(metrics[k])}"
+                       for k in sorted(metrics, key=lambda k: k != "val_loss")) or "unknown"
+    if kind == "checkpoint":
+        epoch = f"{_shown(training['epoch'])} completed"
+        if training["batch"]:
+            epoch += f", and {training['batch']} batches of the next"
+        rows_training = [("epoch", epoch),
+                         ("best so far", f"epoch {_shown(best_epoch)}: {scores}")]
+    else:
+        rows_training = [("epoch", f"{_shown(training['epoch'])}, the best: these are its "
+                          "weights"), ("scores", scores)]
+    display.details("training", rows_training)
+
+    origin = report["origin"]
+    environment = origin["environment"]
+    software = ", ".join(f"{k} {environment[k]}" for k in ("numpy", "python")
+                         if k in environment)
+    rows_origin = [("created", _shown(origin["created"])),
+                   ("bp", _shown(origin["bp_version"])),
+                   ("environment", software or "unknown")]
+    for key in ("platform", "blas", "blas_threads"):
+        if key in environment:
+            rows_origin.append((key.replace("_", " "), _shown(environment[key])))
+    rows_origin += [("data", path) for path in origin["data_paths"]] or [("data", "unknown")]
+    rows_origin.append(("run directory", _shown(origin["run_dir"])))
+    fingerprints = origin["fingerprints"]
+    if fingerprints is not None:
+        rows_origin.append(("sha256", f"{_shown(fingerprints.get('config'))}  config.yaml"))
+        data = fingerprints.get("data")
+        for name, digest in (data.items() if isinstance(data, dict) else []):
+            rows_origin.append(("sha256", f"{_shown(digest)}  {name}"))
+    display.details("origin", rows_origin)
+
+
+def _training(meta: dict[str, Any], task: str, checkpoint: bool) -> dict[str, Any]:
+    """The epoch and the best scores: ``metrics`` in a model file, the trainer's state in
+    a checkpoint (whose scores carry no metric name: it follows from the task)."""
+    epoch = meta.get("epoch")
+    if not checkpoint:
+        return {"epoch": epoch, "batch": None, "metrics": _dict(meta.get("metrics"))}
+    trainer = _dict(meta.get("trainer"))
+    metric = "val_accuracy" if task == "classification" else "val_rmse"
+    return {"epoch": trainer.get("epoch", epoch), "batch": trainer.get("batch"),
+            "metrics": {"best_epoch": trainer.get("best_epoch"),
+                        "val_loss": trainer.get("best_val_loss"),
+                        metric: trainer.get("best_val_metric")}}
+
+
+def _run_dir(path: Path) -> Path | None:
+    """The run directory the file sits in (``model.npz`` at its top, checkpoints one
+    level down), if it sits in one: a directory with the files only bp train writes (a
+    config.yaml alone could be anyone's)."""
+    parent = path.parent
+    if parent.name == CHECKPOINTS:
+        parent = parent.parent
+    is_run = (parent / FINGERPRINTS).is_file() or (parent / "summary.json").is_file()
+    return parent if is_run else None
+
+
+def _fingerprints(run_dir: Path | None) -> dict[str, Any] | None:
+    if run_dir is None:
+        return None
+    try:
+        recorded = json.loads((run_dir / FINGERPRINTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def _data_paths(config: Any) -> list[str]:
+    data = _dict(_dict(config).get("data"))
+    return [str(data[key]) for key in ("path", "validation_path") if data.get(key)]
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _named(name: Any, options: dict[str, Any]) -> str:
+    """``huber (delta=1.0)``: a name with the options that are set."""
+    detail = ", ".join(f"{k}={v}" for k, v in options.items() if v is not None)
+    return f"{name} ({detail})" if detail else str(name)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "unknown"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)

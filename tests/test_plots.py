@@ -1,0 +1,269 @@
+"""Pictures: curves.png in every run directory, bp plot, and life without matplotlib."""
+
+from __future__ import annotations
+
+import csv
+import io
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from bpcli import plots
+from bpcli.cli import app
+from bpcli.commands import train as train_command
+from bpcli.events import EpochEnded, Stopped, TrainingEnded
+from bpcli.runs import metrics_header
+from tests.conftest import REPO, iris_config
+from tests.test_runs import StopAfter, run_dirs
+
+Writer = Callable[..., Path]
+SIZE = (int(plots.WIDTH_IN * plots.DPI), int(plots.HEIGHT_IN * plots.DPI))
+HINT = "pip install 'bp[plot]'"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the IHDR chunk, after checking the PNG signature."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert (length, kind) == (13, b"IHDR")
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def fake_run(root: Path, name: str, epochs: int = 5, metric: str = "accuracy") -> Path:
+    """A run directory with only a metrics.csv (bp plot needs no more)."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(metrics_header(metric))
+    for e in range(1, epochs + 1):
+        writer.writerow([e, 1 / e, 1.2 / e, 1 - 0.5 / e, 0.1 * 0.5**e, 0, 0.01])
+    (run_dir / "metrics.csv").write_text(buffer.getvalue())
+    return run_dir
+
+
+@pytest.fixture
+def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every ``import matplotlib...`` fail, as when it is not installed."""
+    for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+# -- curves.png in the run directory ---------------------------------------------------------
+
+
+def test_training_writes_curves_png(runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
+    result = runner.invoke(app, ["train", str(write_config(iris_config()))])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(in_tmp)
+    assert png_size(run_dir / "curves.png") == SIZE
+    assert not list(run_dir.glob(".curves.png.*"))  # no temporary file left behind
+
+
+def test_an_interrupted_run_still_gets_its_final_picture(
+    runner: CliRunner, in_tmp: Path, write_config: Writer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 120 training rows in batches of 16: 8 batches an epoch; stop in the third epoch
+    monkeypatch.setattr(train_command, "StopOnSignal", lambda: StopAfter(20))
+    result = runner.invoke(app, ["train", str(write_config(iris_config()))])
+    assert result.exit_code == 130, result.output
+    (run_dir,) = run_dirs(in_tmp)
+    assert png_size(run_dir / "curves.png") == SIZE
+
+
+class InterruptAfter(StopAfter):
+    """A second Ctrl-C: KeyboardInterrupt out of the training loop, with no Stopped event
+    (the path that divergence takes too)."""
+
+    def __call__(self) -> bool:
+        if super().__call__():
+            raise KeyboardInterrupt
+        return False
+
+
+def test_a_run_ended_by_an_exception_still_gets_its_final_picture(
+    runner: CliRunner, in_tmp: Path, write_config: Writer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(train_command, "StopOnSignal", lambda: InterruptAfter(20))
+    result = runner.invoke(app, ["train", str(write_config(iris_config()))])
+    assert result.exit_code == 130, result.output
+    (run_dir,) = run_dirs(in_tmp)
+    assert png_size(run_dir / "curves.png") == SIZE
+
+
+def test_without_matplotlib_training_works_and_says_so_once(
+    runner: CliRunner, in_tmp: Path, write_config: Writer, monkeypatch: pytest.MonkeyPatch,
+    no_matplotlib: None,
+) -> None:
+    monkeypatch.setattr(plots, "REDRAW_INTERVAL_S", 0.0)  # try to draw after every epoch
+    result = runner.invoke(app, ["train", str(write_config(iris_config()))])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(in_tmp)
+    assert (run_dir / "model.npz").is_file()
+    assert not (run_dir / "curves.png").exists()
+    assert not list(run_dir.glob(".curves.png.*"))
+    notice = f"curves.png skipped: install matplotlib for pictures ({HINT})"
+    assert result.output.count(notice) == 1, result.output
+
+
+def test_bp_never_imports_matplotlib_until_it_draws() -> None:
+    code = ("import sys, bpcli.cli, bpcli.commands.train, bpcli.commands.plot, bpcli.plots; "
+            "print(sorted(m for m in sys.modules if m.startswith('matplotlib')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# -- the throttle ------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def epoch_ended(epoch: int) -> EpochEnded:
+    return EpochEnded(epoch, 100, 1.0, 1.0, 0.5, 0.1, 0.01, False)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def draws(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> list[float]:
+    """Record the clock's time of each picture instead of drawing it."""
+    times: list[float] = []
+    monkeypatch.setattr(plots, "read_curves", lambda path: None)
+    monkeypatch.setattr(plots, "learning_curves", lambda runs, path: times.append(clock.now))
+    return times
+
+
+def test_redraws_at_most_once_per_interval_and_always_at_the_end(
+    tmp_path: Path, clock: Clock, draws: list[float],
+) -> None:
+    writer = plots.CurvesWriter(tmp_path, lambda text: None, interval=5.0, clock=clock)
+    for epoch in range(1, 13):  # one epoch a second
+        clock.now = float(epoch)
+        writer(epoch_ended(epoch))
+    assert draws == [5.0, 10.0]
+    writer(TrainingEnded(12, 12, 1.0, 0.5, 12.0))
+    assert draws == [5.0, 10.0, 12.0]  # the final picture
+    writer.finish()
+    assert draws == [5.0, 10.0, 12.0]  # nothing new to draw
+
+
+def test_a_stop_draws_only_when_epochs_are_missing_from_the_picture(
+    tmp_path: Path, clock: Clock, draws: list[float],
+) -> None:
+    writer = plots.CurvesWriter(tmp_path, lambda text: None, interval=5.0, clock=clock)
+    clock.now = 5.0
+    writer(epoch_ended(1))
+    writer(Stopped(2, 3, 8))
+    writer.finish()
+    assert draws == [5.0]
+    clock.now = 6.0
+    writer(epoch_ended(2))
+    writer.finish()
+    assert draws == [5.0, 6.0]
+
+
+def test_slow_pictures_are_drawn_less_often(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: Clock,
+) -> None:
+    times: list[float] = []
+
+    def slow_draw(runs: object, path: Path) -> None:
+        times.append(clock.now)
+        clock.now += 2.0  # a picture that takes 2 s may come every 2 / 5% = 40 s
+
+    monkeypatch.setattr(plots, "read_curves", lambda path: None)
+    monkeypatch.setattr(plots, "learning_curves", slow_draw)
+    writer = plots.CurvesWriter(tmp_path, lambda text: None, interval=5.0, clock=clock)
+    for _ in range(100):
+        clock.now += 1.0
+        writer(epoch_ended(1))
+    assert len(times) >= 2
+    assert all(b - a >= 40.0 for a, b in zip(times, times[1:], strict=False))
+
+
+# -- bp plot -----------------------------------------------------------------------------------
+
+
+def test_plot_compares_runs(runner: CliRunner, in_tmp: Path) -> None:
+    a, b = fake_run(in_tmp, "a"), fake_run(in_tmp, "b", epochs=8)
+    result = runner.invoke(app, ["plot", str(a), str(b / "metrics.csv"), "--out", "both.png"])
+    assert result.exit_code == 0, result.output
+    assert png_size(in_tmp / "both.png") == SIZE
+    assert "curves of 2 runs written to both.png" in result.output
+
+
+def test_plot_of_real_runs_writes_compare_png_here(
+    runner: CliRunner, in_tmp: Path, write_config: Writer,
+) -> None:
+    for seed in (0, 1):
+        config = iris_config(training={"epochs": 3, "batch_size": 32, "seed": seed})
+        assert runner.invoke(app, ["train", str(write_config(config))]).exit_code == 0
+    result = runner.invoke(app, ["plot", *map(str, run_dirs(in_tmp))])
+    assert result.exit_code == 0, result.output
+    assert png_size(in_tmp / "compare.png") == SIZE
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["nowhere"], "nowhere: no metrics.csv"),
+    (["run", "--out", "x.jpg"], "give a file name ending in .png"),
+    (["run", "other"], "measures val_rmse but run measures val_accuracy"),
+    (["empty"], "empty: metrics.csv has no epochs yet"),
+    (["junk"], "not a bp metrics file"),
+])
+def test_plot_refuses_what_it_cannot_draw(
+    runner: CliRunner, in_tmp: Path, args: list[str], message: str,
+) -> None:
+    fake_run(in_tmp, "run")
+    fake_run(in_tmp, "other", metric="rmse")
+    fake_run(in_tmp, "empty", epochs=0)
+    (in_tmp / "junk").mkdir()
+    (in_tmp / "junk" / "metrics.csv").write_text("a,b\n1,2\n")
+    result = runner.invoke(app, ["plot", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_plot_without_matplotlib_exits_2_with_the_hint(
+    runner: CliRunner, in_tmp: Path, no_matplotlib: None,
+) -> None:
+    result = runner.invoke(app, ["plot", str(fake_run(in_tmp, "a"))])
+    assert result.exit_code == 2
+    assert HINT in result.output
+    assert not (in_tmp / "compare.png").exists()
+
+
+def test_learning_rate_goes_on_a_log_axis_only_when_it_varies_tenfold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    figures: list[Any] = []
+    monkeypatch.setattr(plots, "_write_png", lambda figure, path: figures.append(figure))
+
+    def rate_axis(rates: list[float]) -> str:
+        n = len(rates)
+        curves = plots.Curves("r", "accuracy", list(range(1, n + 1)), [1.0] * n, [1.0] * n,
+                              [0.5] * n, rates)
+        plots.learning_curves([curves], tmp_path / "x.png")
+        return str(figures[-1].axes[2].get_yscale())
+
+    assert rate_axis([0.1, 0.05, 0.02]) == "linear"
+    assert rate_axis([0.1, 0.01, 0.001]) == "log"
+    assert rate_axis([0.1, 0.0, 0.001]) == "linear"  # a zero rate has no logarithm
