@@ -72,7 +72,7 @@ class Display:
         for index, layer, shape, params in rows:
             table.add_row(index, layer, shape, f"{params:,}")
         table.add_row("", "total", "", f"{sum(r[3] for r in rows):,}", style="bold")
-        self.console.print(table)
+        self._print_whole(table)
 
     def explain_report(self, trace: Trace, detail_limit: int = 64) -> None:
         """The trace of one backpropagation step, in the order it is computed. Arrays
@@ -112,7 +112,7 @@ class Display:
                 table.add_column(heading, justify="right" if heading != "target" else "left")
             table.add_row(report.target, f"{report.rmse:.4g}", f"{report.mae:.4g}",
                           f"{report.r2:.4f}")
-            self.console.print(table)
+            self._print_whole(table)
             return
         scores = Table(title=f"{source}: accuracy {report.accuracy:.4f} on "
                        f"{report.macro.support} rows", title_justify="left")
@@ -122,7 +122,7 @@ class Display:
             scores.add_row(row.label, f"{row.precision:.4f}", f"{row.recall:.4f}",
                            f"{row.f1:.4f}", str(row.support),
                            style="bold" if row.label.endswith(" avg") else None)
-        self.console.print(scores)
+        self._print_whole(scores)
         confusion = Table(title="confusion matrix (rows: true class, columns: predicted)",
                           title_justify="left")
         confusion.add_column("true \\ predicted")
@@ -130,7 +130,7 @@ class Display:
             confusion.add_column(label, justify="right")
         for label, counts in zip(report.labels, report.confusion, strict=True):
             confusion.add_row(label, *(str(c) for c in counts))
-        self.console.print(confusion)
+        self._print_whole(confusion)
 
     def gradcheck_report(self, results: list[TensorCheck], atol: float, rtol: float) -> None:
         table = Table(title=f"gradient check (|analytic - numeric| <= {atol:g} + {rtol:g} * "
@@ -148,7 +148,7 @@ class Display:
                           f"{r.max_abs_error:.2e}", f"{r.max_rel_error:.2e}",
                           Text("pass", style="green") if r.passed
                           else Text("FAIL", style="bold red"))
-        self.console.print(table)
+        self._print_whole(table)
 
     def details(self, title: str, rows: list[tuple[str, str]]) -> None:
         """A titled block of ``key  value`` lines. Values are never wrapped or cut, so that

@@ -3,6 +3,7 @@ a stopped run from its last checkpoint (``--resume``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -183,7 +184,8 @@ def _run(session: Session, display: Display) -> Path:
     display.info(f"network: {network.n_params} parameters, loss {config.loss}, optimizer "
                  f"{config.optimizer.name}, {config.training.epochs} epochs of batch "
                  f"{config.training.batch_size}")
-    summary: dict[str, Any] = {"status": "running", "seed": config.training.seed,
+    summary: dict[str, Any] = {"status": "running", "started": _started(run_dir, meta),
+                               "seed": config.training.seed,
                                "environment": environment(), "run_dir": str(run_dir),
                                "task": experiment.preprocessor.task,
                                "n_train": len(experiment.X_train), "n_val": len(experiment.X_val)}
@@ -230,6 +232,15 @@ def _run(session: Session, display: Display) -> Path:
     display.info(f"model written to {run_dir / 'model.npz'}; predict with:")
     display.info(f"  bp predict {run_dir / 'model.npz'} {_shown(Path(config.data.path))}")
     return run_dir
+
+
+def _started(run_dir: Path, meta: dict[str, Any]) -> str:
+    """When the run first started (kept across resumes)."""
+    try:
+        previous = json.loads((run_dir / "summary.json").read_text())
+        return str(previous["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return str(meta["created"])
 
 
 def _shown(path: Path) -> str:
