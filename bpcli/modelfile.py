@@ -43,6 +43,22 @@ def save_model(
     optimizer_state: dict[str, NDArray] | None = None,
 ) -> None:
     """Write a model (or, with ``optimizer_state``, a checkpoint) atomically."""
+    write_arrays(path, model_arrays(network, preprocessor, meta, optimizer_state))
+
+
+def write_arrays(path: Path, arrays: dict[str, NDArray]) -> None:
+    """Write ``model_arrays``' result as an .npz file, atomically."""
+    write_atomic(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+
+
+def model_arrays(
+    network: Network,
+    preprocessor: Preprocessor,
+    meta: dict[str, Any],
+    optimizer_state: dict[str, NDArray] | None = None,
+) -> dict[str, NDArray]:
+    """Everything a model file holds, as arrays copied from the live objects (so they
+    can be written later, in another thread, while training goes on)."""
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -60,7 +76,7 @@ def save_model(
     arrays.update({f"buffer/{k}": v for k, v in network.buffers().items()})
     arrays.update({f"pre/{k}": v for k, v in preprocessor.to_arrays().items()})
     arrays.update({f"opt/{k}": v for k, v in (optimizer_state or {}).items()})
-    write_atomic(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+    return {name: np.array(value, copy=True) for name, value in arrays.items()}
 
 
 def load_model(path: Path) -> SavedModel:

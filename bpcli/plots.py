@@ -207,7 +207,12 @@ class CurvesWriter:
 
     def __init__(self, run_dir: Path, notify: Callable[[str], None],
                  interval: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 submit: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """``submit``, when given, runs each drawing later, in order after the writes
+        submitted before it (the run recorder's background writer), so that training does
+        not wait for matplotlib and the picture always follows metrics.csv."""
+        self.submit = submit
         self.run_dir = run_dir
         self.notify = notify
         self.interval = REDRAW_INTERVAL_S if interval is None else interval
@@ -231,6 +236,13 @@ class CurvesWriter:
 
     def draw(self) -> None:
         self.pending = False
+        if self.submit is not None:
+            self.next_draw = self.clock() + self.interval
+            self.submit(self._draw)
+        else:
+            self._draw()
+
+    def _draw(self) -> None:
         if not self.enabled:
             return
         start = self.clock()

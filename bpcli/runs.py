@@ -9,7 +9,9 @@ import io
 import json
 import os
 import platform
+import queue
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -108,6 +110,48 @@ def changed_inputs(run_dir: Path, data_files: list[Path]) -> list[str]:
     return changes
 
 
+class BackgroundWriter:
+    """Writes files in order on one background thread, so that training does not wait for
+    the disk. ``flush`` waits for everything submitted and re-raises the first error."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="bp-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._raise()
+        self._jobs.put(job)
+
+    def flush(self) -> None:
+        self._jobs.join()
+        self._raise()
+
+    def close(self) -> None:
+        self.flush()
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                if self._error is None:  # after a failure, later writes are skipped
+                    job()
+            except BaseException as exc:  # handed to the training thread by flush()
+                self._error = exc
+            finally:
+                self._jobs.task_done()
+
+
 class RunRecorder:
     """Listens to training and keeps the run directory current: ``metrics.csv`` and the
     ``best``/``last`` checkpoints after every epoch, and ``last`` when training stops
@@ -115,10 +159,13 @@ class RunRecorder:
     best epoch whose weights are not on disk."""
 
     def __init__(self, run_dir: Path, metric_name: str,
-                 save_checkpoint: Callable[[Path], None],
+                 save_checkpoint: Callable[[Path], Callable[[], None]],
                  rows: list[list[str]] | None = None) -> None:
+        """``save_checkpoint(path)`` takes a snapshot now and returns the job that writes
+        it; the jobs run in order on a background writer (``flush`` waits for them)."""
         self.run_dir = run_dir
         self.save_checkpoint = save_checkpoint
+        self.writer = BackgroundWriter()
         self.header = metrics_header(metric_name)
         self.rows: list[list[str]] = rows or []
 
@@ -131,12 +178,17 @@ class RunRecorder:
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(self.header)
             writer.writerows(self.rows)
-            write_text_atomic(self.run_dir / "metrics.csv", buffer.getvalue())
+            text = buffer.getvalue()
+            self.writer.submit(lambda: write_text_atomic(self.run_dir / "metrics.csv", text))
             if event.is_best:
-                self.save_checkpoint(self.run_dir / CHECKPOINTS / "best.npz")
-            self.save_checkpoint(self.run_dir / CHECKPOINTS / "last.npz")
+                self.writer.submit(self.save_checkpoint(self.run_dir / CHECKPOINTS / "best.npz"))
+            self.writer.submit(self.save_checkpoint(self.run_dir / CHECKPOINTS / "last.npz"))
         elif isinstance(event, Stopped):
-            self.save_checkpoint(self.run_dir / CHECKPOINTS / "last.npz")
+            self.writer.submit(self.save_checkpoint(self.run_dir / CHECKPOINTS / "last.npz"))
+
+    def close(self) -> None:
+        """Wait until every file is written (re-raising a write error)."""
+        self.writer.close()
 
 
 def metrics_header(metric_name: str) -> list[str]:

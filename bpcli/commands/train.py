@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from bpcli.config import load_config
 from bpcli.display import Display
 from bpcli.errors import ModelFileError, UsageError
 from bpcli.experiment import Experiment, prepare
-from bpcli.modelfile import load_model, save_model
+from bpcli.modelfile import load_model, model_arrays, save_model, write_arrays
 from bpcli.nn import Network, Optimizer
 from bpcli.plots import CurvesWriter
 from bpcli.runs import (
@@ -174,12 +174,13 @@ def _run(session: Session, display: Display) -> Path:
     meta: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                             "environment": environment(), "config": config.model_dump(mode="json")}
 
-    def save_checkpoint(path: Path) -> None:
+    def save_checkpoint(path: Path) -> Callable[[], None]:
         state = trainer.state
-        save_model(path, network, experiment.preprocessor,
-                   {**meta, "epoch": state.epoch, "trainer": state.to_json(),
-                    "rng": {"network": network.rng.bit_generator.state}},
-                   optimizer.state())
+        arrays = model_arrays(network, experiment.preprocessor,
+                              {**meta, "epoch": state.epoch, "trainer": state.to_json(),
+                               "rng": {"network": network.rng.bit_generator.state}},
+                              optimizer.state())
+        return lambda: write_arrays(path, arrays)
 
     display.info(f"network: {network.n_params} parameters, loss {config.loss}, optimizer "
                  f"{config.optimizer.name}, {config.training.epochs} epochs of batch "
@@ -192,7 +193,8 @@ def _run(session: Session, display: Display) -> Path:
     write_json(run_dir / "summary.json", summary)
     recorder = RunRecorder(run_dir, experiment.metric_name, save_checkpoint,
                            session.metrics_rows)
-    curves = CurvesWriter(run_dir, display.info)  # listens after the recorder
+    # listens after the recorder, and draws on its writer, after the rows it depends on
+    curves = CurvesWriter(run_dir, display.info, submit=recorder.writer.submit)
     try:
         with StopOnSignal() as stop, display.training() as view:
             trainer.listeners = [recorder, curves, view]
@@ -215,7 +217,10 @@ def _run(session: Session, display: Display) -> Path:
                                       f"  bp train --resume {run_dir}") from None
         raise
     finally:
-        curves.finish()  # the epochs since the last picture, however training ended
+        try:
+            curves.finish()  # the epochs since the last picture, however training ended
+        finally:
+            recorder.close()  # every checkpoint, row and picture on disk before going on
 
     metrics = {"best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
                metric: result.best_val_metric}
