@@ -26,6 +26,7 @@ from bpcli.nn.init import (
 )
 from bpcli.nn.layers import layer_from_description
 from bpcli.nn.losses import MeanSquaredError
+from tests.numeric import numeric_grad
 
 EPS = 1e-6
 ATOL = 1e-7
@@ -61,21 +62,6 @@ NEW = ["elu", "selu", "gelu", "silu", "swish", "softplus"]
 
 def make(name: str, options: dict[str, Any]) -> ActivationFn:
     return ACTIVATIONS[name](**options)
-
-
-def numeric_grad(f: Callable[[], float], x: NDArray[np.floating]) -> NDArray:
-    """Central differences of ``f()`` with respect to each entry of ``x``, perturbed in place."""
-    flat = x.reshape(-1)
-    grad = np.empty(flat.size)
-    for i in range(flat.size):
-        original = flat[i]
-        flat[i] = original + EPS
-        plus = f()
-        flat[i] = original - EPS
-        minus = f()
-        flat[i] = original
-        grad[i] = (plus - minus) / (2 * EPS)
-    return grad.reshape(x.shape)
 
 
 def away_from_kink(Z: NDArray) -> NDArray:

@@ -7,8 +7,6 @@ checker cannot hide a bug in a backward pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -17,6 +15,7 @@ from bpcli.nn import ACTIVATIONS, LOSSES, Activation, Dense, Dropout, Layer, Net
 from bpcli.nn.activations import LeakyReLU, ReLU
 from bpcli.nn.gradcheck import TensorCheck, check_gradients
 from bpcli.nn.losses import Loss, MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
+from tests.numeric import numeric_grad
 
 EPS = 1e-6
 # Central differences on O(1) float64 losses are good to ~1e-9; analytic bugs are far larger.
@@ -25,22 +24,6 @@ RTOL = 1e-5
 
 
 # -- helpers -------------------------------------------------------------------------
-def numeric_grad(f: Callable[[], float], x: NDArray[np.floating], eps: float = EPS) -> NDArray:
-    """Central differences of ``f()`` with respect to every entry of ``x``, perturbed in place."""
-    flat = x.reshape(-1)
-    assert np.shares_memory(flat, x), "x must be contiguous so that perturbing flat perturbs x"
-    grad = np.empty(flat.size, dtype=np.float64)
-    for i in range(flat.size):
-        original = flat[i]
-        flat[i] = original + eps
-        plus = f()
-        flat[i] = original - eps
-        minus = f()
-        flat[i] = original
-        grad[i] = (plus - minus) / (2 * eps)
-    return grad.reshape(x.shape)
-
-
 def assert_close_to_numeric(analytic: NDArray, numeric: NDArray, what: str) -> None:
     assert analytic.shape == numeric.shape, what
     np.testing.assert_allclose(analytic, numeric, rtol=RTOL, atol=ATOL, err_msg=what)

@@ -26,6 +26,7 @@ from bpcli.nn.losses import (
     SigmoidBinaryCrossEntropy,
     SoftmaxCrossEntropy,
 )
+from tests.numeric import numeric_grad
 
 EPS = 1e-6
 ATOL = 1e-7
@@ -33,22 +34,6 @@ RTOL = 1e-5
 
 
 # -- helpers -------------------------------------------------------------------------
-def numeric_grad(f: Callable[[], float], x: NDArray[np.floating], eps: float = EPS) -> NDArray:
-    """Central differences of ``f()`` with respect to every entry of ``x``, perturbed in place."""
-    flat = x.reshape(-1)
-    assert np.shares_memory(flat, x)
-    grad = np.empty(flat.size, dtype=np.float64)
-    for i in range(flat.size):
-        original = flat[i]
-        flat[i] = original + eps
-        plus = f()
-        flat[i] = original - eps
-        minus = f()
-        flat[i] = original
-        grad[i] = (plus - minus) / (2 * eps)
-    return grad.reshape(x.shape)
-
-
 def log_softmax(Z: NDArray) -> NDArray:
     """Reference log-softmax in float64, written plainly."""
     Z = np.asarray(Z, dtype=np.float64)

@@ -14,6 +14,7 @@ from bpcli.nn import LAYERS, Activation, Dense, Layer, Network
 from bpcli.nn.gradcheck import check_gradients
 from bpcli.nn.layers import BatchNorm, LayerNorm, layer_from_description
 from bpcli.nn.losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
+from tests.numeric import numeric_grad
 
 EPS = 1e-6
 ATOL = 1e-7
@@ -26,22 +27,6 @@ NORMS: dict[str, Callable[[], Layer]] = {
 
 
 # -- helpers -------------------------------------------------------------------------
-def numeric_grad(f: Callable[[], float], x: NDArray[np.floating], eps: float = EPS) -> NDArray:
-    """Central differences of ``f()`` with respect to every entry of ``x``, perturbed in place."""
-    flat = x.reshape(-1)
-    assert np.shares_memory(flat, x)
-    grad = np.empty(flat.size)
-    for i in range(flat.size):
-        original = flat[i]
-        flat[i] = original + eps
-        plus = f()
-        flat[i] = original - eps
-        minus = f()
-        flat[i] = original
-        grad[i] = (plus - minus) / (2 * eps)
-    return grad.reshape(x.shape)
-
-
 def randomise_params(layer: Layer, rng: np.random.Generator) -> None:
     """gamma = 1 and beta = 0 hide mistakes in their roles; move them off their init."""
     for key, param in layer.params.items():

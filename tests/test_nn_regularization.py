@@ -8,7 +8,6 @@ at zero; values and gradients are also checked against hand-computed numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -26,26 +25,11 @@ from bpcli.nn.regularization import (
     regularized_loss_and_grads,
     regularized_loss_value,
 )
+from tests.numeric import numeric_grad
 
 EPS = 1e-6
 ATOL = 1e-7
 RTOL = 1e-5
-
-
-def numeric_grad(f: Callable[[], float], x: NDArray[np.floating], eps: float = EPS) -> NDArray:
-    """Central differences of ``f()`` with respect to every entry of ``x``, perturbed in place."""
-    flat = x.reshape(-1)
-    assert np.shares_memory(flat, x)
-    grad = np.empty(flat.size, dtype=np.float64)
-    for i in range(flat.size):
-        original = flat[i]
-        flat[i] = original + eps
-        plus = f()
-        flat[i] = original - eps
-        minus = f()
-        flat[i] = original
-        grad[i] = (plus - minus) / (2 * eps)
-    return grad.reshape(x.shape)
 
 
 def build(loss: Loss, seed: int, dtype: type = np.float64) -> Network:

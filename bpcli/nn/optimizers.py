@@ -146,15 +146,8 @@ class Adam(Optimizer):
         v_correction = 1 / (1 - b2**t)
         scratch = self._scratch(params)
         for w, g, m, v, work in zip(params, grads, self.m, self.v, scratch, strict=True):
-            m *= b1
-            m += np.multiply(g, 1 - b1, out=work)
-            v *= b2
-            np.multiply(g, g, out=work)
-            work *= 1 - b2
-            v += work
-            np.multiply(v, v_correction, out=work)
-            np.sqrt(work, out=work)
-            work += self.epsilon
+            _update_moments(g, m, v, b1, b2, work)
+            _denominator(v, v_correction, self.epsilon, out=work)
             np.divide(m, work, out=work)
             work *= step_size
             w -= work
@@ -415,15 +408,8 @@ class Nadam(Optimizer):
         scratch, scratch2 = self._scratch(params), self._scratch(params, "work2")
         for w, g, m, v, d, work in zip(params, grads, self.m, self.v, scratch, scratch2,
                                        strict=True):
-            m *= b1
-            m += np.multiply(g, 1 - b1, out=work)
-            v *= b2
-            np.multiply(g, g, out=work)
-            work *= 1 - b2
-            v += work
-            np.multiply(v, v_correction, out=d)
-            np.sqrt(d, out=d)
-            d += self.epsilon
+            _update_moments(g, m, v, b1, b2, work)
+            _denominator(v, v_correction, self.epsilon, out=d)
             np.divide(g, d, out=work)
             work *= g_scale
             w -= work
@@ -515,6 +501,25 @@ class Rprop(Optimizer):
             w -= work
         self.iterations += 1
 
+
+
+def _update_moments(g: Array, m: Array, v: Array, beta1: float, beta2: float,
+                    work: Array) -> None:
+    """Adam's moments in place: ``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) g^2``."""
+    m *= beta1
+    m += np.multiply(g, 1 - beta1, out=work)
+    v *= beta2
+    np.multiply(g, g, out=work)
+    work *= 1 - beta2
+    v += work
+
+
+def _denominator(v: Array, v_correction: float, epsilon: float, out: Array) -> Array:
+    """``sqrt(v * v_correction) + epsilon``, written into ``out``."""
+    np.multiply(v, v_correction, out=out)
+    np.sqrt(out, out=out)
+    out += epsilon
+    return out
 
 
 def _indexed(state: dict[str, NDArray], prefix: str) -> list[Array]:
