@@ -141,7 +141,10 @@ def predict(
     _use_threads(threads)
     from bpcli.commands.predict import predict as run_predict
 
-    rows = _run(lambda: run_predict(model, input, out))
+    notes: list[str] = []
+    rows = _run(lambda: run_predict(model, input, out, notes))
+    for note in notes:
+        typer.echo(f"bp: warning: {note}", err=True)
     if out is not None:
         typer.echo(f"{rows} predictions written to {out}", err=True)
 
@@ -189,7 +192,10 @@ def evaluate(
     from bpcli.commands.evaluate import evaluate as run_evaluate
     from bpcli.display import Display
 
-    report = _run(lambda: run_evaluate(model, data))
+    notes: list[str] = []
+    report = _run(lambda: run_evaluate(model, data, notes))
+    for note in notes:
+        typer.echo(f"bp: warning: {note}", err=True)
     if plot is not None:
         _run(lambda: plot_confusion(report, plot, data))
     if json_:

@@ -60,15 +60,51 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Scaling = Literal["standard", "minmax", "none"]
+Missing = Literal["error", "mean", "median", "most_frequent", "constant"]
+Unseen = Literal["error", "zeros"]
+
+
+class ColumnConfig(Strict):
+    """How one CSV column becomes network inputs; unset fields take the data-wide default."""
+
+    type: Literal["numeric", "boolean", "categorical"] | None = Field(
+        None, description="Inferred from the first rows when omitted: numbers are numeric, "
+        "true/false boolean, anything else categorical (one-hot encoded).")
+    scaling: Scaling | None = Field(None, description="For numeric columns.")
+    missing: Missing | None = Field(None, description="What to do with missing cells.")
+    fill_value: float | str | None = Field(None, description="The value for missing: constant.")
+    unseen: Unseen | None = Field(None, description="Categorical: a category not seen in "
+                                  "training is an error, or encoded as all zeros.")
+
+
 class DataConfig(Strict):
     path: str = Field(description="CSV file of training data, relative to the config file.")
-    target: str = Field(description="Name of the column to predict.")
+    target: str | list[str] = Field(
+        description="Name of the column to predict (a list for several regression targets).")
     features: list[str] | None = Field(
-        None, min_length=1, description="Feature columns; default: every column but the target."
-    )
+        None, min_length=1, description="Feature columns; default: every column but the "
+        "targets and those in drop.")
+    drop: list[str] = Field(default_factory=list,
+                            description="Columns to leave out when features is not given.")
     task: Literal["classification", "regression"] | None = Field(
         None, description="Inferred from the target column when omitted."
     )
+    delimiter: Literal[",", ";", "\t", "|"] | None = Field(
+        None, description="Detected from the file when omitted.")
+    scaling: Scaling = Field("standard", description="Numeric features: standard (mean 0, "
+                             "standard deviation 1), minmax (0 to 1) or none; fitted on the "
+                             "training split.")
+    missing: Missing = Field(
+        "error", description="Missing cells (empty, NA, NaN, null, None): an error naming the "
+        "row, or imputed per column from the training split.")
+    fill_value: float | str | None = Field(None, description="The value for missing: constant.")
+    unseen: Unseen = Field("error", description="A category not seen in training: an error, "
+                           "or encoded as all zeros (counted and reported).")
+    columns: dict[str, ColumnConfig] = Field(
+        default_factory=dict, description="Per-column settings, by column name.")
+    scale_target: bool = Field(True, description="Regression: standardise the targets for "
+                               "training (predictions are always in the original units).")
     validation_path: str | None = Field(
         None, description="CSV file of validation data, relative to the config file."
     )
@@ -76,13 +112,37 @@ class DataConfig(Strict):
         None, gt=0, lt=1,
         description="Share of the training file held out for validation (default 0.2).",
     )
-    split_seed: int = Field(0, description="Seed of the train/validation split.")
+    test_path: str | None = Field(
+        None, description="CSV file of test data, evaluated once after training.")
+    test_fraction: float | None = Field(
+        None, gt=0, lt=1, description="Share of the training file held out for testing.")
+    split_seed: int = Field(0, description="Seed of the train/validation/test split.")
 
     @model_validator(mode="after")
-    def _one_validation_source(self) -> DataConfig:
+    def _one_source_each(self) -> DataConfig:
         if self.validation_path is not None and self.validation_fraction is not None:
             raise ValueError("give validation_path or validation_fraction, not both")
+        if self.test_path is not None and self.test_fraction is not None:
+            raise ValueError("give test_path or test_fraction, not both")
+        held_out = (self.validation_fraction or 0) + (self.test_fraction or 0)
+        if held_out >= 1:
+            raise ValueError(f"validation_fraction and test_fraction add up to {held_out}; "
+                             "leave some rows for training")
         return self
+
+    @property
+    def targets(self) -> list[str]:
+        return [self.target] if isinstance(self.target, str) else list(self.target)
+
+    def column(self, name: str) -> ColumnConfig:
+        """A column's settings with the data-wide defaults filled in (type may stay None)."""
+        own = self.columns.get(name, ColumnConfig())
+        return ColumnConfig(
+            type=own.type, scaling=own.scaling or self.scaling,
+            missing=own.missing or self.missing,
+            fill_value=own.fill_value if own.fill_value is not None else self.fill_value,
+            unseen=own.unseen or self.unseen,
+        )
 
 
 def _name_only(value: Any) -> Any:

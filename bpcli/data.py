@@ -1,224 +1,235 @@
-"""Reading CSV files into tables, and the preprocessing that turns them into arrays.
+"""From CSV columns to training arrays: imputation, scaling, one-hot encoding, targets.
 
-The ``Preprocessor`` is fitted on the training split only and travels inside the model
-file, so that ``bp predict`` applies exactly what training applied.
+The ``Preprocessor`` is fitted on the training rows only and travels inside the model
+file (JSON settings plus plain arrays, no pickles), so that ``bp predict`` applies
+exactly what training applied: the same fills, scales, vocabularies and class order.
 """
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import DTypeLike, NDArray
 
+from bpcli.csvfile import Column, Kind, Table
 from bpcli.errors import DataError
 
-MISSING = frozenset({"", "na", "nan", "null", "none", "n/a"})
 # An integer target with at most this many distinct values is taken for class labels.
 MAX_INFERRED_CLASSES = 20
+# A text column with more distinct values than this makes a warning: one input per value.
+MANY_CATEGORIES = 1000
+
+Rows = NDArray[np.intp] | None  # row indices into a table; None means every row
 
 
 @dataclass
-class Table:
-    """A CSV file as text columns. ``lines[i]`` is the file line where row ``i`` starts."""
+class InputColumn:
+    """One CSV column the model reads, with what was fitted on the training rows."""
 
-    path: Path
-    columns: list[str]
-    cells: dict[str, NDArray[np.str_]]
-    lines: NDArray[np.int64]
+    name: str
+    kind: Kind
+    scaling: str = "standard"  # numeric and boolean columns
+    missing: str = "error"  # error | mean | median | most_frequent | constant
+    fill: float | str | None = None  # the value that replaces a missing cell
+    unseen: str = "error"  # categorical: error | zeros
+    categories: list[str] = field(default_factory=list)  # categorical vocabulary
 
-    def __len__(self) -> int:
-        return len(self.lines)
+    @property
+    def width(self) -> int:
+        return len(self.categories) if self.kind == "categorical" else 1
 
-    def take(self, index: NDArray[np.intp]) -> Table:
-        return Table(self.path, self.columns, {k: v[index] for k, v in self.cells.items()},
-                     self.lines[index])
+    def input_names(self) -> list[str]:
+        if self.kind == "categorical":
+            return [f"{self.name}={c}" for c in self.categories]
+        return [self.name]
 
-    def require(self, names: list[str], hint: str) -> None:
-        missing = [n for n in names if n not in self.cells]
-        if missing:
-            raise DataError(
-                f"{self.path}: missing column{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(repr(m) for m in missing)}; it has {', '.join(self.columns)}. {hint}"
-            )
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "kind": self.kind, "missing": self.missing,
+                                "fill": self.fill}
+        if self.kind == "categorical":
+            data.update(unseen=self.unseen, categories=self.categories)
+        else:
+            data["scaling"] = self.scaling
+        return data
 
-    def numbers(self, column: str) -> NDArray[np.float64]:
-        """A column as float64, or a ``DataError`` naming the first bad cell."""
-        values = self.cells[column]
-        try:
-            parsed = values.astype(np.float64)
-        except ValueError:
-            parsed = None
-        if parsed is not None and np.isfinite(parsed).all():
-            return parsed
-        for i, text in enumerate(values.tolist()):
-            where = f"{self.path}:{self.lines[i]}: column {column!r}"
-            if text.strip().lower() in MISSING:
-                raise DataError(f"{where}: missing value; bp does not impute yet: fill it in "
-                                "or remove the row")
-            try:
-                value = float(text)
-            except ValueError:
-                raise DataError(f"{where}: {text!r} is not a number; fix the value or leave "
-                                "the column out with data.features") from None
-            if not np.isfinite(value):
-                raise DataError(f"{where}: {text!r} is not a finite number")
-        raise AssertionError("unreachable: a bad value was detected but not found")
-
-
-def read_csv(path: Path) -> Table:
-    """Read a CSV file with a header row; every data row must have the header's width."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                raise DataError(f"{path}: the file is empty; it needs a header row and data")
-            header = [h.strip() for h in header]
-            _check_header(path, header)
-            rows: list[list[str]] = []
-            lines: list[int] = []
-            start = reader.line_num + 1
-            for row in reader:
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    start = reader.line_num + 1
-                    continue  # blank line
-                if len(row) != len(header):
-                    raise DataError(
-                        f"{path}:{start}: {len(row)} fields where the header has "
-                        f"{len(header)}; check for a stray or missing delimiter"
-                    )
-                rows.append(row)
-                lines.append(start)
-                start = reader.line_num + 1
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text; save it as UTF-8 CSV") from None
-    except csv.Error as exc:
-        raise DataError(f"{path}: not valid CSV: {exc}") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc.strerror}") from None
-    if not rows:
-        raise DataError(f"{path}: no data rows below the header")
-    columns = np.array(rows, dtype=np.str_).T if rows else np.empty((len(header), 0), np.str_)
-    cells = {name: columns[j].copy() for j, name in enumerate(header)}
-    return Table(path, header, cells, np.array(lines, dtype=np.int64))
-
-
-def _check_header(path: Path, header: list[str]) -> None:
-    seen: set[str] = set()
-    for j, name in enumerate(header, start=1):
-        if not name:
-            raise DataError(f"{path}:1: column {j} has no name; every column needs a header")
-        if name in seen:
-            raise DataError(f"{path}:1: column name {name!r} appears twice; rename one")
-        seen.add(name)
-
-
-def infer_task(table: Table, target: str) -> tuple[str, str]:
-    """``(task, reason)``: text labels or a few distinct integers mean classification."""
-    values = table.cells[target]
-    try:
-        numbers = values.astype(np.float64)
-    except ValueError:
-        return "classification", f"target {target!r} holds text labels"
-    distinct = np.unique(numbers)
-    if np.all(distinct == np.round(distinct)) and len(distinct) <= MAX_INFERRED_CLASSES:
-        return "classification", (f"target {target!r} holds {len(distinct)} distinct "
-                                  "integers; set data.task: regression if they are amounts")
-    return "regression", f"target {target!r} holds numbers"
-
-
-def sort_labels(labels: NDArray[np.str_]) -> list[str]:
-    """Distinct labels, numerically ordered when they are all numbers."""
-    distinct = [str(label) for label in np.unique(labels)]
-    try:
-        return sorted(distinct, key=float)
-    except ValueError:
-        return sorted(distinct)
-
-
-def split_indices(
-    n: int, fraction: float, seed: int, labels: NDArray[np.str_] | None
-) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """Seeded train/validation index split; stratified by ``labels`` when given."""
-    rng = np.random.default_rng(seed)
-    groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == c)
-                                                    for c in np.unique(labels)]
-    train: list[NDArray[np.intp]] = []
-    val: list[NDArray[np.intp]] = []
-    for group in groups:
-        group = rng.permutation(group)
-        n_val = int(round(len(group) * fraction))
-        if len(group) >= 2:
-            n_val = min(max(n_val, 1), len(group) - 1)
-        val.append(group[:n_val])
-        train.append(group[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InputColumn:
+        return cls(**data)
 
 
 @dataclass
 class Preprocessor:
-    """Feature standardisation and target encoding, fitted on training data.
+    """Column encodings and target encoding, fitted on the training rows.
 
-    Features: ``x' = (x - mean) / scale`` per column. Classification targets become class
-    indices into ``classes``; regression targets are standardised the same way as features
-    and mapped back for reporting and prediction.
+    Network input ``j`` is ``(raw_j - mean[j]) / scale[j]`` where ``raw_j`` is a numeric
+    column's value (missing ones filled) or a 0/1 one-hot indicator (mean 0, scale 1).
+    Classification targets become indices into ``classes``; regression targets are
+    ``(y - target_mean) / target_scale`` for training and mapped back for every report.
     """
 
-    features: list[str]
-    target: str
+    inputs: list[InputColumn]
+    targets: list[str]
     task: str
     mean: NDArray[np.float64]
     scale: NDArray[np.float64]
-    classes: list[str]
-    target_mean: NDArray[np.float64]
-    target_scale: NDArray[np.float64]
+    classes: list[str] = field(default_factory=list)
+    target_mean: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    target_scale: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
+    @property
+    def columns(self) -> list[str]:
+        """The CSV columns the model reads."""
+        return [c.name for c in self.inputs]
+
+    @property
+    def features(self) -> list[str]:
+        """One name per network input (``colour=red`` for one-hot inputs)."""
+        return [name for column in self.inputs for name in column.input_names()]
+
+    @property
+    def kinds(self) -> dict[str, Kind]:
+        return {c.name: c.kind for c in self.inputs}
+
+    # -- fitting --------------------------------------------------------------------
     @classmethod
-    def fit(cls, table: Table, features: list[str], target: str, task: str) -> Preprocessor:
-        X = np.column_stack([table.numbers(c) for c in features])
-        classes: list[str] = []
-        target_mean = target_scale = np.zeros(0)
+    def fit(cls, table: Table, rows: Rows, inputs: list[InputColumn], targets: list[str],
+            task: str, scale_target: bool = True) -> Preprocessor:
+        """Fit fills, scales and vocabularies on ``rows`` of ``table`` (``inputs`` carry the
+        settings; their fitted fields are filled in)."""
+        means: list[NDArray[np.float64]] = []
+        scales: list[NDArray[np.float64]] = []
+        for spec in inputs:
+            column = table.columns[spec.name]
+            if spec.kind == "categorical":
+                _fit_categorical(table, rows, spec, column)
+                means.append(np.zeros(spec.width))
+                scales.append(np.ones(spec.width))
+            else:
+                values = _fit_numeric_fill(table, rows, spec, column)
+                mean, scale = _fit_scaling(values, spec.scaling)
+                means.append(np.array([mean]))
+                scales.append(np.array([scale]))
+        pre = cls(inputs, list(targets), task, np.concatenate(means), np.concatenate(scales))
         if task == "classification":
-            classes = sort_labels(table.cells[target])
+            labels = table.columns[targets[0]]
+            present = np.unique(_take(labels.values, rows))
+            pre.classes = sort_labels([labels.categories[c] for c in present if c >= 0])
         else:
-            y = table.numbers(target)
-            target_mean, target_scale = np.array([y.mean()]), _safe_std(y)
-        return cls(features, target, task, X.mean(axis=0), _safe_std(X), classes,
-                   target_mean, target_scale)
+            Y = pre.target_values(table, rows)
+            if scale_target:
+                pre.target_mean, pre.target_scale = Y.mean(axis=0), _safe_std(Y)
+            else:
+                pre.target_mean, pre.target_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
+        return pre
 
-    def transform_features(self, table: Table, dtype: type = np.float32) -> NDArray:
-        table.require(self.features, "The model was trained with these feature columns.")
-        X = np.column_stack([table.numbers(c) for c in self.features])
-        return ((X - self.mean) / self.scale).astype(dtype)
+    # -- transforming ---------------------------------------------------------------
+    def transform_features(self, table: Table, rows: Rows = None,
+                           dtype: DTypeLike = np.float32,
+                           notes: list[str] | None = None) -> NDArray[np.floating]:
+        """The network inputs for ``rows`` of ``table``; rows whose category was never seen
+        in training are counted into ``notes`` when they are encoded as zeros."""
+        n = len(table) if rows is None else len(rows)
+        X = np.empty((n, len(self.mean)), dtype=dtype)
+        j = 0
+        for spec in self.inputs:
+            column = table.columns[spec.name]
+            if spec.kind == "categorical":
+                X[:, j:j + spec.width] = self._one_hot(table, rows, spec, column, notes)
+            else:
+                values = _take(column.values, rows).astype(np.float64)
+                missing = np.isnan(values)
+                if missing.any():
+                    _check_fillable(table, rows, spec, missing)
+                    assert isinstance(spec.fill, float)
+                    values[missing] = spec.fill
+                X[:, j] = (values - self.mean[j]) / self.scale[j]
+            j += spec.width
+        return X
 
-    def transform_target(self, table: Table, one_column: bool, dtype: type = np.float32) -> NDArray:
+    def _one_hot(self, table: Table, rows: Rows, spec: InputColumn, column: Column,
+                 notes: list[str] | None) -> NDArray[np.float64]:
+        vocabulary = {c: i for i, c in enumerate(spec.categories)}
+        # this file's codes -> the model's vocabulary (-1: unseen), with -1 (missing) last
+        lookup = np.array([vocabulary.get(c, -1) for c in column.categories] + [-2],
+                          dtype=np.int64)
+        index = lookup[_take(column.values, rows)]
+        missing = index == -2
+        if missing.any():
+            _check_fillable(table, rows, spec, missing)
+            index[missing] = vocabulary[str(spec.fill)]
+        unseen = np.flatnonzero(index == -1)
+        if len(unseen):
+            first = int(unseen[0])
+            row = first if rows is None else int(rows[first])
+            code = _take(column.values, rows)[first]
+            value = column.categories[code]
+            if spec.unseen == "error":
+                raise DataError(
+                    f"{table.where(row, spec.name)}: category {value!r} was not in the "
+                    f"training data ({_listed(spec.categories)}); fix the value, or encode "
+                    f"unseen categories as zeros: data.columns.{spec.name}.unseen: zeros")
+            if notes is not None:
+                notes.append(f"{table.path}: {len(unseen)} row{'s' if len(unseen) > 1 else ''} "
+                             f"with a {spec.name!r} category not seen in training (first: "
+                             f"{value!r} on line {table.lines[row]}); encoded as all zeros")
+        encoded = np.zeros((len(index), spec.width))
+        seen = index >= 0
+        encoded[np.flatnonzero(seen), index[seen]] = 1.0
+        return encoded
+
+    def target_values(self, table: Table, rows: Rows = None) -> NDArray[np.float64]:
+        """Regression targets in their own units, (n, targets); missing ones are errors."""
+        columns = []
+        for name in self.targets:
+            values = _take(table.columns[name].values, rows).astype(np.float64)
+            missing = np.flatnonzero(np.isnan(values))
+            if len(missing):
+                row = int(missing[0]) if rows is None else int(rows[missing[0]])
+                raise DataError(f"{table.where(row, name)}: the target is missing; fill it "
+                                "in or remove the row")
+            columns.append(values)
+        return np.column_stack(columns)
+
+    def transform_target(self, table: Table, rows: Rows = None, one_column: bool = False,
+                         dtype: DTypeLike = np.float32) -> NDArray[Any]:
         """Class indices (n,), or with ``one_column`` a (n, 1) 0/1 column for a sigmoid
-        output; regression: standardised values (n, 1)."""
+        output; regression: scaled targets (n, targets)."""
         if self.task == "regression":
-            y = (table.numbers(self.target) - self.target_mean) / self.target_scale
-            return y.reshape(-1, 1).astype(dtype)
-        labels = table.cells[self.target]
-        index = {c: i for i, c in enumerate(self.classes)}
-        unknown = [(i, v) for i, v in enumerate(labels.tolist()) if v not in index]
-        if unknown:
-            i, value = unknown[0]
-            raise DataError(
-                f"{table.path}:{table.lines[i]}: column {self.target!r}: label {value!r} was "
-                f"not in the training data (classes: {', '.join(self.classes)})"
-            )
-        codes = np.array([index[v] for v in labels], dtype=np.int64)
+            Y = (self.target_values(table, rows) - self.target_mean) / self.target_scale
+            return Y.astype(dtype)
+        codes = self.class_indices(table, rows)
         return codes.reshape(-1, 1).astype(dtype) if one_column else codes
 
-    def inverse_target(self, Y: NDArray) -> NDArray[np.float64]:
-        """Standardised regression outputs back to the target's units."""
+    def class_indices(self, table: Table, rows: Rows = None) -> NDArray[np.int64]:
+        name = self.targets[0]
+        column = table.columns[name]
+        index = {c: i for i, c in enumerate(self.classes)}
+        lookup = np.array([index.get(c, -1) for c in column.categories] + [-2], np.int64)
+        codes = lookup[_take(column.values, rows)]
+        bad = np.flatnonzero(codes < 0)
+        if len(bad):
+            row = int(bad[0]) if rows is None else int(rows[bad[0]])
+            if codes[bad[0]] == -2:
+                raise DataError(f"{table.where(row, name)}: the target is missing; fill it in "
+                                "or remove the row")
+            value = column.categories[_take(column.values, rows)[bad[0]]]
+            raise DataError(f"{table.where(row, name)}: label {value!r} was not in the "
+                            f"training data (classes: {', '.join(self.classes)})")
+        return codes
+
+    def inverse_target(self, Y: NDArray[Any]) -> NDArray[np.float64]:
+        """Scaled regression outputs back to the targets' units."""
         return np.asarray(Y, dtype=np.float64) * self.target_scale + self.target_mean
 
-    def to_arrays(self) -> dict[str, NDArray]:
+    # -- the model file -------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {"inputs": [c.to_json() for c in self.inputs], "targets": self.targets,
+                "task": self.task}
+
+    def to_arrays(self) -> dict[str, NDArray[Any]]:
         return {
             "features": np.array(self.features, dtype=np.str_),
             "mean": self.mean,
@@ -229,17 +240,161 @@ class Preprocessor:
         }
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, NDArray], target: str, task: str) -> Preprocessor:
-        return cls(
-            features=[str(f) for f in arrays["features"]],
-            target=target,
-            task=task,
+    def from_saved(cls, settings: dict[str, Any], arrays: dict[str, NDArray[Any]]
+                   ) -> Preprocessor:
+        pre = cls(
+            inputs=[InputColumn.from_json(c) for c in settings["inputs"]],
+            targets=[str(t) for t in settings["targets"]],
+            task=str(settings["task"]),
             mean=np.asarray(arrays["mean"], dtype=np.float64),
             scale=np.asarray(arrays["scale"], dtype=np.float64),
             classes=[str(c) for c in arrays["classes"]],
             target_mean=np.asarray(arrays["target_mean"], dtype=np.float64),
             target_scale=np.asarray(arrays["target_scale"], dtype=np.float64),
         )
+        if [str(f) for f in arrays["features"]] != pre.features:
+            raise ValueError("the feature names do not match the column settings")
+        return pre
+
+
+# -- fitting helpers -----------------------------------------------------------------------
+def _take(values: NDArray[Any], rows: Rows) -> NDArray[Any]:
+    return values if rows is None else values[rows]
+
+
+def _listed(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(map(repr, names[:limit]))
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _check_fillable(table: Table, rows: Rows, spec: InputColumn,
+                    missing: NDArray[np.bool_]) -> None:
+    if spec.missing != "error":
+        return
+    first = int(np.argmax(missing))
+    row = first if rows is None else int(rows[first])
+    raise DataError(f"{table.where(row, spec.name)}: missing value; fill it in, or impute: "
+                    f"data.columns.{spec.name}.missing: "
+                    f"{'most_frequent' if spec.kind == 'categorical' else 'mean'} (or "
+                    "data.missing for every column)")
+
+
+def _fit_numeric_fill(table: Table, rows: Rows, spec: InputColumn, column: Column
+                      ) -> NDArray[np.float64]:
+    """The training values with missing ones filled (the fill is fitted here)."""
+    values = _take(column.values, rows).astype(np.float64)
+    missing = np.isnan(values)
+    present = values[~missing]
+    if spec.missing == "constant":
+        spec.fill = float(spec.fill)  # type: ignore[arg-type]  # checked with the config
+    elif spec.missing != "error":
+        if not len(present):
+            raise DataError(f"{table.path}: column {spec.name!r} has no values in the "
+                            "training rows to impute from; drop it or fill it in")
+        if spec.missing == "mean":
+            spec.fill = float(present.mean())
+        elif spec.missing == "median":
+            spec.fill = float(np.median(present))
+        else:
+            distinct, counts = np.unique(present, return_counts=True)
+            spec.fill = float(distinct[np.argmax(counts)])
+    if missing.any():
+        _check_fillable(table, rows, spec, missing)
+        values[missing] = spec.fill
+    return values
+
+
+def _fit_scaling(values: NDArray[np.float64], scaling: str) -> tuple[float, float]:
+    if scaling == "standard":
+        return float(values.mean()), float(_safe_std(values)[0])
+    if scaling == "minmax":
+        low, span = float(values.min()), float(values.max() - values.min())
+        return low, span if span > 0 else 1.0
+    return 0.0, 1.0
+
+
+def _fit_categorical(table: Table, rows: Rows, spec: InputColumn, column: Column) -> None:
+    codes = _take(column.values, rows)
+    counts = np.bincount(codes[codes >= 0], minlength=len(column.categories))
+    spec.categories = [c for c, k in zip(column.categories, counts, strict=True) if k]
+    if spec.missing == "most_frequent":
+        if not counts.any():
+            raise DataError(f"{table.path}: column {spec.name!r} has no values in the "
+                            "training rows to impute from; drop it or fill it in")
+        spec.fill = column.categories[int(np.argmax(counts))]
+    elif spec.missing == "constant":
+        spec.fill = str(spec.fill)
+        if spec.fill not in spec.categories:
+            spec.categories = sorted([*spec.categories, spec.fill])
+    if (codes < 0).any():
+        _check_fillable(table, rows, spec, codes < 0)
+
+
+# -- targets and splits --------------------------------------------------------------------
+def infer_task(column: Column, name: str) -> tuple[str, str]:
+    """``(task, reason)``: text labels or a few distinct integers mean classification."""
+    if column.kind == "numeric":
+        distinct = np.unique(column.values[~np.isnan(column.values)])
+    else:
+        try:
+            distinct = np.array([float(c) for c in column.categories])
+        except ValueError:
+            return "classification", f"target {name!r} holds text labels"
+    if np.all(distinct == np.round(distinct)) and len(distinct) <= MAX_INFERRED_CLASSES:
+        return "classification", (f"target {name!r} holds {len(distinct)} distinct "
+                                  "integers; set data.task: regression if they are amounts")
+    return "regression", f"target {name!r} holds numbers"
+
+
+def as_numbers(column: Column, table: Table, name: str) -> Column:
+    """A text column of numbers as a numeric column (float64), for regression targets."""
+    if column.kind != "categorical":
+        return Column("numeric", column.values.astype(np.float64))
+    numbers = []
+    for i, text in enumerate(column.categories):
+        try:
+            numbers.append(float(text))
+        except ValueError:
+            row = int(np.argmax(column.values == i))
+            raise DataError(f"{table.where(row, name)}: {text!r} is not a number, and a "
+                            "regression target must be; set data.task: classification if "
+                            "these are labels") from None
+    values = np.append(np.array(numbers, dtype=np.float64), np.nan)[column.values]
+    if np.isinf(values).any():
+        row = int(np.argmax(np.isinf(values)))
+        raise DataError(f"{table.where(row, name)}: an infinite target; replace it")
+    return Column("numeric", values)
+
+
+def sort_labels(labels: Sequence[str]) -> list[str]:
+    """Distinct labels, numerically ordered when they are all numbers."""
+    distinct = sorted({str(label) for label in labels})
+    try:
+        return sorted(distinct, key=float)
+    except ValueError:
+        return distinct
+
+
+def split_rows(n: int, fractions: Sequence[float], seed: int,
+               labels: NDArray[Any] | None) -> list[NDArray[np.intp]]:
+    """Seeded split of ``range(n)`` into the rest and one part per fraction (each part
+    at least one row per class when the class has enough rows); stratified by ``labels``
+    when given. Returns ``[rest, part_1, ...]``, each sorted."""
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == c)
+                                                    for c in np.unique(labels)]
+    parts: list[list[NDArray[np.intp]]] = [[] for _ in range(len(fractions) + 1)]
+    for group in groups:
+        group = rng.permutation(group)
+        start = 0
+        for k, fraction in enumerate(fractions, start=1):
+            size = int(round(len(group) * fraction))
+            if len(group) > len(fractions):
+                size = min(max(size, 1), len(group) - start - (len(fractions) - k) - 1)
+            parts[k].append(group[start:start + size])
+            start += size
+        parts[0].append(group[start:])
+    return [np.sort(np.concatenate(p)).astype(np.intp) for p in parts]
 
 
 def _safe_std(X: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -110,8 +110,9 @@ class Display:
             table = Table(title=f"{source}: {report.n} rows", title_justify="left")
             for heading in ("target", "RMSE", "MAE", "R^2"):
                 table.add_column(heading, justify="right" if heading != "target" else "left")
-            table.add_row(report.target, f"{report.rmse:.4g}", f"{report.mae:.4g}",
-                          f"{report.r2:.4f}")
+            for target in report.targets:
+                table.add_row(target.target, f"{target.rmse:.4g}", f"{target.mae:.4g}",
+                              f"{target.r2:.4f}")
             self._print_whole(table)
             return
         scores = Table(title=f"{source}: accuracy {report.accuracy:.4f} on "

@@ -8,6 +8,7 @@ resolved config (every default filled in) is produced for the run directory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from numpy.typing import NDArray
 from bpcli.config import (
     ActivationConfig,
     BatchNormConfig,
+    ColumnConfig,
     Config,
     CosineScheduleConfig,
     DenseConfig,
@@ -26,7 +28,15 @@ from bpcli.config import (
     LossConfig,
     did_you_mean,
 )
-from bpcli.data import Preprocessor, Table, infer_task, read_csv, split_indices
+from bpcli.csvfile import Kind, Table, read_csv, read_header
+from bpcli.data import (
+    MANY_CATEGORIES,
+    InputColumn,
+    Preprocessor,
+    as_numbers,
+    infer_task,
+    split_rows,
+)
 from bpcli.errors import ConfigError
 from bpcli.nn import LOSSES, OPTIMIZERS, Activation, Dense, Dropout, Layer, Network, Optimizer
 from bpcli.nn.init import default_initializer
@@ -54,6 +64,8 @@ class Experiment:
     metric_name: str
     loss_options: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    X_test: NDArray | None = None
+    Y_test: NDArray | None = None  # class indices, or targets in their own units
 
     def build_network(self, rng: np.random.Generator, dtype: Any = np.float32) -> Network:
         """The network, with the config's penalties attached to its loss."""
@@ -97,67 +109,174 @@ class Experiment:
 
 def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     """Read the data named by the config and resolve the config against it."""
-    config = loaded.config
-    data = config.data
-    table = read_csv(loaded.resolve_path(data.path))
-    _check_columns(loaded, table)
-    features = data.features or [c for c in table.columns if c != data.target]
+    data = loaded.config.data
+    path = loaded.resolve_path(data.path)
+    header, delimiter = read_header(path, data.delimiter)
+    features = _check_columns(loaded, header)
+    targets = data.targets
+    kinds: dict[str, Kind] = {n: c.type for n, c in data.columns.items() if c.type}
+    for target in targets:
+        kinds[target] = "numeric" if data.task == "regression" else "categorical"
+    columns = [*features, *targets]
+
+    def read(csv_path: Path, what: str) -> Table:
+        return read_csv(csv_path, columns, kinds=kinds, delimiter=delimiter,
+                        float_dtype=dtype, float64=targets,
+                        hint=f"The {what} file needs the columns of the training file.")
+
+    table = read(path, "training")
+    kinds.update({n: c.kind for n, c in table.columns.items()})  # the later files follow
     notes = []
-    if data.task is not None:
-        task: str = data.task
-    else:
-        task, reason = infer_task(table, data.target)
+    task: str | None = data.task
+    if task is None:
+        task, reason = infer_task(table.columns[targets[0]], targets[0])
         notes.append(f"task: {task} ({reason})")
+    if task == "regression":
+        for target in targets:
+            table.columns[target] = as_numbers(table.columns[target], table, target)
+            kinds[target] = "numeric"
+    elif len(targets) > 1:
+        raise loaded.error(("data", "target"), "several targets are for regression; a "
+                           "classifier predicts one column")
+    labels = table.columns[targets[0]].values if task == "classification" else None
 
-    if data.validation_path is not None:
-        val_table = read_csv(loaded.resolve_path(data.validation_path))
-        val_table.require([*features, data.target], "The validation file needs the columns "
-                          "of the training file.")
-        train_table = table
-    else:
-        fraction = data.validation_fraction if data.validation_fraction is not None else 0.2
-        labels = table.cells[data.target] if task == "classification" else None
-        train_idx, val_idx = split_indices(len(table), fraction, data.split_seed, labels)
-        train_table, val_table = table.take(train_idx), table.take(val_idx)
-    preprocessor = Preprocessor.fit(train_table, features, data.target, task)
-
-    resolved = _resolve(loaded, preprocessor)
+    fractions = {}
+    if data.validation_path is None:
+        fractions["validation"] = data.validation_fraction or 0.2
+    if data.test_fraction is not None:
+        fractions["test"] = data.test_fraction
+    rows = dict(zip(["train", *fractions], split_rows(len(table), list(fractions.values()),
+                                                      data.split_seed, labels), strict=True))
+    inputs = _input_columns(loaded, table, features)
+    preprocessor = Preprocessor.fit(table, rows["train"], inputs, targets, task,
+                                    data.scale_target)
+    _check_many_categories(preprocessor, notes)
+    resolved = _resolve(loaded, preprocessor, delimiter)
     one_column = _loss_name(resolved) == "binary_cross_entropy"
-    X_train = preprocessor.transform_features(train_table, dtype)
-    X_val = preprocessor.transform_features(val_table, dtype)
-    Y_train = preprocessor.transform_target(train_table, one_column, dtype)
-    Y_val = preprocessor.transform_target(val_table, one_column, dtype)
-    notes.append(f"data: {len(X_train)} training rows, {len(X_val)} validation rows, "
-                 f"{len(features)} features")
+
+    def arrays(source: Table, part: NDArray[np.intp] | None) -> tuple[NDArray, NDArray]:
+        X = preprocessor.transform_features(source, part, dtype)
+        return X, preprocessor.transform_target(source, part, one_column, dtype)
+
+    X_train, Y_train = arrays(table, rows["train"])
+    if data.validation_path is not None:
+        X_val, Y_val = arrays(read(loaded.resolve_path(data.validation_path), "validation"),
+                              None)
+    else:
+        X_val, Y_val = arrays(table, rows["validation"])
+    X_test = Y_test = None
+    if data.test_path is not None or "test" in rows:
+        source, part = ((read(loaded.resolve_path(data.test_path), "test"), None)
+                        if data.test_path is not None else (table, rows["test"]))
+        X_test = preprocessor.transform_features(source, part, dtype)
+        Y_test = (preprocessor.target_values(source, part) if task == "regression"
+                  else preprocessor.class_indices(source, part))
+    del table
+    sizes = f"{len(X_train)} training rows, {len(X_val)} validation rows" + (
+        f", {len(X_test)} test rows" if X_test is not None else "")
+    n_categorical = sum(c.kind == "categorical" for c in preprocessor.inputs)
+    encoded = (f" ({n_categorical} categorical, one-hot encoded)" if n_categorical else "")
+    notes.append(f"data: {sizes}; {X_train.shape[1]} inputs from {len(features)} "
+                 f"columns{encoded}")
     metric, metric_name = _metric(preprocessor, one_column)
     loss_options = _loss_options(loaded, resolved, preprocessor, Y_train, one_column)
     if resolved.optimizer.name == "rprop" and resolved.training.batch_size < len(X_train):
         raise loaded.error(("training", "batch_size"), "rprop is a full-batch method: set "
                            f"batch_size to at least {len(X_train)} (the training rows)")
     return Experiment(loaded, resolved, preprocessor, X_train, Y_train, X_val, Y_val,
-                      metric, metric_name, loss_options, notes)
+                      metric, metric_name, loss_options, notes, X_test, Y_test)
 
 
-def _check_columns(loaded: LoadedConfig, table: Table) -> None:
+def _check_columns(loaded: LoadedConfig, header: list[str]) -> list[str]:
+    """The feature columns; every column the config names must be in the file."""
     data = loaded.config.data
-    where = f"in {table.path.name}"
-    if data.target not in table.cells:
-        raise loaded.error(("data", "target"), f"no column {data.target!r} {where}"
-                           f"{did_you_mean(data.target, table.columns)}; columns: "
-                           f"{', '.join(table.columns)}")
+    where = f"in {Path(data.path).name}"
     problems = []
+
+    def absent(loc: tuple[str | int, ...], name: str) -> None:
+        problems.append(loaded.problem(loc, f"no column {name!r} {where}"
+                                            f"{did_you_mean(name, header)}; columns: "
+                                            f"{', '.join(header)}"))
+
+    targets = data.targets
+    if not targets:
+        problems.append(loaded.problem(("data", "target"), "name at least one target column"))
+    for i, name in enumerate(targets):
+        loc: tuple[str | int, ...] = ("data", "target") if isinstance(data.target, str) \
+            else ("data", "target", i)
+        if name not in header:
+            absent(loc, name)
+        elif targets.index(name) != i:
+            problems.append(loaded.problem(loc, f"{name!r} is named twice"))
     for i, name in enumerate(data.features or []):
-        if name not in table.cells:
-            problems.append(loaded.problem(("data", "features", i), f"no column {name!r} "
-                                           f"{where}{did_you_mean(name, table.columns)}"))
-        elif name == data.target:
+        if name not in header:
+            absent(("data", "features", i), name)
+        elif name in targets:
             problems.append(loaded.problem(("data", "features", i),
-                                           f"{name!r} is the target; it cannot be a feature"))
+                                           f"{name!r} is a target; it cannot be a feature"))
+    for i, name in enumerate(data.drop):
+        if name not in header:
+            absent(("data", "drop", i), name)
+        elif data.features is not None:
+            problems.append(loaded.problem(("data", "drop", i), "drop is for leaving columns "
+                                           "out of the default features; with features "
+                                           "given, simply do not list it"))
+    for name in data.columns:
+        if name not in header:
+            absent(("data", "columns", name), name)
+        elif name in targets:
+            problems.append(loaded.problem(("data", "columns", name), f"{name!r} is a target; "
+                                           "its encoding follows data.task"))
+        settings = data.column(name)
+        if settings.missing == "constant" and settings.fill_value is None:
+            problems.append(loaded.problem(("data", "columns", name, "missing"), "constant "
+                                           "needs a fill_value (here or under data)"))
+    if data.missing == "constant" and data.fill_value is None:
+        problems.append(loaded.problem(("data", "missing"), "constant needs data.fill_value"))
     if problems:
         raise ConfigError(problems, str(loaded.path))
+    features = data.features or [c for c in header if c not in targets and c not in data.drop]
+    if not features:
+        raise loaded.error(("data",), "no feature columns are left; the file has only "
+                           f"{', '.join(header)}")
+    return features
 
 
-def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
+def _input_columns(loaded: LoadedConfig, table: Table, features: list[str]
+                   ) -> list[InputColumn]:
+    """Each feature column's settings, checked against its type."""
+    data = loaded.config.data
+    inputs = []
+    for name in features:
+        kind = table.columns[name].kind
+        settings = data.column(name)
+        loc = ("data", "columns", name) if name in data.columns else ("data",)
+        fill = settings.fill_value
+        missing = settings.missing or "error"
+        if kind == "categorical" and missing in ("mean", "median"):
+            if name in data.columns and data.columns[name].missing is not None:
+                raise loaded.error((*loc, "missing"), f"column {name!r} holds text; impute "
+                                   f"it with most_frequent or constant, not {missing}")
+            missing = "most_frequent"  # the data-wide mean/median, for a text column
+        if kind != "categorical" and settings.missing == "constant" and \
+                not isinstance(fill, int | float):
+            raise loaded.error((*loc, "fill_value"), f"column {name!r} is {kind}; its "
+                               f"fill_value must be a number, not {fill!r}")
+        inputs.append(InputColumn(name, kind, scaling=settings.scaling or "standard",
+                                  missing=missing, fill=fill,
+                                  unseen=settings.unseen or "error"))
+    return inputs
+
+
+def _check_many_categories(pre: Preprocessor, notes: list[str]) -> None:
+    for column in pre.inputs:
+        if len(column.categories) > MANY_CATEGORIES:
+            notes.append(f"warning: column {column.name!r} has {len(column.categories)} "
+                         "distinct values, one network input each; if it is an identifier, "
+                         f"leave it out: data.drop: [{column.name}]")
+
+
+def _resolve(loaded: LoadedConfig, pre: Preprocessor, delimiter: str) -> Config:
     """Fill in task, output width, activations, initialisers, loss and paths."""
     config = loaded.config
     layers = config.model.layers
@@ -181,7 +300,7 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
         allowed: tuple[str, ...] = (FUSED_LOSS[activation],)
     else:
         activation = out.activation_name() or "identity"
-        units = 1
+        units = len(pre.targets)
         if activation in FUSED_LOSS:
             raise loaded.error(("model", "layers", last, "activation"),
                                f"{activation!r} output suits classification; this is "
@@ -208,14 +327,23 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
                 "units": units if i == last else layer.units, "activation": act, "init": init,
             })
         resolved_layers.append(layer)
-    data = config.data.model_copy(update={
+    given = config.data
+
+    def resolved_path(path: str | None) -> str | None:
+        return str(loaded.resolve_path(path)) if path is not None else None
+
+    data = given.model_copy(update={
         "task": pre.task,
-        "path": str(loaded.resolve_path(config.data.path)),
-        "validation_path": (str(loaded.resolve_path(config.data.validation_path))
-                            if config.data.validation_path else None),
-        "validation_fraction": (None if config.data.validation_path
-                                else config.data.validation_fraction or 0.2),
-        "features": pre.features,
+        "path": resolved_path(given.path),
+        "validation_path": resolved_path(given.validation_path),
+        "validation_fraction": (None if given.validation_path
+                                else given.validation_fraction or 0.2),
+        "test_path": resolved_path(given.test_path),
+        "delimiter": delimiter,
+        "features": pre.columns,
+        "drop": [],
+        "columns": {c.name: ColumnConfig(type=c.kind, **given.column(c.name).model_dump(
+            exclude={"type"})) for c in pre.inputs},
     })
     training = config.training
     if isinstance(training.schedule, CosineScheduleConfig):

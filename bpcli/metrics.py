@@ -28,11 +28,16 @@ class ClassificationReport:
 
 
 @dataclass(frozen=True)
-class RegressionReport:
+class TargetScores:
     target: str
     rmse: float
     mae: float
     r2: float
+
+
+@dataclass(frozen=True)
+class RegressionReport:
+    targets: list[TargetScores]
     n: int
 
 
@@ -62,14 +67,18 @@ def classification_report(truth: NDArray[np.integer], predicted: NDArray[np.inte
     return ClassificationReport(accuracy, classes, macro, weighted, confusion, labels)
 
 
-def regression_report(target: str, truth: NDArray[np.floating],
+def regression_report(targets: list[str], truth: NDArray[np.floating],
                       predicted: NDArray[np.floating]) -> RegressionReport:
-    """RMSE, MAE and R^2 (1 - residual sum of squares / total sum of squares)."""
-    error = predicted - truth
-    total = float(np.sum((truth - truth.mean()) ** 2))
-    r2 = 1.0 - float(np.sum(error**2)) / total if total > 0 else float("nan")
-    return RegressionReport(target, float(np.sqrt(np.mean(error**2))),
-                            float(np.mean(np.abs(error))), r2, len(truth))
+    """Per target (columns of ``truth`` and ``predicted``, shape (n, targets)): RMSE, MAE
+    and R^2 (1 - residual sum of squares / total sum of squares)."""
+    scores = []
+    for j, name in enumerate(targets):
+        error = predicted[:, j] - truth[:, j]
+        total = float(np.sum((truth[:, j] - truth[:, j].mean()) ** 2))
+        r2 = 1.0 - float(np.sum(error**2)) / total if total > 0 else float("nan")
+        scores.append(TargetScores(name, float(np.sqrt(np.mean(error**2))),
+                                   float(np.mean(np.abs(error))), r2))
+    return RegressionReport(scores, len(truth))
 
 
 def _ratio(numerator: NDArray[np.float64], denominator: NDArray) -> NDArray[np.float64]:

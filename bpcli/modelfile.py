@@ -22,7 +22,7 @@ from bpcli.nn import LOSSES, Network
 from bpcli.nn.layers import layer_from_description
 
 FORMAT = "bp-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -63,7 +63,8 @@ def model_arrays(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "task": preprocessor.task,
-        "target": preprocessor.target,
+        "targets": preprocessor.targets,
+        "preprocessing": preprocessor.to_json(),
         "loss": network.loss.name,
         "loss_options": {k: v for k, v in network.loss.describe().items() if k != "name"},
         "input_shape": list(network.input_shape),
@@ -96,9 +97,9 @@ def load_model(path: Path) -> SavedModel:
         network.load_buffers({k.removeprefix("buffer/"): v for k, v in arrays.items()
                               if k.startswith("buffer/")})
         pre = {k.removeprefix("pre/"): v for k, v in arrays.items() if k.startswith("pre/")}
-        preprocessor = Preprocessor.from_arrays(pre, meta["target"], meta["task"])
+        preprocessor = Preprocessor.from_saved(meta["preprocessing"], pre)
         _check_consistent(network, preprocessor)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ModelFileError(f"{path}: damaged or incompatible model file: {detail}") from None
     optimizer = {k.removeprefix("opt/"): v for k, v in arrays.items() if k.startswith("opt/")}

@@ -226,7 +226,7 @@ def iris_model(runner: CliRunner, in_tmp: Path, write_config: Writer) -> Path:
 
 
 def test_predict_matches_the_in_memory_network(iris_model: Path, runner: CliRunner) -> None:
-    from bpcli.data import read_csv
+    from bpcli.commands.predict import read_inputs
     from bpcli.modelfile import load_model
 
     result = runner.invoke(app, ["predict", str(iris_model), str(DATASETS / "iris.csv")])
@@ -234,7 +234,8 @@ def test_predict_matches_the_in_memory_network(iris_model: Path, runner: CliRunn
     rows = read_csv_text(result.stdout)
     assert len(rows) == 150
     saved = load_model(iris_model)
-    X = saved.preprocessor.transform_features(read_csv(DATASETS / "iris.csv"))
+    pre = saved.preprocessor
+    X = pre.transform_features(read_inputs(pre, DATASETS / "iris.csv", with_targets=False))
     probs = saved.network.forward(X)
     got = np.array([[float(r[f"prob_{c}"]) for c in ("setosa", "versicolor", "virginica")]
                     for r in rows])

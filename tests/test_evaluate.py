@@ -37,10 +37,15 @@ def test_a_class_never_predicted_scores_zero_precision() -> None:
 
 
 def test_regression_scores_by_hand() -> None:
-    report = regression_report("y", np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]))
-    assert report.rmse == pytest.approx(np.sqrt(4 / 3))
-    assert report.mae == pytest.approx(2 / 3)
-    assert report.r2 == pytest.approx(1 - 4 / 2)
+    truth = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])
+    predicted = np.array([[1.0, 10.0], [2.0, 20.0], [5.0, 31.0]])
+    report = regression_report(["y", "z"], truth, predicted)
+    y, z = report.targets
+    assert (y.target, z.target, report.n) == ("y", "z", 3)
+    assert y.rmse == pytest.approx(np.sqrt(4 / 3))
+    assert y.mae == pytest.approx(2 / 3)
+    assert y.r2 == pytest.approx(1 - 4 / 2)
+    assert z.rmse == pytest.approx(np.sqrt(1 / 3)) and z.r2 == pytest.approx(1 - 1 / 200)
 
 
 def test_evaluate_command(runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
@@ -70,7 +75,9 @@ def test_evaluate_regression(runner: CliRunner, in_tmp: Path, write_config: Writ
                                  "--json"])
     scores = json.loads(result.output)
     assert scores["task"] == "regression" and scores["n"] == 442
-    assert 20 < scores["rmse"] < 200 and scores["mae"] <= scores["rmse"]
+    (target,) = scores["targets"]
+    assert target["target"] == "progression"
+    assert 20 < target["rmse"] < 200 and target["mae"] <= target["rmse"]
 
 
 def test_evaluate_plot_writes_a_confusion_matrix_png(runner: CliRunner, in_tmp: Path,

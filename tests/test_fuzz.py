@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from bpcli.cli import app
 from bpcli.config import load_config
-from bpcli.data import Preprocessor, infer_task, read_csv
+from bpcli.csvfile import read_csv
 from bpcli.errors import BpError
 from bpcli.experiment import prepare
 from bpcli.modelfile import load_model
@@ -87,23 +87,34 @@ def test_mutated_configs(tmp_path: Path, data: st.DataObject) -> None:
 
 
 csv_cells = st.one_of(st.sampled_from(["", "1", "-2.5", "NA", "nan", "inf", "x", "a,b",
-                                       '"q"', "1e400", " 3 "]), st.text(max_size=6))
+                                       '"q"', "1e400", " 3 ", "true", '"a\nb"', '"x""y"',
+                                       "é", ";", "\t"]), st.text(max_size=6))
+csv_bytes = st.one_of(
+    st.binary(max_size=80),
+    st.lists(st.sampled_from([b",", b";", b"\t", b"\n", b"\r\n", b'"', b"1", b"a", b"NA",
+                              b"\xef\xbb\xbf", b"\xff", b"-", b"e5", b"true"]), max_size=40
+             ).map(b"".join))
 
 
 @FUZZ
 @given(rows=st.lists(st.lists(csv_cells, min_size=1, max_size=4), max_size=8),
-       raw=st.text(max_size=80), use_raw=st.booleans())
-def test_random_csv_files(tmp_path: Path, rows: list[list[str]], raw: str,
-                          use_raw: bool) -> None:
-    text = raw if use_raw else "\n".join(",".join(row) for row in rows)
+       raw=csv_bytes, use_raw=st.booleans(), missing=st.sampled_from(["error", "mean",
+                                                                      "most_frequent"]))
+def test_random_csv_files(tmp_path: Path, rows: list[list[str]], raw: bytes,
+                          use_raw: bool, missing: str) -> None:
+    """Random CSV text either loads (the reader, then the whole data pipeline) or raises
+    bp's own error."""
+    data = raw if use_raw else "\n".join(",".join(row) for row in rows).encode()
     path = tmp_path / "d.csv"
-    path.write_text(text, encoding="utf-8")
+    path.write_bytes(data)
     try:
         table = read_csv(path)
-        target = table.columns[0]
-        task, _ = infer_task(table, target)
-        features = table.columns[1:] or [target]
-        Preprocessor.fit(table, features, target, task)
+        assert all(len(c.values) == len(table) for c in table.columns.values())
+        config = iris_config(data={"path": str(path), "target": table.header[0],
+                                   "missing": missing, "validation_fraction": 0.5})
+        config_path = tmp_path / "c.yaml"
+        config_path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+        prepare(load_config(config_path))
     except BpError:
         pass
 

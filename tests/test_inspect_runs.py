@@ -103,8 +103,9 @@ def test_inspect_json_matches_the_model_file(runner: CliRunner, iris_run: Path) 
     assert np.array_equal([f["mean"] for f in features], pre.mean)
     assert np.array_equal([f["scale"] for f in features], pre.scale)
     assert report["preprocessing"]["classes"] == pre.classes
-    assert report["preprocessing"]["target"] == {"name": "species", "mean": None,
-                                                 "scale": None}
+    assert report["preprocessing"]["targets"] == [{"name": "species", "mean": None,
+                                                   "scale": None}]
+    assert [c["name"] for c in report["preprocessing"]["columns"]] == pre.columns
     assert report["training"] == {"epoch": meta["epoch"], "batch": None,
                                   "metrics": meta["metrics"]}
     origin = report["origin"]
@@ -152,9 +153,9 @@ def test_inspect_regression_model_outside_a_run(
 
     report = json.loads(runner.invoke(app, ["inspect", str(elsewhere), "--json"]).output)
     assert report["task"] == "regression" and report["preprocessing"]["classes"] == []
-    assert report["preprocessing"]["target"] == {"name": "progression",
-                                                 "mean": float(pre.target_mean[0]),
-                                                 "scale": float(pre.target_scale[0])}
+    assert report["preprocessing"]["targets"] == [{"name": "progression",
+                                                   "mean": float(pre.target_mean[0]),
+                                                   "scale": float(pre.target_scale[0])}]
     assert report["loss"] == {"name": "huber", "options": {"delta": 2.0}}
     assert report["origin"]["run_dir"] is None and report["origin"]["fingerprints"] is None
     assert set(report["training"]["metrics"]) == {"best_epoch", "val_loss", "val_rmse"}

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from bpcli.commands.predict import BATCH
-from bpcli.data import read_csv
+from bpcli.commands.predict import network_outputs, read_inputs
+from bpcli.data import Preprocessor
 from bpcli.metrics import (
     ClassificationReport,
     RegressionReport,
@@ -17,27 +18,33 @@ from bpcli.metrics import (
     regression_report,
 )
 from bpcli.modelfile import load_model
+from bpcli.nn import Network
 
 
-def evaluate(model_path: Path, data_path: Path) -> ClassificationReport | RegressionReport:
-    """Scores of the model on every row of ``data_path`` (which must hold the target)."""
+def evaluate(model_path: Path, data_path: Path, notes: list[str] | None = None
+             ) -> ClassificationReport | RegressionReport:
+    """Scores of the model on every row of ``data_path`` (which must hold the targets)."""
     saved = load_model(model_path)
-    table = read_csv(data_path)
     pre = saved.preprocessor
-    table.require([*pre.features, pre.target], "Evaluation needs the features and the "
-                  "target column.")
-    X = pre.transform_features(table, saved.network.dtype.type)
-    outputs = np.concatenate([saved.network.forward(X[i : i + BATCH])
-                              for i in range(0, len(X), BATCH)])
+    table = read_inputs(pre, data_path, with_targets=True)
+    X = pre.transform_features(table, None, saved.network.dtype, notes)
+    truth = (pre.target_values(table) if pre.task == "regression"
+             else pre.class_indices(table))
+    return score(saved.network, pre, X, truth)
+
+
+def score(network: Network, pre: Preprocessor, X: NDArray[np.floating], truth: NDArray[Any]
+          ) -> ClassificationReport | RegressionReport:
+    """Scores of ``network`` on inputs ``X`` against class indices or, for regression,
+    targets in their own units (n, targets)."""
+    outputs = network_outputs(network, X)
     if pre.task == "regression":
-        truth = table.numbers(pre.target)
-        return regression_report(pre.target, truth, pre.inverse_target(outputs)[:, 0])
-    truth_index = pre.transform_target(table, one_column=False)
+        return regression_report(pre.targets, truth, pre.inverse_target(outputs))
     if outputs.shape[1] == 1:  # one sigmoid unit: the probability of the second class
         predicted = (outputs[:, 0] > 0.5).astype(np.int64)
     else:
         predicted = np.argmax(outputs, axis=1)
-    return classification_report(truth_index, predicted, pre.classes)
+    return classification_report(truth, predicted, pre.classes)
 
 
 def as_json(report: ClassificationReport | RegressionReport) -> dict[str, Any]:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bpcli.commands.predict import read_inputs
 from bpcli.config import Config, load_config
-from bpcli.data import Preprocessor, read_csv
+from bpcli.data import Preprocessor
 from bpcli.display import Display
 from bpcli.errors import UsageError
 from bpcli.experiment import build_network, prepare
@@ -35,15 +36,14 @@ def explain(source: Path, display: Display, *, row: int, rows: int,
         rows = 2
         display.info("batch_norm needs at least two rows for its batch statistics: "
                      "explaining rows in pairs")
-    table = read_csv(data or csv_path)
+    table = read_inputs(pre, data or csv_path, with_targets=True)
     if not 1 <= row <= len(table) or row + rows - 1 > len(table):
         raise UsageError(f"{data or csv_path} has {len(table)} data rows; --row {row} with "
                          f"--rows {rows} does not fit")
     index = np.arange(row - 1, row - 1 + rows)
-    picked = table.take(index)
-    X = pre.transform_features(picked, np.float64)
+    X = pre.transform_features(table, index, np.float64).astype(np.float64)
     one_column = network.loss.name == "binary_cross_entropy"
-    Y = pre.transform_target(picked, one_column, np.float64)
+    Y = pre.transform_target(table, index, one_column, np.float64)
     trace = explain_step(network, optimizer, X, Y, [int(i) + 1 for i in index], pre.features)
     display.explain_report(trace, detail_limit=64)
 

@@ -54,10 +54,12 @@ def describe(path: Path, saved: SavedModel) -> dict[str, Any]:
             "features": [{"name": name, "mean": float(mean), "scale": float(scale)}
                          for name, mean, scale in zip(pre.features, pre.mean, pre.scale,
                                                       strict=True)],
+            "columns": [column.to_json() for column in pre.inputs],
             "classes": list(pre.classes),
-            "target": {"name": pre.target,
-                       "mean": float(pre.target_mean[0]) if regression else None,
-                       "scale": float(pre.target_scale[0]) if regression else None},
+            "targets": [{"name": name,
+                         "mean": float(pre.target_mean[j]) if regression else None,
+                         "scale": float(pre.target_scale[j]) if regression else None}
+                        for j, name in enumerate(pre.targets)],
         },
         "training": _training(meta, pre.task, checkpoint),
         "origin": {
@@ -85,13 +87,14 @@ def show(report: dict[str, Any], display: Display) -> None:
     display.layer_table(tuple(report["input_shape"]), rows)
 
     pre = report["preprocessing"]
-    target = pre["target"]
+    targets = pre["targets"]
     if report["task"] == "classification":
-        task = (f"classification of '{target['name']}' into {len(pre['classes'])} classes: "
-                f"{', '.join(pre['classes'])}")
+        task = (f"classification of '{targets[0]['name']}' into {len(pre['classes'])} "
+                f"classes: {', '.join(pre['classes'])}")
     else:
-        task = (f"regression of '{target['name']}' (standardised with mean "
-                f"{target['mean']:.6g}, scale {target['scale']:.6g})")
+        task = "regression of " + ", ".join(
+            f"'{t['name']}' (scaled with mean {t['mean']:.6g}, scale {t['scale']:.6g})"
+            for t in targets)
     activations = ", ".join(f"{_named(a['name'], a['options'])} at layer {a['layer']}"
                             for a in report["activations"]) or "none"
     loss = report["loss"]

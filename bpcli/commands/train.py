@@ -15,10 +15,12 @@ import numpy as np
 import yaml
 
 from bpcli.atomic import write_text_atomic
+from bpcli.commands.evaluate import as_json, score
 from bpcli.config import load_config
 from bpcli.display import Display
 from bpcli.errors import ModelFileError, UsageError
 from bpcli.experiment import Experiment, prepare
+from bpcli.metrics import ClassificationReport, RegressionReport
 from bpcli.modelfile import load_model, model_arrays, save_model, write_arrays
 from bpcli.nn import Network, Optimizer
 from bpcli.plots import CurvesWriter
@@ -41,6 +43,8 @@ from bpcli.trainer import (
     TrainingDiverged,
     TrainingInterrupted,
 )
+
+TEST_SCORES = "test.json"
 
 
 @dataclass
@@ -162,7 +166,8 @@ def _warm_start(network: Network, path: Path, experiment: Experiment) -> None:
 
 def _data_files(experiment: Experiment) -> list[Path]:
     data = experiment.config.data
-    return [Path(p) for p in (data.path, data.validation_path) if p is not None]
+    return [Path(p) for p in (data.path, data.validation_path, data.test_path)
+            if p is not None]
 
 
 def _run(session: Session, display: Display) -> Path:
@@ -227,16 +232,37 @@ def _run(session: Session, display: Display) -> Path:
     save_model(run_dir / "model.npz", network, experiment.preprocessor,
                {**meta, "epoch": result.best_epoch, "metrics": metrics})
     status = "stopped early" if trainer.state.stopped_early else "finished"
+    test = _test_report(experiment, network, run_dir)
     write_json(run_dir / "summary.json", {
         **summary, "status": status, "epochs": result.epochs_done,
         "wall_time_s": round(result.seconds, 3), "metrics": metrics,
         "rollbacks": trainer.state.rollbacks,
+        **({"test": _headline(test)} if test is not None else {}),
     })
     display.info(f"best epoch {result.best_epoch}: val_loss {result.best_val_loss:.4f}, "
                  f"{metric} {result.best_val_metric:.4f} ({result.seconds:.1f}s)")
+    if test is not None:
+        display.evaluation(test, f"test split, best epoch's model ({TEST_SCORES})")
     display.info(f"model written to {run_dir / 'model.npz'}; predict with:")
     display.info(f"  bp predict {run_dir / 'model.npz'} {_shown(Path(config.data.path))}")
     return run_dir
+
+
+def _test_report(experiment: Experiment, network: Network, run_dir: Path
+                 ) -> ClassificationReport | RegressionReport | None:
+    """Score the model (the best epoch's weights) once on the held-out test rows and
+    write the report to test.json."""
+    if experiment.X_test is None or experiment.Y_test is None:
+        return None
+    report = score(network, experiment.preprocessor, experiment.X_test, experiment.Y_test)
+    write_json(run_dir / TEST_SCORES, as_json(report))
+    return report
+
+
+def _headline(report: ClassificationReport | RegressionReport) -> dict[str, Any]:
+    if isinstance(report, ClassificationReport):
+        return {"n": report.macro.support, "accuracy": report.accuracy}
+    return {"n": report.n, **{f"rmse_{t.target}": t.rmse for t in report.targets}}
 
 
 def _started(run_dir: Path, meta: dict[str, Any]) -> str:

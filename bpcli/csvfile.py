@@ -1,0 +1,526 @@
+"""Reading CSV files into typed columns, fast and lean.
+
+The file is read in chunks of a few megabytes that end on record boundaries, each parsed
+by polars' multithreaded CSV parser into only the columns asked for. Numeric columns
+become float arrays (NaN where a value is missing), text columns become integer codes
+into their sorted distinct values. Neither the file nor its cells are ever held whole as
+Python objects or as float64, so a large file costs little more than its final arrays.
+
+polars fills a short row with missing values and gives no line numbers, so the structure
+is checked here: a cheap count of delimiters and newlines per chunk, and an exact
+quote-aware scan (NumPy) only where that count does not add up or a parse fails. Every
+problem becomes a ``DataError`` naming the file, the line and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import numpy as np
+import polars as pl
+from numpy.typing import DTypeLike, NDArray
+
+from bpcli.errors import DataError
+
+Kind = Literal["numeric", "boolean", "categorical"]
+KINDS: tuple[Kind, ...] = ("numeric", "boolean", "categorical")
+#: Cells read as missing values (besides an empty cell).
+MISSING_TOKENS = ("NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "null", "NULL", "Null",
+                  "None", "none")
+DELIMITERS = (",", ";", "\t", "|")
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+CHUNK_BYTES = 16 << 20
+INFER_ROWS = 10_000  # rows that decide a column's type when the config does not
+MAX_TYPOS = 0.05  # share of non-numbers in a numeric column that are taken for typos
+SAMPLE_BYTES = 64 << 10
+QUOTE = ord('"')
+NEWLINE = ord("\n")
+_BOM = b"\xef\xbb\xbf"
+_POLARS_TYPE = {"numeric": pl.Float32, "boolean": pl.Boolean, "categorical": pl.String}
+
+
+@dataclass
+class Column:
+    """One column of a table.
+
+    ``values``: numeric and boolean columns hold floats, NaN where a cell is missing
+    (booleans as 0 and 1); categorical columns hold ``int32`` codes into ``categories``
+    (the distinct texts, sorted), -1 where a cell is missing.
+    """
+
+    kind: Kind
+    values: NDArray[Any]
+    categories: list[str] = field(default_factory=list)
+
+    def missing(self) -> NDArray[np.bool_]:
+        return self.values < 0 if self.kind == "categorical" else np.isnan(self.values)
+
+
+@dataclass
+class Table:
+    """The columns read from a CSV file. ``lines[i]`` is the file line where row ``i``
+    starts (1 is the header), for messages that point into the file."""
+
+    path: Path
+    header: list[str]
+    columns: dict[str, Column]
+    lines: NDArray[np.int64]
+    delimiter: str = ","
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def where(self, row: int, column: str) -> str:
+        """``file:line: column 'name'`` for a message about one cell."""
+        return f"{self.path}:{self.lines[row]}: column {column!r}"
+
+
+def missing_columns_error(path: Path, header: Sequence[str], missing: Sequence[str],
+                          hint: str) -> DataError:
+    from bpcli.config import did_you_mean  # the one place that suggests names
+
+    suggestion = did_you_mean(missing[0], header) if len(missing) == 1 else ""
+    plural = "s" if len(missing) > 1 else ""
+    return DataError(f"{path}: missing column{plural} {', '.join(map(repr, missing))}"
+                     f"{suggestion}; it has {', '.join(header)}. {hint}")
+
+
+def read_header(path: Path, delimiter: str | None = None) -> tuple[list[str], str]:
+    """The column names and the delimiter (detected unless given) of a CSV file."""
+    with _open(path) as f:
+        header, delimiter, _, _ = _read_head(path, f, delimiter)
+    return header, delimiter
+
+
+def read_csv(
+    path: Path,
+    columns: Sequence[str] | None = None,
+    *,
+    kinds: Mapping[str, Kind] | None = None,
+    delimiter: str | None = None,
+    float_dtype: DTypeLike = np.float32,
+    float64: Collection[str] = (),
+    hint: str = "",
+) -> Table:
+    """Read ``columns`` (default: all) of a CSV file with a header row.
+
+    Types are inferred from the first chunk (numbers, true/false, otherwise text) unless
+    ``kinds`` sets them. Numeric columns are ``float_dtype``, or float64 for the names in
+    ``float64`` (targets, whose units are reported). ``hint`` ends the message when a
+    column is missing.
+    """
+    kinds = dict(kinds or {})
+    with _open(path) as f:
+        header, delimiter, rest, header_lines = _read_head(path, f, delimiter)
+        names = list(columns) if columns is not None else header
+        absent = [n for n in names if n not in header]
+        if absent:
+            raise missing_columns_error(path, header, absent, hint)
+        reader = _ChunkReader(path, header, names, delimiter, kinds, float_dtype, float64)
+        line = 1 + header_lines
+        for chunk in _chunks(f, rest):
+            line = reader.add(chunk, line)
+    return reader.table()
+
+
+# -- the header ------------------------------------------------------------------------
+class _open:
+    """``open(path, "rb")`` with every failure to open as a ``DataError``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> IO[bytes]:
+        try:
+            if self.path.is_dir():
+                raise DataError(f"{self.path}: is a directory, not a CSV file")
+            self.file = self.path.open("rb")
+        except FileNotFoundError:
+            raise DataError(f"{self.path}: file not found") from None
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot read: {exc.strerror}") from None
+        return self.file
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+
+def _read_head(path: Path, f: IO[bytes], delimiter: str | None
+               ) -> tuple[list[str], str, bytes, int]:
+    """Header names, delimiter, the bytes read past the header, and the header's lines."""
+    head = f.read(SAMPLE_BYTES)
+    if head.startswith(_BOM):
+        head = head[len(_BOM):]
+    if not head.strip():
+        raise DataError(f"{path}: the file is empty; it needs a header row and data rows")
+    end = _first_record_end(head)
+    while end is None:
+        more = f.read(SAMPLE_BYTES)
+        if not more:
+            end = len(head)
+            break
+        head += more
+        end = _first_record_end(head)
+    try:
+        header_text = head[:end].decode("utf-8")
+        sample = head.decode("utf-8", errors="ignore")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}:1: the header is not UTF-8 text; save the file as UTF-8 "
+                        "CSV") from None
+    if delimiter is None:
+        delimiter = sniff_delimiter(sample)
+    try:
+        fields = next(csv.reader(io.StringIO(header_text, newline=""), delimiter=delimiter,
+                                 strict=True), [])
+    except csv.Error as exc:
+        raise DataError(f"{path}:1: the header is not valid CSV ({exc}); check its quotes"
+                        ) from None
+    header = [name.strip() for name in fields]
+    _check_header(path, header)
+    return header, delimiter, head[end:], header_text.count("\n")
+
+
+def _first_record_end(buffer: bytes) -> int | None:
+    """Index just past the first newline outside quotes, or None when there is none."""
+    for end in _record_ends(buffer):
+        return int(end) + 1
+    return None
+
+
+def sniff_delimiter(sample: str) -> str:
+    """The delimiter among comma, semicolon, tab and pipe that splits the sample's lines
+    into the same number (more than one) of fields; comma when none does."""
+    lines = [line for line in sample.splitlines()[:50] if line.strip()]
+    if len(lines) > 1 and not sample.endswith("\n"):
+        lines = lines[:-1]  # the sample may end mid-line
+    best, best_width = ",", 1
+    for candidate in DELIMITERS:
+        try:
+            widths = [len(row) for row in csv.reader(lines, delimiter=candidate)]
+        except csv.Error:
+            continue
+        if not widths or widths[0] <= 1:
+            continue
+        consistent = all(w == widths[0] for w in widths)
+        if consistent and widths[0] > best_width:
+            best, best_width = candidate, widths[0]
+    return best
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    if not any(header):
+        raise DataError(f"{path}:1: the first line is empty; it must be the header row "
+                        "naming the columns")
+    seen: set[str] = set()
+    for j, name in enumerate(header, start=1):
+        if not name:
+            raise DataError(f"{path}:1: column {j} has no name; every column needs a header")
+        if name in seen:
+            raise DataError(f"{path}:1: column name {name!r} appears twice (columns "
+                            f"{header.index(name) + 1} and {j}); rename one")
+        seen.add(name)
+
+
+# -- chunks and their structure ---------------------------------------------------------
+def _chunks(f: IO[bytes], rest: bytes) -> Iterator[bytes]:
+    """Pieces of the file that end on record boundaries."""
+    pending = rest
+    while True:
+        block = f.read(CHUNK_BYTES)
+        if not block:
+            if pending.strip():
+                yield pending
+            return
+        if QUOTE in block or QUOTE in pending:
+            data = pending + block
+            end = _last_record_end(data)
+            if end <= 0:  # one record longer than a chunk (or an unclosed quote): read on
+                pending = data
+                continue
+            yield data[:end]
+            pending = data[end:]
+        else:
+            end = block.rfind(b"\n") + 1
+            if end <= 0:
+                pending += block
+                continue
+            yield pending + block[:end]
+            pending = block[end:]
+
+
+def _record_ends(buffer: bytes) -> NDArray[np.intp]:
+    """Positions of the newlines that end records (those outside double quotes)."""
+    raw = np.frombuffer(buffer, dtype=np.uint8)
+    newlines = np.flatnonzero(raw == NEWLINE)
+    if QUOTE not in buffer:
+        return newlines
+    # A newline is outside quotes when an even number of quote characters precede it;
+    # an escaped quote ("") adds two, so the parity holds.
+    quotes = np.cumsum(raw == QUOTE, dtype=np.int64)
+    return newlines[quotes[newlines] % 2 == 0]
+
+
+def _last_record_end(buffer: bytes) -> int:
+    ends = _record_ends(buffer)
+    return int(ends[-1]) + 1 if len(ends) else 0
+
+
+@dataclass
+class _Records:
+    """The exact structure of a chunk: per record, its first line and field count."""
+
+    lines: NDArray[np.int64]
+    fields: NDArray[np.int64]
+    blank: NDArray[np.bool_]
+    spans: list[tuple[int, int]]
+    next_line: int  # the line after the chunk
+
+
+def _scan(chunk: bytes, delimiter: str, first_line: int) -> _Records:
+    raw = np.frombuffer(chunk, dtype=np.uint8)
+    outside = np.ones(len(raw), dtype=np.bool_)
+    if QUOTE in chunk:
+        outside = np.cumsum(raw == QUOTE, dtype=np.int64) % 2 == 0
+    ends = np.flatnonzero((raw == NEWLINE) & outside)
+    if len(ends) == 0 or ends[-1] != len(raw) - 1:
+        ends = np.append(ends, len(raw))  # the last record has no newline
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    delimiters = np.concatenate([[0], np.cumsum((raw == ord(delimiter)) & outside)])
+    fields = delimiters[ends] - delimiters[starts] + 1
+    newlines_before = np.concatenate([[0], np.cumsum(raw == NEWLINE)])
+    lines = first_line + newlines_before[starts]
+    lengths = ends - starts
+    blank = (lengths == 0) | ((lengths == 1) & (raw[np.minimum(starts, len(raw) - 1)] == 13))
+    spans = list(zip(starts.tolist(), ends.tolist(), strict=True))
+    return _Records(lines.astype(np.int64), fields.astype(np.int64), blank, spans,
+                    first_line + int(newlines_before[-1]))
+
+
+# -- parsing ------------------------------------------------------------------------------
+class _ChunkReader:
+    """Parses chunks into column pieces, then joins them into a ``Table``."""
+
+    def __init__(self, path: Path, header: list[str], names: list[str], delimiter: str,
+                 kinds: dict[str, Kind], float_dtype: DTypeLike, float64: Collection[str]
+                 ) -> None:
+        self.path, self.header, self.names, self.delimiter = path, header, names, delimiter
+        self.kinds: dict[str, Kind] = dict(kinds)
+        self.float_dtype = np.dtype(float_dtype)
+        self.float64 = set(float64)
+        # The last column is always parsed: a short row shows as a missing value there.
+        self.last = header[-1]
+        self.parsed = names if self.last in names else [*names, self.last]
+        self.indices = sorted(header.index(n) for n in self.parsed)
+        self.numbers: dict[str, list[NDArray[Any]]] = {n: [] for n in names}
+        self.texts: dict[str, list[pl.Series]] = {n: [] for n in names}
+        self.lines: list[NDArray[np.int64]] = []
+        self.null_tokens = False  # parse words such as NA as missing (slower)
+
+    def add(self, chunk: bytes, first_line: int) -> int:
+        """Parse one chunk; return the line after it."""
+        if len(self.kinds) < len(self.parsed):
+            self._infer(chunk, first_line)
+        frame = self._parse(chunk, first_line)
+        if QUOTE in chunk or frame.get_column(self.last).null_count():
+            records = self._check_structure(chunk, first_line)  # exact, slower
+            if records.blank.any():  # parse the records again without the blank lines
+                keep = ~records.blank
+                chunk = b"\n".join(chunk[s:e] for (s, e), k in
+                                   zip(records.spans, keep, strict=True) if k) + b"\n"
+                frame = self._parse(chunk, first_line) if keep.any() else frame.clear()
+            lines = records.lines[~records.blank]
+            next_line = records.next_line
+        else:
+            lines = np.arange(first_line, first_line + frame.height, dtype=np.int64)
+            next_line = first_line + frame.height
+        if frame.height != len(lines):
+            raise DataError(f"{self.path}:{first_line}: cannot split this part of the file "
+                            "into records; check its quotes")
+        if not len(lines):
+            return next_line
+        for name in self.names:
+            series = frame.get_column(name)
+            if self.kinds[name] == "categorical":
+                self.texts[name].append(series)
+            else:
+                self.numbers[name].append(
+                    series.cast(pl.Float64 if self._wide(name) else pl.Float32).to_numpy())
+        self.lines.append(lines)
+        return next_line
+
+    def _wide(self, name: str) -> bool:
+        return name in self.float64 or self.float_dtype == np.float64
+
+    def _infer(self, chunk: bytes, first_line: int) -> None:
+        """Kinds of the columns not given, from the first rows: all numbers (or missing)
+        is numeric, all true/false is boolean, anything else is text."""
+        sample = self._safely(chunk, first_line,
+                              lambda: self._read(chunk, {}, n_rows=INFER_ROWS, as_text=True))
+        for name in self.parsed:
+            if name in self.kinds:
+                continue
+            text = sample.get_column(name).drop_nulls()
+            # A few non-numbers in a column of numbers are typos to report, not categories.
+            if text.cast(pl.Float64, strict=False).null_count() <= MAX_TYPOS * len(text):
+                self.kinds[name] = "numeric"
+            elif _booleans(text).all():
+                self.kinds[name] = "boolean"
+            else:
+                self.kinds[name] = "categorical"
+
+    def _read(self, chunk: bytes, schema: dict[str, Any], n_rows: int | None = None,
+              as_text: bool = False) -> pl.DataFrame:
+        return pl.read_csv(
+            chunk, has_header=False, new_columns=self.header, columns=self.indices,
+            separator=self.delimiter, quote_char='"', schema_overrides=schema,
+            infer_schema_length=0, n_rows=n_rows, encoding="utf8", raise_if_empty=False,
+            null_values=list(MISSING_TOKENS) if as_text or self.null_tokens else None,
+        )
+
+    def _parse(self, chunk: bytes, first_line: int) -> pl.DataFrame:
+        schema = {n: pl.Float64 if self.kinds[n] == "numeric" and self._wide(n)
+                  else _POLARS_TYPE[self.kinds[n]] for n in self.parsed}
+
+        def read() -> pl.DataFrame:
+            try:
+                return self._read(chunk, schema)
+            except Exception:
+                if self.null_tokens:
+                    raise
+                # Words such as NA may mark missing numbers: parse them from now on.
+                self.null_tokens = True
+                return self._read(chunk, schema)
+
+        return self._safely(chunk, first_line, read)
+
+    def _safely(self, chunk: bytes, first_line: int, read: Callable[[], pl.DataFrame]
+                ) -> pl.DataFrame:
+        """``read()``, with any failure turned into a ``DataError`` that points at it."""
+        try:
+            return read()
+        except BaseException as exc:  # noqa: B036 - polars' panics are BaseExceptions
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            raise self._diagnose(chunk, first_line, exc) from None
+
+    def _check_structure(self, chunk: bytes, first_line: int) -> _Records:
+        """Every record's line and width; a record with the wrong width is an error."""
+        found = _scan(chunk, self.delimiter, first_line)
+        width = len(self.header)
+        wrong = np.flatnonzero((found.fields != width) & ~found.blank)
+        if len(wrong):
+            i = wrong[0]
+            raise DataError(
+                f"{self.path}:{found.lines[i]}: {found.fields[i]} fields where the header has "
+                f"{width}; check for a stray or missing {DELIMITER_NAMES[self.delimiter]} or "
+                "an unclosed quote"
+            )
+        return found
+
+    def _diagnose(self, chunk: bytes, first_line: int, exc: BaseException) -> DataError:
+        """The cell or record that polars could not parse, found the slow way."""
+        try:
+            chunk.decode("utf-8")
+        except UnicodeDecodeError as undecodable:
+            line = first_line + chunk[: undecodable.start].count(b"\n")
+            return DataError(f"{self.path}:{line}: not UTF-8 text; save the file as UTF-8 "
+                             "CSV")
+        records = self._check_structure(chunk, first_line)
+        lines = records.lines[~records.blank]
+        try:
+            frame = self._read(chunk, {}, as_text=True)
+        except BaseException as again:  # noqa: B036 - polars' panics are BaseExceptions
+            if isinstance(again, KeyboardInterrupt | SystemExit):
+                raise
+            return DataError(f"{self.path}:{first_line}: cannot parse this part of the file "
+                             f"as CSV ({_first_line(exc)})")
+        for name in self.parsed:
+            kind = self.kinds.get(name)
+            if kind not in ("numeric", "boolean"):
+                continue
+            text = frame.get_column(name)
+            if kind == "numeric":
+                readable = text.cast(pl.Float64, strict=False).is_not_null()
+            else:
+                readable = _booleans(text)
+            bad = (~readable & text.is_not_null()).arg_true()
+            if len(bad):
+                row = int(bad[0])
+                line = lines[row] if row < len(lines) else first_line
+                what = "a number" if kind == "numeric" else "true or false"
+                return DataError(
+                    f"{self.path}:{line}: column {name!r}: {text[row]!r} is not {what}; fix "
+                    f"the value, leave the cell empty if it is missing, or declare the "
+                    f"column as text: data.columns.{name}.type: categorical"
+                )
+        return DataError(f"{self.path}:{first_line}: cannot parse this part of the file as "
+                         f"CSV ({_first_line(exc)})")
+
+    def table(self) -> Table:
+        if not self.lines:
+            raise DataError(f"{self.path}: no data rows below the header; add rows or "
+                            "check the file is the right one")
+        lines = np.concatenate(self.lines)
+        columns: dict[str, Column] = {}
+        for name in self.names:
+            kind = self.kinds[name]
+            if kind == "categorical":
+                columns[name] = _categorical(self.texts.pop(name))
+                continue
+            pieces = self.numbers.pop(name)
+            values = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+            del pieces  # the column's parts go as soon as they are joined
+            infinite = np.flatnonzero(np.isinf(values))
+            if len(infinite):
+                row = int(infinite[0])
+                raise DataError(f"{self.path}:{lines[row]}: column {name!r}: an infinite "
+                                "value; replace it with a finite number or leave it empty")
+            columns[name] = Column(kind, values)
+        return Table(self.path, self.header, columns, lines, self.delimiter)
+
+
+def _categorical(pieces: list[pl.Series]) -> Column:
+    """Codes into the sorted distinct texts; the missing-value words count as missing."""
+    series = (pieces[0] if len(pieces) == 1 else pl.concat(pieces)).cast(pl.Categorical)
+    distinct = series.unique().drop_nulls()
+    texts = distinct.cast(pl.String).to_list()
+    physical = distinct.to_physical().to_numpy().astype(np.int64)
+    categories = sorted(t for t in texts if t not in MISSING_TOKENS)
+    index = {t: i for i, t in enumerate(categories)}
+    lookup = np.full(int(physical.max(initial=0)) + 2, -1, dtype=np.int32)
+    lookup[physical] = [index.get(t, -1) for t in texts]
+    # null (missing) takes the last slot, which stays -1
+    codes = series.to_physical().fill_null(len(lookup) - 1).to_numpy()
+    return Column("categorical", lookup[codes], categories)
+
+
+def _booleans(text: pl.Series) -> pl.Series:
+    """Where the cells are true or false (in any case)."""
+    return text.str.to_lowercase().is_in(["true", "false"])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = re.sub(r"\s+", " ", str(exc).strip().split("\n")[0])
+    return text[:200] or type(exc).__name__
+
+
+def as_text(column: Column, dtype: DTypeLike = np.str_) -> NDArray[np.str_]:
+    """A column's cells as text ('' where missing): labels for classification."""
+    if column.kind == "categorical":
+        texts = np.array([*column.categories, ""], dtype=dtype)
+        return texts[column.values]  # code -1 picks the trailing ''
+    values = column.values
+    out = np.array([_number_text(v) for v in values.tolist()], dtype=dtype)
+    return out
+
+
+def _number_text(value: float) -> str:
+    if value != value:
+        return ""
+    return str(int(value)) if value == int(value) else repr(value)
