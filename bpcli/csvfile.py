@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -122,7 +123,9 @@ def read_csv(
         absent = [n for n in names if n not in header]
         if absent:
             raise missing_columns_error(path, header, absent, hint)
-        reader = _ChunkReader(path, header, names, delimiter, kinds, float_dtype, float64)
+        size = os.fstat(f.fileno()).st_size
+        reader = _ChunkReader(path, header, names, delimiter, kinds, float_dtype, float64,
+                              size)
         line = 1 + header_lines
         for chunk in _chunks(f, rest):
             line = reader.add(chunk, line)
@@ -307,8 +310,8 @@ class _ChunkReader:
     """Parses chunks into column pieces, then joins them into a ``Table``."""
 
     def __init__(self, path: Path, header: list[str], names: list[str], delimiter: str,
-                 kinds: dict[str, Kind], float_dtype: DTypeLike, float64: Collection[str]
-                 ) -> None:
+                 kinds: dict[str, Kind], float_dtype: DTypeLike, float64: Collection[str],
+                 size_hint: int) -> None:
         self.path, self.header, self.names, self.delimiter = path, header, names, delimiter
         self.kinds: dict[str, Kind] = dict(kinds)
         self.float_dtype = np.dtype(float_dtype)
@@ -317,9 +320,10 @@ class _ChunkReader:
         self.last = header[-1]
         self.parsed = names if self.last in names else [*names, self.last]
         self.indices = sorted(header.index(n) for n in self.parsed)
-        self.numbers: dict[str, list[NDArray[Any]]] = {n: [] for n in names}
-        self.texts: dict[str, list[pl.Series]] = {n: [] for n in names}
-        self.lines: list[NDArray[np.int64]] = []
+        # Columns grow in place (no list of pieces to join: that would double the peak).
+        self.out = _Columns(size_hint)
+        # categorical columns: polars' categorical code -> text, over every chunk
+        self.texts: dict[str, dict[int, str]] = {n: {} for n in names}
         self.null_tokens = False  # parse words such as NA as missing (slower)
 
     def add(self, chunk: bytes, first_line: int) -> int:
@@ -344,14 +348,21 @@ class _ChunkReader:
                             "into records; check its quotes")
         if not len(lines):
             return next_line
+        self.out.reserve(len(lines), len(chunk))
         for name in self.names:
             series = frame.get_column(name)
             if self.kinds[name] == "categorical":
-                self.texts[name].append(series)
+                codes = series.cast(pl.Categorical)
+                distinct = codes.unique().drop_nulls()
+                self.texts[name].update(zip(distinct.to_physical().to_list(),
+                                            distinct.cast(pl.String).to_list(), strict=True))
+                self.out.append(name, codes.to_physical().cast(pl.Int32).fill_null(-1)
+                                .to_numpy(), np.int32)
             else:
-                self.numbers[name].append(
-                    series.cast(pl.Float64 if self._wide(name) else pl.Float32).to_numpy())
-        self.lines.append(lines)
+                self.out.append(name, series.cast(pl.Float64 if self._wide(name)
+                                                  else pl.Float32).to_numpy())
+        self.out.append("\0lines", lines)
+        self.out.advance(len(lines))
         return next_line
 
     def _wide(self, name: str) -> bool:
@@ -463,41 +474,76 @@ class _ChunkReader:
                          f"CSV ({_first_line(exc)})")
 
     def table(self) -> Table:
-        if not self.lines:
+        if not self.out.rows:
             raise DataError(f"{self.path}: no data rows below the header; add rows or "
                             "check the file is the right one")
-        lines = np.concatenate(self.lines)
+        lines = self.out.take("\0lines")
         columns: dict[str, Column] = {}
         for name in self.names:
-            kind = self.kinds[name]
-            if kind == "categorical":
-                columns[name] = _categorical(self.texts.pop(name))
+            values = self.out.take(name)
+            if self.kinds[name] == "categorical":
+                columns[name] = _categorical(values, self.texts[name])
                 continue
-            pieces = self.numbers.pop(name)
-            values = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-            del pieces  # the column's parts go as soon as they are joined
             infinite = np.flatnonzero(np.isinf(values))
             if len(infinite):
                 row = int(infinite[0])
                 raise DataError(f"{self.path}:{lines[row]}: column {name!r}: an infinite "
                                 "value; replace it with a finite number or leave it empty")
-            columns[name] = Column(kind, values)
+            columns[name] = Column(self.kinds[name], values)
         return Table(self.path, self.header, columns, lines, self.delimiter)
 
 
-def _categorical(pieces: list[pl.Series]) -> Column:
+class _Columns:
+    """Column arrays filled chunk by chunk, with room reserved from the file's size so
+    that they are rarely copied to grow."""
+
+    def __init__(self, file_bytes: int) -> None:
+        self.file_bytes = file_bytes
+        self.arrays: dict[str, NDArray[Any]] = {}
+        self.rows = 0
+        self.capacity = 0
+        self.seen_bytes = 0
+
+    def reserve(self, rows: int, chunk_bytes: int) -> None:
+        self.seen_bytes += chunk_bytes
+        needed = self.rows + rows
+        if needed <= self.capacity:
+            return
+        # rows per byte so far, times the file's size, and a little slack
+        estimate = int(needed / self.seen_bytes * self.file_bytes * 1.02) + 64
+        self.capacity = max(needed, estimate, int(self.capacity * 1.5))
+        for name, array in self.arrays.items():
+            grown = np.empty(self.capacity, dtype=array.dtype)
+            grown[: self.rows] = array[: self.rows]
+            self.arrays[name] = grown
+
+    def append(self, name: str, values: NDArray[Any], dtype: DTypeLike | None = None) -> None:
+        array = self.arrays.get(name)
+        if array is None:
+            array = self.arrays[name] = np.empty(self.capacity, dtype=dtype or values.dtype)
+        array[self.rows : self.rows + len(values)] = values
+
+    def advance(self, rows: int) -> None:
+        self.rows += rows
+
+    def take(self, name: str) -> NDArray[Any]:
+        """The filled part of a column (a copy when much room would be left unused)."""
+        array = self.arrays.pop(name)
+        filled = array[: self.rows]
+        return filled.copy() if len(array) > 1.1 * self.rows + 4096 else filled
+
+
+def _categorical(codes: NDArray[np.int32], texts: dict[int, str]) -> Column:
     """Codes into the sorted distinct texts; the missing-value words count as missing."""
-    series = (pieces[0] if len(pieces) == 1 else pl.concat(pieces)).cast(pl.Categorical)
-    distinct = series.unique().drop_nulls()
-    texts = distinct.cast(pl.String).to_list()
-    physical = distinct.to_physical().to_numpy().astype(np.int64)
-    categories = sorted(t for t in texts if t not in MISSING_TOKENS)
+    categories = sorted({t for t in texts.values() if t not in MISSING_TOKENS})
     index = {t: i for i, t in enumerate(categories)}
-    lookup = np.full(int(physical.max(initial=0)) + 2, -1, dtype=np.int32)
-    lookup[physical] = [index.get(t, -1) for t in texts]
-    # null (missing) takes the last slot, which stays -1
-    codes = series.to_physical().fill_null(len(lookup) - 1).to_numpy()
-    return Column("categorical", lookup[codes], categories)
+    physical = np.array(sorted(texts), dtype=np.int64)
+    sorted_index = np.array([index.get(texts[p], -1) for p in physical.tolist()] + [-1],
+                            dtype=np.int32)
+    # polars' codes -> position in ``physical`` -> sorted code; -1 (missing) -> the last
+    slot = np.searchsorted(physical, codes)
+    slot[codes < 0] = len(physical)
+    return Column("categorical", sorted_index[slot], categories)
 
 
 def _booleans(text: pl.Series) -> pl.Series:

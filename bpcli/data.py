@@ -131,26 +131,44 @@ class Preprocessor:
                            notes: list[str] | None = None) -> NDArray[np.floating]:
         """The network inputs for ``rows`` of ``table``; rows whose category was never seen
         in training are counted into ``notes`` when they are encoded as zeros."""
-        n = len(table) if rows is None else len(rows)
-        X = np.empty((n, len(self.mean)), dtype=dtype)
+        return self.transform_parts(table, [rows], dtype, notes)[0]
+
+    def transform_parts(self, table: Table, parts: Sequence[Rows],
+                        dtype: DTypeLike = np.float32, notes: list[str] | None = None,
+                        release: bool = False) -> list[NDArray[np.floating]]:
+        """``transform_features`` for several row sets at once, column by column; with
+        ``release`` each input column leaves ``table`` once encoded, so that the table and
+        the arrays are not both whole in memory at the peak."""
+        outputs = [np.empty((len(table) if rows is None else len(rows), len(self.mean)),
+                            dtype=dtype) for rows in parts]
         j = 0
         for spec in self.inputs:
             column = table.columns[spec.name]
-            if spec.kind == "categorical":
-                X[:, j:j + spec.width] = self._one_hot(table, rows, spec, column, notes)
-            else:
-                values = _take(column.values, rows).astype(np.float64)
-                missing = np.isnan(values)
-                if missing.any():
-                    _check_fillable(table, rows, spec, missing)
-                    assert isinstance(spec.fill, float)
-                    values[missing] = spec.fill
-                X[:, j] = (values - self.mean[j]) / self.scale[j]
+            for X, rows in zip(outputs, parts, strict=True):
+                block = X[:, j:j + spec.width]
+                if spec.kind == "categorical":
+                    self._one_hot(table, rows, spec, column, notes, block)
+                else:
+                    self._scaled(table, rows, spec, column, j, block[:, 0])
+            if release:
+                del table.columns[spec.name]
             j += spec.width
-        return X
+        return outputs
+
+    def _scaled(self, table: Table, rows: Rows, spec: InputColumn, column: Column, j: int,
+                out: NDArray[np.floating]) -> None:
+        values = column.values[rows] if rows is not None else column.values.copy()
+        values = values.astype(out.dtype, copy=False)
+        missing = np.isnan(values)
+        if missing.any():
+            _check_fillable(table, rows, spec, missing)
+            assert isinstance(spec.fill, float)
+            values[missing] = spec.fill
+        values -= out.dtype.type(self.mean[j])
+        np.divide(values, out.dtype.type(self.scale[j]), out=out)
 
     def _one_hot(self, table: Table, rows: Rows, spec: InputColumn, column: Column,
-                 notes: list[str] | None) -> NDArray[np.float64]:
+                 notes: list[str] | None, out: NDArray[np.floating]) -> None:
         vocabulary = {c: i for i, c in enumerate(spec.categories)}
         # this file's codes -> the model's vocabulary (-1: unseen), with -1 (missing) last
         lookup = np.array([vocabulary.get(c, -1) for c in column.categories] + [-2],
@@ -175,10 +193,9 @@ class Preprocessor:
                 notes.append(f"{table.path}: {len(unseen)} row{'s' if len(unseen) > 1 else ''} "
                              f"with a {spec.name!r} category not seen in training (first: "
                              f"{value!r} on line {table.lines[row]}); encoded as all zeros")
-        encoded = np.zeros((len(index), spec.width))
+        out[...] = 0
         seen = index >= 0
-        encoded[np.flatnonzero(seen), index[seen]] = 1.0
-        return encoded
+        out[np.flatnonzero(seen), index[seen]] = 1
 
     def target_values(self, table: Table, rows: Rows = None) -> NDArray[np.float64]:
         """Regression targets in their own units, (n, targets); missing ones are errors."""

@@ -154,24 +154,30 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     resolved = _resolve(loaded, preprocessor, delimiter)
     one_column = _loss_name(resolved) == "binary_cross_entropy"
 
-    def arrays(source: Table, part: NDArray[np.intp] | None) -> tuple[NDArray, NDArray]:
-        X = preprocessor.transform_features(source, part, dtype)
-        return X, preprocessor.transform_target(source, part, one_column, dtype)
+    def targets_of(source: Table, part: NDArray[np.intp] | None) -> NDArray:
+        return preprocessor.transform_target(source, part, one_column, dtype)
 
-    X_train, Y_train = arrays(table, rows["train"])
-    if data.validation_path is not None:
-        X_val, Y_val = arrays(read(loaded.resolve_path(data.validation_path), "validation"),
-                              None)
-    else:
-        X_val, Y_val = arrays(table, rows["validation"])
-    X_test = Y_test = None
-    if data.test_path is not None or "test" in rows:
-        source, part = ((read(loaded.resolve_path(data.test_path), "test"), None)
-                        if data.test_path is not None else (table, rows["test"]))
-        X_test = preprocessor.transform_features(source, part, dtype)
-        Y_test = (preprocessor.target_values(source, part) if task == "regression"
-                  else preprocessor.class_indices(source, part))
+    def test_targets_of(source: Table, part: NDArray[np.intp] | None) -> NDArray:
+        # scored in the targets' own units, or as class indices
+        return (preprocessor.target_values(source, part) if task == "regression"
+                else preprocessor.class_indices(source, part))
+
+    # The parts of the training file, encoded together, column by column, releasing each
+    # column as it goes (the file's columns and the arrays are never both whole).
+    parts = list(rows)
+    Ys = {part: (test_targets_of if part == "test" else targets_of)(table, rows[part])
+          for part in parts}
+    Xs = dict(zip(parts, preprocessor.transform_parts(table, [rows[p] for p in parts],
+                                                      dtype, release=True), strict=True))
     del table
+    for part, path_ in (("validation", data.validation_path), ("test", data.test_path)):
+        if path_ is not None:
+            source = read(loaded.resolve_path(path_), part)
+            Xs[part] = preprocessor.transform_features(source, None, dtype)
+            Ys[part] = (test_targets_of if part == "test" else targets_of)(source, None)
+    X_train, Y_train, X_val, Y_val = Xs["train"], Ys["train"], Xs["validation"], Ys[
+        "validation"]
+    X_test, Y_test = Xs.get("test"), Ys.get("test")
     sizes = f"{len(X_train)} training rows, {len(X_val)} validation rows" + (
         f", {len(X_test)} test rows" if X_test is not None else "")
     n_categorical = sum(c.kind == "categorical" for c in preprocessor.inputs)
