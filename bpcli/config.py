@@ -60,6 +60,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+PositiveInt = Annotated[int, Field(ge=1)]
+Size = PositiveInt | tuple[PositiveInt, PositiveInt]
+PaddingSpec = Literal["valid", "same"] | Annotated[int, Field(ge=0)] | tuple[
+    Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]
+
+
 Scaling = Literal["standard", "minmax", "none"]
 Missing = Literal["error", "mean", "median", "most_frequent", "constant"]
 Unseen = Literal["error", "zeros"]
@@ -103,6 +109,12 @@ class DataConfig(Strict):
                            "or encoded as all zeros (counted and reported).")
     columns: dict[str, ColumnConfig] = Field(
         default_factory=dict, description="Per-column settings, by column name.")
+    input_shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
+        None, description="Image data: [channels, height, width]. The feature columns, in "
+        "order, are the pixels channel by channel, each channel row by row.")
+    pixel_scale: float | None = Field(
+        None, gt=0, description="Divide every numeric feature by this (e.g. 255) instead "
+        "of the fitted scaling.")
     scale_target: bool = Field(True, description="Regression: standardise the targets for "
                                "training (predictions are always in the original units).")
     validation_path: str | None = Field(
@@ -264,7 +276,61 @@ class LayerNormConfig(Strict):
     epsilon: float = Field(1e-5, gt=0, description="Added to the variance.")
 
 
-LayerConfig = Annotated[DenseConfig | DropoutConfig | BatchNormConfig | LayerNormConfig,
+class Conv2DConfig(Strict):
+    """2-D convolution over (channels, height, width) inputs, followed by its activation."""
+
+    type: Literal["conv2d"]
+    filters: int = Field(ge=1, description="Output channels.")
+    kernel_size: Size = Field(description="Kernel height and width: 3 or [3, 5].")
+    stride: Size = Field(1, description="Step between windows: 1 or [2, 1].")
+    padding: PaddingSpec = Field(
+        "valid", description="valid (none), same (output size = input size / stride, "
+        "rounded up) or zeros on each side: 1 or [1, 2].")
+    use_bias: bool = Field(True, description="Add a bias per filter.")
+    activation: ActivationSpec | None = Field(None, description="Default: relu.")
+    init: InitSpec = Field(
+        default_factory=lambda: InitConfig(name="auto"),
+        description="Kernel initialiser; auto as for dense layers.")
+
+    def activation_name(self) -> str | None:
+        return self.activation.name if self.activation is not None else None
+
+
+class MaxPool2DConfig(Strict):
+    """The maximum of each window (ties: the first in row-major order gets the gradient)."""
+
+    type: Literal["max_pool2d"]
+    pool_size: Size = Field(2, description="Window height and width.")
+    stride: Size | None = Field(None, description="Default: the pool size.")
+    padding: PaddingSpec = Field("valid", description="As for conv2d; at most half the "
+                                 "window.")
+
+
+class AvgPool2DConfig(Strict):
+    """The mean of each window."""
+
+    type: Literal["avg_pool2d"]
+    pool_size: Size = Field(2, description="Window height and width.")
+    stride: Size | None = Field(None, description="Default: the pool size.")
+    padding: PaddingSpec = Field("valid", description="As for conv2d; at most half the "
+                                 "window.")
+
+
+class GlobalAvgPool2DConfig(Strict):
+    """The mean of each channel: (C, H, W) -> (C,)."""
+
+    type: Literal["global_avg_pool2d"]
+
+
+class FlattenConfig(Strict):
+    """(C, H, W) -> (C * H * W,), row-major, for the dense layers that follow."""
+
+    type: Literal["flatten"]
+
+
+LayerConfig = Annotated[DenseConfig | DropoutConfig | BatchNormConfig | LayerNormConfig
+                        | Conv2DConfig | MaxPool2DConfig | AvgPool2DConfig
+                        | GlobalAvgPool2DConfig | FlattenConfig,
                         Field(discriminator="type")]
 
 

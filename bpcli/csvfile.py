@@ -35,6 +35,7 @@ KINDS: tuple[Kind, ...] = ("numeric", "boolean", "categorical")
 MISSING_TOKENS = ("NA", "N/A", "n/a", "na", "NaN", "nan", "NAN", "null", "NULL", "Null",
                   "None", "none")
 DELIMITERS = (",", ";", "\t", "|")
+BLANK = " \t"  # a cell of only these is missing
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 CHUNK_BYTES = 16 << 20
 INFER_ROWS = 10_000  # rows that decide a column's type when the config does not
@@ -322,12 +323,17 @@ class _ChunkReader:
         self.indices = sorted(header.index(n) for n in self.parsed)
         # Columns grow in place (no list of pieces to join: that would double the peak).
         self.out = _Columns(size_hint)
-        # categorical columns: polars' categorical code -> text, over every chunk
-        self.texts: dict[str, dict[int, str]] = {n: {} for n in names}
+        # categorical columns: text -> code in order of first appearance, over every chunk
+        self.texts: dict[str, dict[str, int]] = {n: {} for n in names}
         self.null_tokens = False  # parse words such as NA as missing (slower)
 
     def add(self, chunk: bytes, first_line: int) -> int:
         """Parse one chunk; return the line after it."""
+        while chunk.startswith((b"\n", b"\r\n")):  # polars counts fields on the first line
+            chunk = chunk[chunk.index(b"\n") + 1:]
+            first_line += 1
+        if not chunk.strip():
+            return first_line + chunk.count(b"\n")
         if len(self.kinds) < len(self.parsed):
             self._infer(chunk, first_line)
         frame = self._parse(chunk, first_line)
@@ -352,12 +358,7 @@ class _ChunkReader:
         for name in self.names:
             series = frame.get_column(name)
             if self.kinds[name] == "categorical":
-                codes = series.cast(pl.Categorical)
-                distinct = codes.unique().drop_nulls()
-                self.texts[name].update(zip(distinct.to_physical().to_list(),
-                                            distinct.cast(pl.String).to_list(), strict=True))
-                self.out.append(name, codes.to_physical().cast(pl.Int32).fill_null(-1)
-                                .to_numpy(), np.int32)
+                self.out.append(name, _codes(series, self.texts[name]), np.int32)
             else:
                 self.out.append(name, series.cast(pl.Float64 if self._wide(name)
                                                   else pl.Float32).to_numpy())
@@ -377,6 +378,8 @@ class _ChunkReader:
             if name in self.kinds:
                 continue
             text = sample.get_column(name).drop_nulls()
+            # blank: a quoted empty cell (""), or spaces, which polars reads as missing
+            text = text.filter(text.str.strip_chars(BLANK) != "")
             # A few non-numbers in a column of numbers are typos to report, not categories.
             if text.cast(pl.Float64, strict=False).null_count() <= MAX_TYPOS * len(text):
                 self.kinds[name] = "numeric"
@@ -442,6 +445,11 @@ class _ChunkReader:
             line = first_line + chunk[: undecodable.start].count(b"\n")
             return DataError(f"{self.path}:{line}: not UTF-8 text; save the file as UTF-8 "
                              "CSV")
+        quotes = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == QUOTE)
+        if len(quotes) % 2:  # the last opening quote is never closed
+            line = first_line + chunk[: int(quotes[-1])].count(b"\n")
+            return DataError(f"{self.path}:{line}: a quote (\") opens a field that never "
+                             "closes; close it, or double a quote inside a field (\"\")")
         records = self._check_structure(chunk, first_line)
         lines = records.lines[~records.blank]
         try:
@@ -456,8 +464,9 @@ class _ChunkReader:
             if kind not in ("numeric", "boolean"):
                 continue
             text = frame.get_column(name)
-            if kind == "numeric":
-                readable = text.cast(pl.Float64, strict=False).is_not_null()
+            if kind == "numeric":  # a blank cell is missing, not a bad number
+                readable = text.cast(pl.Float64, strict=False).is_not_null() | (
+                    text.str.strip_chars(BLANK) == "")
             else:
                 readable = _booleans(text)
             bad = (~readable & text.is_not_null()).arg_true()
@@ -533,17 +542,34 @@ class _Columns:
         return filled.copy() if len(array) > 1.1 * self.rows + 4096 else filled
 
 
-def _categorical(codes: NDArray[np.int32], texts: dict[int, str]) -> Column:
+def _codes(series: pl.Series, codes: dict[str, int]) -> NDArray[np.int32]:
+    """A chunk's texts as codes in order of first appearance (``codes`` grows), -1 where
+    missing. polars' categorical codes hold only while the chunk's series lives, so each
+    chunk maps its own codes to the file's."""
+    local = series.cast(pl.Categorical)
+    distinct = local.unique().drop_nulls()
+    physical = distinct.to_physical().to_numpy().astype(np.int64)
+    lookup = np.full(int(physical.max(initial=-1)) + 2, -1, dtype=np.int32)
+    lookup[physical] = [codes.setdefault(text, len(codes))
+                        for text in distinct.cast(pl.String).to_list()]
+    # null takes the last slot, which stays -1
+    return lookup[local.to_physical().fill_null(len(lookup) - 1).to_numpy()]
+
+
+def _categorical(codes: NDArray[np.int32], texts: dict[str, int]) -> Column:
     """Codes into the sorted distinct texts; the missing-value words count as missing."""
-    categories = sorted({t for t in texts.values() if t not in MISSING_TOKENS})
+    categories = sorted(t for t in texts if not _is_missing(t))
     index = {t: i for i, t in enumerate(categories)}
-    physical = np.array(sorted(texts), dtype=np.int64)
-    sorted_index = np.array([index.get(texts[p], -1) for p in physical.tolist()] + [-1],
-                            dtype=np.int32)
-    # polars' codes -> position in ``physical`` -> sorted code; -1 (missing) -> the last
-    slot = np.searchsorted(physical, codes)
-    slot[codes < 0] = len(physical)
-    return Column("categorical", sorted_index[slot], categories)
+    by_appearance = np.empty(len(texts) + 1, dtype=np.int32)
+    for text, code in texts.items():
+        by_appearance[code] = index.get(text, -1)
+    by_appearance[-1] = -1  # code -1 (missing) indexes the last entry
+    return Column("categorical", by_appearance[codes], categories)
+
+
+def _is_missing(text: str) -> bool:
+    """A missing-value word, or a blank (a quoted empty cell, "", is blank too)."""
+    return text in MISSING_TOKENS or not text.strip(BLANK)
 
 
 def _booleans(text: pl.Series) -> pl.Series:

@@ -31,11 +31,12 @@ class InputColumn:
 
     name: str
     kind: Kind
-    scaling: str = "standard"  # numeric and boolean columns
+    scaling: str = "standard"  # numeric and boolean columns: standard, minmax, none, fixed
     missing: str = "error"  # error | mean | median | most_frequent | constant
     fill: float | str | None = None  # the value that replaces a missing cell
     unseen: str = "error"  # categorical: error | zeros
     categories: list[str] = field(default_factory=list)  # categorical vocabulary
+    scale_by: float | None = None  # scaling "fixed": x / scale_by
 
     @property
     def width(self) -> int:
@@ -53,6 +54,8 @@ class InputColumn:
             data.update(unseen=self.unseen, categories=self.categories)
         else:
             data["scaling"] = self.scaling
+            if self.scaling == "fixed":
+                data["scale_by"] = self.scale_by
         return data
 
     @classmethod
@@ -78,6 +81,8 @@ class Preprocessor:
     classes: list[str] = field(default_factory=list)
     target_mean: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     target_scale: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    #: the delimiter the config set (None: detected in every file read)
+    delimiter: str | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -109,7 +114,7 @@ class Preprocessor:
                 scales.append(np.ones(spec.width))
             else:
                 values = _fit_numeric_fill(table, rows, spec, column)
-                mean, scale = _fit_scaling(values, spec.scaling)
+                mean, scale = _fit_scaling(values, spec.scaling, spec.scale_by)
                 means.append(np.array([mean]))
                 scales.append(np.array([scale]))
         pre = cls(inputs, list(targets), task, np.concatenate(means), np.concatenate(scales))
@@ -185,10 +190,14 @@ class Preprocessor:
             code = _take(column.values, rows)[first]
             value = column.categories[code]
             if spec.unseen == "error":
+                advice = (f"if {spec.name!r} is an identifier ({len(spec.categories)} "
+                          f"distinct values in training), leave it out: data.drop: "
+                          f"[{spec.name}]; or encode" if len(spec.categories) > MANY_CATEGORIES
+                          else "fix the value, or encode")
                 raise DataError(
                     f"{table.where(row, spec.name)}: category {value!r} was not in the "
-                    f"training data ({_listed(spec.categories)}); fix the value, or encode "
-                    f"unseen categories as zeros: data.columns.{spec.name}.unseen: zeros")
+                    f"training data ({_listed(spec.categories)}); {advice} unseen "
+                    f"categories as zeros: data.columns.{spec.name}.unseen: zeros")
             if notes is not None:
                 notes.append(f"{table.path}: {len(unseen)} row{'s' if len(unseen) > 1 else ''} "
                              f"with a {spec.name!r} category not seen in training (first: "
@@ -244,7 +253,7 @@ class Preprocessor:
     # -- the model file -------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         return {"inputs": [c.to_json() for c in self.inputs], "targets": self.targets,
-                "task": self.task}
+                "task": self.task, "delimiter": self.delimiter}
 
     def to_arrays(self) -> dict[str, NDArray[Any]]:
         return {
@@ -268,6 +277,7 @@ class Preprocessor:
             classes=[str(c) for c in arrays["classes"]],
             target_mean=np.asarray(arrays["target_mean"], dtype=np.float64),
             target_scale=np.asarray(arrays["target_scale"], dtype=np.float64),
+            delimiter=settings.get("delimiter"),
         )
         if [str(f) for f in arrays["features"]] != pre.features:
             raise ValueError("the feature names do not match the column settings")
@@ -321,7 +331,10 @@ def _fit_numeric_fill(table: Table, rows: Rows, spec: InputColumn, column: Colum
     return values
 
 
-def _fit_scaling(values: NDArray[np.float64], scaling: str) -> tuple[float, float]:
+def _fit_scaling(values: NDArray[np.float64], scaling: str, scale_by: float | None
+                 ) -> tuple[float, float]:
+    if scaling == "fixed" and scale_by is not None:
+        return 0.0, float(scale_by)
     if scaling == "standard":
         return float(values.mean()), float(_safe_std(values)[0])
     if scaling == "minmax":

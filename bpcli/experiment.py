@@ -16,16 +16,21 @@ from numpy.typing import NDArray
 
 from bpcli.config import (
     ActivationConfig,
+    AvgPool2DConfig,
     BatchNormConfig,
     ColumnConfig,
     Config,
+    Conv2DConfig,
     CosineScheduleConfig,
     DenseConfig,
     DropoutConfig,
+    GlobalAvgPool2DConfig,
     InitConfig,
     LayerConfig,
+    LayerNormConfig,
     LoadedConfig,
     LossConfig,
+    MaxPool2DConfig,
     did_you_mean,
 )
 from bpcli.csvfile import Kind, Table, read_csv, read_header
@@ -38,7 +43,21 @@ from bpcli.data import (
     split_rows,
 )
 from bpcli.errors import ConfigError
-from bpcli.nn import LOSSES, OPTIMIZERS, Activation, Dense, Dropout, Layer, Network, Optimizer
+from bpcli.nn import (
+    LOSSES,
+    OPTIMIZERS,
+    Activation,
+    AvgPool2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    Layer,
+    MaxPool2D,
+    Network,
+    Optimizer,
+)
 from bpcli.nn.init import default_initializer
 from bpcli.nn.layers import BatchNorm, LayerNorm
 from bpcli.nn.regularization import Penalties, Penalty
@@ -72,6 +91,8 @@ class Experiment:
         try:
             network = build_network(self.config, self.X_train.shape[1], rng, dtype,
                                     self.loss_options)
+        except LayerError as exc:
+            raise self.loaded.error(("model", "layers", exc.index), str(exc)) from None
         except ValueError as exc:  # settings that only clash with each other or the data
             raise self.loaded.error(("model",), str(exc)) from None
         network.penalties = penalties(self.config, network)
@@ -150,7 +171,9 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     inputs = _input_columns(loaded, table, features)
     preprocessor = Preprocessor.fit(table, rows["train"], inputs, targets, task,
                                     data.scale_target)
+    preprocessor.delimiter = data.delimiter
     _check_many_categories(preprocessor, notes)
+    _check_input_shape(loaded, preprocessor)
     resolved = _resolve(loaded, preprocessor, delimiter)
     one_column = _loss_name(resolved) == "binary_cross_entropy"
 
@@ -268,10 +291,23 @@ def _input_columns(loaded: LoadedConfig, table: Table, features: list[str]
                 not isinstance(fill, int | float):
             raise loaded.error((*loc, "fill_value"), f"column {name!r} is {kind}; its "
                                f"fill_value must be a number, not {fill!r}")
-        inputs.append(InputColumn(name, kind, scaling=settings.scaling or "standard",
+        scaling: str = settings.scaling or "standard"
+        if data.pixel_scale is not None and kind == "numeric":
+            scaling = "fixed"  # x / pixel_scale
+        inputs.append(InputColumn(name, kind, scaling=scaling,
+                                  scale_by=data.pixel_scale if scaling == "fixed" else None,
                                   missing=missing, fill=fill,
                                   unseen=settings.unseen or "error"))
     return inputs
+
+
+def _check_input_shape(loaded: LoadedConfig, pre: Preprocessor) -> None:
+    shape = loaded.config.data.input_shape
+    if shape is not None and int(np.prod(shape)) != len(pre.features):
+        raise loaded.error(("data", "input_shape"), f"{'x'.join(map(str, shape))} needs "
+                           f"{int(np.prod(shape))} input columns, but the data gives "
+                           f"{len(pre.features)}; list the pixel columns in data.features "
+                           "or fix the shape")
 
 
 def _check_many_categories(pre: Preprocessor, notes: list[str]) -> None:
@@ -324,6 +360,12 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor, delimiter: str) -> Config:
 
     resolved_layers: list[LayerConfig] = []
     for i, layer in enumerate(layers):
+        if isinstance(layer, Conv2DConfig):
+            act = layer.activation or ActivationConfig(name="relu")
+            init = layer.init
+            if init.name == "auto":
+                init = InitConfig(name=default_initializer(act.name))
+            layer = layer.model_copy(update={"activation": act, "init": init})
         if isinstance(layer, DenseConfig):
             act = layer.activation or ActivationConfig(name=activation if i == last else "relu")
             init = layer.init
@@ -348,8 +390,9 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor, delimiter: str) -> Config:
         "delimiter": delimiter,
         "features": pre.columns,
         "drop": [],
-        "columns": {c.name: ColumnConfig(type=c.kind, **given.column(c.name).model_dump(
-            exclude={"type"})) for c in pre.inputs},
+        # what each column was given, with the data-wide defaults as they applied to it
+        "columns": {c.name: ColumnConfig(type=c.kind, missing=c.missing, **given.column(
+            c.name).model_dump(exclude={"type", "missing"})) for c in pre.inputs},
     })
     training = config.training
     if isinstance(training.schedule, CosineScheduleConfig):
@@ -406,29 +449,78 @@ def _run_name(loaded: LoadedConfig) -> str:
     return stem.lstrip("._-") or "run"
 
 
+class LayerError(ValueError):
+    """A layer that cannot be built (bad settings, or its input's shape); ``index`` is its
+    place in the config."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+
+
 def build_network(config: Config, n_features: int, rng: np.random.Generator,
                   dtype: Any = np.float32, loss_options: dict[str, Any] | None = None
                   ) -> Network:
-    """The network a resolved config describes: each dense layer is followed by its
-    activation (none for identity)."""
+    """The network a resolved config describes: each dense or conv2d layer is followed by
+    its activation (none for identity). Inputs are ``data.input_shape`` when given."""
     layers: list[Layer] = []
-    for spec in config.model.layers:
-        if isinstance(spec, DenseConfig):
-            assert spec.units is not None and spec.activation is not None
-            init = spec.init
-            options = {"value": init.value} if init.value is not None else None
-            layers.append(Dense(spec.units, init.name, options))
-            act = spec.activation
-            if act.name != "identity":
-                layers.append(Activation(act.name, **act.options()))
-        elif isinstance(spec, DropoutConfig):
-            layers.append(Dropout(spec.rate))
-        elif isinstance(spec, BatchNormConfig):
-            layers.append(BatchNorm(momentum=spec.momentum, epsilon=spec.epsilon))
-        else:
-            layers.append(LayerNorm(epsilon=spec.epsilon))
+    owners: list[int] = []  # the config layer each network layer comes from
+    for index, spec in enumerate(config.model.layers):
+        try:
+            made = _layers_of(spec)
+        except ValueError as exc:
+            raise LayerError(index, str(exc)) from None
+        layers.extend(made)
+        owners.extend([index] * len(made))
+    shape = config.data.input_shape or (n_features,)
+    _check_shapes(layers, owners, tuple(shape))
     loss = LOSSES[_loss_name(config)](**(loss_options or {}))
-    return Network(layers, loss, (n_features,), rng, dtype)
+    return Network(layers, loss, tuple(shape), rng, dtype)
+
+
+def _layers_of(spec: LayerConfig) -> list[Layer]:
+    if isinstance(spec, DenseConfig | Conv2DConfig):
+        assert spec.activation is not None
+        init = spec.init
+        options = {"value": init.value} if init.value is not None else None
+        if isinstance(spec, DenseConfig):
+            assert spec.units is not None
+            main: Layer = Dense(spec.units, init.name, options)
+        else:
+            main = Conv2D(spec.filters, spec.kernel_size, spec.stride, spec.padding,
+                          spec.use_bias, init.name, options)
+        act = spec.activation
+        return [main] if act.name == "identity" else [main, Activation(act.name,
+                                                                       **act.options())]
+    if isinstance(spec, DropoutConfig):
+        return [Dropout(spec.rate)]
+    if isinstance(spec, BatchNormConfig):
+        return [BatchNorm(momentum=spec.momentum, epsilon=spec.epsilon)]
+    if isinstance(spec, LayerNormConfig):
+        return [LayerNorm(epsilon=spec.epsilon)]
+    if isinstance(spec, MaxPool2DConfig):
+        return [MaxPool2D(spec.pool_size, spec.stride, spec.padding)]
+    if isinstance(spec, AvgPool2DConfig):
+        return [AvgPool2D(spec.pool_size, spec.stride, spec.padding)]
+    if isinstance(spec, GlobalAvgPool2DConfig):
+        return [GlobalAvgPool2D()]
+    return [Flatten()]
+
+
+def _check_shapes(layers: list[Layer], owners: list[int], shape: tuple[int, ...]) -> None:
+    """Each layer's output shape from its input's, or the first layer that cannot."""
+    for layer, index in zip(layers, owners, strict=True):
+        try:
+            shape = layer.compute_output_shape(shape)
+        except ValueError as exc:
+            hint = ""
+            if isinstance(layer, Dense) and len(shape) > 1:
+                hint = "; add {type: flatten} (or global_avg_pool2d) before it"
+            elif len(shape) == 1 and isinstance(layer, Conv2D | MaxPool2D | AvgPool2D |
+                                                GlobalAvgPool2D | Flatten):
+                hint = ("; image layers need data.input_shape: [channels, height, width], "
+                        "and come before any flatten or dense layer")
+            raise LayerError(index, f"{exc}{hint}") from None
 
 
 def penalties(config: Config, network: Network) -> Penalties | None:

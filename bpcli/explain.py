@@ -58,7 +58,7 @@ def explain_step(network: Network, optimizer: Optimizer, X: Array, Y: NDArray,
     trace.add("forward", "input", "X (standardised features)", X)
     loss_layers = network.layers[: len(network._loss_layers)]
     with network.held_randomness():
-        A: NDArray = X
+        A: NDArray = network.shaped(X)
         for i, layer in enumerate(network.layers):
             A = layer.forward(A.copy(), True)
             what = "Z = X @ W + b (weighted sums)" if isinstance(layer, Dense) else "output"
@@ -70,7 +70,7 @@ def explain_step(network: Network, optimizer: Optimizer, X: Array, Y: NDArray,
                       else "")
         loss = network.compute_gradients(X, Y)
         trace.loss_before = loss
-        P: NDArray = X
+        P: NDArray = network.shaped(X)
         for layer in loss_layers:
             P = layer.forward(P, True)
         _, dP = network.loss.value_and_grad(P.copy(), Y)

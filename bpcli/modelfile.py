@@ -108,7 +108,7 @@ def load_model(path: Path) -> SavedModel:
 
 def _check_consistent(network: Network, pre: Preprocessor) -> None:
     """The preprocessing must fit the network: a mismatch would predict nonsense silently."""
-    width = network.input_shape[0]
+    width = int(np.prod(network.input_shape))
     if not len(pre.features) == pre.mean.shape[0] == pre.scale.shape[0] == width:
         raise ValueError(f"{len(pre.features)} feature names, {pre.mean.shape[0]} means and "
                          f"{pre.scale.shape[0]} scales for a network of {width} inputs")

@@ -349,12 +349,13 @@ def _health(network: Network, start: NDArray, mean_squared_norm: float,
             change = float(np.linalg.norm(param.reshape(-1) - before))
             ratios[name.removesuffix(".W")] = change / size if size else math.inf
     dead = silent = 0
-    A = X_val[:1024]
+    A = network.shaped(X_val[:1024])
     for layer in network.layers:
         A = layer.forward(A, False)
         if isinstance(layer, Activation) and layer.name == "relu" and len(A):
-            silent += int(np.sum(~np.any(A > 0, axis=0)))
-            dead += A.shape[1]
+            units = A.reshape(len(A), -1)  # a unit: one position of one channel
+            silent += int(np.sum(~np.any(units > 0, axis=0)))
+            dead += units.shape[1]
     return Health(math.sqrt(mean_squared_norm), ratios, silent / dead if dead else None)
 
 
@@ -373,7 +374,7 @@ def _first_non_finite(network: Network, X: NDArray) -> str:
         for key, param in layer.params.items():
             if not np.isfinite(param).all():
                 return f"parameter {key} of layer {i} ({layer.kind}) is not finite"
-    A = X
+    A = network.shaped(X)
     for i, layer in enumerate(network.layers):
         A = layer.forward(A, False)
         if not np.isfinite(A).all():

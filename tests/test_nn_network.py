@@ -317,7 +317,9 @@ def test_layers_rebuild_from_description() -> None:
         rebuilt = layer_from_description(layer.describe())
         assert type(rebuilt) is type(layer)
         assert rebuilt.describe() == layer.describe()
-    assert set(LAYERS) == {"dense", "activation", "dropout", "batch_norm", "layer_norm"}
+    assert set(LAYERS) == {"dense", "activation", "dropout", "batch_norm", "layer_norm",
+                           "conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
+                           "flatten"}
     with pytest.raises(ValueError, match="unknown layer type"):
         layer_from_description({"type": "conv"})
 

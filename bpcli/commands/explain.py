@@ -51,7 +51,8 @@ def explain(source: Path, display: Display, *, row: int, rows: int,
 def _from_model(path: Path) -> tuple[Network, Optimizer, Preprocessor, Path]:
     saved = load_model(path)
     config = Config.model_validate(saved.meta["config"])
-    network = build_network(config, saved.network.input_shape[0], np.random.default_rng(0),
+    network = build_network(config, int(np.prod(saved.network.input_shape)),
+                            np.random.default_rng(0),
                             np.float64, saved.meta.get("loss_options", {}))
     network.load_state(saved.network.state())
     network.load_buffers(saved.network.buffers())

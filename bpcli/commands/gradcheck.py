@@ -11,7 +11,19 @@ from bpcli.config import load_config
 from bpcli.display import Display
 from bpcli.errors import CheckFailed
 from bpcli.experiment import prepare
+from bpcli.nn import Network
 from bpcli.nn.gradcheck import check_gradients
+
+
+def _move_biases_off_zero(network: Network, rng: np.random.Generator) -> bool:
+    """Give all-zero biases small random values; True when any was moved."""
+    moved = False
+    for layer in network.layers:
+        bias = layer.params.get("b")
+        if bias is not None and not bias.any():
+            bias[...] = rng.uniform(-0.1, 0.1, size=bias.shape)
+            moved = True
+    return moved
 
 
 def gradcheck(config_path: Path, display: Display, *, rows: int, eps: float, atol: float,
@@ -22,6 +34,7 @@ def gradcheck(config_path: Path, display: Display, *, rows: int, eps: float, ato
     experiment = prepare(loaded, dtype=np.float64)
     rng = np.random.default_rng(seed)
     network = experiment.build_network(rng, np.float64)
+    moved = _move_biases_off_zero(network, rng)
     # a random sample, so that the batch is not all one class of a sorted file
     picked = np.sort(rng.choice(len(experiment.X_train), min(rows, len(experiment.X_train)),
                                 replace=False))
@@ -30,6 +43,10 @@ def gradcheck(config_path: Path, display: Display, *, rows: int, eps: float, ato
            else f"at up to {max_entries} entries per tensor")
     display.info(f"checking {network.n_params} parameters and the input {how}, on {len(X)} "
                  f"training rows in float64 (eps {eps:g})")
+    if moved:
+        display.info("biases start at small random values here, not 0: an input of zeros "
+                     "(e.g. blank pixels) would otherwise put a ReLU exactly at its kink, "
+                     "where finite differences cannot follow it")
     results = check_gradients(network, X, Y, eps=eps, atol=atol, rtol=rtol,
                               max_entries=max_entries, directions=directions, rng=rng)
     display.gradcheck_report(results, atol, rtol)

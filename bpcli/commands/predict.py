@@ -47,7 +47,7 @@ def read_inputs(pre: Preprocessor, path: Path, with_targets: bool) -> Table:
         columns = [*columns, *pre.targets]
         kind: Kind = "numeric" if pre.task == "regression" else "categorical"
         kinds.update(dict.fromkeys(pre.targets, kind))
-    return read_csv(path, columns, kinds=kinds, float64=pre.targets,
+    return read_csv(path, columns, kinds=kinds, float64=pre.targets, delimiter=pre.delimiter,
                     hint=f"The model reads {', '.join(columns)} (in any order; other "
                     "columns are ignored).")
 

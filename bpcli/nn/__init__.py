@@ -1,6 +1,7 @@
 """bp's backpropagation core: NumPy only, no files, no terminals, no configuration formats."""
 
 from bpcli.nn.activations import ACTIVATIONS
+from bpcli.nn.conv import AvgPool2D, Conv2D, Flatten, GlobalAvgPool2D, MaxPool2D
 from bpcli.nn.init import INITIALIZERS
 from bpcli.nn.layers import LAYERS, Activation, Dense, Dropout, Layer
 from bpcli.nn.losses import LOSSES, Loss
@@ -14,10 +15,15 @@ __all__ = [
     "LOSSES",
     "OPTIMIZERS",
     "Activation",
+    "AvgPool2D",
+    "Conv2D",
     "Dense",
     "Dropout",
+    "Flatten",
+    "GlobalAvgPool2D",
     "Layer",
     "Loss",
+    "MaxPool2D",
     "Network",
     "Optimizer",
 ]

@@ -1,4 +1,7 @@
-"""Weight initialisers: ``init(shape, rng, dtype)`` with ``shape = (fan_in, fan_out)``.
+"""Weight initialisers: ``init(shape, rng, dtype)`` for a weight tensor of ``shape``.
+
+``shape`` is a dense matrix ``(fan_in, fan_out)`` or a convolution kernel
+``(out_channels, in_channels, kh, kw)``; ``fans`` reads the fans off either layout.
 
 ``INITIALIZERS`` holds the ones without options; ``PARAMETRIC_INITIALIZERS`` holds factories
 for the ones that need options (``constant`` needs its ``value``), and ``make_initializer``
@@ -14,48 +17,63 @@ from inspect import signature
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-Initializer = Callable[[tuple[int, int], np.random.Generator, DTypeLike], NDArray[np.floating]]
+Initializer = Callable[[tuple[int, ...], np.random.Generator, DTypeLike], NDArray[np.floating]]
 
 
-def glorot_uniform(shape: tuple[int, int], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
+def fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a weight tensor.
+
+    A dense matrix is ``(fan_in, fan_out)``. A convolution kernel is
+    ``(out_channels, in_channels, *window)``: each output value sums
+    ``in_channels * prod(window)`` inputs and each input feeds ``out_channels * prod(window)``
+    outputs, so those are its fans (as Keras and PyTorch count them).
+    """
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    if len(shape) > 2:
+        receptive = math.prod(shape[2:])
+        return shape[1] * receptive, shape[0] * receptive
+    raise ValueError(f"weights need at least 2 axes to have fans, got shape {shape}")
+
+
+def glorot_uniform(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
     """U(-l, l) with ``l = sqrt(6 / (fan_in + fan_out))`` (Glorot & Bengio, 2010)."""
-    limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+    limit = np.sqrt(6.0 / sum(fans(shape)))
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
 
-def glorot_normal(shape: tuple[int, int], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
+def glorot_normal(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
     """N(0, s^2) with ``s = sqrt(2 / (fan_in + fan_out))``."""
-    std = np.sqrt(2.0 / (shape[0] + shape[1]))
+    std = np.sqrt(2.0 / sum(fans(shape)))
     return rng.normal(0.0, std, size=shape).astype(dtype)
 
 
-def he_uniform(shape: tuple[int, int], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
+def he_uniform(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
     """U(-l, l) with ``l = sqrt(6 / fan_in)`` (He et al., 2015), suited to ReLU."""
-    limit = np.sqrt(6.0 / shape[0])
+    limit = np.sqrt(6.0 / fans(shape)[0])
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
 
-def he_normal(shape: tuple[int, int], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
+def he_normal(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
     """N(0, s^2) with ``s = sqrt(2 / fan_in)``."""
-    std = np.sqrt(2.0 / shape[0])
+    std = np.sqrt(2.0 / fans(shape)[0])
     return rng.normal(0.0, std, size=shape).astype(dtype)
 
 
-
-def lecun_uniform(shape: tuple[int, int], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
+def lecun_uniform(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
     """U(-l, l) with ``l = sqrt(3 / fan_in)``, so variance ``1 / fan_in`` (LeCun et al., 1998)."""
-    limit = np.sqrt(3.0 / shape[0])
+    limit = np.sqrt(3.0 / fans(shape)[0])
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
 
-def lecun_normal(shape: tuple[int, int], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
+def lecun_normal(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
     """N(0, s^2) with ``s = sqrt(1 / fan_in)``: the variance SELU's self-normalisation assumes
     (Klambauer et al., 2017)."""
-    std = np.sqrt(1.0 / shape[0])
+    std = np.sqrt(1.0 / fans(shape)[0])
     return rng.normal(0.0, std, size=shape).astype(dtype)
 
 
-def zeros(shape: tuple[int, int], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
+def zeros(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
     """All zeros. Every unit of the layer then gets the same gradient and they never become
     different: useful for a linear output layer, not for hidden layers."""
     return np.zeros(shape, dtype=dtype)
@@ -66,7 +84,7 @@ def constant(value: float) -> Initializer:
     if not math.isfinite(value):
         raise ValueError(f"constant initialiser value must be finite, got {value}")
 
-    def init(shape: tuple[int, int], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
+    def init(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
         return np.full(shape, value, dtype=dtype)
 
     return init

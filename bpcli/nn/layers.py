@@ -456,6 +456,8 @@ class LayerNorm(Layer):
         return {"type": self.kind, "epsilon": self.epsilon}
 
 
+#: Every layer type by ``kind``. The image layers of ``bpcli.nn.conv`` (which import this
+#: module) add themselves when ``bpcli.nn`` is imported, which any import of this module does.
 LAYERS: dict[str, type[Layer]] = {
     cls.kind: cls for cls in (Dense, Activation, Dropout, BatchNorm, LayerNorm)
 }

@@ -78,15 +78,22 @@ class Network:
         return flat_params, flat_grads
 
     # -- forward and backward -------------------------------------------------------
+    def shaped(self, X: Array) -> Array:
+        """Rows of features as the inputs' shape: (n, C*H*W) -> (n, C, H, W), a view."""
+        if X.shape[1:] == self.input_shape:
+            return X
+        return X.reshape(len(X), *self.input_shape)
+
     def forward(self, X: Array, training: bool = False) -> Array:
         """Outputs of the whole network (probabilities for classifiers), shape (n, *out)."""
+        X = self.shaped(X)
         for layer in self.layers:
             X = layer.forward(X, training)
         return X
 
     def loss_value(self, X: Array, Y: NDArray, training: bool = False) -> float:
         """The training loss on a batch (data loss plus penalties), without gradients."""
-        P = X
+        P = self.shaped(X)
         for layer in self._loss_layers:
             P = layer.forward(P, training)
         loss = self.loss.value(P, Y)
@@ -97,7 +104,7 @@ class Network:
         total = 0.0
         outputs = []
         for start in range(0, len(X), batch_size):
-            P = X[start : start + batch_size]
+            P = self.shaped(X[start : start + batch_size])
             for layer in self._loss_layers:
                 P = layer.forward(P, False)
             total += self.loss.value(P, Y[start : start + batch_size]) * len(P)
@@ -112,7 +119,7 @@ class Network:
         Returns the loss; the input gradient, when the first layer is asked for it, is
         kept in ``input_grad``.
         """
-        P = X
+        P = self.shaped(X)
         for layer in self._loss_layers:
             P = layer.forward(P, True)
         loss, dP = self.loss.value_and_grad(P, Y)
@@ -120,7 +127,7 @@ class Network:
         for layer in reversed(self._loss_layers):
             assert grad is not None
             grad = layer.backward(grad)
-        self.input_grad = grad
+        self.input_grad = grad.reshape(X.shape) if grad is not None else None
         if self.penalties:
             loss += add_penalty_gradients(self, self.penalties)
         return loss
