@@ -254,7 +254,7 @@ def _chunks(f: IO[bytes], rest: bytes) -> Iterator[bytes]:
             if end <= 0:
                 pending += block
                 continue
-            yield pending + block[:end]
+            yield pending + memoryview(block)[:end]  # one copy, not two
             pending = block[end:]
 
 
@@ -332,7 +332,7 @@ class _ChunkReader:
         while chunk.startswith((b"\n", b"\r\n")):  # polars counts fields on the first line
             chunk = chunk[chunk.index(b"\n") + 1:]
             first_line += 1
-        if not chunk.strip():
+        if not chunk or chunk.isspace():
             return first_line + chunk.count(b"\n")
         if len(self.kinds) < len(self.parsed):
             self._infer(chunk, first_line)

@@ -23,6 +23,7 @@ MAX_INFERRED_CLASSES = 20
 MANY_CATEGORIES = 1000
 
 Rows = NDArray[np.intp] | None  # row indices into a table; None means every row
+BLOCK_ROWS = 8192  # rows encoded together: their part of the output stays in cache
 
 
 @dataclass
@@ -141,29 +142,39 @@ class Preprocessor:
     def transform_parts(self, table: Table, parts: Sequence[Rows],
                         dtype: DTypeLike = np.float32, notes: list[str] | None = None,
                         release: bool = False) -> list[NDArray[np.floating]]:
-        """``transform_features`` for several row sets at once, column by column; with
-        ``release`` each input column leaves ``table`` once encoded, so that the table and
-        the arrays are not both whole in memory at the peak."""
-        outputs = [np.empty((len(table) if rows is None else len(rows), len(self.mean)),
-                            dtype=dtype) for rows in parts]
-        j = 0
-        for spec in self.inputs:
-            column = table.columns[spec.name]
-            for X, rows in zip(outputs, parts, strict=True):
-                block = X[:, j:j + spec.width]
-                if spec.kind == "categorical":
-                    self._one_hot(table, rows, spec, column, notes, block)
-                else:
-                    self._scaled(table, rows, spec, column, j, block[:, 0])
-            if release:
+        """``transform_features`` for several row sets at once. Rows are encoded in blocks
+        that stay in cache while each column is written across them; with ``release`` the
+        input columns leave ``table`` afterwards."""
+        outputs = []
+        unseen: dict[str, _Unseen] = {}
+        for rows in parts:
+            n = len(table) if rows is None else len(rows)
+            X = np.empty((n, len(self.mean)), dtype=dtype)
+            for start in range(0, n, BLOCK_ROWS):
+                stop = min(n, start + BLOCK_ROWS)
+                block = np.arange(start, stop) if rows is None else rows[start:stop]
+                j = 0
+                for spec in self.inputs:
+                    column = table.columns[spec.name]
+                    out = X[start:stop, j:j + spec.width]
+                    if spec.kind == "categorical":
+                        self._one_hot(table, block, spec, column, unseen, out)
+                    else:
+                        self._scaled(table, block, spec, column, j, out[:, 0])
+                    j += spec.width
+            outputs.append(X)
+        if notes is not None:
+            notes.extend(f"{table.path}: {u.rows} row{'s' if u.rows > 1 else ''} with a "
+                         f"{name!r} category not seen in training (first: {u.value!r} on "
+                         f"line {u.line}); encoded as all zeros" for name, u in unseen.items())
+        if release:
+            for spec in self.inputs:
                 del table.columns[spec.name]
-            j += spec.width
         return outputs
 
-    def _scaled(self, table: Table, rows: Rows, spec: InputColumn, column: Column, j: int,
-                out: NDArray[np.floating]) -> None:
-        values = column.values[rows] if rows is not None else column.values.copy()
-        values = values.astype(out.dtype, copy=False)
+    def _scaled(self, table: Table, rows: NDArray[np.intp], spec: InputColumn,
+                column: Column, j: int, out: NDArray[np.floating]) -> None:
+        values = column.values[rows].astype(out.dtype, copy=False)
         missing = np.isnan(values)
         if missing.any():
             _check_fillable(table, rows, spec, missing)
@@ -172,8 +183,9 @@ class Preprocessor:
         values -= out.dtype.type(self.mean[j])
         np.divide(values, out.dtype.type(self.scale[j]), out=out)
 
-    def _one_hot(self, table: Table, rows: Rows, spec: InputColumn, column: Column,
-                 notes: list[str] | None, out: NDArray[np.floating]) -> None:
+    def _one_hot(self, table: Table, rows: NDArray[np.intp], spec: InputColumn,
+                 column: Column, unseen_rows: dict[str, _Unseen],
+                 out: NDArray[np.floating]) -> None:
         vocabulary = {c: i for i, c in enumerate(spec.categories)}
         # this file's codes -> the model's vocabulary (-1: unseen), with -1 (missing) last
         lookup = np.array([vocabulary.get(c, -1) for c in column.categories] + [-2],
@@ -198,10 +210,9 @@ class Preprocessor:
                     f"{table.where(row, spec.name)}: category {value!r} was not in the "
                     f"training data ({_listed(spec.categories)}); {advice} unseen "
                     f"categories as zeros: data.columns.{spec.name}.unseen: zeros")
-            if notes is not None:
-                notes.append(f"{table.path}: {len(unseen)} row{'s' if len(unseen) > 1 else ''} "
-                             f"with a {spec.name!r} category not seen in training (first: "
-                             f"{value!r} on line {table.lines[row]}); encoded as all zeros")
+            found = unseen_rows.setdefault(spec.name, _Unseen(0, str(value),
+                                                              int(table.lines[row])))
+            found.rows += len(unseen)
         out[...] = 0
         seen = index >= 0
         out[np.flatnonzero(seen), index[seen]] = 1
@@ -282,6 +293,15 @@ class Preprocessor:
         if [str(f) for f in arrays["features"]] != pre.features:
             raise ValueError("the feature names do not match the column settings")
         return pre
+
+
+@dataclass
+class _Unseen:
+    """Rows with a category not seen in training: how many, and the first one."""
+
+    rows: int
+    value: str
+    line: int
 
 
 # -- fitting helpers -----------------------------------------------------------------------

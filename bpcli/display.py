@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 from rich.console import Console, Group, RenderableType
@@ -291,6 +291,18 @@ class TrainingView:
             grid.add_row(bar, label)
             parts.append(grid)
         return Group(*parts)
+
+
+def layer_options(options: dict[str, Any]) -> str:
+    """A layer's settings for a table cell: sizes as 3x3, stride 1 and a bias left out."""
+    shown = []
+    for key, value in options.items():
+        if (key == "stride" and value == [1, 1]) or (key == "use_bias" and value is True):
+            continue  # the defaults
+        if isinstance(value, list) and all(isinstance(v, int) for v in value):
+            value = "x".join(map(str, value))
+        shown.append(f"{key}={value}")
+    return ", ".join(shown)
 
 
 def _health_cells(health: Health) -> tuple[str, str, str]:

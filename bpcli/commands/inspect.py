@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bpcli.atomic import json_text
-from bpcli.display import Display
+from bpcli.display import Display, layer_options
 from bpcli.modelfile import SavedModel, load_model
 from bpcli.runs import CHECKPOINTS, FINGERPRINTS
 
@@ -81,7 +81,7 @@ def show(report: dict[str, Any], display: Display) -> None:
     display.info(f"{report['file']}: {what}")
     rows = []
     for layer in report["layers"]:
-        detail = ", ".join(f"{k}={v}" for k, v in layer["options"].items())
+        detail = layer_options(layer["options"])
         rows.append((str(layer["index"]), layer["type"] + (f" ({detail})" if detail else ""),
                      "x".join(map(str, layer["output_shape"])), layer["parameters"]))
     display.layer_table(tuple(report["input_shape"]), rows)

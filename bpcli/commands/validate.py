@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bpcli.config import Config, load_config
-from bpcli.display import Display
+from bpcli.display import Display, layer_options
 from bpcli.experiment import prepare
 
 
@@ -25,7 +25,7 @@ def validate(config_path: Path, display: Display, overrides: Sequence[str] = ())
     rows = []
     for i, layer in enumerate(network.layers):
         options = {k: v for k, v in layer.describe().items() if k != "type"}
-        detail = ", ".join(f"{k}={v}" for k, v in options.items())
+        detail = layer_options(options)
         rows.append((str(i), f"{layer.kind}" + (f" ({detail})" if detail else ""),
                      "x".join(map(str, layer.output_shape)), layer.n_params))
     display.layer_table(network.input_shape, rows)
