@@ -326,6 +326,7 @@ class _ChunkReader:
         # categorical columns: text -> code in order of first appearance, over every chunk
         self.texts: dict[str, dict[str, int]] = {n: {} for n in names}
         self.null_tokens = False  # parse words such as NA as missing (slower)
+        self.decimal_comma = False  # numbers such as 1,5 (only when not comma-separated)
 
     def add(self, chunk: bytes, first_line: int) -> int:
         """Parse one chunk; return the line after it."""
@@ -381,8 +382,12 @@ class _ChunkReader:
             # blank: a quoted empty cell (""), or spaces, which polars reads as missing
             text = text.filter(text.str.strip_chars(BLANK) != "")
             # A few non-numbers in a column of numbers are typos to report, not categories.
-            if text.cast(pl.Float64, strict=False).null_count() <= MAX_TYPOS * len(text):
+            if _not_numbers(text) <= MAX_TYPOS * len(text):
                 self.kinds[name] = "numeric"
+            elif self.delimiter != "," and _not_numbers(_comma_to_point(text)) <= \
+                    MAX_TYPOS * len(text):
+                self.kinds[name] = "numeric"  # decimal commas: 1,5 for 1.5
+                self.decimal_comma = True
             elif _booleans(text).all():
                 self.kinds[name] = "boolean"
             else:
@@ -395,6 +400,7 @@ class _ChunkReader:
             separator=self.delimiter, quote_char='"', schema_overrides=schema,
             infer_schema_length=0, n_rows=n_rows, encoding="utf8", raise_if_empty=False,
             null_values=list(MISSING_TOKENS) if as_text or self.null_tokens else None,
+            decimal_comma=self.decimal_comma and not as_text,
         )
 
     def _parse(self, chunk: bytes, first_line: int) -> pl.DataFrame:
@@ -402,14 +408,18 @@ class _ChunkReader:
                   else _POLARS_TYPE[self.kinds[n]] for n in self.parsed}
 
         def read() -> pl.DataFrame:
-            try:
-                return self._read(chunk, schema)
-            except Exception:
-                if self.null_tokens:
-                    raise
-                # Words such as NA may mark missing numbers: parse them from now on.
-                self.null_tokens = True
-                return self._read(chunk, schema)
+            while True:
+                try:
+                    return self._read(chunk, schema)
+                except Exception:
+                    # Words such as NA may mark missing numbers, and a file that is not
+                    # comma-separated may write 1,5 for 1.5: parse them from now on.
+                    if not self.null_tokens:
+                        self.null_tokens = True
+                    elif self.delimiter != "," and not self.decimal_comma:
+                        self.decimal_comma = True
+                    else:
+                        raise
 
         return self._safely(chunk, first_line, read)
 
@@ -465,7 +475,8 @@ class _ChunkReader:
                 continue
             text = frame.get_column(name)
             if kind == "numeric":  # a blank cell is missing, not a bad number
-                readable = text.cast(pl.Float64, strict=False).is_not_null() | (
+                numbers = _comma_to_point(text) if self.decimal_comma else text
+                readable = numbers.cast(pl.Float64, strict=False).is_not_null() | (
                     text.str.strip_chars(BLANK) == "")
             else:
                 readable = _booleans(text)
@@ -570,6 +581,15 @@ def _categorical(codes: NDArray[np.int32], texts: dict[str, int]) -> Column:
 def _is_missing(text: str) -> bool:
     """A missing-value word, or a blank (a quoted empty cell, "", is blank too)."""
     return text in MISSING_TOKENS or not text.strip(BLANK)
+
+
+def _not_numbers(text: pl.Series) -> int:
+    return int(text.cast(pl.Float64, strict=False).null_count())
+
+
+def _comma_to_point(text: pl.Series) -> pl.Series:
+    """Decimal commas as points: '1,5' -> '1.5' (one comma at most)."""
+    return text.str.replace(",", ".", literal=True)
 
 
 def _booleans(text: pl.Series) -> pl.Series:

@@ -1094,3 +1094,20 @@ def test_read_csv_reads_what_the_csv_module_writes(tmp_path: Path, chunk: int | 
             assert column.kind == "numeric", name
             expected = [np.float32(float(t)) if t is not None else np.nan for t in written]
             np.testing.assert_array_equal(column.values, np.array(expected, np.float32))
+
+
+def test_decimal_commas_in_a_semicolon_file(tmp_path: Path) -> None:
+    """European spreadsheets write 1,5 for 1.5 in semicolon files: numbers, not text."""
+    path = tmp_path / "d.csv"
+    path.write_text("age;income;city\n34;1,5;Köln\n51;2,25;Berlin\n29;3;Köln\n45;1.75;x\n",
+                    encoding="utf-8")
+    table = read_csv(path)
+    assert table.columns["income"].kind == "numeric"
+    np.testing.assert_array_equal(table.columns["income"].values, [1.5, 2.25, 3.0, 1.75])
+    assert table.columns["city"].kind == "categorical"
+    # a model's predict file is read with the kinds fixed: the commas are found on retry
+    typed = read_csv(path, kinds={"income": "numeric", "age": "numeric"})
+    np.testing.assert_array_equal(typed.columns["income"].values, [1.5, 2.25, 3.0, 1.75])
+    path.write_text("a;b\n1,5;x\n2,5,3;y\n")
+    with pytest.raises(DataError, match=r"d.csv:3: column 'a': '2,5,3' is not a number"):
+        read_csv(path, kinds={"a": "numeric"})
