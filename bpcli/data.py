@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from bpcli.csvfile import Column, Kind, Table
+from bpcli.csvfile import DELIMITERS, Column, Kind, Table
 from bpcli.errors import DataError
 
 # An integer target with at most this many distinct values is taken for class labels.
@@ -290,6 +290,9 @@ class Preprocessor:
             target_scale=np.asarray(arrays["target_scale"], dtype=np.float64),
             delimiter=settings.get("delimiter"),
         )
+        if pre.delimiter not in (None, *DELIMITERS):
+            raise ValueError(f"delimiter {pre.delimiter!r} is none of "
+                             f"{', '.join(map(repr, DELIMITERS))}")
         if [str(f) for f in arrays["features"]] != pre.features:
             raise ValueError("the feature names do not match the column settings")
         return pre

@@ -132,7 +132,7 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     """Read the data named by the config and resolve the config against it."""
     data = loaded.config.data
     path = loaded.resolve_path(data.path)
-    header, delimiter = read_header(path, data.delimiter)
+    header, _ = read_header(path, data.delimiter)
     features = _check_columns(loaded, header)
     targets = data.targets
     kinds: dict[str, Kind] = {n: c.type for n, c in data.columns.items() if c.type}
@@ -141,7 +141,8 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     columns = [*features, *targets]
 
     def read(csv_path: Path, what: str) -> Table:
-        return read_csv(csv_path, columns, kinds=kinds, delimiter=delimiter,
+        # each file's own delimiter, unless the config sets one for all
+        return read_csv(csv_path, columns, kinds=kinds, delimiter=data.delimiter,
                         float_dtype=dtype, float64=targets,
                         hint=f"The {what} file needs the columns of the training file.")
 
@@ -174,7 +175,7 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     preprocessor.delimiter = data.delimiter
     _check_many_categories(preprocessor, notes)
     _check_input_shape(loaded, preprocessor)
-    resolved = _resolve(loaded, preprocessor, delimiter)
+    resolved = _resolve(loaded, preprocessor)
     one_column = _loss_name(resolved) == "binary_cross_entropy"
 
     def targets_of(source: Table, part: NDArray[np.intp] | None) -> NDArray:
@@ -318,7 +319,7 @@ def _check_many_categories(pre: Preprocessor, notes: list[str]) -> None:
                          f"leave it out: data.drop: [{column.name}]")
 
 
-def _resolve(loaded: LoadedConfig, pre: Preprocessor, delimiter: str) -> Config:
+def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
     """Fill in task, output width, activations, initialisers, loss and paths."""
     config = loaded.config
     layers = config.model.layers
@@ -387,7 +388,6 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor, delimiter: str) -> Config:
         "validation_fraction": (None if given.validation_path
                                 else given.validation_fraction or 0.2),
         "test_path": resolved_path(given.test_path),
-        "delimiter": delimiter,
         "features": pre.columns,
         "drop": [],
         # what each column was given, with the data-wide defaults as they applied to it

@@ -108,6 +108,9 @@ def load_model(path: Path) -> SavedModel:
 
 def _check_consistent(network: Network, pre: Preprocessor) -> None:
     """The preprocessing must fit the network: a mismatch would predict nonsense silently."""
+    if len(network.output_shape) != 1:
+        raise ValueError(f"the network's outputs have shape {network.output_shape}; a model "
+                         "ends in flat outputs (one per class or target)")
     width = int(np.prod(network.input_shape))
     if not len(pre.features) == pre.mean.shape[0] == pre.scale.shape[0] == width:
         raise ValueError(f"{len(pre.features)} feature names, {pre.mean.shape[0]} means and "

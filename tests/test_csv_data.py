@@ -27,6 +27,7 @@ from bpcli.data import split_rows
 from bpcli.errors import ConfigError, DataError
 from bpcli.experiment import Experiment, prepare
 from bpcli.modelfile import load_model
+from tests.conftest import DATASETS, iris_config
 
 Writer = Callable[..., Path]
 
@@ -1111,3 +1112,34 @@ def test_decimal_commas_in_a_semicolon_file(tmp_path: Path) -> None:
     path.write_text("a;b\n1,5;x\n2,5,3;y\n")
     with pytest.raises(DataError, match=r"d.csv:3: column 'a': '2,5,3' is not a number"):
         read_csv(path, kinds={"a": "numeric"})
+
+
+def test_validation_file_has_its_own_delimiter(runner: CliRunner, in_tmp: Path,
+                                               write_config: Writer) -> None:
+    text = (DATASETS / "iris.csv").read_text()
+    semicolons = in_tmp / "val.csv"
+    semicolons.write_text(text.replace(",", ";"))
+    result = runner.invoke(app, ["train", str(write_config(iris_config(data={
+        "path": str(DATASETS / "iris.csv"), "target": "species",
+        "validation_path": str(semicolons)})))])
+    assert result.exit_code == 0, result.output
+    assert "150 training rows, 150 validation rows" in result.output
+
+
+@pytest.mark.parametrize("delimiter", ["ab", "", 5, "x"])
+def test_model_file_with_a_bad_delimiter_is_refused(runner: CliRunner, in_tmp: Path,
+                                                    write_config: Writer,
+                                                    delimiter: object) -> None:
+    from bpcli.errors import ModelFileError
+    from bpcli.modelfile import load_model
+
+    assert runner.invoke(app, ["train", str(write_config(iris_config()))]).exit_code == 0
+    (model,) = in_tmp.glob("runs/*/model.npz")
+    with np.load(model) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["preprocessing"]["delimiter"] = delimiter
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(model, **arrays)
+    with pytest.raises(ModelFileError, match="delimiter"):
+        load_model(model)

@@ -1,11 +1,15 @@
 """docs/model-format.md, checked against real files.
 
-The document's reference loader (its Python example: numpy, csv and json, no bpcli) must
-reproduce ``bp predict`` on models trained here: on numeric data sets, and on a small
+The document's reference loader (its Python example: numpy, csv, json and math, no bpcli)
+must reproduce ``bp predict`` on models trained here: on numeric data sets; on a small
 generated CSV with numeric, boolean and categorical columns, missing cells, an unseen
-category, shuffled and extra columns, for a classifier and for two regression targets.
-The archive layout, dtypes, shapes and metadata keys must be those the document lists,
-and bp and the loader must refuse the same defective inputs and versions.
+category, shuffled and extra columns, for a classifier and for two regression targets; on
+a semicolon file that delimiter detection misreads, with the delimiter set in the config;
+and on two convolutional networks (8x8 digits, generated 3x7x9 colour images) with fixed
+pixel scaling and every image layer and padding kind. The document's image-layer formulas
+are also checked, one geometry at a time, against bp's layers. The archive layout, dtypes,
+shapes and metadata keys must be those the document lists, and bp and the loader must
+refuse the same defective inputs and versions.
 """
 
 from __future__ import annotations
@@ -29,9 +33,15 @@ from bpcli.cli import app
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = REPO / "datasets"
 DOC = REPO / "docs" / "model-format.md"
-EPOCHS = 5
+EPOCHS = 5  # unless a case sets "epochs"
 BATCH = 16
-FRUIT = "fruit.csv"  # generated into the module's tmp dir by write_fruit
+# generated into the module's tmp dir (see the workdir fixture)
+FRUIT = "fruit.csv"
+DIGITS = "digits.csv"  # the first DIGIT_ROWS rows of datasets/digits.csv
+DIGIT_ROWS = 400
+RGB = "rgb.csv"
+SEMICOLON = "semicolon.csv"
+GENERATED = {FRUIT, DIGITS, RGB, SEMICOLON}
 
 Arrays = dict[str, np.ndarray]
 
@@ -100,8 +110,68 @@ CASES: dict[str, dict[str, Any]] = {
         "kinds": {"size": "numeric", "colour": "categorical", "fresh": "boolean",
                   "weight": "numeric"},
     },
+    # a semicolon file that detection takes for a comma file: data.delimiter says ";";
+    # decimal commas (0,5) in x; a huber loss with options
+    "semicolon": {
+        "csv": SEMICOLON,
+        "data": {"target": "y", "task": "regression", "delimiter": ";",
+                 "features": ["x", "grade"]},
+        "layers": [{"type": "dense", "units": 6, "activation": "tanh"},
+                   {"type": "dense"}],
+        "loss": {"name": "huber", "delta": 0.5},
+        "optimizer": {"name": "adam", "learning_rate": 0.02},
+        "kinds": {"x": "numeric", "grade": "categorical"},
+    },
+    # 8x8 digits, pixels / 16: conv2d with stride 2 and "same" padding (one row and column
+    # of zeros, on the bottom and right), batch_norm on channels, conv2d with integer
+    # padding, no bias and a 3x2 kernel, max pooling over tanh outputs padded with -inf,
+    # average pooling whose stride leaves the last row out, flatten, dense
+    "digits_cnn": {
+        "csv": DIGITS,
+        "data": {"target": "digit", "task": "classification", "input_shape": [1, 8, 8],
+                 "pixel_scale": 16},
+        "layers": [
+            {"type": "conv2d", "filters": 6, "kernel_size": 3, "stride": 2, "padding": "same"},
+            {"type": "batch_norm"},
+            {"type": "conv2d", "filters": 8, "kernel_size": [3, 2], "padding": 1,
+             "use_bias": False, "activation": "tanh"},
+            {"type": "max_pool2d", "pool_size": 2, "stride": 1, "padding": 1},
+            {"type": "avg_pool2d", "pool_size": 2, "stride": 2},
+            {"type": "flatten"},
+            {"type": "dropout", "rate": 0.2},
+            {"type": "dense", "activation": "softmax"}],
+        "loss": "cross_entropy",
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "epochs": 2,
+        # (C, H, W) after each image layer, by the document's formulas
+        "shapes": [(6, 4, 4), (8, 4, 5), (8, 5, 6), (8, 2, 3)],
+    },
+    # 3 channels of 7x9 pixels, pixels / 255: "same" padding that differs by axis, max
+    # pooling with "same" padding, pair padding, layer_norm on images, average pooling
+    # with "same" padding (padded cells left out of the count), global average pooling
+    "rgb_cnn": {
+        "csv": RGB,
+        "data": {"target": "blob", "task": "classification", "input_shape": [3, 7, 9],
+                 "pixel_scale": 255},
+        "layers": [
+            {"type": "conv2d", "filters": 4, "kernel_size": [2, 3], "stride": 2,
+             "padding": "same", "activation": "tanh"},
+            {"type": "max_pool2d", "pool_size": 2, "stride": 1, "padding": "same"},
+            {"type": "batch_norm"},
+            {"type": "conv2d", "filters": 6, "kernel_size": 3, "padding": [1, 0],
+             "use_bias": False, "activation": "elu"},
+            {"type": "layer_norm"},
+            {"type": "avg_pool2d", "pool_size": 3, "stride": 2, "padding": "same"},
+            {"type": "global_avg_pool2d"},
+            {"type": "dense", "activation": "softmax"}],
+        "loss": "cross_entropy",
+        "optimizer": {"name": "adam", "learning_rate": 0.02},
+        "epochs": 2,
+        "shapes": [(4, 4, 5), (4, 4, 5), (6, 4, 3), (6, 2, 2)],
+    },
 }
 FRUIT_CASES = [name for name, case in CASES.items() if case["csv"] == FRUIT]
+IMAGE_CASES = [name for name, case in CASES.items() if "input_shape" in case["data"]]
 
 
 # -- the generated data ------------------------------------------------------------------------
@@ -131,6 +201,64 @@ def write_fruit(path: Path, n: int = 120) -> None:
             if i % 17 == 0:
                 cells[2] = "null"
             writer.writerow(cells)
+
+
+def write_digits(path: Path) -> None:
+    """The first DIGIT_ROWS rows of the shipped digits (64 pixel columns, then digit)."""
+    with (DATASETS / "digits.csv").open(newline="") as f:
+        lines = f.read().splitlines()[: DIGIT_ROWS + 1]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_rgb(path: Path, n: int = 240) -> None:
+    """3x7x9 colour images (pixels 0 to 255, channel by channel, each row by row): noise
+    plus a bright 3x3 blob in one channel; ``blob`` is the blob's channel name."""
+    rng = np.random.default_rng(1)
+    names = [f"{ch}_{y}_{x}" for ch in "rgb" for y in range(7) for x in range(9)]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow([*names, "blob"])
+        for _ in range(n):
+            image = rng.integers(0, 90, size=(3, 7, 9))
+            channel, y, x = rng.integers(3), rng.integers(0, 5), rng.integers(0, 7)
+            image[channel, y : y + 3, x : x + 3] += 160
+            writer.writerow([*image.reshape(-1).tolist(), "rgb"[channel]])
+
+
+# A header cell with four commas, and four commas in each row (the remark's, and x's
+# decimal comma): comma splits every line of the semicolon file into five fields,
+# semicolon into four, so detection picks comma.
+REMARK = "remark, free text, not, an, input"
+
+
+def write_semicolon(path: Path, n: int = 150, columns: tuple[str, ...] = (
+        "x", "grade", "y", REMARK), crlf: bool = False, seed: int = 2) -> Path:
+    """Numeric ``x`` (a decimal comma in every other row: 1,5 is 1.5 in a file that is not
+    comma-separated), text ``grade``, the target ``y`` and an unquoted ``REMARK``, with
+    ";" delimiters (in the order of ``columns``; ``y`` may be left out)."""
+    rng = np.random.default_rng(seed)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f, delimiter=";", lineterminator="\r\n" if crlf else "\n")
+        writer.writerow(columns)
+        for i in range(n):
+            x, grade = rng.normal(0, 2), str(rng.choice(["low", "mid", "high"]))
+            y = x * (1 + (grade == "high")) + 3 * (grade == "low") + rng.normal(0, 0.3)
+            cells = {"x": f"{x:.4f}".replace(".", "," if i % 2 else "."), "grade": grade,
+                     "y": f"{y:.4f}",
+                     # four commas in every line, as in the header
+                     REMARK: f"row {i}, a, b, c" + ("" if i % 2 else ", d")}
+            writer.writerow([cells[c] for c in columns])
+    return path
+
+
+def write_shuffled(source: Path, path: Path, seed: int = 3) -> Path:
+    """``source`` (a comma file) with its columns in a random order."""
+    with source.open(newline="") as f:
+        rows = list(csv.reader(f))
+    order = np.random.default_rng(seed).permutation(len(rows[0]))
+    with path.open("w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows([row[j] for j in order] for row in rows)
+    return path
 
 
 # Rows to predict, in a shuffled column order with the extra columns note and a.
@@ -173,6 +301,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model_format")
     write_fruit(path / FRUIT)
     write_new(path / "new.csv")
+    write_digits(path / DIGITS)
+    write_rgb(path / RGB)
+    write_semicolon(path / SEMICOLON)
     return path
 
 
@@ -191,7 +322,16 @@ def trained(workdir: Path) -> Callable[[str], Path]:
 
 def data_path(name: str, workdir: Path) -> Path:
     csv_name = CASES[name]["csv"]
-    return workdir / csv_name if csv_name == FRUIT else DATASETS / csv_name
+    return workdir / csv_name if csv_name in GENERATED else DATASETS / csv_name
+
+
+def loss_name(name: str) -> str:
+    loss = CASES[name]["loss"]
+    return loss if isinstance(loss, str) else loss["name"]
+
+
+def epochs_of(name: str) -> int:
+    return int(CASES[name].get("epochs", EPOCHS))
 
 
 def train_case(name: str, workdir: Path) -> Path:
@@ -202,7 +342,7 @@ def train_case(name: str, workdir: Path) -> Path:
         "model": {"layers": case["layers"]},
         "loss": case["loss"],
         "optimizer": case["optimizer"],
-        "training": {"epochs": EPOCHS, "batch_size": BATCH, "seed": 0},
+        "training": {"epochs": epochs_of(name), "batch_size": BATCH, "seed": 0},
         "output": {"runs_dir": str(workdir / "runs"), "name": name},
     }
     path = workdir / f"{name}.yaml"
@@ -265,7 +405,8 @@ def assert_same_csv(got: str, want: str) -> None:
         assert [r[0] for r in got_rows[1:]] == [r[0] for r in want_rows[1:]]
         got_values = np.array([r[1:] for r in got_rows[1:]], dtype=np.float64)
         want_values = np.array([r[1:] for r in want_rows[1:]], dtype=np.float64)
-        np.testing.assert_allclose(got_values, want_values, rtol=0, atol=1e-5)
+        # at most one unit in the last printed digit (float32 rounding)
+        np.testing.assert_allclose(got_values, want_values, rtol=0, atol=1.5e-6)
     else:
         got_values = np.array(got_rows[1:], dtype=np.float64)
         want_values = np.array(want_rows[1:], dtype=np.float64)
@@ -277,13 +418,51 @@ def layer_arrays(meta: dict[str, Any]) -> tuple[list[str], list[str]]:
     params: list[str] = []
     buffers: list[str] = []
     for i, layer in enumerate(meta["layers"]):
-        if layer["type"] == "dense":
+        if layer["type"] == "dense" or layer["type"] == "conv2d" and layer["use_bias"]:
             params += [f"param/{i}.W", f"param/{i}.b"]
+        elif layer["type"] == "conv2d":
+            params.append(f"param/{i}.W")
         elif layer["type"] in ("batch_norm", "layer_norm"):
             params += [f"param/{i}.gamma", f"param/{i}.beta"]
         if layer["type"] == "batch_norm":
             buffers += [f"buffer/{i}.running_mean", f"buffer/{i}.running_var"]
     return params, buffers
+
+
+def documented_paddings(size: tuple[int, int], window: list[int], stride: list[int],
+                        padding: str | list[int]) -> list[tuple[int, int]]:
+    """((top, bottom), (left, right)) as the document's "Windows and padding" says."""
+    if padding == "valid":
+        return [(0, 0), (0, 0)]
+    if padding == "same":
+        pads = []
+        for n, k, s in zip(size, window, stride, strict=True):
+            total = max((math.ceil(n / s) - 1) * s + k - n, 0)
+            pads.append((total // 2, total - total // 2))
+        return pads
+    return [(padding[0], padding[0]), (padding[1], padding[1])]
+
+
+def documented_output_shape(layer: dict[str, Any], shape: tuple[int, ...]
+                            ) -> tuple[int, ...]:
+    """A layer's output shape (no batch axis) for inputs of ``shape``, by the document."""
+    kind = layer["type"]
+    if kind == "dense":
+        return (layer["units"],)
+    if kind == "flatten":
+        return (math.prod(shape),)
+    if kind == "global_avg_pool2d":
+        return shape[:1]
+    if kind not in ("conv2d", "max_pool2d", "avg_pool2d"):
+        return shape
+    window = layer["kernel_size"] if kind == "conv2d" else layer["pool_size"]
+    pads = documented_paddings(shape[1:], window, layer["stride"], layer["padding"])
+    out = [(n + before + after - k) // s + 1 for n, (before, after), k, s
+           in zip(shape[1:], pads, window, layer["stride"], strict=True)]
+    if layer["padding"] == "same":
+        assert out == [math.ceil(n / s) for n, s in zip(shape[1:], layer["stride"],
+                                                         strict=True)]
+    return (layer["filters"] if kind == "conv2d" else shape[0], *out)
 
 
 def targets_of(name: str) -> list[str]:
@@ -306,8 +485,15 @@ def test_reference_loader_reproduces_bp_predict(
         # rows with semicolons and CRLF line endings, which bp detects
         inputs += [workdir / "new.csv",
                    write_new(workdir / "new_semicolon.csv", ";", "\r\n")]
+    elif name == "semicolon":
+        # other rows, other column order, no target, CRLF: still read with ";"
+        inputs.append(write_semicolon(workdir / "semicolon_new.csv", 40,
+                                      (REMARK, "grade", "x"), crlf=True, seed=7))
+    elif name in IMAGE_CASES:
+        # the pixel columns in another order: each is found by its name
+        inputs.append(write_shuffled(data, workdir / f"shuffled_{data.name}"))
     targets = targets_of(name)
-    regression = CASES[name]["loss"] in ("mse", "mae", "huber")
+    regression = loss_name(name) in ("mse", "mae", "huber")
     for model in (run_dir / "model.npz", run_dir / "checkpoints" / "last.npz"):
         for path in inputs:
             want = bp_predict(model, path)
@@ -402,6 +588,156 @@ def test_refusals_match_bp(trained: Callable[[str], Path], workdir: Path,
     assert_same_csv(predict_csv(str(model), str(new)), bp_predict(model, new))
 
 
+# -- the delimiter, fixed scaling and image inputs ---------------------------------------------
+
+
+def test_the_configured_delimiter_is_used(trained: Callable[[str], Path], workdir: Path,
+                                          example: dict[str, Any]) -> None:
+    """preprocessing.delimiter: set, bp and the example read with it; null (or absent, as
+    earlier files have it), both detect, which takes this file for a comma file."""
+    model = trained("semicolon") / "model.npz"
+    meta, arrays = read_arrays(model)
+    assert meta["preprocessing"]["delimiter"] == ";"
+    data = workdir / SEMICOLON
+    assert example["sniff_delimiter"](data.read_text()) == ","
+    assert_same_csv(example["predict_csv"](str(model), str(data)), bp_predict(model, data))
+    settings = {k: v for k, v in meta["preprocessing"].items() if k != "delimiter"}
+    for label, preprocessing in (("null", {**settings, "delimiter": None}),
+                                 ("absent", settings)):
+        detected = with_meta(arrays, {**meta, "preprocessing": preprocessing},
+                             workdir / f"semicolon-{label}.npz")
+        bp_refuses(detected, data, "missing columns 'x', 'grade'")
+        with pytest.raises(ValueError, match="missing columns"):
+            example["predict_csv"](str(detected), str(data))
+
+
+@pytest.mark.parametrize("name", IMAGE_CASES)
+def test_image_inputs_follow_the_document(
+    name: str, trained: Callable[[str], Path], workdir: Path, example: dict[str, Any]
+) -> None:
+    """Fixed scaling: pixel / scale_by, in float32. Network input j, a column named
+    <channel>_<row>_<column>, is the pixel (c * H + y) * W + x of the reshaped image."""
+    meta, arrays = read_arrays(trained(name) / "model.npz")
+    channels, height, width = meta["input_shape"]
+    scale_by = CASES[name]["data"]["pixel_scale"]
+    data = data_path(name, workdir)
+    with data.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    features = [str(f) for f in arrays["pre/features"]]
+    raw = np.array([[float(row[f]) for f in features] for row in rows], dtype=np.float32)
+    x = example["network_inputs"](meta, arrays, data)
+    assert x.dtype == np.float32
+    np.testing.assert_array_equal(x, raw / np.float32(scale_by))
+    shuffled = write_shuffled(data, workdir / f"inputs_{data.name}", seed=4)
+    np.testing.assert_array_equal(example["network_inputs"](meta, arrays, shuffled), x)
+    images = x.reshape(len(x), channels, height, width)
+    names = "rgb" if channels == 3 else "p"  # digits: px_<row>_<column>
+    for j, feature in enumerate(features):
+        channel, y, x_ = feature.split("_")
+        c, y, x_ = names.index(channel[0]), int(y), int(x_)
+        assert j == (c * height + y) * width + x_
+        np.testing.assert_array_equal(images[:, c, y, x_], x[:, j])
+
+
+def test_input_shape_must_fit_the_features(trained: Callable[[str], Path], workdir: Path,
+                                           example: dict[str, Any]) -> None:
+    """bp refuses a file whose input_shape holds another number of values than
+    pre/features, even where every layer would fit it."""
+    # 7x8 images give the flatten layer as many values as 8x8 ones: every layer fits
+    meta, arrays = read_arrays(trained("digits_cnn") / "model.npz")
+    altered = with_meta(arrays, {**meta, "input_shape": [1, 7, 8]}, workdir / "shape.npz")
+    data = data_path("digits_cnn", workdir)
+    bp_refuses(altered, data, "64 feature names, 64 means and 64 scales for a network of "
+               "56 inputs")
+    with pytest.raises(ValueError):
+        example["predict_csv"](str(altered), str(data))
+
+
+def documented_image_layer(layer: dict[str, Any], X: np.ndarray, W: np.ndarray | None = None,
+                           b: np.ndarray | None = None) -> np.ndarray:
+    """conv2d, max_pool2d or avg_pool2d on ``X`` (n, C, H, W), one output position at a
+    time, as the document's formulas say, in float64."""
+    kind = layer["type"]
+    n, C, H, W_ = X.shape
+    (kh, kw) = layer["kernel_size"] if kind == "conv2d" else layer["pool_size"]
+    sh, sw = layer["stride"]
+    (top, bottom), (left, right) = documented_paddings((H, W_), [kh, kw], [sh, sw],
+                                                       layer["padding"])
+    out_h, out_w = (H + top + bottom - kh) // sh + 1, (W_ + left + right - kw) // sw + 1
+    X = X.astype(np.float64)
+    Y = np.zeros((n, W.shape[0] if W is not None else C, out_h, out_w))
+    for y in range(out_h):
+        for x in range(out_w):
+            # (i, j) in the window -> input row and column; outside the input: padding
+            cells = [(i, j, y * sh - top + i, x * sw - left + j)
+                     for i in range(kh) for j in range(kw)]
+            inside = [(i, j, r, s) for i, j, r, s in cells if 0 <= r < H and 0 <= s < W_]
+            assert inside  # no window of padding alone
+            if kind == "conv2d":
+                assert W is not None
+                total = sum(np.einsum("fc,nc->nf", W[:, :, i, j], X[:, :, r, s])
+                            for i, j, r, s in inside)  # zeros elsewhere
+                Y[:, :, y, x] = total + (b if b is not None else 0)
+            elif kind == "max_pool2d":  # padding (-inf) never wins
+                Y[:, :, y, x] = np.max([X[:, :, r, s] for _, _, r, s in inside], axis=0)
+            else:  # the padding leaves the sum and the count
+                Y[:, :, y, x] = np.mean([X[:, :, r, s] for _, _, r, s in inside], axis=0)
+    return Y
+
+
+GEOMETRIES = [  # window, stride, padding on a 7x6 input
+    ([3, 3], [1, 1], "valid"),
+    ([3, 2], [2, 1], "same"),
+    ([2, 2], [3, 2], "same"),  # stride larger than the window
+    ([4, 3], [2, 3], "same"),
+    ([2, 3], [2, 2], "valid"),  # the stride leaves the last row out
+    ([3, 3], [2, 2], [1, 1]),
+    ([3, 2], [3, 1], [1, 0]),
+    ([1, 1], [2, 2], "valid"),
+]
+
+
+@pytest.mark.parametrize(("window", "stride", "padding"), GEOMETRIES)
+def test_image_layer_formulas_match_bp(window: list[int], stride: list[int],
+                                       padding: str | list[int],
+                                       example: dict[str, Any]) -> None:
+    """The document's formulas (one position at a time, above) and the example's
+    vectorised layers give what bp's layers give, for each kind of padding."""
+    from bpcli.nn.layers import layer_from_description
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3, 2, 7, 6)).astype(np.float32)  # negative values too
+    pad = padding if isinstance(padding, str) else list(padding)
+    layers = [
+        {"type": "conv2d", "filters": 4, "kernel_size": window, "stride": stride,
+         "padding": pad, "use_bias": True, "init": "glorot_uniform"},
+        {"type": "conv2d", "filters": 3, "kernel_size": window, "stride": stride,
+         "padding": pad, "use_bias": False, "init": "glorot_uniform"},
+        {"type": "max_pool2d", "pool_size": window, "stride": stride, "padding": pad},
+        {"type": "avg_pool2d", "pool_size": window, "stride": stride, "padding": pad},
+    ]
+    for described in layers:
+        bp_layer = layer_from_description(described)
+        shape = bp_layer.build(X.shape[1:], rng, np.float32)
+        assert shape == documented_output_shape(described, X.shape[1:])
+        assert bp_layer.describe() == described
+        if described["type"] == "conv2d":
+            W = rng.normal(size=bp_layer.params["W"].shape).astype(np.float32)
+            b = rng.normal(size=4).astype(np.float32) if described["use_bias"] else None
+            bp_layer.params["W"][...] = W
+            if b is not None:
+                bp_layer.params["b"][...] = b
+            mine = example["conv2d"](X, described, W, b)
+            documented = documented_image_layer(described, X, W, b)
+        else:
+            mine = example["pool2d"](X, described, described["type"][:3])
+            documented = documented_image_layer(described, X)
+        want = bp_layer.forward(X, False)
+        assert mine.dtype == np.float32 and mine.shape == want.shape == (3, *shape)
+        np.testing.assert_allclose(documented, want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(mine, want, rtol=1e-5, atol=1e-6)
+
+
 # -- the archive -------------------------------------------------------------------------------
 
 
@@ -412,7 +748,7 @@ def test_archive_layout_matches_the_document(
     run_dir = trained(name)
     case = CASES[name]
     meta, arrays = read_arrays(run_dir / "model.npz")
-    regression = case["loss"] in ("mse", "mae", "huber")
+    regression = loss_name(name) in ("mse", "mae", "huber")
     metric = "rmse" if regression else "accuracy"
     targets = targets_of(name)
 
@@ -423,7 +759,7 @@ def test_archive_layout_matches_the_document(
                          "created", "environment", "config", "epoch", "metrics"}
     assert meta["task"] == ("regression" if regression else "classification")
     assert meta["targets"] == targets
-    assert meta["loss"] == case["loss"]
+    assert meta["loss"] == loss_name(name)
     assert set(meta["metrics"]) == {"best_epoch", "val_loss", f"val_{metric}"}
     assert meta["epoch"] == meta["metrics"]["best_epoch"]
     assert set(meta["environment"]) == {"bp", "numpy", "python", "platform", "blas",
@@ -431,18 +767,37 @@ def test_archive_layout_matches_the_document(
     assert set(meta["config"]) == {"data", "model", "loss", "optimizer", "regularization",
                                    "training", "output"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}", meta["created"])
+    pool = {"type", "pool_size", "stride", "padding"}
     for layer in meta["layers"]:
         expected = {"dense": {"type", "units", "init"}, "activation": {"type", "name"},
                     "dropout": {"type", "rate"}, "batch_norm": {"type", "momentum", "epsilon"},
-                    "layer_norm": {"type", "epsilon"}}[layer["type"]]
+                    "layer_norm": {"type", "epsilon"},
+                    "conv2d": {"type", "filters", "kernel_size", "stride", "padding",
+                               "use_bias", "init"},
+                    "max_pool2d": pool, "avg_pool2d": pool, "global_avg_pool2d": {"type"},
+                    "flatten": {"type"}}[layer["type"]]
         options = {"slope", "alpha", "approximate"} if layer["type"] == "activation" else set()
         assert expected <= set(layer) <= expected | options, layer
+        # sizes as [rows, columns]; numeric padding as [ph, pw]
+        for key in ("kernel_size", "stride", "pool_size"):
+            if key in layer:
+                assert len(layer[key]) == 2 and all(isinstance(v, int) for v in layer[key])
+        if "padding" in layer:
+            assert layer["padding"] in ("valid", "same") or (
+                len(layer["padding"]) == 2 and all(isinstance(v, int) for v in layer["padding"]))
     assert not any(layer.get("name") == "identity" for layer in meta["layers"])
+    # a conv2d layer's activation is a separate layer, relu unless the config names one
+    for i, layer in enumerate(meta["layers"]):
+        if layer["type"] == "conv2d":
+            assert meta["layers"][i + 1]["type"] == "activation"
 
     # the preprocessing object
     pre = meta["preprocessing"]
-    assert set(pre) == {"inputs", "targets", "task"}
+    assert set(pre) == {"inputs", "targets", "task", "delimiter"}
     assert pre["targets"] == targets and pre["task"] == meta["task"]
+    # the delimiter the config set, else null; config.data.delimiter: the one bp used
+    # the delimiter the config set, else null; config.data.delimiter holds the same setting
+    assert meta["config"]["data"].get("delimiter") == pre["delimiter"]  # as the config gave it
     kinds = case.get("kinds") or dict.fromkeys(meta["config"]["data"]["features"], "numeric")
     assert [c["name"] for c in pre["inputs"]] == list(kinds)
     features: list[str] = []
@@ -458,12 +813,22 @@ def test_archive_layout_matches_the_document(
             assert column["fill"] is None or column["fill"] in column["categories"]
             features += [f"{column['name']}={c}" for c in column["categories"]]
         else:
-            assert set(column) == common | {"scaling"}
-            assert column["scaling"] in ("standard", "minmax", "none")
+            pixel_scale = case["data"].get("pixel_scale")
+            if pixel_scale is not None and column["kind"] == "numeric":
+                assert column["scaling"] == "fixed" and column["scale_by"] == pixel_scale
+                assert set(column) == common | {"scaling", "scale_by"}
+            else:
+                assert set(column) == common | {"scaling"}
+                assert column["scaling"] in ("standard", "minmax", "none")
             assert column["fill"] is None or isinstance(column["fill"], float)
             features.append(column["name"])
     assert [str(f) for f in arrays["pre/features"]] == features
-    assert meta["input_shape"] == [len(features)]
+    image_shape = case["data"].get("input_shape")
+    if image_shape:  # [channels, height, width], as many values as features
+        assert meta["input_shape"] == image_shape
+        assert math.prod(image_shape) == len(features)
+    else:
+        assert meta["input_shape"] == [len(features)]
     mean, scale = arrays["pre/mean"], arrays["pre/scale"]
     for column in pre["inputs"]:
         if column["kind"] == "categorical":
@@ -474,6 +839,8 @@ def test_archive_layout_matches_the_document(
         j = features.index(column["name"])
         if column["scaling"] == "none":
             assert (mean[j], scale[j]) == (0, 1)
+        elif column["scaling"] == "fixed":
+            assert (mean[j], scale[j]) == (0, column["scale_by"])
         elif column["scaling"] == "standard" and column["missing"] == "mean":
             # filling with the mean leaves the mean as it was
             assert math.isclose(mean[j], column["fill"], rel_tol=1e-9)
@@ -489,19 +856,38 @@ def test_archive_layout_matches_the_document(
                                        "target_scale")}
     assert set(arrays) == {"meta", *params, *buffers, *pre_arrays}
     assert arrays["meta"].dtype.kind == "U" and arrays["meta"].shape == ()
-    width = meta["input_shape"][0]
+    # each layer's input shape, by the document's formulas; the members' shapes
+    shape = tuple(meta["input_shape"])
+    image_shapes = []
     for i, layer in enumerate(meta["layers"]):
-        if layer["type"] == "dense":
+        kind = layer["type"]
+        if kind == "dense":
             W, b = arrays[f"param/{i}.W"], arrays[f"param/{i}.b"]
             assert W.dtype == b.dtype == np.float32
-            assert W.shape == (width, layer["units"]) and b.shape == (W.shape[1],)
-            width = W.shape[1]
-        elif layer["type"] in ("batch_norm", "layer_norm"):
+            assert W.shape == (*shape, layer["units"]) and b.shape == (W.shape[1],)
+        elif kind == "conv2d":
+            W = arrays[f"param/{i}.W"]
+            assert W.dtype == np.float32
+            assert W.shape == (layer["filters"], shape[0], *layer["kernel_size"])
+            if layer["use_bias"]:
+                b = arrays[f"param/{i}.b"]
+                assert b.dtype == np.float32 and b.shape == (layer["filters"],)
+            else:
+                assert f"param/{i}.b" not in arrays
+        elif kind in ("batch_norm", "layer_norm"):
+            # batch_norm: per feature or channel (axis 1); layer_norm: the input's shape
+            expected = shape[:1] if kind == "batch_norm" else shape
             for key in ("param/{}.gamma", "param/{}.beta") + (
                     ("buffer/{}.running_mean", "buffer/{}.running_var")
-                    if layer["type"] == "batch_norm" else ()):
+                    if kind == "batch_norm" else ()):
                 member = arrays[key.format(i)]
-                assert member.dtype == np.float32 and member.shape == (width,)
+                assert member.dtype == np.float32 and member.shape == expected
+        shape = documented_output_shape(layer, shape)
+        if kind in ("conv2d", "max_pool2d", "avg_pool2d"):
+            image_shapes.append(shape)
+    if "shapes" in case:
+        assert image_shapes == case["shapes"]
+    width = shape[0]
     assert meta["output_shape"] == [width]
     assert arrays["pre/features"].dtype.kind == arrays["pre/classes"].dtype.kind == "U"
     for key in ("mean", "scale", "target_mean", "target_scale"):
@@ -516,7 +902,7 @@ def test_archive_layout_matches_the_document(
         assert arrays["pre/target_mean"].shape == arrays["pre/target_scale"].shape == (0,)
         classes = [str(c) for c in arrays["pre/classes"]]
         assert classes == sorted(classes)
-        assert width == (1 if case["loss"] == "binary_cross_entropy" else len(classes))
+        assert width == (1 if loss_name(name) == "binary_cross_entropy" else len(classes))
 
     # checkpoints: the model's members plus opt/*, epoch info at the top level
     n_train = json.loads((run_dir / "summary.json").read_text())["n_train"]
@@ -541,7 +927,7 @@ def test_archive_layout_matches_the_document(
         assert set(ck_meta) == (set(meta) - {"metrics"}) | {"trainer", "rng"}
         assert ck_meta["preprocessing"] == meta["preprocessing"]
         if which == "last":
-            assert ck_meta["epoch"] == EPOCHS
+            assert ck_meta["epoch"] == epochs_of(name)
         else:
             assert ck_meta["epoch"] == meta["epoch"]
             assert ck_meta["trainer"]["best_val_loss"] == meta["metrics"]["val_loss"]
