@@ -296,24 +296,24 @@ class Conv2DConfig(Strict):
         return self.activation.name if self.activation is not None else None
 
 
-class MaxPool2DConfig(Strict):
+class _Pool2DConfig(Strict):
+    type: str  # each pooling layer's own name (first in the docs, as on other layers)
+    pool_size: Size = Field(2, description="Window height and width.")
+    stride: Size | None = Field(None, description="Default: the pool size.")
+    padding: PaddingSpec = Field("valid", description="As for conv2d; at most half the "
+                                 "window.")
+
+
+class MaxPool2DConfig(_Pool2DConfig):
     """The maximum of each window (ties: the first in row-major order gets the gradient)."""
 
     type: Literal["max_pool2d"]
-    pool_size: Size = Field(2, description="Window height and width.")
-    stride: Size | None = Field(None, description="Default: the pool size.")
-    padding: PaddingSpec = Field("valid", description="As for conv2d; at most half the "
-                                 "window.")
 
 
-class AvgPool2DConfig(Strict):
-    """The mean of each window."""
+class AvgPool2DConfig(_Pool2DConfig):
+    """The mean of each window (padding left out of the count)."""
 
     type: Literal["avg_pool2d"]
-    pool_size: Size = Field(2, description="Window height and width.")
-    stride: Size | None = Field(None, description="Default: the pool size.")
-    padding: PaddingSpec = Field("valid", description="As for conv2d; at most half the "
-                                 "window.")
 
 
 class GlobalAvgPool2DConfig(Strict):
