@@ -89,8 +89,14 @@ def missing_columns_error(path: Path, header: Sequence[str], missing: Sequence[s
 
     suggestion = did_you_mean(missing[0], header) if len(missing) == 1 else ""
     plural = "s" if len(missing) > 1 else ""
-    return DataError(f"{path}: missing column{plural} {', '.join(map(repr, missing))}"
-                     f"{suggestion}; it has {', '.join(header)}. {hint}")
+    return DataError(f"{path}: missing column{plural} {listed(missing)}{suggestion}; it has "
+                     f"{listed(header, quote=False)}. {hint}")
+
+
+def listed(names: Sequence[str], limit: int = 8, quote: bool = True) -> str:
+    """Names for a message: the first ``limit``, then how many more."""
+    shown = ", ".join(repr(n) if quote else n for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def read_header(path: Path, delimiter: str | None = None) -> tuple[list[str], str]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from bpcli.csvfile import DELIMITERS, Column, Kind, Table
+from bpcli.csvfile import DELIMITERS, Column, Kind, Table, listed
 from bpcli.errors import DataError
 
 # An integer target with at most this many distinct values is taken for class labels.
@@ -208,7 +208,7 @@ class Preprocessor:
                           else "fix the value, or encode")
                 raise DataError(
                     f"{table.where(row, spec.name)}: category {value!r} was not in the "
-                    f"training data ({_listed(spec.categories)}); {advice} unseen "
+                    f"training data ({listed(spec.categories)}); {advice} unseen "
                     f"categories as zeros: data.columns.{spec.name}.unseen: zeros")
             found = unseen_rows.setdefault(spec.name, _Unseen(0, str(value),
                                                               int(table.lines[row])))
@@ -310,11 +310,6 @@ class _Unseen:
 # -- fitting helpers -----------------------------------------------------------------------
 def _take(values: NDArray[Any], rows: Rows) -> NDArray[Any]:
     return values if rows is None else values[rows]
-
-
-def _listed(names: Sequence[str], limit: int = 8) -> str:
-    shown = ", ".join(map(repr, names[:limit]))
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _check_fillable(table: Table, rows: Rows, spec: InputColumn,

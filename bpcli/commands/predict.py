@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bpcli.atomic import write_text_atomic
-from bpcli.csvfile import Kind, Table, read_csv
+from bpcli.csvfile import Kind, Table, listed, read_csv
 from bpcli.data import Preprocessor
 from bpcli.modelfile import SavedModel, load_model
 from bpcli.nn import Network
@@ -48,8 +48,8 @@ def read_inputs(pre: Preprocessor, path: Path, with_targets: bool) -> Table:
         kind: Kind = "numeric" if pre.task == "regression" else "categorical"
         kinds.update(dict.fromkeys(pre.targets, kind))
     return read_csv(path, columns, kinds=kinds, float64=pre.targets, delimiter=pre.delimiter,
-                    hint=f"The model reads {', '.join(columns)} (in any order; other "
-                    "columns are ignored).")
+                    hint=f"The model reads {listed(columns, quote=False)} (in any order; "
+                    "other columns are ignored).")
 
 
 def network_outputs(network: Network, X: NDArray[np.floating]) -> NDArray[np.floating]:
