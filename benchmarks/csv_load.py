@@ -9,7 +9,10 @@ Then, each contender in a fresh process, interleaved, ``--repeats`` times:
 - bp: ``prepare`` on a config naming that file, i.e. read, split, impute, scale and
   one-hot encode into the float32 training and validation arrays bp trains on;
 - pandas: ``pandas.read_csv`` (C engine), when pandas is installed;
-- loadtxt: ``numpy.loadtxt`` of the 21 numeric columns as float32.
+- loadtxt: ``numpy.loadtxt`` of the 21 numeric columns as float32;
+- polars: ``polars.read_csv`` of the whole file with the column types bp uses, into a
+  DataFrame and nothing more: the parser bp uses, without bp's chunking, checks and
+  encoding (the floor for bp's time).
 
 Prints the median wall time and median peak resident memory of each (interpreter and
 libraries included), the ratio bp/pandas, and bp's peak beside the size of the arrays it
@@ -93,7 +96,19 @@ def run_loadtxt(path: Path) -> dict[str, float]:
     return {"seconds": seconds, "peak_mib": peak_mib()}
 
 
-CONTENDERS = {"bp": run_bp, "pandas": run_pandas, "loadtxt": run_loadtxt}
+def run_polars(path: Path) -> dict[str, float]:
+    import polars as pl
+
+    types = {f"x{i}": pl.Float32 for i in range(FEATURES)} | {"colour": pl.Categorical}
+    start = time.perf_counter()
+    frame = pl.read_csv(path, schema_overrides=types)
+    seconds = time.perf_counter() - start
+    assert frame.height > 0
+    return {"seconds": seconds, "peak_mib": peak_mib()}
+
+
+CONTENDERS = {"bp": run_bp, "pandas": run_pandas, "loadtxt": run_loadtxt,
+              "polars": run_polars}
 
 
 def available(name: str) -> bool:
@@ -147,6 +162,8 @@ def main() -> None:
         if "pandas" in medians:
             print(f"time bp/pandas: {seconds / medians['pandas'][0]:.2f} (target <= 1); "
                   f"peak bp/pandas: {peak / medians['pandas'][1]:.2f}")
+        if "polars" in medians:
+            print(f"time bp/polars read_csv alone: {seconds / medians['polars'][0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,13 @@ problem becomes a ``DataError`` naming the file, the line and the column.
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
+import mmap
 import os
+import queue
 import re
+import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,9 +63,22 @@ class Column:
     kind: Kind
     values: NDArray[Any]
     categories: list[str] = field(default_factory=list)
+    #: the memory map holding ``values`` from its start, when it has one of its own
+    mapping: mmap.mmap | None = field(default=None, repr=False, compare=False)
 
     def missing(self) -> NDArray[np.bool_]:
         return self.values < 0 if self.kind == "categorical" else np.isnan(self.values)
+
+    def release_rows(self, stop: int) -> None:
+        """Hand the memory of ``values[:stop]`` (whole pages of it) back to the system,
+        for a consumer that is done with those rows and goes on with the rest; the
+        released rows read as zeros afterwards. Does nothing for a column without a
+        memory map of its own, or where the system cannot do it."""
+        if self.mapping is None or not hasattr(self.mapping, "madvise"):
+            return
+        size = stop * self.values.itemsize // mmap.PAGESIZE * mmap.PAGESIZE
+        if size > 0:
+            self.mapping.madvise(mmap.MADV_DONTNEED, 0, size)
 
 
 @dataclass
@@ -72,7 +89,7 @@ class Table:
     path: Path
     header: list[str]
     columns: dict[str, Column]
-    lines: NDArray[np.int64]
+    lines: NDArray[np.integer[Any]]
     delimiter: str = ","
 
     def __len__(self) -> int:
@@ -134,9 +151,60 @@ def read_csv(
         reader = _ChunkReader(path, header, names, delimiter, kinds, float_dtype, float64,
                               size)
         line = 1 + header_lines
-        for chunk in _chunks(f, rest):
+        for chunk in _read_ahead(_chunks(f, rest)):
             line = reader.add(chunk, line)
     return reader.table()
+
+
+def _read_ahead(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks``, with the next one read from disk on a thread while the current one is
+    parsed (both release the GIL), one chunk ahead at most. When the consumer stops early
+    (an error in the data), the thread finishes its read and ends before this returns."""
+    ahead: queue.Queue[tuple[bytes | None, BaseException | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand_over(item: tuple[bytes | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if not hand_over((chunk, None)):
+                    return
+            hand_over((None, None))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the consumer
+            hand_over((None, exc))
+
+    thread = threading.Thread(target=read, name="bp-csv-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            chunk, error = ahead.get()
+            if error is not None:
+                raise error
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        stop.set()
+        thread.join()
+
+
+def release_freed_memory() -> None:
+    """Give the memory that reading and fitting left free back to the system (glibc keeps
+    up to twice its largest recent allocation for reuse, here tens of megabytes), so that
+    the arrays built next do not come on top of it. A no-op where the C library is not
+    glibc."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 # -- the header ------------------------------------------------------------------------
@@ -329,6 +397,7 @@ class _ChunkReader:
         self.indices = sorted(header.index(n) for n in self.parsed)
         # Columns grow in place (no list of pieces to join: that would double the peak).
         self.out = _Columns(size_hint)
+        self.small_file = size_hint < 2**31 - 1  # so fewer lines than int32 can count
         # categorical columns: text -> code in order of first appearance, over every chunk
         self.texts: dict[str, dict[str, int]] = {n: {} for n in names}
         self.null_tokens = False  # parse words such as NA as missing (slower)
@@ -369,7 +438,8 @@ class _ChunkReader:
             else:
                 self.out.append(name, series.cast(pl.Float64 if self._wide(name)
                                                   else pl.Float32).to_numpy())
-        self.out.append("\0lines", lines)
+        # int32 halves the line numbers' memory; a file of 2**31 lines is out of reach
+        self.out.append("\0lines", lines, np.int32 if self.small_file else np.int64)
         self.out.advance(len(lines))
         return next_line
 
@@ -503,10 +573,10 @@ class _ChunkReader:
         if not self.out.rows:
             raise DataError(f"{self.path}: no data rows below the header; add rows or "
                             "check the file is the right one")
-        lines = self.out.take("\0lines")
+        lines, _ = self.out.take("\0lines")
         columns: dict[str, Column] = {}
         for name in self.names:
-            values = self.out.take(name)
+            values, mapping = self.out.take(name)
             if self.kinds[name] == "categorical":
                 columns[name] = _categorical(values, self.texts[name])
                 continue
@@ -515,17 +585,19 @@ class _ChunkReader:
                 row = int(infinite[0])
                 raise DataError(f"{self.path}:{lines[row]}: column {name!r}: an infinite "
                                 "value; replace it with a finite number or leave it empty")
-            columns[name] = Column(self.kinds[name], values)
+            columns[name] = Column(self.kinds[name], values, mapping=mapping)
         return Table(self.path, self.header, columns, lines, self.delimiter)
 
 
 class _Columns:
     """Column arrays filled chunk by chunk, with room reserved from the file's size so
-    that they are rarely copied to grow."""
+    that they are rarely copied to grow. Each array has a private memory map of its own:
+    room never written costs no memory, and rows done with can be released early
+    (``Column.release_rows``)."""
 
     def __init__(self, file_bytes: int) -> None:
         self.file_bytes = file_bytes
-        self.arrays: dict[str, NDArray[Any]] = {}
+        self.arrays: dict[str, tuple[NDArray[Any], mmap.mmap | None]] = {}
         self.rows = 0
         self.capacity = 0
         self.seen_bytes = 0
@@ -538,25 +610,32 @@ class _Columns:
         # rows per byte so far, times the file's size, and a little slack
         estimate = int(needed / self.seen_bytes * self.file_bytes * 1.02) + 64
         self.capacity = max(needed, estimate, int(self.capacity * 1.5))
-        for name, array in self.arrays.items():
-            grown = np.empty(self.capacity, dtype=array.dtype)
-            grown[: self.rows] = array[: self.rows]
-            self.arrays[name] = grown
+        for name, (array, _) in self.arrays.items():
+            grown = self.arrays[name] = _mapped(self.capacity, array.dtype)
+            grown[0][: self.rows] = array[: self.rows]
 
     def append(self, name: str, values: NDArray[Any], dtype: DTypeLike | None = None) -> None:
-        array = self.arrays.get(name)
-        if array is None:
-            array = self.arrays[name] = np.empty(self.capacity, dtype=dtype or values.dtype)
-        array[self.rows : self.rows + len(values)] = values
+        if name not in self.arrays:
+            self.arrays[name] = _mapped(self.capacity, np.dtype(dtype or values.dtype))
+        self.arrays[name][0][self.rows : self.rows + len(values)] = values
 
     def advance(self, rows: int) -> None:
         self.rows += rows
 
-    def take(self, name: str) -> NDArray[Any]:
-        """The filled part of a column (a copy when much room would be left unused)."""
-        array = self.arrays.pop(name)
-        filled = array[: self.rows]
-        return filled.copy() if len(array) > 1.1 * self.rows + 4096 else filled
+    def take(self, name: str) -> tuple[NDArray[Any], mmap.mmap | None]:
+        """The filled part of a column, and its memory map."""
+        array, mapping = self.arrays.pop(name)
+        return array[: self.rows], mapping
+
+
+def _mapped(length: int, dtype: np.dtype[Any]) -> tuple[NDArray[Any], mmap.mmap | None]:
+    """An array of ``length`` in a private anonymous memory map of its own (a plain array
+    where the system has no such maps)."""
+    if not hasattr(mmap, "MAP_PRIVATE"):
+        return np.empty(length, dtype=dtype), None
+    mapping = mmap.mmap(-1, max(1, length * dtype.itemsize),
+                        flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(mapping, dtype=dtype, count=length), mapping
 
 
 def _codes(series: pl.Series, codes: dict[str, int]) -> NDArray[np.int32]:

@@ -23,6 +23,7 @@ MAX_INFERRED_CLASSES = 20
 MANY_CATEGORIES = 1000
 
 Rows = NDArray[np.intp] | None  # row indices into a table; None means every row
+Block = NDArray[np.intp] | slice  # rows encoded together: indices, or a run of rows
 BLOCK_ROWS = 8192  # rows encoded together: their part of the output stays in cache
 
 
@@ -142,27 +143,38 @@ class Preprocessor:
     def transform_parts(self, table: Table, parts: Sequence[Rows],
                         dtype: DTypeLike = np.float32, notes: list[str] | None = None,
                         release: bool = False) -> list[NDArray[np.floating]]:
-        """``transform_features`` for several row sets at once. Rows are encoded in blocks
-        that stay in cache while each column is written across them; with ``release`` the
-        input columns leave ``table`` afterwards."""
-        outputs = []
+        """``transform_features`` for several row sets at once; with ``release`` the input
+        columns leave ``table`` afterwards.
+
+        When the parts split the whole table (train, validation and test rows of one file),
+        the rows are encoded in file order, a cache-sized block at a time from contiguous
+        slices of the columns, and each block's rows are copied out to their parts; other
+        row sets are gathered block by block."""
+        outputs = [np.empty((len(table) if rows is None else len(rows), len(self.mean)), dtype)
+                   for rows in parts]
         unseen: dict[str, _Unseen] = {}
-        for rows in parts:
-            n = len(table) if rows is None else len(rows)
-            X = np.empty((n, len(self.mean)), dtype=dtype)
-            for start in range(0, n, BLOCK_ROWS):
-                stop = min(n, start + BLOCK_ROWS)
-                block = np.arange(start, stop) if rows is None else rows[start:stop]
-                j = 0
-                for spec in self.inputs:
-                    column = table.columns[spec.name]
-                    out = X[start:stop, j:j + spec.width]
-                    if spec.kind == "categorical":
-                        self._one_hot(table, block, spec, column, unseen, out)
-                    else:
-                        self._scaled(table, block, spec, column, j, out[:, 0])
-                    j += spec.width
-            outputs.append(X)
+        owner = _owner(len(table), parts)
+        if owner is not None:
+            filled = [0] * len(parts)
+            block = np.empty((min(BLOCK_ROWS, len(table)), len(self.mean)), dtype)
+            for start in range(0, len(table), BLOCK_ROWS):
+                stop = min(len(table), start + BLOCK_ROWS)
+                encoded = block[: stop - start]
+                self._encode(table, slice(start, stop), encoded, unseen)
+                for k, X in enumerate(outputs):
+                    mine = owner[start:stop] == k
+                    count = int(np.count_nonzero(mine))
+                    np.compress(mine, encoded, axis=0, out=X[filled[k]:filled[k] + count])
+                    filled[k] += count
+                if release:  # the outputs grow as the columns shrink
+                    for spec in self.inputs:
+                        table.columns[spec.name].release_rows(stop)
+        else:
+            for rows, X in zip(parts, outputs, strict=True):
+                for start in range(0, len(X), BLOCK_ROWS):
+                    stop = min(len(X), start + BLOCK_ROWS)
+                    chosen = slice(start, stop) if rows is None else rows[start:stop]
+                    self._encode(table, chosen, X[start:stop], unseen)
         if notes is not None:
             notes.extend(f"{table.path}: {u.rows} row{'s' if u.rows > 1 else ''} with a "
                          f"{name!r} category not seen in training (first: {u.value!r} on "
@@ -172,25 +184,39 @@ class Preprocessor:
                 del table.columns[spec.name]
         return outputs
 
-    def _scaled(self, table: Table, rows: NDArray[np.intp], spec: InputColumn,
+    def _encode(self, table: Table, rows: Block, out: NDArray[np.floating],
+                unseen: dict[str, _Unseen]) -> None:
+        """The network inputs of ``rows`` (a slice or row indices) into ``out``."""
+        j = 0
+        for spec in self.inputs:
+            column = table.columns[spec.name]
+            if spec.kind == "categorical":
+                self._one_hot(table, rows, spec, column, unseen, out[:, j:j + spec.width])
+            else:
+                self._scaled(table, rows, spec, column, j, out[:, j])
+            j += spec.width
+
+    def _scaled(self, table: Table, rows: Block, spec: InputColumn,
                 column: Column, j: int, out: NDArray[np.floating]) -> None:
         values = column.values[rows].astype(out.dtype, copy=False)
         missing = np.isnan(values)
         if missing.any():
             _check_fillable(table, rows, spec, missing)
             assert isinstance(spec.fill, float)
-            values[missing] = spec.fill
-        values -= out.dtype.type(self.mean[j])
-        np.divide(values, out.dtype.type(self.scale[j]), out=out)
+            values = np.where(missing, out.dtype.type(spec.fill), values)
+        # (value - mean) / scale in the output's precision, as the model file documents
+        np.subtract(values, out.dtype.type(self.mean[j]), out=out)
+        np.divide(out, out.dtype.type(self.scale[j]), out=out)
 
-    def _one_hot(self, table: Table, rows: NDArray[np.intp], spec: InputColumn,
+    def _one_hot(self, table: Table, rows: Block, spec: InputColumn,
                  column: Column, unseen_rows: dict[str, _Unseen],
                  out: NDArray[np.floating]) -> None:
         vocabulary = {c: i for i, c in enumerate(spec.categories)}
         # this file's codes -> the model's vocabulary (-1: unseen), with -1 (missing) last
         lookup = np.array([vocabulary.get(c, -1) for c in column.categories] + [-2],
                           dtype=np.int64)
-        index = lookup[_take(column.values, rows)]
+        codes = column.values[rows]
+        index = lookup[codes]
         missing = index == -2
         if missing.any():
             _check_fillable(table, rows, spec, missing)
@@ -198,9 +224,8 @@ class Preprocessor:
         unseen = np.flatnonzero(index == -1)
         if len(unseen):
             first = int(unseen[0])
-            row = first if rows is None else int(rows[first])
-            code = _take(column.values, rows)[first]
-            value = column.categories[code]
+            row = _row(rows, first)
+            value = column.categories[codes[first]]
             if spec.unseen == "error":
                 advice = (f"if {spec.name!r} is an identifier ({len(spec.categories)} "
                           f"distinct values in training), leave it out: data.drop: "
@@ -312,12 +337,34 @@ def _take(values: NDArray[Any], rows: Rows) -> NDArray[Any]:
     return values if rows is None else values[rows]
 
 
-def _check_fillable(table: Table, rows: Rows, spec: InputColumn,
+def _row(rows: Rows | Block, i: int) -> int:
+    """The table row of the ``i``-th of ``rows``."""
+    if rows is None:
+        return i
+    if isinstance(rows, slice):
+        return (rows.start or 0) + i
+    return int(rows[i])
+
+
+def _owner(n: int, parts: Sequence[Rows]) -> NDArray[np.int8] | None:
+    """The part each of ``n`` rows belongs to, when the parts are disjoint and together
+    hold every row in order (train, validation and test of one file); otherwise None
+    (one part is encoded straight into its output)."""
+    if not 1 < len(parts) < 100 or sum(n if rows is None else len(rows) for rows in parts) != n:
+        return None
+    owner = np.full(n, -1, dtype=np.int8)
+    for k, rows in enumerate(parts):
+        if rows is not None and len(rows) > 1 and np.any(np.diff(rows) <= 0):
+            return None  # not in file order: the outputs keep the order given
+        owner[slice(None) if rows is None else rows] = k
+    return owner if not np.any(owner < 0) else None
+
+
+def _check_fillable(table: Table, rows: Rows | Block, spec: InputColumn,
                     missing: NDArray[np.bool_]) -> None:
     if spec.missing != "error":
         return
-    first = int(np.argmax(missing))
-    row = first if rows is None else int(rows[first])
+    row = _row(rows, int(np.argmax(missing)))
     raise DataError(f"{table.where(row, spec.name)}: missing value; fill it in, or impute: "
                     f"data.columns.{spec.name}.missing: "
                     f"{'most_frequent' if spec.kind == 'categorical' else 'mean'} (or "
@@ -431,7 +478,7 @@ def split_rows(n: int, fractions: Sequence[float], seed: int,
     rng = np.random.default_rng(seed)
     groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == c)
                                                     for c in np.unique(labels)]
-    parts: list[list[NDArray[np.intp]]] = [[] for _ in range(len(fractions) + 1)]
+    owner = np.zeros(n, dtype=np.int8)  # part 0, the rest, unless a fraction takes the row
     for group in groups:
         group = rng.permutation(group)
         start = 0
@@ -439,10 +486,9 @@ def split_rows(n: int, fractions: Sequence[float], seed: int,
             size = int(round(len(group) * fraction))
             if len(group) > len(fractions):
                 size = min(max(size, 1), len(group) - start - (len(fractions) - k) - 1)
-            parts[k].append(group[start:start + size])
+            owner[group[start:start + size]] = k
             start += size
-        parts[0].append(group[start:])
-    return [np.sort(np.concatenate(p)).astype(np.intp) for p in parts]
+    return [np.flatnonzero(owner == k) for k in range(len(fractions) + 1)]
 
 
 def _safe_std(X: NDArray[np.float64]) -> NDArray[np.float64]:

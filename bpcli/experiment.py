@@ -33,7 +33,7 @@ from bpcli.config import (
     MaxPool2DConfig,
     did_you_mean,
 )
-from bpcli.csvfile import Kind, Table, read_csv, read_header
+from bpcli.csvfile import Kind, Table, read_csv, read_header, release_freed_memory
 from bpcli.data import (
     MANY_CATEGORIES,
     InputColumn,
@@ -186,11 +186,15 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
         return (preprocessor.target_values(source, part) if task == "regression"
                 else preprocessor.class_indices(source, part))
 
-    # The parts of the training file, encoded together, column by column, releasing each
-    # column as it goes (the file's columns and the arrays are never both whole).
+    # The parts of the training file, encoded together in file order; the columns' rows
+    # are released as they are encoded (the file's columns and the arrays are never both
+    # whole), after the targets and the memory reading left free.
     parts = list(rows)
     Ys = {part: (test_targets_of if part == "test" else targets_of)(table, rows[part])
           for part in parts}
+    for target in set(targets) - set(features):
+        del table.columns[target]
+    release_freed_memory()
     Xs = dict(zip(parts, preprocessor.transform_parts(table, [rows[p] for p in parts],
                                                       dtype, release=True), strict=True))
     del table

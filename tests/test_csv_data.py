@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import mmap
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -687,6 +688,42 @@ def test_same_seed_same_split_other_seed_other_split(tmp_path: Path,
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[1], other[1])
     assert len(first[1]) == len(other[1])
+
+
+def mixed_table(path: Path, n: int) -> Table:
+    """n rows of a number (some missing), a category and a label, read back."""
+    rng = np.random.default_rng(n)
+    rows = [["" if i % 17 == 0 else f"{v:.4f}", "rgb"[i % 3], "ab"[i % 2]]
+            for i, v in enumerate(rng.normal(size=n))]
+    return read_csv(write_rows(path, ["x", "colour", "y"], rows))
+
+
+def test_the_parts_of_one_file_encode_as_each_part_alone(tmp_path: Path) -> None:
+    from bpcli.data import InputColumn, Preprocessor
+
+    table = mixed_table(tmp_path / "d.csv", 20_000)  # several blocks of rows
+    parts = split_rows(len(table), [0.2, 0.1], 3, None)
+    inputs = [InputColumn("x", "numeric", missing="median"),
+              InputColumn("colour", "categorical")]
+    pre = Preprocessor.fit(table, parts[0], inputs, ["y"], "classification")
+    alone = [pre.transform_features(table, rows) for rows in parts]
+    together = pre.transform_parts(table, parts)
+    released = pre.transform_parts(table, parts, release=True)
+    for a, b, c in zip(alone, together, released, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    assert "x" not in table.columns and "y" in table.columns
+    assert sum(len(X) for X in together) == len(table)
+
+
+def test_released_rows_leave_memory_and_the_rest_stays(tmp_path: Path) -> None:
+    column = mixed_table(tmp_path / "d.csv", 5000).columns["x"]
+    assert column.mapping is not None
+    before = column.values.copy()
+    column.release_rows(2500)  # whole pages only
+    released = 2500 * 4 // mmap.PAGESIZE * mmap.PAGESIZE // 4
+    assert not column.values[:released].any()
+    np.testing.assert_array_equal(column.values[released:], before[released:])
 
 
 def test_validation_and_test_from_separate_files(tmp_path: Path,
