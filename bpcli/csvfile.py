@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import ctypes
 import io
+import itertools
 import mmap
 import os
 import queue
@@ -272,17 +273,20 @@ def _first_record_end(buffer: bytes) -> int | None:
 
 
 def sniff_delimiter(sample: str) -> str:
-    """The delimiter among comma, semicolon, tab and pipe that splits the sample's lines
-    into the same number (more than one) of fields; comma when none does."""
-    lines = [line for line in sample.splitlines()[:50] if line.strip()]
-    if len(lines) > 1 and not sample.endswith("\n"):
-        lines = lines[:-1]  # the sample may end mid-line
+    """The delimiter among comma, semicolon, tab and pipe that splits the sample's records
+    into the same number (more than one) of fields; comma when none does. Records are
+    split as CSV (a quoted field may hold a newline)."""
     best, best_width = ",", 1
     for candidate in DELIMITERS:
         try:
-            widths = [len(row) for row in csv.reader(lines, delimiter=candidate)]
+            rows = list(itertools.islice(csv.reader(io.StringIO(sample, newline=""),
+                                                    delimiter=candidate), 50))
         except csv.Error:
             continue
+        rows = [row for row in rows if row]  # blank lines
+        if len(rows) > 1 and not sample.endswith("\n"):
+            rows = rows[:-1]  # the sample may end inside the last record
+        widths = [len(row) for row in rows]
         if not widths or widths[0] <= 1:
             continue
         consistent = all(w == widths[0] for w in widths)
@@ -402,6 +406,7 @@ class _ChunkReader:
         self.texts: dict[str, dict[str, int]] = {n: {} for n in names}
         self.null_tokens = False  # parse words such as NA as missing (slower)
         self.decimal_comma = False  # numbers such as 1,5 (only when not comma-separated)
+        self.padded = False  # numbers with blanks around them ("1, 2"): read as text, trim
 
     def add(self, chunk: bytes, first_line: int) -> int:
         """Parse one chunk; return the line after it."""
@@ -454,9 +459,11 @@ class _ChunkReader:
         for name in self.parsed:
             if name in self.kinds:
                 continue
-            text = sample.get_column(name).drop_nulls()
+            raw = sample.get_column(name).drop_nulls()
+            text = raw.str.strip_chars(BLANK)  # "1, 2" is the numbers 1 and 2
             # blank: a quoted empty cell (""), or spaces, which polars reads as missing
-            text = text.filter(text.str.strip_chars(BLANK) != "")
+            present = (text != "") & ~text.is_in(MISSING_TOKENS)
+            raw, text = raw.filter(present), text.filter(present)
             # A few non-numbers in a column of numbers are typos to report, not categories.
             if _not_numbers(text) <= MAX_TYPOS * len(text):
                 self.kinds[name] = "numeric"
@@ -468,6 +475,8 @@ class _ChunkReader:
                 self.kinds[name] = "boolean"
             else:
                 self.kinds[name] = "categorical"
+            if self.kinds[name] != "categorical" and (raw != text).any():
+                self.padded = True
 
     def _read(self, chunk: bytes, schema: dict[str, Any], n_rows: int | None = None,
               as_text: bool = False) -> pl.DataFrame:
@@ -480,24 +489,47 @@ class _ChunkReader:
         )
 
     def _parse(self, chunk: bytes, first_line: int) -> pl.DataFrame:
-        schema = {n: pl.Float64 if self.kinds[n] == "numeric" and self._wide(n)
-                  else _POLARS_TYPE[self.kinds[n]] for n in self.parsed}
-
         def read() -> pl.DataFrame:
             while True:
                 try:
-                    return self._read(chunk, schema)
+                    if not self.padded:
+                        return self._read(chunk, {n: self._type(n) for n in self.parsed})
+                    frame = self._read(chunk, dict.fromkeys(self.parsed, pl.String))
+                    return frame.with_columns(self._from_text(frame, n) for n in self.parsed
+                                              if self.kinds[n] != "categorical")
                 except Exception:
-                    # Words such as NA may mark missing numbers, and a file that is not
-                    # comma-separated may write 1,5 for 1.5: parse them from now on.
+                    # Words such as NA may mark missing numbers, numbers may have blanks
+                    # around them, and a file that is not comma-separated may write 1,5
+                    # for 1.5: parse them from now on.
                     if not self.null_tokens:
                         self.null_tokens = True
+                    elif not self.padded:
+                        self.padded = True
                     elif self.delimiter != "," and not self.decimal_comma:
                         self.decimal_comma = True
                     else:
                         raise
 
         return self._safely(chunk, first_line, read)
+
+    def _type(self, name: str) -> Any:
+        if self.kinds[name] == "numeric" and self._wide(name):
+            return pl.Float64
+        return _POLARS_TYPE[self.kinds[name]]
+
+    def _from_text(self, frame: pl.DataFrame, name: str) -> pl.Series:
+        """A numeric or boolean column read as text, trimmed and converted; a cell that
+        does not convert raises (and ``_diagnose`` finds it)."""
+        text = frame.get_column(name).str.strip_chars(BLANK)
+        text = text.set(text.is_in(MISSING_TOKENS) | (text == ""), None)
+        if self.kinds[name] == "boolean":
+            lower = text.str.to_lowercase()
+            if not (lower.is_in(["true", "false"]) | lower.is_null()).all():
+                raise ValueError(f"column {name!r} has a value that is not true or false")
+            return (lower == "true").alias(name)
+        if self.decimal_comma:
+            text = _comma_to_point(text)
+        return text.cast(self._type(name), strict=True)
 
     def _safely(self, chunk: bytes, first_line: int, read: Callable[[], pl.DataFrame]
                 ) -> pl.DataFrame:
@@ -551,9 +583,10 @@ class _ChunkReader:
                 continue
             text = frame.get_column(name)
             if kind == "numeric":  # a blank cell is missing, not a bad number
-                numbers = _comma_to_point(text) if self.decimal_comma else text
+                trimmed = text.str.strip_chars(BLANK)
+                numbers = _comma_to_point(trimmed) if self.decimal_comma else trimmed
                 readable = numbers.cast(pl.Float64, strict=False).is_not_null() | (
-                    text.str.strip_chars(BLANK) == "")
+                    trimmed == "") | trimmed.is_in(MISSING_TOKENS)
             else:
                 readable = _booleans(text)
             bad = (~readable & text.is_not_null()).arg_true()
@@ -646,7 +679,7 @@ def _codes(series: pl.Series, codes: dict[str, int]) -> NDArray[np.int32]:
     distinct = local.unique().drop_nulls()
     physical = distinct.to_physical().to_numpy().astype(np.int64)
     lookup = np.full(int(physical.max(initial=-1)) + 2, -1, dtype=np.int32)
-    lookup[physical] = [codes.setdefault(text, len(codes))
+    lookup[physical] = [codes.setdefault(text.strip(BLANK), len(codes))
                         for text in distinct.cast(pl.String).to_list()]
     # null takes the last slot, which stays -1
     return lookup[local.to_physical().fill_null(len(lookup) - 1).to_numpy()]
@@ -678,8 +711,8 @@ def _comma_to_point(text: pl.Series) -> pl.Series:
 
 
 def _booleans(text: pl.Series) -> pl.Series:
-    """Where the cells are true or false (in any case)."""
-    return text.str.to_lowercase().is_in(["true", "false"])
+    """Where the cells are true or false (in any case, blanks around them allowed)."""
+    return text.str.strip_chars(BLANK).str.to_lowercase().is_in(["true", "false"])
 
 
 def _first_line(exc: BaseException) -> str:

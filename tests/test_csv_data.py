@@ -1090,8 +1090,8 @@ def csv_tables(draw: st.DrawFn, whole_first_row: bool) -> dict[str, Any]:
 def test_read_csv_reads_what_the_csv_module_writes(tmp_path: Path, chunk: int | None,
                                                    data: st.DataObject) -> None:
     """Random tables written by Python's csv module (any delimiter, quoting, line ends)
-    read back as written: numbers as float32, missing cells as NaN or -1, texts as codes
-    into their sorted distinct values, each row at its line."""
+    read back as written: numbers as float32, missing cells as NaN or -1, texts (trimmed)
+    as codes into their sorted distinct values, each row at its line."""
     # types are inferred from the first chunk: with tiny chunks, the first row is whole
     spec = data.draw(csv_tables(whole_first_row=chunk is not None))
     kinds, rows, delimiter = spec["kinds"], spec["rows"], spec["delimiter"]
@@ -1123,7 +1123,9 @@ def test_read_csv_reads_what_the_csv_module_writes(tmp_path: Path, chunk: int | 
         written = [row[j][0] for row in rows]
         words = [t for t in written if t is not None]
         if kinds[j] == "word" and words:
-            written = [t if t is not None and t.strip() else None for t in written]  # blanks
+            # blanks around a word are trimmed; a cell of blanks is missing
+            written = [t.strip(" \t") if t is not None and t.strip(" \t") else None
+                       for t in written]
             assert column.kind == "categorical", name
             assert column.categories == sorted({t for t in written if t is not None})
             codes = [column.categories.index(t) if t is not None else -1 for t in written]
@@ -1149,6 +1151,33 @@ def test_decimal_commas_in_a_semicolon_file(tmp_path: Path) -> None:
     path.write_text("a;b\n1,5;x\n2,5,3;y\n")
     with pytest.raises(DataError, match=r"d.csv:3: column 'a': '2,5,3' is not a number"):
         read_csv(path, kinds={"a": "numeric"})
+
+
+def test_blanks_around_cells_are_trimmed(tmp_path: Path) -> None:
+    """Files written by hand put a space after each delimiter: "1.5, true, x" holds a
+    number, a boolean and the word x; a cell of blanks or a padded NA is missing."""
+    path = tmp_path / "d.csv"
+    path.write_text("a, ok, label\n1.5, true, x\n NA , FALSE , y\n5,\t, x\n 7 , true,y\n")
+    for kinds in ({}, {"a": "numeric", "ok": "boolean", "label": "categorical"}):
+        table = read_csv(path, kinds=kinds)  # inferred, and fixed as a model's are
+        assert table.header == ["a", "ok", "label"]
+        np.testing.assert_array_equal(table.columns["a"].values, [1.5, np.nan, 5, 7])
+        np.testing.assert_array_equal(table.columns["ok"].values, [1, 0, np.nan, 1])
+        assert table.columns["label"].categories == ["x", "y"]
+        assert table.columns["label"].values.tolist() == [0, 1, 0, 1]
+    path.write_text("a; b\n 1,5 ; p\n2 ; q\n")  # with decimal commas
+    np.testing.assert_array_equal(read_csv(path).columns["a"].values, [1.5, 2])
+    path.write_text("a, b\n1, p\n 2x , q\n")
+    with pytest.raises(DataError, match=r"d.csv:3: column 'a': ' 2x ' is not a number"):
+        read_csv(path, kinds={"a": "numeric"})
+    path.write_text("a, b\n1, true\n2, maybe\n")
+    with pytest.raises(DataError, match=r"d.csv:3: column 'b': ' maybe' is not true or "):
+        read_csv(path, kinds={"b": "boolean"})
+
+
+def test_the_delimiter_is_found_past_a_quoted_newline() -> None:
+    assert csvfile.sniff_delimiter('"a";"b"\n"x\ny";"1"\n"z";"2"\n') == ";"
+    assert csvfile.sniff_delimiter('"a";"b"\n"x\ny";"1') == ";"  # cut inside a record
 
 
 def test_validation_file_has_its_own_delimiter(runner: CliRunner, in_tmp: Path,
