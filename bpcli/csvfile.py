@@ -73,8 +73,8 @@ class Column:
     def release_rows(self, stop: int) -> None:
         """Hand the memory of ``values[:stop]`` (whole pages of it) back to the system,
         for a consumer that is done with those rows and goes on with the rest; the
-        released rows read as zeros afterwards. Does nothing for a column without a
-        memory map of its own, or where the system cannot do it."""
+        released rows must not be read again (on Linux they read as zeros). Does nothing
+        for a column without a memory map of its own, or where the system cannot do it."""
         if self.mapping is None or not hasattr(self.mapping, "madvise"):
             return
         size = stop * self.values.itemsize // mmap.PAGESIZE * mmap.PAGESIZE
@@ -204,7 +204,7 @@ def release_freed_memory() -> None:
     glibc."""
     try:
         ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no such C library or function
         pass
 
 

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import mmap
+import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -722,7 +723,8 @@ def test_released_rows_leave_memory_and_the_rest_stays(tmp_path: Path) -> None:
     before = column.values.copy()
     column.release_rows(2500)  # whole pages only
     released = 2500 * 4 // mmap.PAGESIZE * mmap.PAGESIZE // 4
-    assert not column.values[:released].any()
+    if sys.platform == "linux":  # elsewhere the system may keep the pages as they were
+        assert not column.values[:released].any()
     np.testing.assert_array_equal(column.values[released:], before[released:])
 
 
