@@ -142,3 +142,18 @@ def test_gradcheck_passes_on_a_cnn(runner: CliRunner, write_config: Writer) -> N
     assert result.exit_code == 0, result.output
     for layer in ("conv2d", "batch_norm", "dense", "input"):
         assert layer in result.output
+
+
+def test_gradcheck_passes_with_dead_channels_normalised_and_max_pooled(
+        runner: CliRunner, write_config: Writer) -> None:
+    """Blank pixels make equal values in max pooling windows (and channels that come out
+    of batch_norm as exactly its shift, tied with dropped-out zeros): points without a
+    derivative, which the check steps around (noise on the rows, shifts off zero)."""
+    config = small_cnn()
+    config["model"]["layers"][0]["filters"] = 32  # some channels die for the batch
+    config["model"]["layers"][1:1] = [{"type": "batch_norm"}, {"type": "dropout",
+                                                               "rate": 0.3}]
+    result = runner.invoke(app, ["gradcheck", str(write_config(config)), "--rows", "8"])
+    assert result.exit_code == 0, result.output
+    assert "all 9 tensors pass" in result.output
+    assert "noise of 1% of their spread" in result.output

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from bpcli.config import load_config
 from bpcli.display import Display
@@ -14,16 +15,38 @@ from bpcli.experiment import prepare
 from bpcli.nn import Network
 from bpcli.nn.gradcheck import check_gradients
 
+BIASES = ("b", "beta")  # dense and conv biases, the shifts of batch_norm and layer_norm
+
 
 def _move_biases_off_zero(network: Network, rng: np.random.Generator) -> bool:
-    """Give all-zero biases small random values; True when any was moved."""
+    """Give all-zero biases small random values; True when any was moved.
+
+    At zero, a unit that is dead for the whole batch (a ReLU fed only zeros, such as
+    blank pixels) outputs exactly 0, and so does a normalised channel that is constant
+    over the batch; ties at 0 with a ReLU's kink or with dropped-out zeros in a max
+    pooling are points where the loss has no derivative, and finite differences there
+    take the mean of the two sides while backprop takes one."""
     moved = False
     for layer in network.layers:
-        bias = layer.params.get("b")
-        if bias is not None and not bias.any():
-            bias[...] = rng.uniform(-0.1, 0.1, size=bias.shape)
-            moved = True
+        for name in BIASES:
+            bias = layer.params.get(name)
+            if bias is not None and not bias.any():
+                bias[...] = rng.uniform(-0.1, 0.1, size=bias.shape)
+                moved = True
     return moved
+
+
+def _break_ties(network: Network, X: NDArray[np.float64], rng: np.random.Generator) -> bool:
+    """Add noise (1% of the data's spread, far above the finite-difference step) to rows
+    that go through a max pooling; True when it did. Images have runs of equal
+    pixels (blank borders), so a pooling window often holds equal values; nudging one
+    input moves some of them and not others, a point where the maximum has no
+    derivative. Training does not care (backprop takes one of the tied values)."""
+    if not any(layer.kind == "max_pool2d" for layer in network.layers):
+        return False
+    spread = float(X.std()) or 1.0
+    X += rng.uniform(-1e-2, 1e-2, size=X.shape) * spread
+    return True
 
 
 def gradcheck(config_path: Path, display: Display, *, rows: int, eps: float, atol: float,
@@ -39,14 +62,18 @@ def gradcheck(config_path: Path, display: Display, *, rows: int, eps: float, ato
     picked = np.sort(rng.choice(len(experiment.X_train), min(rows, len(experiment.X_train)),
                                 replace=False))
     X, Y = experiment.X_train[picked], experiment.Y_train[picked]
+    jittered = _break_ties(network, X, rng)
     how = (f"along {directions} random directions per tensor" if directions
            else f"at up to {max_entries} entries per tensor")
     display.info(f"checking {network.n_params} parameters and the input {how}, on {len(X)} "
                  f"training rows in float64 (eps {eps:g})")
     if moved:
         display.info("biases start at small random values here, not 0: an input of zeros "
-                     "(e.g. blank pixels) would otherwise put a ReLU exactly at its kink, "
-                     "where finite differences cannot follow it")
+                     "(e.g. blank pixels) would otherwise put a ReLU or a max pooling "
+                     "exactly at a kink, where finite differences cannot follow it")
+    if jittered:
+        display.info("the rows get noise of 1% of their spread, so that no max pooling "
+                     "window holds equal values (ties have no derivative)")
     results = check_gradients(network, X, Y, eps=eps, atol=atol, rtol=rtol,
                               max_entries=max_entries, directions=directions, rng=rng)
     display.gradcheck_report(results, atol, rtol)
