@@ -15,8 +15,14 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write`` on a temporary file beside ``path``, fsync it, then rename it over
     ``path``. The temporary file is removed if anything fails."""
     path = Path(path)
+    if not path.parent.is_dir():
+        raise OSError(f"{path}: the directory {path.parent} does not exist")
+    if path.is_dir():
+        raise OSError(f"{path}: is a directory; give a file name")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); a written result follows the umask
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -26,6 +32,12 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -426,19 +426,36 @@ def _fit_categorical(table: Table, rows: Rows, spec: InputColumn, column: Column
 
 
 # -- targets and splits --------------------------------------------------------------------
-def infer_task(column: Column, name: str) -> tuple[str, str]:
-    """``(task, reason)``: text labels or a few distinct integers mean classification."""
+def infer_task(column: Column, name: str, table: Table | None = None) -> tuple[str, str]:
+    """``(task, reason)``: text labels or a few distinct integers mean classification. A
+    column of numbers with a few words among them (at most 5% of the rows) is an error
+    at the first word: a typo, which would otherwise turn the task into classification."""
     if column.kind == "numeric":
         distinct = np.unique(column.values[~np.isnan(column.values)])
     else:
-        try:
-            distinct = np.array([float(c) for c in column.categories])
-        except ValueError:
+        numbers = np.array([_is_number(c) for c in column.categories] + [True])
+        if not numbers[:-1].all():
+            words = ~numbers[column.values]
+            if table is not None and numbers[:-1].any() and words.mean() <= 0.05:
+                row = int(np.argmax(words))
+                raise DataError(f"{table.where(row, name)}: "
+                                f"{column.categories[column.values[row]]!r} is not a number "
+                                "in a column of numbers; fix it, or set data.task: "
+                                "classification if the column holds labels")
             return "classification", f"target {name!r} holds text labels"
+        distinct = np.array([float(c) for c in column.categories])
     if np.all(distinct == np.round(distinct)) and len(distinct) <= MAX_INFERRED_CLASSES:
         return "classification", (f"target {name!r} holds {len(distinct)} distinct "
                                   "integers; set data.task: regression if they are amounts")
     return "regression", f"target {name!r} holds numbers"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def as_numbers(column: Column, table: Table, name: str) -> Column:

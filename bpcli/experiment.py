@@ -151,7 +151,7 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     notes = []
     task: str | None = data.task
     if task is None:
-        task, reason = infer_task(table.columns[targets[0]], targets[0])
+        task, reason = infer_task(table.columns[targets[0]], targets[0], table)
         notes.append(f"task: {task} ({reason})")
     if task == "regression":
         for target in targets:
@@ -190,6 +190,7 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     # are released as they are encoded (the file's columns and the arrays are never both
     # whole), after the targets and the memory reading left free.
     parts = list(rows)
+    n_rows = len(table)
     Ys = {part: (test_targets_of if part == "test" else targets_of)(table, rows[part])
           for part in parts}
     for target in set(targets) - set(features):
@@ -198,6 +199,14 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     Xs = dict(zip(parts, preprocessor.transform_parts(table, [rows[p] for p in parts],
                                                       dtype, release=True), strict=True))
     del table
+    for part, part_rows in rows.items():
+        if not len(part_rows):  # checked after the data, whose errors come first
+            field = "validation_fraction" if part in ("train", "validation") else \
+                "test_fraction"
+            raise loaded.error(("data", field), f"the {part} split of {path.name} gets no "
+                               f"rows ({n_rows} rows in the file); use more rows, or "
+                               "give the split a file of its own (data.validation_path, "
+                               "data.test_path)")
     for part, path_ in (("validation", data.validation_path), ("test", data.test_path)):
         if path_ is not None:
             source = read(loaded.resolve_path(path_), part)

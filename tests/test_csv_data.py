@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import mmap
+import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -1211,3 +1212,47 @@ def test_model_file_with_a_bad_delimiter_is_refused(runner: CliRunner, in_tmp: P
     np.savez(model, **arrays)
     with pytest.raises(ModelFileError, match="delimiter"):
         load_model(model)
+
+
+# -- 7. found by trying bp as a new user ---------------------------------------------------------
+
+
+def test_a_word_among_number_targets_is_a_typo_not_labels(tmp_path: Path,
+                                                          write_config: Writer) -> None:
+    rows = [[i, f"{i * 1.5 + 0.25:.2f}"] for i in range(40)]
+    rows[11][1] = "12x"
+    path = write_rows(tmp_path / "d.csv", ["a", "p"], rows)
+    with pytest.raises(DataError, match=r"d.csv:13: column 'p': '12x' is not a number in a "
+                                        r"column of numbers; fix it, or set data.task"):
+        experiment(write_config, {"path": str(path), "target": "p"})
+    labels = write_rows(tmp_path / "l.csv", ["a", "p"], [[i, "xy"[i % 2]] for i in range(40)])
+    assert experiment(write_config, {"path": str(labels), "target": "p"}).preprocessor.task \
+        == "classification"
+
+
+def test_a_split_without_rows_is_a_config_error(tmp_path: Path, write_config: Writer) -> None:
+    path = write_rows(tmp_path / "d.csv", ["x", "y"], [[1, "a"], [2, "b"]])
+    with pytest.raises(ConfigError, match=r"data.validation_fraction: the validation split "
+                                          r"of d.csv gets no rows \(2 rows in the file\)"):
+        experiment(write_config, {"path": str(path), "target": "y"})
+
+
+def test_predict_refuses_to_overwrite_its_input_and_writes_readable_files(
+        runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
+    model, _ = train(runner, write_config(iris_config()))
+    data = in_tmp / "in.csv"
+    data.write_text((DATASETS / "iris.csv").read_text())
+    result = runner.invoke(app, ["predict", str(model), str(data), "--out", str(data)])
+    assert result.exit_code == 2
+    assert "is the input file; write the predictions to another file" in result.output
+    assert data.read_text() == (DATASETS / "iris.csv").read_text()
+    result = runner.invoke(app, ["predict", str(model), str(data), "--out", "no/such/p.csv"])
+    assert result.exit_code == 2
+    assert "no/such/p.csv: the directory no/such does not exist" in result.output
+    old = os.umask(0o022)
+    try:
+        result = runner.invoke(app, ["predict", str(model), str(data), "--out", "p.csv"])
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    assert Path("p.csv").stat().st_mode & 0o777 == 0o644
