@@ -569,7 +569,6 @@ class _ChunkReader:
             return DataError(f"{self.path}:{line}: a quote (\") opens a field that never "
                              "closes; close it, or double a quote inside a field (\"\")")
         records = self._check_structure(chunk, first_line)
-        lines = records.lines[~records.blank]
         try:
             frame = self._read(chunk, {}, as_text=True)
         except BaseException as again:  # noqa: B036 - polars' panics are BaseExceptions
@@ -577,6 +576,9 @@ class _ChunkReader:
                 raise
             return DataError(f"{self.path}:{first_line}: cannot parse this part of the file "
                              f"as CSV ({_first_line(exc)})")
+        # polars may keep blank lines as empty rows or skip them
+        lines = records.lines if frame.height == len(records.lines) else \
+            records.lines[~records.blank]
         for name in self.parsed:
             kind = self.kinds.get(name)
             if kind not in ("numeric", "boolean"):

@@ -1256,3 +1256,10 @@ def test_predict_refuses_to_overwrite_its_input_and_writes_readable_files(
         os.umask(old)
     assert result.exit_code == 0, result.output
     assert Path("p.csv").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_bad_number_after_blank_lines_is_found_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("a,b\n1,x\n\n2,y\n\n\n3,x\noops,y\n4,x\n")
+    with pytest.raises(DataError, match=r"d.csv:8: column 'a': 'oops' is not a number"):
+        read_csv(path, kinds={"a": "numeric"})
