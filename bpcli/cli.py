@@ -183,7 +183,7 @@ def evaluate(
     json_: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     plot: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--plot", help="Also draw the confusion matrix to this PNG file (needs matplotlib: "
-        "pip install 'bp[plot]').")] = None,
+        "pip install 'bp\\[plot]').")] = None,
 ) -> None:
     """Score a trained model on a labelled CSV file."""
     import json
