@@ -462,7 +462,7 @@ class _ChunkReader:
             raw = sample.get_column(name).drop_nulls()
             text = raw.str.strip_chars(BLANK)  # "1, 2" is the numbers 1 and 2
             # blank: a quoted empty cell (""), or spaces, which polars reads as missing
-            present = (text != "") & ~text.is_in(MISSING_TOKENS)
+            present = ~_missing_cells(text)
             raw, text = raw.filter(present), text.filter(present)
             # A few non-numbers in a column of numbers are typos to report, not categories.
             if _not_numbers(text) <= MAX_TYPOS * len(text):
@@ -521,7 +521,7 @@ class _ChunkReader:
         """A numeric or boolean column read as text, trimmed and converted; a cell that
         does not convert raises (and ``_diagnose`` finds it)."""
         text = frame.get_column(name).str.strip_chars(BLANK)
-        text = text.set(text.is_in(MISSING_TOKENS) | (text == ""), None)
+        text = text.set(_missing_cells(text), None)
         if self.kinds[name] == "boolean":
             lower = text.str.to_lowercase()
             if not (lower.is_in(["true", "false"]) | lower.is_null()).all():
@@ -587,8 +587,8 @@ class _ChunkReader:
             if kind == "numeric":  # a blank cell is missing, not a bad number
                 trimmed = text.str.strip_chars(BLANK)
                 numbers = _comma_to_point(trimmed) if self.decimal_comma else trimmed
-                readable = numbers.cast(pl.Float64, strict=False).is_not_null() | (
-                    trimmed == "") | trimmed.is_in(MISSING_TOKENS)
+                readable = numbers.cast(pl.Float64, strict=False).is_not_null() | \
+                    _missing_cells(trimmed)
             else:
                 readable = _booleans(text)
             bad = (~readable & text.is_not_null()).arg_true()
@@ -701,6 +701,12 @@ def _categorical(codes: NDArray[np.int32], texts: dict[str, int]) -> Column:
 def _is_missing(text: str) -> bool:
     """A missing-value word, or a blank (a quoted empty cell, "", is blank too)."""
     return text in MISSING_TOKENS or not text.strip(BLANK)
+
+
+def _missing_cells(trimmed: pl.Series) -> pl.Series:
+    """Where trimmed cells are missing: empty, or a missing-value word (``_is_missing``
+    for one text)."""
+    return (trimmed == "") | trimmed.is_in(MISSING_TOKENS)
 
 
 def _not_numbers(text: pl.Series) -> int:
