@@ -4,7 +4,6 @@ errors into one-line messages and exit codes (the only place that does)."""
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
@@ -14,6 +13,7 @@ from typer.core import TyperGroup
 
 from bpcli import __version__
 from bpcli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BpError
+from bpcli.streams import flush_standard_streams, guard_standard_streams
 
 T = TypeVar("T")
 
@@ -38,10 +38,6 @@ def _run(action: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         typer.echo("bp: interrupted", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except BrokenPipeError:
-        # the reader went away (e.g. `bp predict ... | head`); nothing more to say
-        sys.stderr.close()
-        raise typer.Exit(0) from None
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         typer.echo(f"bp: {where}{exc.strerror or exc}", err=True)
@@ -100,6 +96,9 @@ def train(
     init_from: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--init-from", help="Warm start: begin from this model.npz's weights (same as "
         "training.init_from).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--epochs", min=1, help="With --resume: the new total of epochs, to train a run "
+        "further (a finished one too).")] = None,
     set_: SetOption = None,
 ) -> None:
     """Train the network a config describes and write a run directory."""
@@ -122,7 +121,10 @@ def train(
             if overrides:
                 raise UsageError("--set and --init-from cannot change a run being resumed: "
                                  "its config is fixed by its fingerprint")
-            return resume_run(resume, Display(), force, health)
+            return resume_run(resume, Display(), force, health, epochs)
+        if epochs is not None:
+            raise UsageError("--epochs goes with --resume; for a new run, set "
+                             "training.epochs in the config or --set training.epochs=N")
         assert config is not None
         return run_train(config, Display(), overrides, health)
 
@@ -325,4 +327,8 @@ def diff(
 
 
 def main() -> None:
-    app()
+    guard_standard_streams()
+    try:
+        app()
+    finally:
+        flush_standard_streams()

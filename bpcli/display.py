@@ -177,7 +177,7 @@ class Display:
             table.add_column(heading, overflow="fold",
                              justify="right" if heading in ("epochs", "wall time") else "left")
         styles = {"finished": "green", "stopped early": "green", "interrupted": "yellow",
-                  "diverged": "bold red", "running": "cyan"}
+                  "diverged": "bold red", "crashed": "bold red", "running": "cyan"}
         for name, started, epochs, best, status, wall_time in rows:
             table.add_row(Text(name), started, epochs, best,
                           Text(status, style=styles.get(status, "dim")), wall_time)

@@ -11,11 +11,12 @@ import os
 import platform
 import queue
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -26,7 +27,13 @@ from bpcli.events import EpochEnded, Event, Stopped
 
 CHECKPOINTS = "checkpoints"
 FINGERPRINTS = "fingerprints.json"
+LOCK = ".lock"
 MiB = 1 << 20
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not locked, and their state is as recorded
+    fcntl = None  # type: ignore[assignment]
 
 
 def create_run_dir(runs_dir: Path, name: str, bytes_needed: int) -> Path:
@@ -55,6 +62,71 @@ def create_run_dir(runs_dir: Path, name: str, bytes_needed: int) -> Path:
         (run_dir / CHECKPOINTS).mkdir()
         return run_dir
     raise UsageError(f"{runs_dir}: too many runs named {name!r} this second")
+
+
+class RunLock:
+    """The lock that the process training a run holds on its directory. The kernel drops it
+    when the process ends, however it ends (SIGKILL, a power cut of the process), which is
+    how a crashed run is told from a running one, and how two processes are kept from
+    training one run at once."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self._file: IO[bytes] | None = None
+
+    def __enter__(self) -> RunLock:
+        if fcntl is None:
+            return self
+        self._file = (self.run_dir / LOCK).open("ab")
+        deadline = time.monotonic() + 1.0  # past a `bp runs` that is looking at it
+        while True:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._file.close()
+                    raise UsageError(f"{self.run_dir}: another bp process is training this "
+                                     "run; wait for it to end, or stop it (Ctrl-C) "
+                                     "first") from None
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the lock
+
+
+def run_is_live(run_dir: Path) -> bool | None:
+    """Whether a process on this machine is training ``run_dir`` now; ``None`` when the
+    run was never locked (made before locks, or not on a POSIX system)."""
+    if fcntl is None:
+        return None
+    try:
+        with (run_dir / LOCK).open("rb") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+    except OSError:
+        return None
+
+
+def process_record() -> dict[str, Any]:
+    """Who is training the run: recorded in summary.json while it runs."""
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "process_started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def remove_stale_temporaries(run_dir: Path) -> int:
+    """Delete the temporary files of writes that a dead process never finished (every
+    bp write goes to ``.NAME.*.tmp`` before its rename); only call with the run's lock."""
+    removed = 0
+    for directory in (run_dir, run_dir / CHECKPOINTS):
+        for tmp in directory.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def environment() -> dict[str, str]:

@@ -70,6 +70,7 @@ class TrainerState:
     lr_scale: float = 1.0  # product of the rollbacks' learning-rate factors
     schedule: dict[str, Any] = field(default_factory=dict)
     epoch_rng: dict[str, Any] | None = None
+    seconds: float = 0.0  # time spent training, summed over every session of the run
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -212,7 +213,7 @@ class Trainer:
         # when a divergence may roll back to them
         rollback = self.divergence.rollback
         snapshot = self._snapshot() if rollback else None
-        started = time.perf_counter()
+        clock = time.perf_counter()  # state.seconds counts up to here
         self.emit(TrainingStarted(self.epochs, batches, n, len(X_val), self.metric_name,
                                   state.epoch))
         first_epoch, state_batch_at_start = state.epoch + 1, state.batch
@@ -250,6 +251,7 @@ class Trainer:
                 state.batch = b + 1
                 state.loss_sum += loss * len(index)
                 if self.should_stop():
+                    clock = self._count_time(clock)
                     self.emit(Stopped(epoch, b + 1, batches))
                     raise TrainingInterrupted(f"stopped at epoch {epoch}, batch {b + 1} of "
                                               f"{batches}")
@@ -278,6 +280,7 @@ class Trainer:
             state.epoch_rng = dict(self.rng.bit_generator.state)
             state.schedule = self.schedule.state()
             state.stopped_early = rule.patience is not None and state.wait >= rule.patience
+            clock = self._count_time(clock)
             snapshot = self._snapshot() if rollback else None
             health = None
             if epoch_start_params is not None:
@@ -291,11 +294,18 @@ class Trainer:
             if state.stopped_early:
                 self.emit(StoppedEarly(epoch, state.best_epoch, rule.monitor, state.wait))
         params[0][...] = self.best_params
+        self._count_time(clock)
         result = TrainingResult(state.epoch, state.best_epoch, state.best_val_loss,
-                                state.best_val_metric, time.perf_counter() - started)
+                                state.best_val_metric, state.seconds)
         self.emit(TrainingEnded(result.epochs_done, result.best_epoch, result.best_val_loss,
                                 result.best_val_metric, result.seconds))
         return result
+
+    def _count_time(self, since: float) -> float:
+        """Add the time since ``since`` to the run's training time; return now."""
+        now = time.perf_counter()
+        self.state.seconds += now - since
+        return now
 
     def _snapshot(self) -> _Snapshot:
         return _Snapshot(
@@ -315,9 +325,9 @@ class Trainer:
             raise TrainingDiverged(message)
         self.network.flat_params[...] = snapshot.params
         self.optimizer.load_state(snapshot.optimizer)
-        rollbacks = self.state.rollbacks + 1
+        rollbacks, seconds = self.state.rollbacks + 1, self.state.seconds
         self.state = TrainerState.from_json(snapshot.state.to_json())
-        self.state.rollbacks = rollbacks
+        self.state.rollbacks, self.state.seconds = rollbacks, seconds
         self.state.lr_scale *= policy.lr_factor
         self.rng.bit_generator.state = snapshot.shuffle_rng
         self.network.rng.bit_generator.state = snapshot.network_rng

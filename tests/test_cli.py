@@ -103,6 +103,8 @@ def test_same_seed_same_numbers(runner: CliRunner, in_tmp: Path, write_config: W
                     assert np.array_equal(fa[key], fb[key]), (name, key)
             meta_a, meta_b = json.loads(str(fa["meta"])), json.loads(str(fb["meta"]))
             assert meta_a.pop("created") and meta_b.pop("created")
+            for meta in (meta_a, meta_b):  # checkpoints count the time spent training
+                assert meta.get("trainer", {}).pop("seconds", 1.0) > 0
             assert meta_a == meta_b
 
 

@@ -15,6 +15,7 @@ from bpcli.cli import app
 from bpcli.commands import train as train_command
 from bpcli.commands.runs import config_differences, flatten
 from bpcli.modelfile import load_model
+from bpcli.runs import RunLock
 from tests.conftest import DATASETS, iris_config
 from tests.test_runs import StopAfter
 
@@ -200,12 +201,20 @@ def test_runs_lists_newest_first_with_status_and_epochs(
     assert rows[interrupted.name][4].startswith("~")  # summed epoch times: no final summary
 
 
-def test_runs_shows_running_as_recorded(runner: CliRunner, iris_run: Path) -> None:
+def test_runs_tells_a_running_run_from_a_crashed_one(runner: CliRunner, iris_run: Path
+                                                     ) -> None:
     summary = json.loads((iris_run / "summary.json").read_text())
     (iris_run / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
-    result = runner.invoke(app, ["runs", "runs"])
+    with RunLock(iris_run):  # as the process training it holds it
+        result = runner.invoke(app, ["runs", "runs"])
     assert result.exit_code == 0, result.output
     assert table_rows(result.output)[iris_run.name][3] == "running"
+    assert "--resume" not in result.output
+
+    result = runner.invoke(app, ["runs", "runs"])  # no process holds it: it died
+    assert table_rows(result.output)[iris_run.name][3] == "crashed"
+    assert f"carry it on with: bp train --resume {Path('runs') / iris_run.name}" in (
+        result.output)
 
 
 def test_runs_empty_and_missing(runner: CliRunner, in_tmp: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -58,6 +59,13 @@ class StopAfter:
 
     def __enter__(self) -> StopAfter:
         return self
+
+    def deferred(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+    @property
+    def requested(self) -> bool:
+        return self.calls < 0
 
     def __exit__(self, *exc: object) -> None:
         return None

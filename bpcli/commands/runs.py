@@ -7,7 +7,9 @@ import csv
 import io
 import json
 import math
+import os
 import re
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +19,7 @@ import yaml
 
 from bpcli.display import Display
 from bpcli.errors import UsageError
+from bpcli.runs import CHECKPOINTS, run_is_live
 
 #: The timestamp ``create_run_dir`` puts in a run's name: ``<name>-YYYYmmdd-HHMMSS[-N]``.
 STAMP = re.compile(r"-(\d{8}-\d{6})(?:-(\d+))?$")
@@ -87,6 +90,8 @@ def read_run(run_dir: Path) -> RunInfo:
     metric_column = next((h for h in header[1:] if h.startswith("val_") and h != "val_loss"),
                          None)
     status = summary.get("status")
+    if status == "running" and _process_gone(run_dir, summary):
+        status = "crashed"
     started, order = _started(run_dir)
     info = RunInfo(path=run_dir, status=status if isinstance(status, str) else "unknown",
                    started=started, order=order, epochs_done=len(rows),
@@ -121,6 +126,31 @@ def list_runs(runs_dir: Path, display: Display) -> None:
     rows = [(run.name, _when(run.started), run.epochs_text(), run.best_text(), run.status,
              run.wall_time_text()) for run in runs]
     display.runs_table(f"{len(runs)} run{'s' if len(runs) > 1 else ''} in {runs_dir}", rows)
+    for run in runs:
+        if run.status in ("crashed", "interrupted") and (run.path / CHECKPOINTS / "last.npz"
+                                                         ).is_file():
+            display.info(f"{run.name} {run.status}; carry it on with: "
+                         f"bp train --resume {run.path}")
+
+
+def _process_gone(run_dir: Path, summary: dict[str, Any]) -> bool:
+    """Whether the process that says it is training ``run_dir`` has ended without saying
+    so (SIGKILL, a crash, a power cut). Only a process on this machine can be asked."""
+    if summary.get("host") not in (None, socket.gethostname()):
+        return False
+    live = run_is_live(run_dir)
+    if live is not None:
+        return not live
+    pid = summary.get("pid")
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # someone else's process: it exists
+        return False
+    return False
 
 
 def diff_runs(run_a: Path, run_b: Path, display: Display) -> None:

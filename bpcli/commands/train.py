@@ -27,12 +27,15 @@ from bpcli.plots import CurvesWriter
 from bpcli.runs import (
     CHECKPOINTS,
     FINGERPRINTS,
+    RunLock,
     RunRecorder,
     changed_inputs,
     create_run_dir,
     environment,
     fingerprints,
+    process_record,
     read_metrics,
+    remove_stale_temporaries,
     write_json,
 )
 from bpcli.signals import StopOnSignal
@@ -42,6 +45,7 @@ from bpcli.trainer import (
     TrainerState,
     TrainingDiverged,
     TrainingInterrupted,
+    TrainingResult,
 )
 
 TEST_SCORES = "test.json"
@@ -80,23 +84,39 @@ def train(config_path: Path, display: Display, overrides: Sequence[str] = (),
     # model.npz, best and last checkpoints with optimizer state, and their temporary copies
     needed = 8 * network.flat_params.nbytes + (1 << 20)
     run_dir = create_run_dir(Path(config.output.runs_dir), config.output.name, needed)
-    write_text_atomic(run_dir / "config.yaml",
-                      yaml.safe_dump(config.model_dump(mode="json", exclude_none=True),
-                                     sort_keys=False))
-    write_json(run_dir / FINGERPRINTS, fingerprints(run_dir, _data_files(experiment)))
-    display.info(f"run directory: {run_dir}")
-    return _run(Session(run_dir, experiment, network, optimizer, trainer, []), display)
+    with RunLock(run_dir):
+        _write_config(run_dir, experiment)
+        display.info(f"run directory: {run_dir}")
+        return _run(Session(run_dir, experiment, network, optimizer, trainer, []), display)
 
 
-def resume(run_dir: Path, display: Display, force: bool, health: bool = False) -> Path:
-    """Carry on the run in ``run_dir`` from its last checkpoint, bit for bit."""
+def resume(run_dir: Path, display: Display, force: bool, health: bool = False,
+           epochs: int | None = None) -> Path:
+    """Carry on the run in ``run_dir`` from its last checkpoint, bit for bit; with
+    ``epochs``, to that new total (which also extends a finished run)."""
     last = run_dir / CHECKPOINTS / "last.npz"
     if not (run_dir / "config.yaml").is_file():
         raise UsageError(f"{run_dir}: not a bp run directory (no config.yaml)")
     if not last.is_file():
         raise UsageError(f"{run_dir}: no checkpoint to resume from (it stopped before its "
                          "first epoch ended); start it again with bp train")
-    experiment = prepare(load_config(run_dir / "config.yaml"))
+    with RunLock(run_dir):  # held until the session ends: no second process on this run
+        return _resume_locked(run_dir, display, force, health, epochs)
+
+
+def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
+                   epochs: int | None) -> Path:
+    last = run_dir / CHECKPOINTS / "last.npz"
+    if remove_stale_temporaries(run_dir):
+        display.info("removed the temporary files of writes the stopped process left "
+                     "unfinished")
+    loaded = load_config(run_dir / "config.yaml")
+    planned = loaded.config.training.epochs
+    if epochs is None and _finished(run_dir):
+        raise UsageError(f"{run_dir}: the run has finished ({planned} epochs planned; its "
+                         "model is written); to train it further give a new total, e.g. "
+                         f"bp train --resume {run_dir} --epochs {2 * planned}")
+    experiment = prepare(loaded)
     changes = changed_inputs(run_dir, _data_files(experiment))
     if changes and not force:
         raise UsageError(f"{run_dir}: cannot resume: {'; '.join(changes)}. Resuming would "
@@ -116,6 +136,13 @@ def resume(run_dir: Path, display: Display, force: bool, health: bool = False) -
         optimizer.load_state(checkpoint.optimizer_state)
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelFileError(f"{last}: does not match {run_dir / 'config.yaml'}: {exc}") from None
+    if epochs is not None:
+        if epochs <= state.epoch:
+            raise UsageError(f"{run_dir}: --epochs {epochs} is not more than the "
+                             f"{state.epoch} epochs already done; give a larger total")
+        _extend(run_dir, experiment, epochs)
+        state.stopped_early, state.wait = False, 0  # asked for more: train them all
+        display.info(f"extending {run_dir} from {planned} to {epochs} epochs")
     trainer = _trainer(experiment, network, optimizer, np.random.default_rng(0), health)
     trainer.state = state
     best = run_dir / CHECKPOINTS / "best.npz"
@@ -126,6 +153,32 @@ def resume(run_dir: Path, display: Display, force: bool, health: bool = False) -
                  + (" (inputs changed; --force given)" if changes else ""))
     rows = read_metrics(run_dir, state.epoch)
     return _run(Session(run_dir, experiment, network, optimizer, trainer, rows), display)
+
+
+def _finished(run_dir: Path) -> bool:
+    """Whether the run ended as planned and wrote its model (a run killed while finishing
+    is not finished: resuming it completes the final writes)."""
+    try:
+        status = json.loads((run_dir / "summary.json").read_text())["status"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return status in ("finished", "stopped early") and (run_dir / "model.npz").is_file()
+
+
+def _extend(run_dir: Path, experiment: Experiment, epochs: int) -> None:
+    """Make ``epochs`` the run's planned total: in its config, and in the fingerprint that
+    guards the config against edits."""
+    experiment.config.training.epochs = epochs
+    _write_config(run_dir, experiment)
+
+
+def _write_config(run_dir: Path, experiment: Experiment) -> None:
+    """The run's resolved config, and the fingerprints that guard it and the data."""
+    config = experiment.config
+    write_text_atomic(run_dir / "config.yaml",
+                      yaml.safe_dump(config.model_dump(mode="json", exclude_none=True),
+                                     sort_keys=False))
+    write_json(run_dir / FINGERPRINTS, fingerprints(run_dir, _data_files(experiment)))
 
 
 def _trainer(experiment: Experiment, network: Network, optimizer: Optimizer,
@@ -175,7 +228,6 @@ def _run(session: Session, display: Display) -> Path:
     run_dir, experiment, trainer = session.run_dir, session.experiment, session.trainer
     config = experiment.config
     network, optimizer = session.network, session.optimizer
-    metric = f"val_{experiment.metric_name}"
     meta: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                             "environment": environment(), "config": config.model_dump(mode="json")}
 
@@ -191,7 +243,7 @@ def _run(session: Session, display: Display) -> Path:
                  f"{config.optimizer.name}, {config.training.epochs} epochs of batch "
                  f"{config.training.batch_size}")
     summary: dict[str, Any] = {"status": "running", "started": _started(run_dir, meta),
-                               "seed": config.training.seed,
+                               "seed": config.training.seed, **process_record(),
                                "environment": environment(), "run_dir": str(run_dir),
                                "task": experiment.preprocessor.task,
                                "n_train": len(experiment.X_train), "n_val": len(experiment.X_val)}
@@ -200,39 +252,69 @@ def _run(session: Session, display: Display) -> Path:
                            session.metrics_rows)
     # listens after the recorder, and draws on its writer, after the rows it depends on
     curves = CurvesWriter(run_dir, display.info, submit=recorder.writer.submit)
-    try:
-        with StopOnSignal() as stop, display.training() as view:
-            trainer.listeners = [recorder, curves, view]
-            trainer.should_stop = stop
-            result = trainer.fit(experiment.X_train, experiment.Y_train,
-                                 experiment.X_val, experiment.Y_val)
-    except TrainingDiverged:
-        if trainer.state.best_epoch > 0:  # the last good weights stay the model
-            network.flat_params[...] = trainer.best_params
-            save_model(run_dir / "model.npz", network, experiment.preprocessor,
-                       {**meta, "epoch": trainer.state.best_epoch})
-        write_json(run_dir / "summary.json", {**summary, "status": "diverged",
-                                              "epochs": trainer.state.epoch})
-        raise
-    except (TrainingInterrupted, KeyboardInterrupt) as exc:
-        write_json(run_dir / "summary.json", {**summary, "status": "interrupted",
-                                              "epochs": trainer.state.epoch})
-        if isinstance(exc, TrainingInterrupted):
-            raise TrainingInterrupted(f"{exc}; checkpoint written. Resume with:\n"
-                                      f"  bp train --resume {run_dir}") from None
-        raise
-    finally:
+    with StopOnSignal() as stop:
         try:
-            curves.finish()  # the epochs since the last picture, however training ended
-        finally:
-            recorder.close()  # every checkpoint, row and picture on disk before going on
+            with display.training() as view:
+                trainer.listeners = [recorder, curves, view]
+                trainer.should_stop = stop
+                result = trainer.fit(experiment.X_train, experiment.Y_train,
+                                     experiment.X_val, experiment.Y_val)
+        except TrainingDiverged:
+            with stop.deferred():
+                _finish_writes(curves, recorder)
+                if trainer.state.best_epoch > 0:  # the last good weights stay the model
+                    network.flat_params[...] = trainer.best_params
+                    save_model(run_dir / "model.npz", network, experiment.preprocessor,
+                               {**meta, "epoch": trainer.state.best_epoch})
+                write_json(run_dir / "summary.json", {**summary, "status": "diverged",
+                                                      "epochs": trainer.state.epoch})
+            raise
+        except (TrainingInterrupted, KeyboardInterrupt) as exc:
+            with stop.deferred():
+                _finish_writes(curves, recorder)
+                write_json(run_dir / "summary.json", {**summary, "status": "interrupted",
+                                                      "epochs": trainer.state.epoch})
+            if isinstance(exc, TrainingInterrupted):
+                raise TrainingInterrupted(f"{exc}; checkpoint written. Resume with:\n"
+                                          f"  bp train --resume {run_dir}") from None
+            raise TrainingInterrupted(f"stopped at once, during epoch {trainer.state.epoch + 1}"
+                                      f"; the last checkpoint stands. Resume with:\n"
+                                      f"  bp train --resume {run_dir}") from None
+        except BaseException:
+            with stop.deferred():
+                _finish_writes(curves, recorder)
+            raise
+        # A signal from here on is honoured once the run is complete on disk.
+        with stop.deferred():
+            _finish_writes(curves, recorder)
+            _finish(session, display, result, summary, meta)
+    if stop.requested:
+        raise TrainingInterrupted(f"interrupted as the run finished; it is complete "
+                                  f"({run_dir / 'model.npz'} written)")
+    return run_dir
 
+
+def _finish_writes(curves: CurvesWriter, recorder: RunRecorder) -> None:
+    """Every checkpoint, metrics row and picture on disk (re-raising a write error), and
+    the writer threads ended, however training ended."""
+    try:
+        curves.finish()  # the epochs since the last picture
+    finally:
+        recorder.close()
+
+
+def _finish(session: Session, display: Display, result: TrainingResult,
+            summary: dict[str, Any], meta: dict[str, Any]) -> None:
+    """The final writes of a run that trained to its end: model, test scores, summary."""
+    run_dir, experiment, trainer = session.run_dir, session.experiment, session.trainer
+    config = experiment.config
+    metric = f"val_{experiment.metric_name}"
     metrics = {"best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
                metric: result.best_val_metric}
-    save_model(run_dir / "model.npz", network, experiment.preprocessor,
+    save_model(run_dir / "model.npz", session.network, experiment.preprocessor,
                {**meta, "epoch": result.best_epoch, "metrics": metrics})
     status = "stopped early" if trainer.state.stopped_early else "finished"
-    test = _test_report(experiment, network, run_dir)
+    test = _test_report(experiment, session.network, run_dir)
     write_json(run_dir / "summary.json", {
         **summary, "status": status, "epochs": result.epochs_done,
         "wall_time_s": round(result.seconds, 3), "metrics": metrics,
@@ -245,7 +327,6 @@ def _run(session: Session, display: Display) -> Path:
         display.evaluation(test, f"test split, best epoch's model ({TEST_SCORES})")
     display.info(f"model written to {run_dir / 'model.npz'}; predict with:")
     display.info(f"  bp predict {run_dir / 'model.npz'} {_shown(Path(config.data.path))}")
-    return run_dir
 
 
 def _test_report(experiment: Experiment, network: Network, run_dir: Path
