@@ -57,8 +57,8 @@ def _use_threads(threads: int | None) -> None:
 
 
 ThreadsOption = Annotated[Optional[int], typer.Option(  # noqa: UP045
-    "--threads", min=1, help="Threads for the matrix products (default: BLAS's own choice, "
-    "usually one per core).")]
+    "--threads", min=1, help="Threads for the matrix products (default: bp chooses by the "
+    "size of the products and the cores other programs leave free).")]
 
 
 def _version(value: bool) -> None:
@@ -121,12 +121,12 @@ def train(
             if overrides:
                 raise UsageError("--set and --init-from cannot change a run being resumed: "
                                  "its config is fixed by its fingerprint")
-            return resume_run(resume, Display(), force, health, epochs)
+            return resume_run(resume, Display(), force, health, epochs, threads)
         if epochs is not None:
             raise UsageError("--epochs goes with --resume; for a new run, set "
                              "training.epochs in the config or --set training.epochs=N")
         assert config is not None
-        return run_train(config, Display(), overrides, health)
+        return run_train(config, Display(), overrides, health, threads)
 
     _run(action)
 

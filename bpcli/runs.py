@@ -134,7 +134,7 @@ def environment() -> dict[str, str]:
     return {"bp": __version__, "numpy": np.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "blas": _blas(),
             "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")
-            or os.environ.get("OMP_NUM_THREADS") or f"default ({os.cpu_count()} cores)"}
+            or os.environ.get("OMP_NUM_THREADS") or f"chosen by bp ({os.cpu_count()} cores)"}
 
 
 def _blas() -> str:

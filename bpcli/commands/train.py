@@ -39,6 +39,7 @@ from bpcli.runs import (
     write_json,
 )
 from bpcli.signals import StopOnSignal
+from bpcli.threads import CpuMeter, choose_threads, largest_product, set_threads
 from bpcli.trainer import (
     DivergencePolicy,
     Trainer,
@@ -61,11 +62,14 @@ class Session:
     optimizer: Optimizer
     trainer: Trainer
     metrics_rows: list[list[str]]
+    threads: int | None  # --threads; None: bp chooses, and keeps choosing while training
+    meter: CpuMeter | None  # how busy the machine is, when bp chooses
 
 
 def train(config_path: Path, display: Display, overrides: Sequence[str] = (),
-          health: bool = False) -> Path:
+          health: bool = False, threads: int | None = None) -> Path:
     """Train the network ``config_path`` describes in a new run directory."""
+    meter = CpuMeter() if threads is None else None
     loaded = load_config(config_path, overrides)
     experiment = prepare(loaded)
     config = experiment.config
@@ -87,11 +91,12 @@ def train(config_path: Path, display: Display, overrides: Sequence[str] = (),
     with RunLock(run_dir):
         _write_config(run_dir, experiment)
         display.info(f"run directory: {run_dir}")
-        return _run(Session(run_dir, experiment, network, optimizer, trainer, []), display)
+        return _run(Session(run_dir, experiment, network, optimizer, trainer, [], threads,
+                            meter), display)
 
 
 def resume(run_dir: Path, display: Display, force: bool, health: bool = False,
-           epochs: int | None = None) -> Path:
+           epochs: int | None = None, threads: int | None = None) -> Path:
     """Carry on the run in ``run_dir`` from its last checkpoint, bit for bit; with
     ``epochs``, to that new total (which also extends a finished run)."""
     last = run_dir / CHECKPOINTS / "last.npz"
@@ -100,12 +105,16 @@ def resume(run_dir: Path, display: Display, force: bool, health: bool = False,
     if not last.is_file():
         raise UsageError(f"{run_dir}: no checkpoint to resume from (it stopped before its "
                          "first epoch ended); start it again with bp train")
+    meter = CpuMeter() if threads is None else None
     with RunLock(run_dir):  # held until the session ends: no second process on this run
-        return _resume_locked(run_dir, display, force, health, epochs)
+        session = _resume_locked(run_dir, display, force, health, epochs)
+        session.threads, session.meter = threads, meter
+        return _run(session, display)
 
 
 def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
-                   epochs: int | None) -> Path:
+                   epochs: int | None) -> Session:
+    """The session that carries the run on from its last checkpoint."""
     last = run_dir / CHECKPOINTS / "last.npz"
     if remove_stale_temporaries(run_dir):
         display.info("removed the temporary files of writes the stopped process left "
@@ -152,7 +161,7 @@ def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
                  + (f", batch {state.batch}" if state.batch else "")
                  + (" (inputs changed; --force given)" if changes else ""))
     rows = read_metrics(run_dir, state.epoch)
-    return _run(Session(run_dir, experiment, network, optimizer, trainer, rows), display)
+    return Session(run_dir, experiment, network, optimizer, trainer, rows, None, None)
 
 
 def _finished(run_dir: Path) -> bool:
@@ -239,14 +248,17 @@ def _run(session: Session, display: Display) -> Path:
                               optimizer.state())
         return lambda: write_arrays(path, arrays)
 
+    threads = _use_threads(session, run_dir)
     display.info(f"network: {network.n_params} parameters, loss {config.loss}, optimizer "
                  f"{config.optimizer.name}, {config.training.epochs} epochs of batch "
-                 f"{config.training.batch_size}")
+                 f"{config.training.batch_size}, {threads['threads']} "
+                 f"thread{'s' if threads['threads'] > 1 else ''}")
     summary: dict[str, Any] = {"status": "running", "started": _started(run_dir, meta),
                                "seed": config.training.seed, **process_record(),
                                "environment": environment(), "run_dir": str(run_dir),
                                "task": experiment.preprocessor.task,
-                               "n_train": len(experiment.X_train), "n_val": len(experiment.X_val)}
+                               "n_train": len(experiment.X_train), "n_val": len(experiment.X_val),
+                               "threads": threads}
     write_json(run_dir / "summary.json", summary)
     recorder = RunRecorder(run_dir, experiment.metric_name, save_checkpoint,
                            session.metrics_rows)
@@ -292,6 +304,33 @@ def _run(session: Session, display: Display) -> Path:
         raise TrainingInterrupted(f"interrupted as the run finished; it is complete "
                                   f"({run_dir / 'model.npz'} written)")
     return run_dir
+
+
+def _use_threads(session: Session, run_dir: Path) -> dict[str, Any]:
+    """Set the run's thread count and say how it was set: by --threads, as the run was
+    started (a resumed run keeps its count: another count may sum products in another
+    order), or chosen for this network on this machine now."""
+    if session.threads is not None:
+        return {"threads": session.threads, "chosen_by": "--threads"}
+    recorded = _recorded_threads(run_dir)
+    if recorded is not None:
+        set_threads(recorded["threads"])
+        return recorded
+    assert session.meter is not None
+    # the meter's reading spans the data loading: what others used meanwhile
+    work = largest_product(session.network.layers, session.experiment.config.training.batch_size)
+    return choose_threads(session.meter, work).record()
+
+
+def _recorded_threads(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        threads = json.loads((run_dir / "summary.json").read_text())["threads"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (isinstance(threads, dict) and isinstance(threads.get("threads"), int)
+            and threads["threads"] >= 1):
+        return None
+    return threads
 
 
 def _finish_writes(curves: CurvesWriter, recorder: RunRecorder) -> None:
