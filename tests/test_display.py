@@ -1,0 +1,285 @@
+"""The live training screen, its number formats and ETA, and plain output: what a person
+sees on a terminal of a given size, and in a pipe."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from rich.console import Console  # noqa: TID251 - the test plays the terminal
+
+from bpcli.display import (
+    Display,
+    TrainingView,
+    clock_time,
+    epoch_eta,
+    fit_general,
+    fit_number,
+    fold,
+    run_eta,
+    wrap_words,
+)
+from bpcli.events import (
+    BatchesDone,
+    EpochEnded,
+    Health,
+    RolledBack,
+    StoppedEarly,
+    TrainingEnded,
+    TrainingStarted,
+)
+
+HEALTH = Health(2.11, {"0": 4.8e-3, "2": 1.6e-3, "5": 1.9e-3, "9": 3.4e-4, "11": 1.2e-2},
+                0.05)
+STOP_NOTE = ("stopped early after epoch 37: val_accuracy has not improved for 12 epochs; "
+             "keeping epoch 12")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def terminal(width: int, height: int) -> Display:
+    """A display drawing on a terminal of a fixed size, into a string."""
+    display = Display(io.StringIO(), interactive=True)
+    display.console = Console(file=io.StringIO(), width=width, height=height,
+                              force_terminal=True, color_system=None, highlight=False,
+                              soft_wrap=True)
+    return display
+
+
+def epoch(n: int, *, best: bool = False, health: Health | None = HEALTH,
+          epochs: int = 40, seconds: float = 2.5) -> EpochEnded:
+    return EpochEnded(n, epochs, 1.0 / n, 0.5 + 0.001 * n, 0.9 + n / 1000, 0.002, seconds,
+                      best, 0, health)
+
+
+def trained(display: Display, epochs: int = 37, best: int = 12,
+            health: Health | None = HEALTH, clock: Clock | None = None) -> TrainingView:
+    """A view fed a run of ``epochs`` epochs (of 40) whose best is ``best``, with a
+    rollback and an early stop, part way into the next epoch."""
+    clock = clock or Clock()
+    view = TrainingView(display, clock=clock)
+    view(TrainingStarted(40, 37, 1169, 269, "accuracy"))
+    for n in range(1, epochs + 1):
+        clock.now += 2.5
+        view(epoch(n, best=n == best or n == 1, health=health))
+    view(RolledBack(12, "the loss became nan at epoch 13, batch 5 (huge values)", 0.001, 1))
+    view(StoppedEarly(epochs, best, "val_accuracy", 12))
+    clock.now += 1.0
+    view(BatchesDone(epochs + 1, 15, 37))
+    return view
+
+
+def screen(view: TrainingView) -> list[str]:
+    console = view.display.console
+    console.print(view.render())
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert text.endswith("\n")
+    return text[:-1].split("\n")
+
+
+def row_epochs(lines: list[str]) -> list[int]:
+    return [int(m.group(1)) for line in lines if (m := re.match(r"\s*(\d+)[* ]\s+\d", line))]
+
+
+def hidden_counts(lines: list[str]) -> list[tuple[int, int, int]]:
+    return [(int(m.group(1)), int(m.group(2)), int(m.group(3))) for line in lines
+            if (m := re.search(r"⋮ (\d+) epochs? hidden \((\d+)-(\d+)", line))]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (80, 30), (80, 12), (100, 40), (60, 20),
+                                  (80, 8), (40, 10)])
+def test_the_screen_fits_and_keeps_the_newest_epoch_and_the_progress(
+        size: tuple[int, int]) -> None:
+    width, height = size
+    lines = screen(trained(terminal(width, height)))
+    assert len(lines) <= height
+    assert all(len(line) <= width for line in lines), lines
+    assert "…" not in "\n".join(lines)
+    assert 37 in row_epochs(lines)
+    assert "41/40 15/37" in lines[-1] or "epoch 38/40  batch 15/37" in lines[-1]
+
+
+def test_a_long_history_folds_keeping_first_best_and_newest() -> None:
+    lines = screen(trained(terminal(80, 24)))
+    shown = row_epochs(lines)
+    assert shown[0] == 1 and 12 in shown and shown[-1] == 37
+    assert shown == sorted(shown)
+    gaps = hidden_counts(lines)
+    assert gaps
+    for count, first, last in gaps:
+        assert count == last - first + 1
+    # every epoch is either shown or counted in a gap, once
+    assert len(shown) + sum(count for count, _, _ in gaps) == 37
+    best = next(line for line in lines if re.match(r"\s*12\*", line))
+    assert "0.9120" in best  # its own numbers, in full
+
+
+def test_the_status_line_has_a_bar_and_the_eta_of_epoch_and_run() -> None:
+    clock = Clock()
+    view = TrainingView(terminal(80, 24), clock=clock)
+    view(TrainingStarted(10, 400, 12800, 1000, "accuracy"))
+    clock.now = 10.0
+    view(BatchesDone(1, 100, 400))  # 0.1 s a batch: 30 s left, then 9 epochs of 40 s
+    status = screen(view)[-1]
+    assert status.endswith("epoch 1/10  batch 100/400  ETA 0:30 (run 6:30)")
+    bar = status.split("  epoch")[0]
+    assert bar.count("━") == round(len(bar) / 4)  # a quarter done
+    clock.now = 15.0  # no news for 5 s: the countdown goes on
+    assert screen(view)[-1].endswith("ETA 0:25 (run 6:25)")
+
+
+def test_eta_between_epochs_uses_the_measured_epoch_time() -> None:
+    clock = Clock()
+    view = TrainingView(terminal(80, 24), clock=clock)
+    view(TrainingStarted(10, 400, 12800, 1000, "accuracy"))
+    view(BatchesDone(1, 200, 400))
+    for n in (1, 2):
+        clock.now += 40.0
+        view(epoch(n, epochs=10, seconds=40.0))
+    status = screen(view)[-1]  # epoch 3 has not reported a batch yet
+    assert status.endswith("epoch 3/10  batch 0/400  ETA 0:40 (run 5:20)")
+
+
+def test_eta_maths() -> None:
+    assert epoch_eta(10.0, 100, 400, None) == pytest.approx(30.0)
+    assert epoch_eta(10.0, 400, 400, None) == 0.0
+    assert epoch_eta(2.0, 0, 400, 5.0) == pytest.approx(3.0)
+    assert epoch_eta(9.0, 0, 400, 5.0) == 0.0
+    assert epoch_eta(2.0, 0, 400, None) is None
+    assert run_eta(30.0, 9, 40.0) == pytest.approx(390.0)
+    assert run_eta(30.0, 0, 40.0) == pytest.approx(30.0)
+    assert [clock_time(s) for s in (0, 4.4, 59.6, 754, 3723)] == [
+        "0:00", "0:04", "1:00", "12:34", "1:02:03"]
+
+
+def test_the_final_screen_says_what_it_left_out() -> None:
+    view = trained(terminal(80, 24))
+    view(TrainingEnded(37, 12, 0.51, 0.912, 95.0))
+    lines = screen(view)
+    assert not any("ETA" in line for line in lines)
+    assert any("hidden" in line and "metrics.csv" in line for line in lines)
+    assert row_epochs(lines)[-1] == 37
+
+
+def test_notes_wrap_between_words() -> None:
+    lines = screen(trained(terminal(60, 30)))
+    start = next(i for i, line in enumerate(lines) if line.startswith("stopped early"))
+    note_lines = [lines[start]]
+    for line in lines[start + 1:]:
+        if not line.startswith("  ") or "━" in line:
+            break
+        note_lines.append(line)
+    assert len(note_lines) > 1
+    assert " ".join(line.strip() for line in note_lines).split() == STOP_NOTE.split()
+
+
+def test_health_fits_at_80_columns() -> None:
+    lines = screen(trained(terminal(80, 24)))
+    assert "grad norm" in lines[0] and "dead relu" in lines[0]
+    health = " ".join(line.strip() for line in lines if "health" in line or "11 1.2e-2"
+                      in line)
+    assert "0 4.8e-3" in health and "11 1.2e-2" in health
+    narrow = screen(trained(terminal(60, 24)))
+    assert "grad norm" not in narrow[0]  # no room: the health line carries it
+    assert any("grad norm 2.11" in line for line in narrow)
+
+
+def test_without_health_no_health_line() -> None:
+    lines = screen(trained(terminal(80, 24), health=None))
+    assert "grad norm" not in "\n".join(lines)
+    assert len(lines) <= 24
+
+
+def test_a_short_history_shows_every_epoch() -> None:
+    lines = screen(trained(terminal(80, 24), epochs=5, best=3))
+    assert row_epochs(lines) == [1, 2, 3, 4, 5]
+    assert not hidden_counts(lines)
+
+
+def test_fold() -> None:
+    assert fold(5, 2, 10) == [0, 1, 2, 3, 4]
+    # first, gap, best, gap, newest 3 = 7 lines
+    assert fold(40, 10, 7) == [0, 10, 37, 38, 39]
+    assert fold(40, 39, 4) == [0, 38, 39]  # the best is among the newest
+    assert fold(40, 10, 1) == [39]
+    assert fold(40, None, 3) == [0, 39]
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 0.08333, 123456.789, 12345678.9, 0.00098,
+                                   1.5e-12, -0.5, -98765432.1, 3.0e300])
+def test_numbers_fit_their_cells_with_significant_digits(value: float) -> None:
+    assert len(fit_number(value, 6)) <= 6 and len(fit_general(value, 6)) <= 6
+    for width in (7, 9):
+        text = fit_number(value, width)
+        assert len(text) <= width, (value, width, text)
+        assert float(text) == pytest.approx(value, rel=0.06, abs=1e-4 if value == 0 else 0)
+        general = fit_general(value, width)
+        assert len(general) <= width and float(general) == pytest.approx(value, rel=0.06)
+    assert fit_number(0.08333, 7) == "0.0833"
+    assert fit_number(123456.789, 7) == "123457"
+    assert fit_number(12345678.9, 7) == "1.235e7"
+    assert fit_number(0.00098, 7) == "9.80e-4"
+
+
+def test_wrap_words_never_splits_a_word_that_fits() -> None:
+    text = "update/weight by layer: 0 4.8e-3, 2 1.6e-3, 5 1.9e-3, 9 3.4e-4, 11 1.2e-2"
+    lines = wrap_words(text, 30)
+    assert all(len(line) <= 30 for line in lines)
+    assert " ".join(lines).split() == text.split()
+
+
+# -- plain output -------------------------------------------------------------------------
+
+
+def test_plain_lines_in_a_pipe_stay_whole() -> None:
+    out = io.StringIO()
+    display = Display(out)
+    assert not display.interactive
+    long = "word " * 40
+    display.info(long.strip())
+    with display.training() as view:
+        view(TrainingStarted(3, 10, 100, 20, "accuracy"))
+        view(BatchesDone(1, 5, 10))
+        view(epoch(1, best=True, epochs=3))
+        view(StoppedEarly(1, 1, "val_loss", 1))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == long.strip()
+    assert lines[1].startswith("epoch 1/3  train_loss 1.0000") and lines[1].endswith("*best")
+    assert lines[2].startswith("stopped early after epoch 1")
+    assert len(lines) == 3 and "\x1b" not in out.getvalue()
+
+
+def test_plain_lines_on_a_terminal_wrap_between_words() -> None:
+    display = terminal(40, 24)
+    text = ("network: 89546 parameters, loss cross_entropy, optimizer adam, 40 epochs of "
+            "batch 32")
+    display.info(text)
+    display.info("  bp predict runs/a-very-long-run-name-20261207/model.npz data.csv")
+    lines = display.console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    command = lines.pop()
+    assert all(len(line) <= 40 for line in lines)
+    assert " ".join(lines).split() == text.split()
+    # a command to copy stays one line, however wide
+    assert command == "  bp predict runs/a-very-long-run-name-20261207/model.npz data.csv"
+
+
+@pytest.mark.parametrize(("term", "interactive"), [("dumb", False), ("xterm-256color", True)])
+def test_a_dumb_terminal_gets_plain_lines(monkeypatch: pytest.MonkeyPatch, term: str,
+                                          interactive: bool) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # a terminal, as far as rich can tell
+    monkeypatch.setenv("TERM", term)
+    out = io.StringIO()
+    display = Display(out)
+    assert display.interactive is interactive
+    if not interactive:
+        with display.training() as view:
+            view(TrainingStarted(3, 10, 100, 20, "accuracy"))
+            view(epoch(1, epochs=3))
+        assert out.getvalue().startswith("epoch 1/3  train_loss")
