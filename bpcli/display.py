@@ -19,6 +19,8 @@ import numpy as np
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.measure import Measurement
+from rich.progress import BarColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 from rich.table import Table
 from rich.text import Text
 
@@ -27,6 +29,7 @@ from bpcli.events import (
     EpochEnded,
     Event,
     Health,
+    Progress,
     RolledBack,
     Stopped,
     StoppedEarly,
@@ -75,6 +78,27 @@ class Display:
             finally:  # the last screen stays: without a stale progress line
                 view.progress = None
                 live.refresh()
+
+    @contextmanager
+    def working(self, what: str) -> Iterator[Progress]:
+        """A transient progress line on an interactive terminal while a long step runs
+        (spinner, ``what``, bar, elapsed time), gone when it ends; nothing elsewhere, so
+        that pipes and logs get only the results. Yields the ``Progress`` to report to."""
+        if not self.interactive:
+            yield lambda done, total, text: None
+            return
+        # stdout is left alone: bp predict may be writing its CSV there
+        with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                          TimeElapsedColumn(), console=self.console, transient=True,
+                          redirect_stdout=False, redirect_stderr=False) as progress:
+            task = progress.add_task(what, total=None)
+
+            def update(done: int, total: int, text: str) -> None:
+                # drawn at once: a step's reports are seconds apart, not many a second
+                progress.update(task, completed=done, total=total or None,
+                                description=text or what, refresh=True)
+
+            yield update
 
     def layer_table(self, input_shape: tuple[int, ...],
                     rows: list[tuple[str, str, str, int]]) -> None:

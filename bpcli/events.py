@@ -89,3 +89,6 @@ class TrainingEnded:
 Event = (TrainingStarted | BatchesDone | EpochEnded | Stopped | StoppedEarly | RolledBack
          | TrainingEnded)
 Listener = Callable[[Event], None]
+# How a long step reports where it is: (done, total, what); total 0 when unknown. Commands
+# pass one from the display to the core, which thus never needs to know about terminals.
+Progress = Callable[[int, int, str], None]

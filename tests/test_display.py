@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import numpy as np
 import pytest
 from rich.console import Console  # noqa: TID251 - the test plays the terminal
 
+from bpcli.commands.gradcheck import gradcheck
 from bpcli.display import (
     Display,
     TrainingView,
@@ -24,11 +28,16 @@ from bpcli.events import (
     BatchesDone,
     EpochEnded,
     Health,
+    Progress,
     RolledBack,
     StoppedEarly,
     TrainingEnded,
     TrainingStarted,
 )
+from bpcli.nn import Activation, Dense, Network
+from bpcli.nn.gradcheck import check_gradients
+from bpcli.nn.losses import SoftmaxCrossEntropy
+from tests.conftest import CONFIGS
 
 HEALTH = Health(2.11, {"0": 4.8e-3, "2": 1.6e-3, "5": 1.9e-3, "9": 3.4e-4, "11": 1.2e-2},
                 0.05)
@@ -283,3 +292,54 @@ def test_a_dumb_terminal_gets_plain_lines(monkeypatch: pytest.MonkeyPatch, term:
             view(TrainingStarted(3, 10, 100, 20, "accuracy"))
             view(epoch(1, epochs=3))
         assert out.getvalue().startswith("epoch 1/3  train_loss")
+
+
+# -- progress of long commands --------------------------------------------------------------
+
+
+def test_progress_shows_on_a_terminal_and_nothing_in_a_pipe() -> None:
+    for display, shown in ((terminal(80, 24), True), (Display(io.StringIO()), False)):
+        with display.working("checking gradients") as progress:
+            progress(1, 11, "checking 2 conv2d W (2/11)")
+        out = display.console.file.getvalue()  # type: ignore[attr-defined]
+        assert ("checking 2 conv2d W (2/11)" in out) is shown
+        if not shown:
+            assert out == ""
+
+
+def test_gradcheck_tells_each_tensor_once() -> None:
+    network = Network([Dense(4), Activation("tanh"), Dense(3), Activation("softmax")],
+                      SoftmaxCrossEntropy(), (5,), np.random.default_rng(0), np.float64)
+    rng = np.random.default_rng(1)
+    told: list[tuple[int, int, str]] = []
+    results = check_gradients(network, rng.normal(size=(6, 5)), rng.integers(0, 3, 6),
+                              on_tensor=lambda i, n, name: told.append((i, n, name)))
+    assert told == [(i, 5, f"{r.layer} {r.name}") for i, r in enumerate(results, 1)]
+    assert told[0] == (1, 5, "0 dense W") and told[-1] == (5, 5, "input X")
+
+
+class Recording(Display):
+    """A display that records what long steps report."""
+
+    def __init__(self) -> None:
+        super().__init__(io.StringIO())
+        self.reports: list[tuple[str, int, int, str]] = []
+
+    @contextmanager
+    def working(self, what: str) -> Iterator[Progress]:
+        yield lambda done, total, text: self.reports.append((what, done, total, text))
+
+
+def test_bp_gradcheck_reports_each_tensor_and_prints_nothing_extra_in_a_pipe() -> None:
+    recording = Recording()
+    gradcheck(CONFIGS / "iris.yaml", recording, rows=8, eps=1e-6, atol=1e-8, rtol=1e-5,
+              max_entries=50, seed=0)
+    checks = [r for r in recording.reports if r[0] == "checking gradients"]
+    assert [(done, total) for _, done, total, _ in checks] == [(i, 5) for i in range(5)]
+    assert checks[1][3] == "checking 0 dense b (2/5)"
+    piped = Display(io.StringIO())
+    gradcheck(CONFIGS / "iris.yaml", piped, rows=8, eps=1e-6, atol=1e-8, rtol=1e-5,
+              max_entries=50, seed=0)
+    out = piped.console.file.getvalue()  # type: ignore[attr-defined]
+    assert out == recording.console.file.getvalue()  # type: ignore[attr-defined]
+    assert "(1/5)" not in out and "\x1b" not in out and out.endswith("all 5 tensors pass\n")
