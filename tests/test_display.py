@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
 from rich.console import Console  # noqa: TID251 - the test plays the terminal
 
+from bpcli.commands import predict as predict_module
 from bpcli.commands.gradcheck import gradcheck
 from bpcli.display import (
     Display,
@@ -37,7 +41,7 @@ from bpcli.events import (
 from bpcli.nn import Activation, Dense, Network
 from bpcli.nn.gradcheck import check_gradients
 from bpcli.nn.losses import SoftmaxCrossEntropy
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, DATASETS, iris_config
 
 HEALTH = Health(2.11, {"0": 4.8e-3, "2": 1.6e-3, "5": 1.9e-3, "9": 3.4e-4, "11": 1.2e-2},
                 0.05)
@@ -343,3 +347,41 @@ def test_bp_gradcheck_reports_each_tensor_and_prints_nothing_extra_in_a_pipe() -
     out = piped.console.file.getvalue()  # type: ignore[attr-defined]
     assert out == recording.console.file.getvalue()  # type: ignore[attr-defined]
     assert "(1/5)" not in out and "\x1b" not in out and out.endswith("all 5 tensors pass\n")
+
+
+def test_the_network_outputs_report_rows_batch_by_batch(monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    monkeypatch.setattr(predict_module, "BATCH", 4)
+    network = Network([Dense(3), Activation("softmax")], SoftmaxCrossEntropy(), (5,),
+                      np.random.default_rng(0))
+    told: list[tuple[int, int, str]] = []
+    outputs = predict_module.network_outputs(network, np.ones((10, 5), np.float32),
+                                             lambda *report: told.append(report))
+    assert outputs.shape == (10, 3)
+    assert [(done, total) for done, total, _ in told] == [(4, 10), (8, 10), (10, 10)]
+    assert told[-1][2].endswith("10 of 10 rows")
+
+
+def test_predict_and_evaluate_report_progress_and_pipes_get_none(
+        in_tmp: Path, write_config: Callable[..., Path]) -> None:
+    from bpcli.commands.evaluate import evaluate
+
+    config = write_config(iris_config())
+    subprocess.run([sys.executable, "-m", "bpcli", "train", str(config)], check=True,
+                   capture_output=True, timeout=120)
+    (model,) = (in_tmp / "runs").glob("*/model.npz")
+    data = DATASETS / "iris.csv"
+    for run in (lambda progress: predict_module.predict(model, data, in_tmp / "p.csv",
+                                                        None, progress),
+                lambda progress: evaluate(model, data, None, progress)):
+        told: list[tuple[int, int, str]] = []
+        run(lambda *report, told=told: told.append(report))
+        assert told[0] == (0, 0, "reading iris.csv")
+        assert (150, 150) in [(done, total) for done, total, _ in told]
+    # through pipes: the predictions, one line on stderr, nothing else
+    proc = subprocess.run([sys.executable, "-m", "bpcli", "predict", str(model), str(data)],
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert proc.stderr == "" and proc.stdout.startswith("prediction,")
+    proc = subprocess.run([sys.executable, "-m", "bpcli", "evaluate", str(model), str(data),
+                           "--json"], capture_output=True, text=True, timeout=120, check=True)
+    assert proc.stderr == "" and proc.stdout.startswith("{")
