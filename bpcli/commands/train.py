@@ -63,7 +63,8 @@ def train(config_path: Path, display: Display, overrides: Sequence[str] = (),
           health: bool = False) -> Path:
     """Train the network ``config_path`` describes in a new run directory."""
     loaded = load_config(config_path, overrides)
-    experiment = prepare(loaded)
+    with display.working("reading the data"):  # a big CSV takes a while
+        experiment = prepare(loaded)
     config = experiment.config
     for note in experiment.notes:
         display.info(note)
@@ -96,7 +97,8 @@ def resume(run_dir: Path, display: Display, force: bool, health: bool = False) -
     if not last.is_file():
         raise UsageError(f"{run_dir}: no checkpoint to resume from (it stopped before its "
                          "first epoch ended); start it again with bp train")
-    experiment = prepare(load_config(run_dir / "config.yaml"))
+    with display.working("reading the data"):
+        experiment = prepare(load_config(run_dir / "config.yaml"))
     changes = changed_inputs(run_dir, _data_files(experiment))
     if changes and not force:
         raise UsageError(f"{run_dir}: cannot resume: {'; '.join(changes)}. Resuming would "
