@@ -41,6 +41,7 @@ from bpcli.metrics import ClassificationReport, RegressionReport
 from bpcli.nn.gradcheck import TensorCheck
 
 REFRESHES_PER_SECOND = 4
+ECHO_ROOM = 3  # columns kept free at the end of the live screen's last line
 
 
 class Display:
@@ -459,8 +460,10 @@ class TrainingView:
                               / max(p.batches_done, 1))
                 labels.insert(0, f"{labels[0]} (run {clock_time(run)})")
         labels.append(f"{p.epoch}{of} {p.batches_done}/{p.batches}")
-        label = next((text for text in labels if len(text) <= width), labels[-1])
-        bar_width = width - len(label) - 2
+        label = next((text for text in labels if len(text) <= width - ECHO_ROOM), labels[-1])
+        # three columns left free: the ^C a user types to stop echoes after the last line,
+        # and on a full line it would wrap and scroll the screen under the live redraw
+        bar_width = width - len(label) - 2 - ECHO_ROOM
         line = Text(no_wrap=True, overflow="crop")
         if bar_width >= 10:
             filled = round(bar_width * p.batches_done / max(p.batches, 1))
