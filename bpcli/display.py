@@ -527,12 +527,12 @@ def fit_general(value: float, width: int, digits: int = 3) -> str:
     if not math.isfinite(value):
         return str(value)
     for places in range(digits, 0, -1):
-        text = f"{value:.{places}g}"
-        if "e" in text:
-            mantissa, exponent = text.split("e")
-            text = f"{mantissa}e{int(exponent)}"
-        if len(text) <= width:
-            return text
+        for text in (f"{value:.{places}g}", f"{value:.{places - 1}e}"):
+            if "e" in text:
+                mantissa, exponent = text.split("e")
+                text = f"{mantissa}e{int(exponent)}"
+            if len(text) <= width:
+                return text
     return fit_number(value, width)
 
 

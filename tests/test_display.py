@@ -241,6 +241,8 @@ def test_numbers_fit_their_cells_with_significant_digits(value: float) -> None:
     assert fit_number(123456.789, 7) == "123457"
     assert fit_number(12345678.9, 7) == "1.235e7"
     assert fit_number(0.00098, 7) == "9.80e-4"
+    assert [fit_general(v, 6) for v in (0.002, 3.66, 1e-5, 0.0001234, 2.5e6)] == [
+        "0.002", "3.66", "1e-5", "1.2e-4", "2.5e6"]
 
 
 def test_wrap_words_never_splits_a_word_that_fits() -> None:
