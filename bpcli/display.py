@@ -270,14 +270,17 @@ class TrainingView:
         self.finished = False
         self.epoch_started = clock()  # when the epoch in progress began
         self.reported = self.epoch_started  # when ``progress`` arrived
+        self.resumed_at = 0  # batches of this epoch done before this process started
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TrainingStarted):
             self.metric_name = event.metric_name
             self.epochs = event.epochs
             self.epoch_started = self.clock()
+            self.resumed_at = event.start_batch
             if event.start_epoch < event.epochs:
-                self._progress(BatchesDone(event.start_epoch + 1, 0, event.batches_per_epoch))
+                self._progress(BatchesDone(event.start_epoch + 1, event.start_batch,
+                                           event.batches_per_epoch))
         elif isinstance(event, RolledBack):
             self._note(f"{event.reason}; rolled back to the end of epoch {event.to_epoch} "
                        f"with learning rate {event.learning_rate:.3g} (rollback "
@@ -296,6 +299,7 @@ class TrainingView:
         elif isinstance(event, EpochEnded):
             self.rows.append(event)
             self.epoch_started = self.clock()
+            self.resumed_at = 0
             batches = self.progress.batches if self.progress is not None else 0
             # the next epoch's line straight away, so that the bar does not blink out
             self.progress = None
@@ -446,8 +450,9 @@ class TrainingView:
         now = self.clock()
         recent = [e.seconds for e in self.rows[-5:]]
         epoch_seconds = sum(recent) / len(recent) if recent else None
-        left = epoch_eta(self.reported - self.epoch_started, p.batches_done, p.batches,
-                         epoch_seconds)
+        # the pace of the batches this process ran, not of those done before a resume
+        elapsed, done = self.reported - self.epoch_started, p.batches_done - self.resumed_at
+        left = epoch_eta(elapsed, done, p.batches - self.resumed_at, epoch_seconds)
         if left is not None:
             left = max(left - (now - self.reported), 0.0)
         of = f"/{epochs}" if epochs else ""
@@ -455,9 +460,8 @@ class TrainingView:
         if left is not None:
             labels[0] += f"  ETA {clock_time(left)}"
             if epochs:
-                run = run_eta(left, epochs - p.epoch, epoch_seconds
-                              or (self.reported - self.epoch_started) * p.batches
-                              / max(p.batches_done, 1))
+                run = run_eta(left, epochs - p.epoch,
+                              epoch_seconds or elapsed * p.batches / max(done, 1))
                 labels.insert(0, f"{labels[0]} (run {clock_time(run)})")
         labels.append(f"{p.epoch}{of} {p.batches_done}/{p.batches}")
         label = next((text for text in labels if len(text) <= width - ECHO_ROOM), labels[-1])

@@ -14,6 +14,7 @@ class TrainingStarted:
     n_val: int
     metric_name: str
     start_epoch: int = 0  # epochs already done (when resuming)
+    start_batch: int = 0  # batches of the next epoch already done (resuming mid-epoch)
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,16 @@ def test_eta_between_epochs_uses_the_measured_epoch_time() -> None:
     assert status.endswith("epoch 3/10  batch 0/400  ETA 0:40 (run 5:20)")
 
 
+def test_eta_after_a_resume_counts_only_the_batches_run_since() -> None:
+    clock = Clock()
+    view = TrainingView(terminal(80, 24), clock=clock)
+    view(TrainingStarted(10, 400, 12800, 1000, "accuracy", start_epoch=4, start_batch=300))
+    assert screen(view)[-1].endswith("epoch 5/10  batch 300/400")
+    clock.now = 5.0
+    view(BatchesDone(5, 350, 400))  # 50 batches in 5 s: 5 s left, then 5 epochs of 40 s
+    assert screen(view)[-1].endswith("epoch 5/10  batch 350/400  ETA 0:05 (run 3:25)")
+
+
 def test_eta_maths() -> None:
     assert epoch_eta(10.0, 100, 400, None) == pytest.approx(30.0)
     assert epoch_eta(10.0, 400, 400, None) == 0.0
