@@ -4,6 +4,7 @@ errors into one-line messages and exit codes (the only place that does)."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
@@ -142,9 +143,18 @@ def predict(
     """Predict every row of a CSV file with a trained model (CSV on stdout or --out)."""
     _use_threads(threads)
     from bpcli.commands.predict import predict as run_predict
+    from bpcli.display import Display
 
+    # progress on stderr, unless the CSV goes to that same screen
+    display = Display(sys.stderr, interactive=False if out is None and sys.stdout.isatty()
+                      else None)
     notes: list[str] = []
-    rows = _run(lambda: run_predict(model, input, out, notes))
+
+    def action() -> int:
+        with display.working(f"predicting {input.name}") as progress:
+            return run_predict(model, input, out, notes, progress)
+
+    rows = _run(action)
     for note in notes:
         typer.echo(f"bp: warning: {note}", err=True)
     if out is not None:
@@ -193,9 +203,16 @@ def evaluate(
     from bpcli.commands.evaluate import as_json, plot_confusion
     from bpcli.commands.evaluate import evaluate as run_evaluate
     from bpcli.display import Display
+    from bpcli.metrics import ClassificationReport, RegressionReport
 
     notes: list[str] = []
-    report = _run(lambda: run_evaluate(model, data, notes))
+
+    def action() -> ClassificationReport | RegressionReport:
+        # progress on stderr: stdout may be a pipe into jq
+        with Display(sys.stderr).working(f"scoring {data.name}") as progress:
+            return run_evaluate(model, data, notes, progress)
+
+    report = _run(action)
     for note in notes:
         typer.echo(f"bp: warning: {note}", err=True)
     if plot is not None:

@@ -6,16 +6,21 @@ epochs; elsewhere (a pipe, a file, CI) it is one plain line per epoch with no es
 
 from __future__ import annotations
 
+import math
 import sys
-from collections.abc import Iterator
+import textwrap
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.measure import Measurement
-from rich.progress_bar import ProgressBar
+from rich.progress import BarColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 from rich.table import Table
 from rich.text import Text
 
@@ -24,6 +29,7 @@ from bpcli.events import (
     EpochEnded,
     Event,
     Health,
+    Progress,
     RolledBack,
     Stopped,
     StoppedEarly,
@@ -35,6 +41,7 @@ from bpcli.metrics import ClassificationReport, RegressionReport
 from bpcli.nn.gradcheck import TensorCheck
 
 REFRESHES_PER_SECOND = 4
+ECHO_ROOM = 3  # columns kept free at the end of the live screen's last line
 
 
 class Display:
@@ -43,9 +50,19 @@ class Display:
     def __init__(self, stream: TextIO | None = None, interactive: bool | None = None) -> None:
         self.console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True,
                                force_terminal=interactive)
-        self.interactive = self.console.is_terminal if interactive is None else interactive
+        # a dumb terminal (TERM=dumb) cannot redraw in place: it gets the plain lines
+        self.interactive = (self.console.is_terminal and not self.console.is_dumb_terminal
+                            if interactive is None else interactive)
 
     def info(self, text: str) -> None:
+        """A line of text. On a terminal, lines wider than it break between words, except
+        indented ones: those are commands and paths to copy, which a break would spoil.
+        Into a pipe or a file lines stay whole (it has no width, and grep wants them so)."""
+        if self.console.is_terminal:
+            width = self.console.width
+            text = "\n".join(wrapped for line in text.split("\n")
+                             for wrapped in ([line] if line.startswith(" ")
+                                             else wrap_words(line, width)))
         self.console.print(text, markup=False)
 
     @contextmanager
@@ -57,9 +74,32 @@ class Display:
         with Live(get_renderable=view.render, console=self.console,
                   refresh_per_second=REFRESHES_PER_SECOND, transient=False) as live:
             view.live = live
-            yield view
-            view.progress = None
-            live.refresh()
+            try:
+                yield view
+            finally:  # the last screen stays: without a stale progress line
+                view.progress = None
+                live.refresh()
+
+    @contextmanager
+    def working(self, what: str) -> Iterator[Progress]:
+        """A transient progress line on an interactive terminal while a long step runs
+        (spinner, ``what``, bar, elapsed time), gone when it ends; nothing elsewhere, so
+        that pipes and logs get only the results. Yields the ``Progress`` to report to."""
+        if not self.interactive:
+            yield lambda done, total, text: None
+            return
+        # stdout is left alone: bp predict may be writing its CSV there
+        with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                          TimeElapsedColumn(), console=self.console, transient=True,
+                          redirect_stdout=False, redirect_stderr=False) as progress:
+            task = progress.add_task(what, total=None)
+
+            def update(done: int, total: int, text: str) -> None:
+                # drawn at once: a step's reports are seconds apart, not many a second
+                progress.update(task, completed=done, total=total or None,
+                                description=text or what, refresh=True)
+
+            yield update
 
     def layer_table(self, input_shape: tuple[int, ...],
                     rows: list[tuple[str, str, str, int]]) -> None:
@@ -212,46 +252,75 @@ class Display:
 
 
 class TrainingView:
-    """Listens to training events and shows them."""
+    """Listens to training events and shows them.
 
-    def __init__(self, display: Display) -> None:
+    On a terminal it draws a screen that always fits: the newest epoch and the progress
+    line stay at the bottom, and older epochs fold away (the first and the best stay) into
+    a line saying how many are hidden. Elsewhere it prints one plain line per epoch."""
+
+    def __init__(self, display: Display, clock: Callable[[], float] = time.monotonic) -> None:
         self.display = display
         self.live: Live | None = None
+        self.clock = clock
         self.metric_name = "metric"
+        self.epochs = 0
         self.rows: list[EpochEnded] = []
         self.progress: BatchesDone | None = None
         self.notes: list[str] = []
+        self.finished = False
+        self.epoch_started = clock()  # when the epoch in progress began
+        self.reported = self.epoch_started  # when ``progress`` arrived
+        self.resumed_at = 0  # batches of this epoch done before this process started
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TrainingStarted):
             self.metric_name = event.metric_name
+            self.epochs = event.epochs
+            self.epoch_started = self.clock()
+            self.resumed_at = event.start_batch
+            if event.start_epoch < event.epochs:
+                self._progress(BatchesDone(event.start_epoch + 1, event.start_batch,
+                                           event.batches_per_epoch))
         elif isinstance(event, RolledBack):
-            self.notes.append(f"{event.reason}; rolled back to the end of epoch "
-                              f"{event.to_epoch} with learning rate {event.learning_rate:.3g} "
-                              f"(rollback {event.rollbacks})")
-            if not self.display.interactive:
-                self.display.info(self.notes[-1])
+            self._note(f"{event.reason}; rolled back to the end of epoch {event.to_epoch} "
+                       f"with learning rate {event.learning_rate:.3g} (rollback "
+                       f"{event.rollbacks})")
         elif isinstance(event, StoppedEarly):
-            self.notes.append(f"stopped early after epoch {event.epoch}: {event.monitor} has "
-                              f"not improved for {event.patience} epochs; keeping epoch "
-                              f"{event.best_epoch}")
-            if not self.display.interactive:
-                self.display.info(self.notes[-1])
+            self.progress = None
+            self._note(f"stopped early after epoch {event.epoch}: {event.monitor} has not "
+                       f"improved for {event.patience} epochs; keeping epoch "
+                       f"{event.best_epoch}")
         elif isinstance(event, Stopped):
             self.progress = None
-            self.notes.append(f"stopping after batch {event.batches_done} of epoch "
-                              f"{event.epoch}; writing a checkpoint")
-            if not self.display.interactive:
-                self.display.info(self.notes[-1])
+            self._note(f"stopping after batch {event.batches_done} of epoch {event.epoch}; "
+                       "writing a checkpoint")
         elif isinstance(event, BatchesDone):
-            self.progress = event
+            self._progress(event)
         elif isinstance(event, EpochEnded):
-            self.progress = None
             self.rows.append(event)
+            self.epoch_started = self.clock()
+            self.resumed_at = 0
+            batches = self.progress.batches if self.progress is not None else 0
+            # the next epoch's line straight away, so that the bar does not blink out
+            self.progress = None
+            if event.epoch < event.epochs and batches:
+                self._progress(BatchesDone(event.epoch + 1, 0, batches))
             if not self.display.interactive:
                 self.display.info(self._plain_line(event))
-        elif isinstance(event, TrainingEnded) and self.live is not None:
-            self.live.refresh()
+        elif isinstance(event, TrainingEnded):
+            self.finished = True
+            self.progress = None
+            if self.live is not None:
+                self.live.refresh()
+
+    def _progress(self, event: BatchesDone) -> None:
+        self.progress = event
+        self.reported = self.clock()
+
+    def _note(self, note: str) -> None:
+        self.notes.append(note)
+        if not self.display.interactive:
+            self.display.info(note)
 
     def _plain_line(self, e: EpochEnded) -> str:
         width = len(str(e.epochs))
@@ -263,34 +332,151 @@ class TrainingView:
             line += f"  grad_norm {grad}  update/weight {ratios}  dead_relu {dead}"
         return line + ("  *best" if e.is_best else "")
 
+    # -- the live screen -------------------------------------------------------------------
+
     def render(self) -> RenderableType:
-        table = Table(caption="* best so far", caption_justify="left")
+        width, height = self.display.console.size
+        return Group(*self.screen_lines(width, height))
+
+    def screen_lines(self, width: int, height: int) -> list[Text]:
+        """The screen as lines of at most ``width`` characters, at most ``height`` of them.
+        What matters most when room is short: the status line (progress and ETA), then the
+        newest epoch, the headings, the notes, the health line, and the older epochs."""
+        columns = self._columns(width)
+        status = self._status(width)
+        wrapped = [wrap_words(note, width) for note in self.notes[-3:]]
+        health = self._health_lines(width, columns)
+        # the newest epoch, and a line saying that older ones are hidden
+        least = min(len(self.rows), 2)
+        room = height - len(status)
+        header = self._header(columns, width) if room >= least + 2 else []
+        room -= len(header)
+        while wrapped and room - sum(map(len, wrapped)) < least:
+            wrapped.pop(0)  # whole notes, the oldest first
+        notes = [Text(line, style="yellow") for note in wrapped for line in note]
+        room -= len(notes)
+        if room - len(health) < least:
+            health = []
+        room -= len(health)
+        body = [self._row(item, columns) if isinstance(item, EpochEnded)
+                else self._gap(*item, width)
+                for item in self._folded(max(room, 0))]
+        return [*header, *body, *(Text(line, style="cyan") for line in health), *notes,
+                *status][:max(height, 0)]
+
+    def _columns(self, width: int) -> list[_Column]:
+        """The columns that fit in ``width``; the health columns go first, then lr and
+        seconds (the health line below the table then carries grad norm and dead relu)."""
         health = bool(self.rows) and self.rows[-1].health is not None
-        headings = ["epoch", "train loss", "val loss", f"val {self.metric_name}", "lr",
-                    "seconds"]
+        columns = [
+            _Column("epoch", lambda e: f"{e.epoch}{'*' if e.is_best else ' '}",
+                    max(5, len(str(self.epochs)) + 1), 0),
+            _Column("train loss", lambda e: fit_number(e.train_loss, 7), 10, 0),
+            _Column("val loss", lambda e: fit_number(e.val_loss, 7), 8, 0),
+            _Column(f"val {self.metric_name}", lambda e: fit_number(e.val_metric, 7),
+                    max(7, len(f"val {self.metric_name}")), 0),
+            _Column("lr", lambda e: fit_general(e.learning_rate, 6), 6, 2),
+            _Column("seconds", lambda e: fit_number(e.seconds, 7, decimals=2), 7, 1),
+        ]
         if health:
-            headings += ["grad norm", "update/weight by layer", "dead relu"]
-        for heading in headings:
-            table.add_column(heading, justify="right")
-        height = self.display.console.size.height
-        shown = self.rows[-max(5, height - 10):]
-        for e in shown:
-            cells = [f"{e.epoch}{'*' if e.is_best else ' '}", f"{e.train_loss:.4f}",
-                     f"{e.val_loss:.4f}", f"{e.val_metric:.4f}", f"{e.learning_rate:.3g}",
-                     f"{e.seconds:.2f}"]
-            if health:
-                cells += list(_health_cells(e.health)) if e.health else ["", "", ""]
-            table.add_row(*cells, style="bold" if e.is_best else None)
-        parts: list[RenderableType] = [table]
-        parts += [Text(note, style="yellow") for note in self.notes[-3:]]
-        if self.progress is not None:
-            p = self.progress
-            bar = ProgressBar(total=p.batches, completed=p.batches_done, width=40)
-            label = Text(f" epoch {p.epoch}: batch {p.batches_done}/{p.batches}")
-            grid = Table.grid()
-            grid.add_row(bar, label)
-            parts.append(grid)
-        return Group(*parts)
+            columns += [
+                _Column("grad norm", lambda e: fit_general(e.health.grad_norm, 9)
+                        if e.health else "", 9, 4),
+                _Column("dead relu", lambda e: _dead(e.health) if e.health else "", 9, 3),
+            ]
+        for drop in (4, 3, 2, 1):
+            if _table_width(columns) <= width:
+                break
+            columns = [c for c in columns if c.drop != drop]
+        return columns
+
+    def _header(self, columns: list[_Column], width: int) -> list[Text]:
+        headings = COLUMN_GAP.join(c.heading.rjust(c.width) for c in columns)
+        rule = "─" * min(_table_width(columns), width)
+        legend = " * best so far "
+        if len(rule) > len(legend) + 4:
+            rule = rule[:2] + legend + rule[2 + len(legend):]
+        return [Text(headings, style="bold", no_wrap=True, overflow="crop"),
+                Text(rule, style="dim", no_wrap=True, overflow="crop")]
+
+    def _row(self, e: EpochEnded, columns: list[_Column]) -> Text:
+        cells = COLUMN_GAP.join(c.cell(e).rjust(c.width) for c in columns)
+        return Text(cells, style="bold" if e.is_best else "", no_wrap=True, overflow="crop")
+
+    def _gap(self, first: int, last: int, width: int) -> Text:
+        count = last - first + 1
+        which = f"{first}" if count == 1 else f"{first}-{last}"
+        where = "; every epoch is in metrics.csv" if self.finished else ""
+        text = f"   ⋮ {count} epoch{'s' if count > 1 else ''} hidden ({which}{where})"
+        if len(text) > width:
+            text = f"   ⋮ {count} hidden"
+        return Text(text, style="dim", no_wrap=True, overflow="crop")
+
+    def _folded(self, room: int) -> list[EpochEnded | tuple[int, int]]:
+        """The rows to show in ``room`` lines: every epoch when they fit, else the newest
+        ones, the first and the best, with a line for each run of hidden epochs."""
+        best = max((i for i, e in enumerate(self.rows) if e.is_best), default=None)
+        shown = fold(len(self.rows), best, room)
+        items: list[EpochEnded | tuple[int, int]] = []
+        previous = -1
+        for i in shown:
+            if i > previous + 1:
+                items.append((self.rows[previous + 1].epoch, self.rows[i - 1].epoch))
+            items.append(self.rows[i])
+            previous = i
+        return items
+
+    def _health_lines(self, width: int, columns: list[_Column]) -> list[str]:
+        """The newest epoch's update/weight ratio of each layer (too many for a column),
+        and the health numbers whose columns did not fit."""
+        health = self.rows[-1].health if self.rows else None
+        if health is None:
+            return []
+        parts = []
+        if not any(c.heading == "grad norm" for c in columns):
+            parts.append(f"grad norm {fit_general(health.grad_norm, 9)}")
+        if not any(c.heading == "dead relu" for c in columns):
+            parts.append(f"dead relu {_dead(health)}")
+        ratios = ", ".join(f"{layer} {_ratio(r)}" for layer, r in health.update_ratios.items())
+        parts.append(f"update/weight by layer: {ratios}")
+        return wrap_words(f"epoch {self.rows[-1].epoch} health: {'; '.join(parts)}", width)
+
+    def _status(self, width: int) -> list[Text]:
+        """The progress bar and ETA of the epoch in progress, as one line."""
+        p = self.progress
+        if p is None or self.finished:
+            return []
+        epochs = self.epochs
+        now = self.clock()
+        recent = [e.seconds for e in self.rows[-5:]]
+        epoch_seconds = sum(recent) / len(recent) if recent else None
+        # the pace of the batches this process ran, not of those done before a resume
+        elapsed, done = self.reported - self.epoch_started, p.batches_done - self.resumed_at
+        left = epoch_eta(elapsed, done, p.batches - self.resumed_at, epoch_seconds)
+        if left is not None:
+            left = max(left - (now - self.reported), 0.0)
+        of = f"/{epochs}" if epochs else ""
+        labels = [f"epoch {p.epoch}{of}  batch {p.batches_done}/{p.batches}"]
+        if left is not None:
+            labels[0] += f"  ETA {clock_time(left)}"
+            if epochs:
+                run = run_eta(left, epochs - p.epoch,
+                              epoch_seconds or elapsed * p.batches / max(done, 1))
+                labels.insert(0, f"{labels[0]} (run {clock_time(run)})")
+        labels.append(f"{p.epoch}{of} {p.batches_done}/{p.batches}")
+        label = next((text for text in labels if len(text) <= width - ECHO_ROOM), labels[-1])
+        # three columns left free: the ^C a user types to stop echoes after the last line,
+        # and on a full line it would wrap and scroll the screen under the live redraw
+        bar_width = width - len(label) - 2 - ECHO_ROOM
+        line = Text(no_wrap=True, overflow="crop")
+        if bar_width >= 10:
+            filled = round(bar_width * p.batches_done / max(p.batches, 1))
+            line.append("━" * filled, style="magenta")
+            # a thinner line for the rest: the bar must read without colours (NO_COLOR)
+            line.append("─" * (bar_width - filled), style="grey30")
+            line.append("  ")
+        line.append(label)
+        return [line]
 
 
 def layer_options(options: dict[str, Any]) -> str:
@@ -303,6 +489,114 @@ def layer_options(options: dict[str, Any]) -> str:
             value = "x".join(map(str, value))
         shown.append(f"{key}={value}")
     return ", ".join(shown)
+
+
+COLUMN_GAP = "  "
+
+
+@dataclass(frozen=True)
+class _Column:
+    heading: str
+    cell: Callable[[EpochEnded], str]
+    width: int
+    drop: int  # 0: always shown; on a narrow screen the highest go first
+
+
+def _table_width(columns: list[_Column]) -> int:
+    return sum(c.width for c in columns) + len(COLUMN_GAP) * (len(columns) - 1)
+
+
+def fit_number(value: float, width: int, decimals: int = 4) -> str:
+    """``value`` in at most ``width`` characters (``width`` >= 6), as precisely as fits:
+    fixed point with up to ``decimals`` decimals while that keeps two significant digits,
+    otherwise scientific notation with a short exponent (``1.23e-5``, ``4.5e7``)."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0 or abs(value) >= 10.0 ** (1 - decimals):
+        for places in range(decimals, -1, -1):
+            text = f"{value:.{places}f}"
+            if len(text) <= width:
+                return text
+    for digits in range(width, -1, -1):
+        mantissa, exponent = f"{value:.{digits}e}".split("e")
+        text = f"{mantissa}e{int(exponent)}"
+        if len(text) <= width:
+            return text
+    return text
+
+
+def fit_general(value: float, width: int, digits: int = 3) -> str:
+    """``value`` with up to ``digits`` significant digits in at most ``width`` characters
+    (``width`` >= 6), the shortest way: ``0.002``, ``1e-5``, ``3.66``, ``1.2e6``."""
+    if not math.isfinite(value):
+        return str(value)
+    for places in range(digits, 0, -1):
+        for text in (f"{value:.{places}g}", f"{value:.{places - 1}e}"):
+            if "e" in text:
+                mantissa, exponent = text.split("e")
+                text = f"{mantissa}e{int(exponent)}"
+            if len(text) <= width:
+                return text
+    return fit_number(value, width)
+
+
+def wrap_words(text: str, width: int, indent: str = "  ") -> list[str]:
+    """``text`` as lines of at most ``width`` characters, broken between words; later
+    lines indented. Only a word longer than a whole line is split."""
+    return textwrap.wrap(text, max(width, len(indent) + 1), subsequent_indent=indent,
+                         break_on_hyphens=False) or [""]
+
+
+def fold(n: int, best: int | None, room: int) -> list[int]:
+    """Which of ``n`` rows to show in ``room`` lines, where each run of hidden rows takes
+    a line of its own: all when they fit, else as many of the newest as fit with the first
+    and the ``best`` row kept too (the best before the first when both do not fit)."""
+    if n <= room:
+        return list(range(n))
+    for pinned in ([0, best], [best], [0], []):
+        keep = sorted({i for i in pinned if i is not None})
+        for tail in range(room, 0, -1):
+            shown = sorted({*(i for i in keep if i < n - tail), *range(n - tail, n)})
+            gaps = sum(1 for a, b in zip([-1, *shown], shown, strict=False) if b > a + 1)
+            if len(shown) + gaps <= room:
+                return shown
+    return list(range(n - room, n)) if room > 0 else []  # no room even for a gap line
+
+
+def epoch_eta(elapsed: float, done: int, total: int, epoch_seconds: float | None
+              ) -> float | None:
+    """Seconds left in an epoch ``elapsed`` seconds and ``done`` of ``total`` batches in:
+    at the pace of its batches so far, or, before its first batch, as long as the recent
+    epochs took (``epoch_seconds``; None when unknown)."""
+    if done > 0:
+        return elapsed / done * (total - done)
+    if epoch_seconds is not None:
+        return max(epoch_seconds - elapsed, 0.0)
+    return None
+
+
+def run_eta(epoch_left: float, epochs_after: int, epoch_seconds: float) -> float:
+    """Seconds left in the run: this epoch's rest and ``epochs_after`` more epochs."""
+    return epoch_left + epochs_after * epoch_seconds
+
+
+def clock_time(seconds: float) -> str:
+    """``0:04``, ``12:31``, ``1:02:03``."""
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _dead(health: Health) -> str:
+    return f"{health.dead_relu:.0%}" if health.dead_relu is not None else "-"
+
+
+def _ratio(ratio: float) -> str:
+    if not math.isfinite(ratio):
+        return str(ratio)
+    mantissa, exponent = f"{ratio:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def _health_cells(health: Health) -> tuple[str, str, str]:

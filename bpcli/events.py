@@ -14,6 +14,7 @@ class TrainingStarted:
     n_val: int
     metric_name: str
     start_epoch: int = 0  # epochs already done (when resuming)
+    start_batch: int = 0  # batches of the next epoch already done (resuming mid-epoch)
 
 
 @dataclass(frozen=True)
@@ -89,3 +90,6 @@ class TrainingEnded:
 Event = (TrainingStarted | BatchesDone | EpochEnded | Stopped | StoppedEarly | RolledBack
          | TrainingEnded)
 Listener = Callable[[Event], None]
+# How a long step reports where it is: (done, total, what); total 0 when unknown. Commands
+# pass one from the display to the core, which thus never needs to know about terminals.
+Progress = Callable[[int, int, str], None]

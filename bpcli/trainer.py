@@ -215,7 +215,7 @@ class Trainer:
         snapshot = self._snapshot() if rollback else None
         clock = time.perf_counter()  # state.seconds counts up to here
         self.emit(TrainingStarted(self.epochs, batches, n, len(X_val), self.metric_name,
-                                  state.epoch))
+                                  state.epoch, state.batch))
         first_epoch, state_batch_at_start = state.epoch + 1, state.batch
         while state.epoch < self.epochs and not state.stopped_early:
             epoch = state.epoch + 1

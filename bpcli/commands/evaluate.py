@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 from bpcli.commands.predict import network_outputs, read_inputs
 from bpcli.data import Preprocessor
+from bpcli.events import Progress
 from bpcli.metrics import (
     ClassificationReport,
     RegressionReport,
@@ -21,23 +22,25 @@ from bpcli.modelfile import load_model
 from bpcli.nn import Network
 
 
-def evaluate(model_path: Path, data_path: Path, notes: list[str] | None = None
-             ) -> ClassificationReport | RegressionReport:
+def evaluate(model_path: Path, data_path: Path, notes: list[str] | None = None,
+             progress: Progress | None = None) -> ClassificationReport | RegressionReport:
     """Scores of the model on every row of ``data_path`` (which must hold the targets)."""
     saved = load_model(model_path)
     pre = saved.preprocessor
+    if progress is not None:
+        progress(0, 0, f"reading {data_path.name}")
     table = read_inputs(pre, data_path, with_targets=True)
     X = pre.transform_features(table, None, saved.network.dtype, notes)
     truth = (pre.target_values(table) if pre.task == "regression"
              else pre.class_indices(table))
-    return score(saved.network, pre, X, truth)
+    return score(saved.network, pre, X, truth, progress)
 
 
-def score(network: Network, pre: Preprocessor, X: NDArray[np.floating], truth: NDArray[Any]
-          ) -> ClassificationReport | RegressionReport:
+def score(network: Network, pre: Preprocessor, X: NDArray[np.floating], truth: NDArray[Any],
+          progress: Progress | None = None) -> ClassificationReport | RegressionReport:
     """Scores of ``network`` on inputs ``X`` against class indices or, for regression,
     targets in their own units (n, targets)."""
-    outputs = network_outputs(network, X)
+    outputs = network_outputs(network, X, progress)
     if pre.task == "regression":
         return regression_report(pre.targets, truth, pre.inverse_target(outputs))
     if outputs.shape[1] == 1:  # one sigmoid unit: the probability of the second class

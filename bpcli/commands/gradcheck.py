@@ -54,7 +54,8 @@ def gradcheck(config_path: Path, display: Display, *, rows: int, eps: float, ato
               overrides: Sequence[str] = ()) -> None:
     """Check every parameter tensor and the input; raise ``CheckFailed`` on any mismatch."""
     loaded = load_config(config_path, overrides)
-    experiment = prepare(loaded, dtype=np.float64)
+    with display.working("reading the data"):
+        experiment = prepare(loaded, dtype=np.float64)
     rng = np.random.default_rng(seed)
     network = experiment.build_network(rng, np.float64)
     moved = _move_biases_off_zero(network, rng)
@@ -74,8 +75,11 @@ def gradcheck(config_path: Path, display: Display, *, rows: int, eps: float, ato
     if jittered:
         display.info("the rows get noise of 1% of their spread, so that no max pooling "
                      "window holds equal values (ties have no derivative)")
-    results = check_gradients(network, X, Y, eps=eps, atol=atol, rtol=rtol,
-                              max_entries=max_entries, directions=directions, rng=rng)
+    with display.working("checking gradients") as progress:
+        results = check_gradients(
+            network, X, Y, eps=eps, atol=atol, rtol=rtol, max_entries=max_entries,
+            directions=directions, rng=rng,
+            on_tensor=lambda i, n, name: progress(i - 1, n, f"checking {name} ({i}/{n})"))
     display.gradcheck_report(results, atol, rtol)
     failed = [f"{r.layer} {r.name}" for r in results if not r.passed]
     if failed:

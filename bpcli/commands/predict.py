@@ -14,6 +14,7 @@ from bpcli.atomic import write_text_atomic
 from bpcli.csvfile import Kind, Table, listed, read_csv
 from bpcli.data import Preprocessor
 from bpcli.errors import DataError
+from bpcli.events import Progress
 from bpcli.modelfile import SavedModel, load_model
 from bpcli.nn import Network
 
@@ -21,14 +22,18 @@ BATCH = 8192
 
 
 def predict(model_path: Path, input_path: Path, out: Path | None,
-            notes: list[str] | None = None) -> int:
+            notes: list[str] | None = None, progress: Progress | None = None) -> int:
     """Write predictions for every row of ``input_path``; return the number of rows."""
     if out is not None and out.exists() and out.resolve() == input_path.resolve():
         raise DataError(f"{out}: is the input file; write the predictions to another file")
     saved = load_model(model_path)
+    if progress is not None:
+        progress(0, 0, f"reading {input_path.name}")
     table = read_inputs(saved.preprocessor, input_path, with_targets=False)
     X = saved.preprocessor.transform_features(table, None, saved.network.dtype, notes)
-    header, columns = prediction_columns(saved, X)
+    header, columns = prediction_columns(saved, X, progress)
+    if progress is not None:
+        progress(0, 0, f"writing {len(X):,} predictions")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -55,17 +60,25 @@ def read_inputs(pre: Preprocessor, path: Path, with_targets: bool) -> Table:
                     "other columns are ignored).")
 
 
-def network_outputs(network: Network, X: NDArray[np.floating]) -> NDArray[np.floating]:
-    """The network's outputs in inference mode, in batches (bounded memory)."""
+def network_outputs(network: Network, X: NDArray[np.floating],
+                    progress: Progress | None = None) -> NDArray[np.floating]:
+    """The network's outputs in inference mode, in batches (bounded memory); the rows done
+    are told to ``progress`` after each batch."""
     if not len(X):
         return np.zeros((0, *network.output_shape), dtype=network.dtype)
-    return np.concatenate([network.forward(X[i : i + BATCH])
-                           for i in range(0, len(X), BATCH)])
+    outputs = []
+    for i in range(0, len(X), BATCH):
+        outputs.append(network.forward(X[i : i + BATCH]))
+        if progress is not None:
+            done = min(i + BATCH, len(X))
+            progress(done, len(X), f"computing the outputs: {done:,} of {len(X):,} rows")
+    return np.concatenate(outputs)
 
 
-def prediction_columns(saved: SavedModel, X: np.ndarray) -> tuple[list[str], list[list[str]]]:
+def prediction_columns(saved: SavedModel, X: np.ndarray, progress: Progress | None = None
+                       ) -> tuple[list[str], list[list[str]]]:
     """The header and text columns of the prediction CSV."""
-    outputs = network_outputs(saved.network, X)
+    outputs = network_outputs(saved.network, X, progress)
     pre = saved.preprocessor
     if pre.task == "regression":
         values = pre.inverse_target(outputs)

@@ -71,7 +71,8 @@ def train(config_path: Path, display: Display, overrides: Sequence[str] = (),
     """Train the network ``config_path`` describes in a new run directory."""
     meter = CpuMeter() if threads is None else None
     loaded = load_config(config_path, overrides)
-    experiment = prepare(loaded)
+    with display.working("reading the data"):  # a big CSV takes a while
+        experiment = prepare(loaded)
     config = experiment.config
     for note in experiment.notes:
         display.info(note)
@@ -125,7 +126,8 @@ def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
         raise UsageError(f"{run_dir}: the run has finished ({planned} epochs planned; its "
                          "model is written); to train it further give a new total, e.g. "
                          f"bp train --resume {run_dir} --epochs {2 * planned}")
-    experiment = prepare(loaded)
+    with display.working("reading the data"):
+        experiment = prepare(loaded)
     changes = changed_inputs(run_dir, _data_files(experiment))
     if changes and not force:
         raise UsageError(f"{run_dir}: cannot resume: {'; '.join(changes)}. Resuming would "

@@ -45,6 +45,7 @@ def check_gradients(
     max_entries: int | None = None,
     directions: int | None = None,
     rng: np.random.Generator | None = None,
+    on_tensor: Callable[[int, int, str], None] | None = None,
 ) -> list[TensorCheck]:
     """Compare ``network``'s backward pass with ``(L(w + eps) - L(w - eps)) / (2 eps)``.
 
@@ -52,7 +53,9 @@ def check_gradients(
     more than ``max_entries`` entries are checked at that many entries drawn by ``rng``.
     With ``directions``, each tensor is checked along that many random directions instead.
     Stochastic layers hold their random draws fixed for the whole check. Use a float64
-    network: float32 rounding swamps the differences.
+    network: float32 rounding swamps the differences. ``on_tensor(i, n, name)`` is told
+    before the i-th of the n tensors is checked (e.g. ``3, 11, "2 conv2d W"``): a big
+    network takes a while.
     """
     rng = rng if rng is not None else np.random.default_rng(0)
     X = np.array(X, dtype=network.dtype)
@@ -75,12 +78,17 @@ def check_gradients(
                     pair = _entry_derivatives(tensor, grad, loss, eps, max_entries, rng)
                 return _verdict(layer, key, tensor, *pair, atol, rtol, directions is not None)
 
-            results = []
+            tensors = []
             for name, param, _ in network.parameters():
                 index, key = name.split(".", 1)
                 layer = f"{index} {network.layers[int(index)].kind}"
-                results.append(check(layer, key, param, analytic[name]))
-            results.append(check("input", "X", X, input_grad))
+                tensors.append((layer, key, param, analytic[name]))
+            tensors.append(("input", "X", X, input_grad))
+            results = []
+            for i, (layer, key, tensor, grad) in enumerate(tensors, 1):
+                if on_tensor is not None:
+                    on_tensor(i, len(tensors), f"{layer} {key}")
+                results.append(check(layer, key, tensor, grad))
     finally:
         first.needs_input_grad = False
     return results
