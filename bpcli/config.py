@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import itertools
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +26,22 @@ from pydantic import (
 )
 
 from bpcli.errors import ConfigError
+from bpcli.files import read_limited
 from bpcli.nn import ACTIVATIONS, INITIALIZERS, LOSSES
 from bpcli.nn.init import PARAMETRIC_INITIALIZERS
 
 Loc = tuple[str | int, ...]
+
+#: Limits on a config file, far beyond any real config, so that a hostile or mistaken
+#: file is refused quickly instead of exhausting memory or time (see docs).
+MAX_CONFIG_BYTES = 256 << 10
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 200_000
+#: Problems listed at most; the rest are counted.
+MAX_PROBLEMS = 20
+#: Did-you-mean hints: words and choices beyond these get no hint.
+MAX_HINT_LENGTH = 100
+MAX_HINT_CHOICES = 10_000
 
 
 def _one_of(allowed: list[str], what: str) -> AfterValidator:
@@ -586,15 +599,18 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> LoadedConfig
     read as YAML (``0.1`` is a number, ``[a, b]`` a list, ``true`` a boolean).
     """
     path = Path(path)
+    raw = read_limited(path, MAX_CONFIG_BYTES, lambda m: ConfigError([m], str(path)),
+                       "config file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: config file not found"], str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: cannot read config: {exc}"], str(path)) from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = _parse_yaml(text)
+    except YAMLLimitError as exc:
+        mark = exc.mark
+        raise ConfigError([f"{path}:{mark.line + 1}:{mark.column + 1}: {exc}"],
+                          str(path)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -608,18 +624,87 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> LoadedConfig
         )
     problems = _duplicate_keys(root)
     overridden = _apply_overrides(data, overrides, path)
+    found = len(problems)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems += [_describe(root, data, err) for err in exc.errors()]
+        errors = exc.errors()
+        found += len(errors)
+        # describing a problem searches the file for it: describe only those reported
+        problems += [_describe(root, data, err)
+                     for err in errors[: max(0, MAX_PROBLEMS - len(problems))]]
     if problems:
+        shown = sorted(problems)[:MAX_PROBLEMS]
         raise ConfigError([_place(path, line, col, message, overridden)
-                           for line, col, message in sorted(problems)], str(path))
+                           for line, col, message in shown], str(path),
+                          omitted=found - len(shown))
     loaded = LoadedConfig(config, path, root, overridden)
     structural = _structure_problems(loaded)
     if structural:
         raise ConfigError(structural, str(path))
     return loaded
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """YAML beyond bp's limits on nesting, size or aliases; ``mark`` is where."""
+
+    def __init__(self, message: str, mark: yaml.Mark) -> None:
+        super().__init__(message)
+        self.mark = mark
+
+
+# libyaml's parser when PyYAML has it: several times faster on a large file
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree (for locating problems) and the data of one YAML document (safe
+    loader), after checking its shape is within bp's limits."""
+    _check_yaml_limits(text)
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        return root, loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+
+
+def _check_yaml_limits(text: str) -> None:
+    """Walk the parser's events (no tree is built) and refuse YAML nested more than
+    ``MAX_YAML_DEPTH`` deep, holding more than ``MAX_YAML_NODES`` values once every alias
+    is expanded (a "billion laughs" file expands a few lines into 10^9 values), or with an
+    alias inside the node it names (an endless structure)."""
+    depth = nodes = 0
+    sizes: dict[str, int] = {}  # anchor -> values in the node it names, aliases expanded
+    open_nodes: list[tuple[str | None, int]] = []  # anchor, values counted before it
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            anchor = event.anchor
+            if any(anchor == name for name, _ in open_nodes):
+                raise YAMLLimitError(f"the alias *{anchor} is inside the node &{anchor} "
+                                     "names, which would make it endless; copy the values "
+                                     "instead", event.start_mark)
+            nodes += sizes.get(anchor, 1)  # an unknown anchor is the composer's error
+        elif isinstance(event, yaml.ScalarEvent):
+            nodes += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            nodes += 1
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise YAMLLimitError(f"nested more than {MAX_YAML_DEPTH} levels deep; a "
+                                     "bp config needs a few", event.start_mark)
+            open_nodes.append((event.anchor, nodes))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+            anchor, before = open_nodes.pop()
+            if anchor is not None:
+                sizes[anchor] = nodes - before + 1
+        if nodes > MAX_YAML_NODES:
+            raise YAMLLimitError(f"more than {MAX_YAML_NODES} values (aliases counted as "
+                                 "the values they repeat); a bp config needs far fewer",
+                                 event.start_mark)
 
 
 def _apply_overrides(data: dict[str, Any], overrides: Sequence[str],
@@ -634,7 +719,9 @@ def _apply_overrides(data: dict[str, Any], overrides: Sequence[str],
             raise ConfigError([f"--set {text}: write it as key.path=value, e.g. "
                                "--set training.epochs=20"], str(path))
         try:
-            value = yaml.safe_load(raw)
+            _, value = _parse_yaml(raw)
+        except YAMLLimitError as exc:
+            raise ConfigError([f"--set {text}: {exc}"], str(path)) from None
         except yaml.YAMLError:
             value = raw
         node: Any = data
@@ -794,7 +881,15 @@ def _model_in(annotation: Any, node: Any) -> Any:
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    """A suggestion among ``choices`` for a misspelt ``word``, or "". Kept cheap for
+    long words and many choices (a hint is not worth seconds)."""
+    if len(word) > MAX_HINT_LENGTH:
+        return ""
+    # difflib's ratio 2 * matches / (len(a) + len(b)) reaches the cutoff 0.6 only when
+    # the shorter is at least 3/7 of the longer
+    plausible = [c for c in itertools.islice(choices, MAX_HINT_CHOICES)
+                 if 3 * max(len(c), len(word)) <= 7 * min(len(c), len(word))]
+    close = difflib.get_close_matches(word, plausible, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

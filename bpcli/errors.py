@@ -21,16 +21,18 @@ class BpError(Exception):
 class ConfigError(BpError):
     """One or more problems in a config file, each already located as ``file:line:col``."""
 
-    def __init__(self, problems: list[str], path: str) -> None:
+    def __init__(self, problems: list[str], path: str, omitted: int = 0) -> None:
         self.problems = problems
         self.path = path
+        self.omitted = omitted  # further problems found but not listed
         super().__init__("\n".join(problems))
 
     def lines(self) -> list[str]:
-        if len(self.problems) == 1:
+        if len(self.problems) == 1 and not self.omitted:
             return self.problems
-        return [*self.problems, f"{len(self.problems)} problems in {self.path}; fix them "
-                "and run again"]
+        shown = f" (the first {len(self.problems)} shown)" if self.omitted else ""
+        return [*self.problems, f"{len(self.problems) + self.omitted} problems in "
+                f"{self.path}{shown}; fix them and run again"]
 
 
 class DataError(BpError):
