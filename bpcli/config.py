@@ -70,13 +70,26 @@ LossName = Annotated[str, _one_of(_LOSSES, "loss"), _enum(_LOSSES)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf and nan are no setting's meaningful value: refused here rather than crashing later
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-PositiveInt = Annotated[int, Field(ge=1)]
-Size = PositiveInt | tuple[PositiveInt, PositiveInt]
-PaddingSpec = Literal["valid", "same"] | Annotated[int, Field(ge=0)] | tuple[
-    Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]
+# Upper limits of the numbers in a config, documented in docs/config-reference.md. They
+# are far beyond useful values; they keep a typo (an extra 000) from reaching NumPy as an
+# allocation or an overflow. What fits in memory is checked again once the data is known.
+MAX_SEED = 2**32 - 1
+MAX_COUNT = 10**9  # epochs, batch sizes, patience and other counts
+MAX_UNITS = 1_000_000  # dense units, input dimensions
+MAX_FILTERS = 65_536
+MAX_WINDOW = 1024  # kernel, pool, stride and padding sizes
+
+Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
+Dimension = Annotated[int, Field(ge=1, le=MAX_UNITS)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Window = Annotated[int, Field(ge=1, le=MAX_WINDOW)]
+Pad = Annotated[int, Field(ge=0, le=MAX_WINDOW)]
+Size = Window | tuple[Window, Window]
+PaddingSpec = Literal["valid", "same"] | Pad | tuple[Pad, Pad]
 
 
 Scaling = Literal["standard", "minmax", "none"]
@@ -122,7 +135,7 @@ class DataConfig(Strict):
                            "or encoded as all zeros (counted and reported).")
     columns: dict[str, ColumnConfig] = Field(
         default_factory=dict, description="Per-column settings, by column name.")
-    input_shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
+    input_shape: tuple[Dimension, Dimension, Dimension] | None = Field(
         None, description="Image data: [channels, height, width]. The feature columns, in "
         "order, are the pixels channel by channel, each channel row by row.")
     pixel_scale: float | None = Field(
@@ -141,7 +154,8 @@ class DataConfig(Strict):
         None, description="CSV file of test data, evaluated once after training.")
     test_fraction: float | None = Field(
         None, gt=0, lt=1, description="Share of the training file held out for testing.")
-    split_seed: int = Field(0, description="Seed of the train/validation/test split.")
+    split_seed: Seed = Field(0, description="Seed of the train/validation/test split "
+                             f"(0 to {MAX_SEED}).")
 
     @model_validator(mode="after")
     def _one_source_each(self) -> DataConfig:
@@ -246,7 +260,7 @@ class DenseConfig(Strict):
 
     type: Literal["dense"]
     units: int | None = Field(
-        None, ge=1, description="Output width; may be omitted on the last layer only."
+        None, ge=1, le=MAX_UNITS, description="Output width; may be omitted on the last layer only."
     )
     activation: ActivationSpec | None = Field(
         None, description="Default: relu on hidden layers; on the last layer, softmax for "
@@ -293,7 +307,7 @@ class Conv2DConfig(Strict):
     """2-D convolution over (channels, height, width) inputs, followed by its activation."""
 
     type: Literal["conv2d"]
-    filters: int = Field(ge=1, description="Output channels.")
+    filters: int = Field(ge=1, le=MAX_FILTERS, description="Output channels.")
     kernel_size: Size = Field(description="Kernel height and width: 3 or [3, 5].")
     stride: Size = Field(1, description="Step between windows: 1 or [2, 1].")
     padding: PaddingSpec = Field(
@@ -456,7 +470,7 @@ class StepScheduleConfig(Strict):
     """``lr * gamma ^ floor((epoch - 1) / step_size)``."""
 
     name: Literal["step"]
-    step_size: int = Field(ge=1)
+    step_size: Count
     gamma: float = Field(0.1, gt=0, le=1)
 
 
@@ -464,7 +478,7 @@ class MultiStepScheduleConfig(Strict):
     """``lr * gamma ^ (number of milestones before the epoch)``."""
 
     name: Literal["multistep"]
-    milestones: list[int] = Field(min_length=1)
+    milestones: list[Count] = Field(min_length=1)
     gamma: float = Field(0.1, gt=0, le=1)
 
 
@@ -480,9 +494,9 @@ class CosineScheduleConfig(Strict):
     ``total_epochs`` (default: training.epochs)."""
 
     name: Literal["cosine"]
-    total_epochs: int | None = Field(None, ge=1)
+    total_epochs: Count | None = None
     min_lr: float = Field(0.0, ge=0)
-    warmup_epochs: int = Field(0, ge=0)
+    warmup_epochs: int = Field(0, ge=0, le=MAX_COUNT)
 
 
 class PlateauScheduleConfig(Strict):
@@ -491,9 +505,9 @@ class PlateauScheduleConfig(Strict):
 
     name: Literal["reduce_on_plateau"]
     factor: float = Field(0.1, gt=0, lt=1)
-    patience: int = Field(10, ge=1)
+    patience: Count = 10
     min_delta: float = Field(1e-4, ge=0)
-    cooldown: int = Field(0, ge=0)
+    cooldown: int = Field(0, ge=0, le=MAX_COUNT)
     min_lr: float = Field(0.0, ge=0)
 
 
@@ -510,7 +524,7 @@ class EarlyStoppingConfig(Strict):
 
     monitor: Literal["val_loss", "val_metric"] = Field(
         "val_loss", description="val_metric: accuracy (higher is better) or RMSE (lower).")
-    patience: int = Field(10, ge=1)
+    patience: Count = 10
     min_delta: float = Field(0.0, ge=0)
 
 
@@ -527,9 +541,10 @@ class RegularizationConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(32, ge=1)
-    seed: int = Field(0, description="Seeds initialisation, shuffling and dropout.")
+    epochs: Count = 100
+    batch_size: Count = 32
+    seed: Seed = Field(0, description="Seeds initialisation, shuffling and dropout (0 to "
+                       f"{MAX_SEED}).")
     schedule: ScheduleConfig | None = Field(None, description="Learning-rate schedule; "
                                             "default constant.")
     early_stopping: EarlyStoppingConfig | None = None
@@ -540,7 +555,7 @@ class TrainingConfig(Strict):
         "go back to the last epoch's end with a lower learning rate.")
     rollback_lr_factor: float = Field(0.5, gt=0, lt=1,
                                       description="Learning rate multiplier per rollback.")
-    max_rollbacks: int = Field(3, ge=1, description="Stop after this many rollbacks.")
+    max_rollbacks: int = Field(3, ge=1, le=MAX_COUNT, description="Stop after this many rollbacks.")
 
 
 class OutputConfig(Strict):
