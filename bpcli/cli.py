@@ -134,7 +134,8 @@ def predict(
     model: Annotated[Path, typer.Argument(help="A model.npz written by bp train.")],
     input: Annotated[Path, typer.Argument(help="CSV file with the model's feature columns.")],
     out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
-        "--out", "-o", help="Write the predictions here instead of stdout.")] = None,
+        "--out", "-o", help="Write the predictions to this file (- for stdout, the "
+        "default).")] = None,
     threads: ThreadsOption = None,
 ) -> None:
     """Predict every row of a CSV file with a trained model (CSV on stdout or --out)."""
@@ -145,7 +146,7 @@ def predict(
     rows = _run(lambda: run_predict(model, input, out, notes))
     for note in notes:
         typer.echo(f"bp: warning: {note}", err=True)
-    if out is not None:
+    if out is not None and str(out) != "-":
         typer.echo(f"{rows} predictions written to {out}", err=True)
 
 
@@ -233,17 +234,20 @@ def validate(config: ConfigArg, set_: SetOption = None) -> None:
 @app.command()
 def schema(
     out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
-        "--out", "-o", help="Write the schema here instead of stdout.")] = None,
+        "--out", "-o", help="Write the schema to this file (- for stdout, the default).")]
+    = None,
 ) -> None:
     """Print the JSON Schema of the config format (for editors' YAML support)."""
     from bpcli.atomic import write_text_atomic
     from bpcli.commands.validate import schema as config_schema
+    from bpcli.files import output_path
 
+    target = None if out is None else _run(lambda: output_path(out))
     text = config_schema()
-    if out is None:
+    if target is None:
         typer.echo(text, nl=False)
     else:
-        _run(lambda: write_text_atomic(out, text))
+        _run(lambda: write_text_atomic(target, text))
 
 
 @app.command()

@@ -663,7 +663,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> LoadedConfig
 class YAMLLimitError(yaml.YAMLError):
     """YAML beyond bp's limits on nesting, size or aliases; ``mark`` is where."""
 
-    def __init__(self, message: str, mark: yaml.Mark) -> None:
+    def __init__(self, message: str, mark: Any) -> None:
         super().__init__(message)
         self.mark = mark
 
@@ -699,7 +699,8 @@ def _check_yaml_limits(text: str) -> None:
                 raise YAMLLimitError(f"the alias *{anchor} is inside the node &{anchor} "
                                      "names, which would make it endless; copy the values "
                                      "instead", event.start_mark)
-            nodes += sizes.get(anchor, 1)  # an unknown anchor is the composer's error
+            # an unknown anchor is the composer's error
+            nodes += sizes.get(anchor, 1) if anchor is not None else 1
         elif isinstance(event, yaml.ScalarEvent):
             nodes += 1
             if event.anchor is not None:

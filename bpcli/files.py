@@ -41,10 +41,10 @@ def regular_file(path: Path, error: ErrorFactory, what: str = "file") -> os.stat
     except FileNotFoundError:
         raise error(f"{path}: {what} not found") from None
     except OSError as exc:
-        raise error(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not stat.S_ISREG(status.st_mode):
-        raise error(f"{path}: is {kind_of(status.st_mode)}, not a regular file; give the "
-                    f"{what} as a file")
+        raise error(f"{path}: is {kind_of(status.st_mode)}, not a regular file; bp reads "
+                    f"only regular files (save the {what}'s contents to one)")
     return status
 
 
@@ -56,10 +56,10 @@ def open_regular(path: Path, error: ErrorFactory, what: str = "file") -> IO[byte
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
-        raise error(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise error(f"{path}: is not a regular file; give the {what} as a file")
+            raise error(f"{path}: is not a regular file; bp reads only regular files")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -115,6 +115,6 @@ def output_path(out: Path, *inputs: Path, option: str = "--out") -> Path | None:
         except OSError:  # an input that is not there is the input's own error
             continue
         if same:
-            raise UsageError(f"{option} {out}: is the input file {source}; write to another "
-                             "file")
+            raise UsageError(f"{option} {out}: is the input file {source}; write the "
+                             "output to another file")
     return out

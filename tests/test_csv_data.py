@@ -1244,7 +1244,7 @@ def test_predict_refuses_to_overwrite_its_input_and_writes_readable_files(
     data.write_text((DATASETS / "iris.csv").read_text())
     result = runner.invoke(app, ["predict", str(model), str(data), "--out", str(data)])
     assert result.exit_code == 2
-    assert "is the input file; write the predictions to another file" in result.output
+    assert f"is the input file {data}; write the output to another file" in result.output
     assert data.read_text() == (DATASETS / "iris.csv").read_text()
     result = runner.invoke(app, ["predict", str(model), str(data), "--out", "no/such/p.csv"])
     assert result.exit_code == 2

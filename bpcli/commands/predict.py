@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from bpcli.atomic import write_text_atomic
 from bpcli.csvfile import Kind, Table, listed, read_csv
 from bpcli.data import Preprocessor
-from bpcli.errors import DataError
+from bpcli.files import output_path
 from bpcli.modelfile import SavedModel, load_model
 from bpcli.nn import Network
 
@@ -22,9 +22,10 @@ BATCH = 8192
 
 def predict(model_path: Path, input_path: Path, out: Path | None,
             notes: list[str] | None = None) -> int:
-    """Write predictions for every row of ``input_path``; return the number of rows."""
-    if out is not None and out.exists() and out.resolve() == input_path.resolve():
-        raise DataError(f"{out}: is the input file; write the predictions to another file")
+    """Write predictions for every row of ``input_path`` to ``out`` (standard output when
+    ``None`` or ``-``); return the number of rows."""
+    if out is not None:
+        out = output_path(out, model_path, input_path)
     saved = load_model(model_path)
     table = read_inputs(saved.preprocessor, input_path, with_targets=False)
     X = saved.preprocessor.transform_features(table, None, saved.network.dtype, notes)

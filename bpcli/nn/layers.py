@@ -21,7 +21,6 @@ optimizers, and live outside the network's flat parameter vector.
 from __future__ import annotations
 
 import math
-from numbers import Integral
 from typing import Any, ClassVar
 
 import numpy as np
@@ -111,9 +110,9 @@ class Dense(Layer):
     def __init__(self, units: int, init: str = "glorot_uniform",
                  init_options: dict[str, float] | None = None) -> None:
         super().__init__()
-        if not isinstance(units, Integral) or isinstance(units, bool) or units < 1:
+        if not isinstance(units, int | np.integer) or isinstance(units, bool) or units < 1:
             raise ValueError(f"dense units must be a positive int, got {units!r}")
-        self.units = int(units)
+        self.units: int = int(units)
         self.init = init
         self.init_options = dict(init_options or {})
         self._initializer = make_initializer(init, **self.init_options)  # checks the name
