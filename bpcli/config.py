@@ -154,8 +154,7 @@ class DataConfig(Strict):
         None, description="CSV file of test data, evaluated once after training.")
     test_fraction: float | None = Field(
         None, gt=0, lt=1, description="Share of the training file held out for testing.")
-    split_seed: Seed = Field(0, description="Seed of the train/validation/test split "
-                             f"(0 to {MAX_SEED}).")
+    split_seed: Seed = Field(0, description="Seed of the train/validation/test split.")
 
     @model_validator(mode="after")
     def _one_source_each(self) -> DataConfig:
@@ -543,8 +542,7 @@ class RegularizationConfig(Strict):
 class TrainingConfig(Strict):
     epochs: Count = 100
     batch_size: Count = 32
-    seed: Seed = Field(0, description="Seeds initialisation, shuffling and dropout (0 to "
-                       f"{MAX_SEED}).")
+    seed: Seed = Field(0, description="Seeds initialisation, shuffling and dropout.")
     schedule: ScheduleConfig | None = Field(None, description="Learning-rate schedule; "
                                             "default constant.")
     early_stopping: EarlyStoppingConfig | None = None
