@@ -159,7 +159,8 @@ def gradcheck(
     rtol: Annotated[float, typer.Option(min=0, help="Relative tolerance.")] = 1e-5,
     max_entries: Annotated[int, typer.Option(
         min=1, help="Check at most this many entries of each tensor (sampled).")] = 500,
-    seed: Annotated[int, typer.Option(help="Seed of the weights and sampled entries.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1,
+                                      help="Seed of the weights and sampled entries.")] = 0,
     fast: Annotated[bool, typer.Option(
         "--fast", help="Check random directional derivatives instead of entries (cost "
         "independent of the network's size).")] = False,

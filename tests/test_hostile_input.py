@@ -135,6 +135,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if hasattr(os, "mkfifo"):
         os.mkfifo(root / "fifo")
         os.mkfifo(root / "fifo.png")
+        (root / "fifo_run").mkdir()
+        os.mkfifo(root / "fifo_run" / "metrics.csv")
     return root
 
 
@@ -157,6 +159,7 @@ ISOLATED: dict[str, list[str]] = {
     "init-from FIFO": ["train", "iris.yaml", "--init-from", "fifo"],
     "meta 100k deep": ["predict", "deep_meta.npz", "in.csv"],
     "meta units 10^12": ["predict", "units_1e12.npz", "in.csv"],
+    "plot a FIFO metrics.csv": ["plot", "fifo_run", "--out", "c.png"],
 }
 # The same for inputs whose regressions fail fast (a Python RecursionError, a file
 # replaced in the test's directory): run in this process, for speed.
@@ -186,7 +189,7 @@ IN_PROCESS: dict[str, list[str]] = {
     "plot --out a FIFO": ["plot", "runs/t", "--out", "fifo.png"],
 }
 FIFO_CASES = {name for name, args in {**ISOLATED, **IN_PROCESS}.items()
-              if any(a in ("fifo", "fifo.png", "fifo_data.yaml") for a in args)}
+              if any(a in ("fifo", "fifo.png", "fifo_data.yaml", "fifo_run") for a in args)}
 
 # name: command line; each must succeed
 ACCEPTED: dict[str, list[str]] = {
@@ -257,6 +260,11 @@ def test_valid_inputs_still_pass(outcomes: dict[str, Outcome], case: str) -> Non
 def test_valid_inputs_still_pass_in_process(work: Path, case: str) -> None:
     outcome = invoke(work, ACCEPTED_IN_PROCESS[case])
     assert outcome.code == 0, outcome.stderr
+
+
+def test_a_negative_gradcheck_seed_is_a_usage_error(work: Path) -> None:
+    outcome = invoke(work, ["gradcheck", "iris.yaml", "--seed", "-1"])
+    assert outcome.code == 2 and "Traceback" not in outcome.stderr, outcome.stderr
 
 
 def test_a_window_too_large_is_refused(work: Path) -> None:
