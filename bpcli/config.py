@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from bpcli.errors import ConfigError
+from bpcli.errors import MAX_LISTED, ConfigError
 from bpcli.files import read_limited
 from bpcli.nn import ACTIVATIONS, INITIALIZERS, LOSSES
 from bpcli.nn.init import PARAMETRIC_INITIALIZERS
@@ -37,8 +37,7 @@ Loc = tuple[str | int, ...]
 MAX_CONFIG_BYTES = 256 << 10
 MAX_YAML_DEPTH = 64
 MAX_YAML_NODES = 200_000
-#: Problems listed at most; the rest are counted.
-MAX_PROBLEMS = 20
+MAX_PROBLEMS = MAX_LISTED
 #: Did-you-mean hints: words and choices beyond these get no hint.
 MAX_HINT_LENGTH = 100
 MAX_HINT_CHOICES = 10_000

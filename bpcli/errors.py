@@ -7,6 +7,9 @@ EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
+#: Problems listed at most in one message; the rest are counted.
+MAX_LISTED = 20
+
 
 class BpError(Exception):
     """Base of every error bp reports to the user as a message rather than a traceback."""
@@ -28,11 +31,12 @@ class ConfigError(BpError):
         super().__init__("\n".join(problems))
 
     def lines(self) -> list[str]:
-        if len(self.problems) == 1 and not self.omitted:
+        total = len(self.problems) + self.omitted
+        if total == 1:
             return self.problems
-        shown = f" (the first {len(self.problems)} shown)" if self.omitted else ""
-        return [*self.problems, f"{len(self.problems) + self.omitted} problems in "
-                f"{self.path}{shown}; fix them and run again"]
+        listed = self.problems[:MAX_LISTED]
+        shown = f" (the first {len(listed)} shown)" if total > len(listed) else ""
+        return [*listed, f"{total} problems in {self.path}{shown}; fix them and run again"]
 
 
 class DataError(BpError):

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bpcli.config import (
+    MAX_PROBLEMS,
     ActivationConfig,
     AvgPool2DConfig,
     BatchNormConfig,
@@ -239,8 +240,13 @@ def _check_columns(loaded: LoadedConfig, header: list[str]) -> list[str]:
     data = loaded.config.data
     where = f"in {Path(data.path).name}"
     problems = []
+    omitted = 0
 
     def absent(loc: tuple[str | int, ...], name: str) -> None:
+        nonlocal omitted
+        if len(problems) >= MAX_PROBLEMS:  # only counted: a hint searches the header
+            omitted += 1
+            return
         problems.append(loaded.problem(loc, f"no column {name!r} {where}"
                                             f"{did_you_mean(name, header)}; columns: "
                                             f"{', '.join(header)}"))
@@ -281,7 +287,7 @@ def _check_columns(loaded: LoadedConfig, header: list[str]) -> list[str]:
     if data.missing == "constant" and data.fill_value is None:
         problems.append(loaded.problem(("data", "missing"), "constant needs data.fill_value"))
     if problems:
-        raise ConfigError(problems, str(loaded.path))
+        raise ConfigError(problems, str(loaded.path), omitted)
     features = data.features or [c for c in header if c not in targets and c not in data.drop]
     if not features:
         raise loaded.error(("data",), "no feature columns are left; the file has only "

@@ -107,6 +107,9 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "laughs.yaml").write_text(billion_laughs())
     (root / "keys.yaml").write_text(config.read_text()
                                     + "".join(f"k{i}: 1\n" for i in range(20_000)))
+    (root / "features.yaml").write_text(yaml.safe_dump(iris_config(data={
+        "path": str(DATASETS / "iris.csv"), "target": "species",
+        "features": [f"f{i}" for i in range(20_000)]}), default_flow_style=True))
     (root / "huge.yaml").write_text("# padding\n" * 40_000)
     for name, path in (("zero_data", "/dev/zero"), ("fifo_data", str(root / "fifo"))):
         (root / f"{name}.yaml").write_text(yaml.safe_dump(iris_config(
@@ -318,6 +321,15 @@ def test_many_unknown_keys_are_counted_not_all_listed(work: Path) -> None:
     assert len(lines) == 21 and all(line.startswith("bp: ") for line in lines)
     assert "unknown key 'k0'" in lines[0]
     assert lines[-1].startswith("bp: 20000 problems in keys.yaml (the first 20 shown)")
+    assert outcome.seconds < 10
+
+
+def test_many_missing_columns_are_counted_not_all_listed(work: Path) -> None:
+    outcome = invoke(work, ["validate", "features.yaml"])
+    lines = outcome.stderr.splitlines()
+    assert outcome.code == 2 and len(lines) == 21, outcome.stderr[:1000]
+    assert "data.features[0]: no column 'f0' in iris.csv" in lines[0]
+    assert lines[-1].startswith("bp: 20000 problems in features.yaml (the first 20 shown)")
     assert outcome.seconds < 10
 
 
