@@ -239,7 +239,7 @@ def _check_columns(loaded: LoadedConfig, header: list[str]) -> list[str]:
     """The feature columns; every column the config names must be in the file."""
     data = loaded.config.data
     where = f"in {Path(data.path).name}"
-    problems = []
+    problems: list[str] = []
     omitted = 0
 
     def absent(loc: tuple[str | int, ...], name: str) -> None:

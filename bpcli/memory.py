@@ -40,6 +40,12 @@ def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
         return None
 
 
+def memory_limit() -> int:
+    """The most bp lets a network or a model file take: the available memory."""
+    available = available_memory()
+    return UNKNOWN_MEMORY_LIMIT if available is None else available
+
+
 def layer_needs(layers: Sequence[Layer], input_shape: tuple[int, ...], itemsize: int,
                 batch: int, inference_batch: int, training: bool = True) -> list[int]:
     """Bytes each layer needs: its parameters (with gradients and optimizer state when

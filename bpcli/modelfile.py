@@ -20,7 +20,7 @@ from bpcli.atomic import json_text, write_atomic
 from bpcli.data import Preprocessor
 from bpcli.errors import ModelFileError
 from bpcli.files import human_size, open_regular
-from bpcli.memory import UNKNOWN_MEMORY_LIMIT, available_memory, layer_needs, too_big
+from bpcli.memory import layer_needs, memory_limit, too_big
 from bpcli.nn import LOSSES, Layer, Network
 from bpcli.nn.layers import layer_from_description
 
@@ -186,8 +186,7 @@ def _check_sizes(path: Path, f: IO[bytes]) -> None:
     with zipfile.ZipFile(f) as archive:
         members = archive.infolist()
     total = sum(m.file_size for m in members)
-    limit = available_memory()
-    if total > (UNKNOWN_MEMORY_LIMIT if limit is None else limit):
+    if total > memory_limit():
         raise ModelFileError(f"{path}: its arrays hold {human_size(total)}, more than the "
                              "memory available; this machine cannot load the model")
     for member in members:

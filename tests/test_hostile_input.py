@@ -336,27 +336,42 @@ def test_many_missing_columns_are_counted_not_all_listed(work: Path) -> None:
 # -- in-process checks of the limits themselves ------------------------------------------
 def test_an_archive_too_big_for_memory_is_refused_before_reading(
         work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bpcli import modelfile
+    from bpcli import memory, modelfile
 
-    monkeypatch.setattr(modelfile, "available_memory", lambda: 10_000)
+    monkeypatch.setattr(memory, "available_memory", lambda: 10_000)
     with pytest.raises(ModelFileError, match="its arrays hold .* more than the memory "
                                              "available"):
         modelfile.load_model(work / "M.npz")
-    monkeypatch.setattr(modelfile, "available_memory", lambda: None)
+    monkeypatch.setattr(memory, "available_memory", lambda: None)  # then only 1 TiB is refused
     assert modelfile.load_model(work / "M.npz").network.n_params > 0
 
 
 def test_a_zip_bomb_member_counts_at_its_unpacked_size(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bpcli import modelfile
+    from bpcli import memory, modelfile
 
     bomb = tmp_path / "bomb.npz"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("param/0.W.npy", b"\0" * (8 << 20))  # 8 MiB, packed to a few KiB
     assert bomb.stat().st_size < 100_000
-    monkeypatch.setattr(modelfile, "available_memory", lambda: 4 << 20)
+    monkeypatch.setattr(memory, "available_memory", lambda: 4 << 20)
     with pytest.raises(ModelFileError, match="8.0 MiB, more than the memory available"):
         modelfile.load_model(bomb)
+
+
+def test_a_network_too_big_for_memory_is_refused_at_its_biggest_layer(
+        work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bpcli import memory
+
+    # 4 -> 64 -> 3 units: the first layer has 320 parameters, the second 195; with
+    # gradients and optimizer state and batches of 16 the first needs most
+    config = ["validate", "iris.yaml", "--set", "model.layers.0.units=64"]
+    assert invoke(work, config).code == 0
+    monkeypatch.setattr(memory, "available_memory", lambda: 20_000)
+    outcome = invoke(work, config)
+    assert outcome.code == 2
+    assert "model.layers[0]: the network needs about" in outcome.stderr
+    assert "more than the 19.5 KiB of memory available" in outcome.stderr
 
 
 def test_available_memory_reads_meminfo_and_falls_back(tmp_path: Path) -> None:
