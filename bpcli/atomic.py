@@ -19,6 +19,9 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         raise OSError(f"{path}: the directory {path.parent} does not exist")
     if path.is_dir():
         raise OSError(f"{path}: is a directory; give a file name")
+    if path.exists() and not path.is_file():
+        # renaming over a device or FIFO would replace the node itself (as root, /dev/null)
+        raise OSError(f"{path}: is not a regular file; give a file name")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes the file private (0600); a written result follows the umask

@@ -137,7 +137,8 @@ def predict(
     model: Annotated[Path, typer.Argument(help="A model.npz written by bp train.")],
     input: Annotated[Path, typer.Argument(help="CSV file with the model's feature columns.")],
     out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
-        "--out", "-o", help="Write the predictions here instead of stdout.")] = None,
+        "--out", "-o", help="Write the predictions to this file (- for stdout, the "
+        "default).")] = None,
     threads: ThreadsOption = None,
 ) -> None:
     """Predict every row of a CSV file with a trained model (CSV on stdout or --out)."""
@@ -146,7 +147,8 @@ def predict(
     from bpcli.display import Display
 
     # progress on stderr, unless the CSV goes to that same screen
-    display = Display(sys.stderr, interactive=False if out is None and sys.stdout.isatty()
+    to_stdout = out is None or str(out) == "-"
+    display = Display(sys.stderr, interactive=False if to_stdout and sys.stdout.isatty()
                       else None)
     notes: list[str] = []
 
@@ -157,7 +159,7 @@ def predict(
     rows = _run(action)
     for note in notes:
         typer.echo(f"bp: warning: {note}", err=True)
-    if out is not None:
+    if out is not None and str(out) != "-":
         typer.echo(f"{rows} predictions written to {out}", err=True)
 
 
@@ -170,7 +172,8 @@ def gradcheck(
     rtol: Annotated[float, typer.Option(min=0, help="Relative tolerance.")] = 1e-5,
     max_entries: Annotated[int, typer.Option(
         min=1, help="Check at most this many entries of each tensor (sampled).")] = 500,
-    seed: Annotated[int, typer.Option(help="Seed of the weights and sampled entries.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1,
+                                      help="Seed of the weights and sampled entries.")] = 0,
     fast: Annotated[bool, typer.Option(
         "--fast", help="Check random directional derivatives instead of entries (cost "
         "independent of the network's size).")] = False,
@@ -252,17 +255,20 @@ def validate(config: ConfigArg, set_: SetOption = None) -> None:
 @app.command()
 def schema(
     out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
-        "--out", "-o", help="Write the schema here instead of stdout.")] = None,
+        "--out", "-o", help="Write the schema to this file (- for stdout, the default).")]
+    = None,
 ) -> None:
     """Print the JSON Schema of the config format (for editors' YAML support)."""
     from bpcli.atomic import write_text_atomic
     from bpcli.commands.validate import schema as config_schema
+    from bpcli.files import output_path
 
+    target = None if out is None else _run(lambda: output_path(out))
     text = config_schema()
-    if out is None:
+    if target is None:
         typer.echo(text, nl=False)
     else:
-        _run(lambda: write_text_atomic(out, text))
+        _run(lambda: write_text_atomic(target, text))
 
 
 @app.command()

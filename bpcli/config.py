@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import itertools
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,11 +25,22 @@ from pydantic import (
     model_validator,
 )
 
-from bpcli.errors import ConfigError
+from bpcli.errors import MAX_LISTED, ConfigError
+from bpcli.files import read_limited
 from bpcli.nn import ACTIVATIONS, INITIALIZERS, LOSSES
 from bpcli.nn.init import PARAMETRIC_INITIALIZERS
 
 Loc = tuple[str | int, ...]
+
+#: Limits on a config file, far beyond any real config, so that a hostile or mistaken
+#: file is refused quickly instead of exhausting memory or time (see docs).
+MAX_CONFIG_BYTES = 256 << 10
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 200_000
+MAX_PROBLEMS = MAX_LISTED
+#: Did-you-mean hints: words and choices beyond these get no hint.
+MAX_HINT_LENGTH = 100
+MAX_HINT_CHOICES = 10_000
 
 
 def _one_of(allowed: list[str], what: str) -> AfterValidator:
@@ -57,13 +69,26 @@ LossName = Annotated[str, _one_of(_LOSSES, "loss"), _enum(_LOSSES)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf and nan are no setting's meaningful value: refused here rather than crashing later
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-PositiveInt = Annotated[int, Field(ge=1)]
-Size = PositiveInt | tuple[PositiveInt, PositiveInt]
-PaddingSpec = Literal["valid", "same"] | Annotated[int, Field(ge=0)] | tuple[
-    Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]
+# Upper limits of the numbers in a config, documented in docs/config-reference.md. They
+# are far beyond useful values; they keep a typo (an extra 000) from reaching NumPy as an
+# allocation or an overflow. What fits in memory is checked again once the data is known.
+MAX_SEED = 2**32 - 1
+MAX_COUNT = 10**9  # epochs, batch sizes, patience and other counts
+MAX_UNITS = 1_000_000  # dense units, input dimensions
+MAX_FILTERS = 65_536
+MAX_WINDOW = 1024  # kernel, pool, stride and padding sizes
+
+Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
+Dimension = Annotated[int, Field(ge=1, le=MAX_UNITS)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Window = Annotated[int, Field(ge=1, le=MAX_WINDOW)]
+Pad = Annotated[int, Field(ge=0, le=MAX_WINDOW)]
+Size = Window | tuple[Window, Window]
+PaddingSpec = Literal["valid", "same"] | Pad | tuple[Pad, Pad]
 
 
 Scaling = Literal["standard", "minmax", "none"]
@@ -109,7 +134,7 @@ class DataConfig(Strict):
                            "or encoded as all zeros (counted and reported).")
     columns: dict[str, ColumnConfig] = Field(
         default_factory=dict, description="Per-column settings, by column name.")
-    input_shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
+    input_shape: tuple[Dimension, Dimension, Dimension] | None = Field(
         None, description="Image data: [channels, height, width]. The feature columns, in "
         "order, are the pixels channel by channel, each channel row by row.")
     pixel_scale: float | None = Field(
@@ -128,7 +153,7 @@ class DataConfig(Strict):
         None, description="CSV file of test data, evaluated once after training.")
     test_fraction: float | None = Field(
         None, gt=0, lt=1, description="Share of the training file held out for testing.")
-    split_seed: int = Field(0, description="Seed of the train/validation/test split.")
+    split_seed: Seed = Field(0, description="Seed of the train/validation/test split.")
 
     @model_validator(mode="after")
     def _one_source_each(self) -> DataConfig:
@@ -233,7 +258,7 @@ class DenseConfig(Strict):
 
     type: Literal["dense"]
     units: int | None = Field(
-        None, ge=1, description="Output width; may be omitted on the last layer only."
+        None, ge=1, le=MAX_UNITS, description="Output width; may be omitted on the last layer only."
     )
     activation: ActivationSpec | None = Field(
         None, description="Default: relu on hidden layers; on the last layer, softmax for "
@@ -280,7 +305,7 @@ class Conv2DConfig(Strict):
     """2-D convolution over (channels, height, width) inputs, followed by its activation."""
 
     type: Literal["conv2d"]
-    filters: int = Field(ge=1, description="Output channels.")
+    filters: int = Field(ge=1, le=MAX_FILTERS, description="Output channels.")
     kernel_size: Size = Field(description="Kernel height and width: 3 or [3, 5].")
     stride: Size = Field(1, description="Step between windows: 1 or [2, 1].")
     padding: PaddingSpec = Field(
@@ -443,7 +468,7 @@ class StepScheduleConfig(Strict):
     """``lr * gamma ^ floor((epoch - 1) / step_size)``."""
 
     name: Literal["step"]
-    step_size: int = Field(ge=1)
+    step_size: Count
     gamma: float = Field(0.1, gt=0, le=1)
 
 
@@ -451,7 +476,7 @@ class MultiStepScheduleConfig(Strict):
     """``lr * gamma ^ (number of milestones before the epoch)``."""
 
     name: Literal["multistep"]
-    milestones: list[int] = Field(min_length=1)
+    milestones: list[Count] = Field(min_length=1)
     gamma: float = Field(0.1, gt=0, le=1)
 
 
@@ -467,9 +492,9 @@ class CosineScheduleConfig(Strict):
     ``total_epochs`` (default: training.epochs)."""
 
     name: Literal["cosine"]
-    total_epochs: int | None = Field(None, ge=1)
+    total_epochs: Count | None = None
     min_lr: float = Field(0.0, ge=0)
-    warmup_epochs: int = Field(0, ge=0)
+    warmup_epochs: int = Field(0, ge=0, le=MAX_COUNT)
 
 
 class PlateauScheduleConfig(Strict):
@@ -478,9 +503,9 @@ class PlateauScheduleConfig(Strict):
 
     name: Literal["reduce_on_plateau"]
     factor: float = Field(0.1, gt=0, lt=1)
-    patience: int = Field(10, ge=1)
+    patience: Count = 10
     min_delta: float = Field(1e-4, ge=0)
-    cooldown: int = Field(0, ge=0)
+    cooldown: int = Field(0, ge=0, le=MAX_COUNT)
     min_lr: float = Field(0.0, ge=0)
 
 
@@ -497,7 +522,7 @@ class EarlyStoppingConfig(Strict):
 
     monitor: Literal["val_loss", "val_metric"] = Field(
         "val_loss", description="val_metric: accuracy (higher is better) or RMSE (lower).")
-    patience: int = Field(10, ge=1)
+    patience: Count = 10
     min_delta: float = Field(0.0, ge=0)
 
 
@@ -514,9 +539,9 @@ class RegularizationConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(32, ge=1)
-    seed: int = Field(0, description="Seeds initialisation, shuffling and dropout.")
+    epochs: Count = 100
+    batch_size: Count = 32
+    seed: Seed = Field(0, description="Seeds initialisation, shuffling and dropout.")
     schedule: ScheduleConfig | None = Field(None, description="Learning-rate schedule; "
                                             "default constant.")
     early_stopping: EarlyStoppingConfig | None = None
@@ -527,7 +552,7 @@ class TrainingConfig(Strict):
         "go back to the last epoch's end with a lower learning rate.")
     rollback_lr_factor: float = Field(0.5, gt=0, lt=1,
                                       description="Learning rate multiplier per rollback.")
-    max_rollbacks: int = Field(3, ge=1, description="Stop after this many rollbacks.")
+    max_rollbacks: int = Field(3, ge=1, le=MAX_COUNT, description="Stop after this many rollbacks.")
 
 
 class OutputConfig(Strict):
@@ -586,15 +611,18 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> LoadedConfig
     read as YAML (``0.1`` is a number, ``[a, b]`` a list, ``true`` a boolean).
     """
     path = Path(path)
+    raw = read_limited(path, MAX_CONFIG_BYTES, lambda m: ConfigError([m], str(path)),
+                       "config file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: config file not found"], str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: cannot read config: {exc}"], str(path)) from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = _parse_yaml(text)
+    except YAMLLimitError as exc:
+        mark = exc.mark
+        raise ConfigError([f"{path}:{mark.line + 1}:{mark.column + 1}: {exc}"],
+                          str(path)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -608,18 +636,88 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> LoadedConfig
         )
     problems = _duplicate_keys(root)
     overridden = _apply_overrides(data, overrides, path)
+    found = len(problems)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems += [_describe(root, data, err) for err in exc.errors()]
+        errors = exc.errors()
+        found += len(errors)
+        # describing a problem searches the file for it: describe only those reported
+        problems += [_describe(root, data, err)
+                     for err in errors[: max(0, MAX_PROBLEMS - len(problems))]]
     if problems:
+        shown = sorted(problems)[:MAX_PROBLEMS]
         raise ConfigError([_place(path, line, col, message, overridden)
-                           for line, col, message in sorted(problems)], str(path))
+                           for line, col, message in shown], str(path),
+                          omitted=found - len(shown))
     loaded = LoadedConfig(config, path, root, overridden)
     structural = _structure_problems(loaded)
     if structural:
         raise ConfigError(structural, str(path))
     return loaded
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """YAML beyond bp's limits on nesting, size or aliases; ``mark`` is where."""
+
+    def __init__(self, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.mark = mark
+
+
+# libyaml's parser when PyYAML has it: several times faster on a large file
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree (for locating problems) and the data of one YAML document (safe
+    loader), after checking its shape is within bp's limits."""
+    _check_yaml_limits(text)
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        return root, loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+
+
+def _check_yaml_limits(text: str) -> None:
+    """Walk the parser's events (no tree is built) and refuse YAML nested more than
+    ``MAX_YAML_DEPTH`` deep, holding more than ``MAX_YAML_NODES`` values once every alias
+    is expanded (a "billion laughs" file expands a few lines into 10^9 values), or with an
+    alias inside the node it names (an endless structure)."""
+    depth = nodes = 0
+    sizes: dict[str, int] = {}  # anchor -> values in the node it names, aliases expanded
+    open_nodes: list[tuple[str | None, int]] = []  # anchor, values counted before it
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            anchor = event.anchor
+            if any(anchor == name for name, _ in open_nodes):
+                raise YAMLLimitError(f"the alias *{anchor} is inside the node &{anchor} "
+                                     "names, which would make it endless; copy the values "
+                                     "instead", event.start_mark)
+            # an unknown anchor is the composer's error
+            nodes += sizes.get(anchor, 1) if anchor is not None else 1
+        elif isinstance(event, yaml.ScalarEvent):
+            nodes += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            nodes += 1
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise YAMLLimitError(f"nested more than {MAX_YAML_DEPTH} levels deep; a "
+                                     "bp config needs a few", event.start_mark)
+            open_nodes.append((event.anchor, nodes))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+            anchor, before = open_nodes.pop()
+            if anchor is not None:
+                sizes[anchor] = nodes - before + 1
+        if nodes > MAX_YAML_NODES:
+            raise YAMLLimitError(f"more than {MAX_YAML_NODES} values (aliases counted as "
+                                 "the values they repeat); a bp config needs far fewer",
+                                 event.start_mark)
 
 
 def _apply_overrides(data: dict[str, Any], overrides: Sequence[str],
@@ -634,7 +732,9 @@ def _apply_overrides(data: dict[str, Any], overrides: Sequence[str],
             raise ConfigError([f"--set {text}: write it as key.path=value, e.g. "
                                "--set training.epochs=20"], str(path))
         try:
-            value = yaml.safe_load(raw)
+            _, value = _parse_yaml(raw)
+        except YAMLLimitError as exc:
+            raise ConfigError([f"--set {text}: {exc}"], str(path)) from None
         except yaml.YAMLError:
             value = raw
         node: Any = data
@@ -794,7 +894,15 @@ def _model_in(annotation: Any, node: Any) -> Any:
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    """A suggestion among ``choices`` for a misspelt ``word``, or "". Kept cheap for
+    long words and many choices (a hint is not worth seconds)."""
+    if len(word) > MAX_HINT_LENGTH:
+        return ""
+    # difflib's ratio 2 * matches / (len(a) + len(b)) reaches the cutoff 0.6 only when
+    # the shorter is at least 3/7 of the longer
+    plausible = [c for c in itertools.islice(choices, MAX_HINT_CHOICES)
+                 if 3 * max(len(c), len(word)) <= 7 * min(len(c), len(word))]
+    close = difflib.get_close_matches(word, plausible, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

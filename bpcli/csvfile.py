@@ -33,6 +33,7 @@ import polars as pl
 from numpy.typing import DTypeLike, NDArray
 
 from bpcli.errors import DataError
+from bpcli.files import open_regular
 
 Kind = Literal["numeric", "boolean", "categorical"]
 KINDS: tuple[Kind, ...] = ("numeric", "boolean", "categorical")
@@ -216,14 +217,10 @@ class _open:
         self.path = path
 
     def __enter__(self) -> IO[bytes]:
-        try:
-            if self.path.is_dir():
-                raise DataError(f"{self.path}: is a directory, not a CSV file")
-            self.file = self.path.open("rb")
-        except FileNotFoundError:
-            raise DataError(f"{self.path}: file not found") from None
-        except OSError as exc:
-            raise DataError(f"{self.path}: cannot read: {exc.strerror}") from None
+        if self.path.is_dir():
+            raise DataError(f"{self.path}: is a directory, not a CSV file")
+        # a FIFO or device is refused before it is opened: reading one blocks or never ends
+        self.file = open_regular(self.path, DataError)
         return self.file
 
     def __exit__(self, *exc: object) -> None:

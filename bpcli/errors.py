@@ -7,6 +7,9 @@ EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
+#: Problems listed at most in one message; the rest are counted.
+MAX_LISTED = 20
+
 
 class BpError(Exception):
     """Base of every error bp reports to the user as a message rather than a traceback."""
@@ -21,16 +24,19 @@ class BpError(Exception):
 class ConfigError(BpError):
     """One or more problems in a config file, each already located as ``file:line:col``."""
 
-    def __init__(self, problems: list[str], path: str) -> None:
+    def __init__(self, problems: list[str], path: str, omitted: int = 0) -> None:
         self.problems = problems
         self.path = path
+        self.omitted = omitted  # further problems found but not listed
         super().__init__("\n".join(problems))
 
     def lines(self) -> list[str]:
-        if len(self.problems) == 1:
+        total = len(self.problems) + self.omitted
+        if total == 1:
             return self.problems
-        return [*self.problems, f"{len(self.problems)} problems in {self.path}; fix them "
-                "and run again"]
+        listed = self.problems[:MAX_LISTED]
+        shown = f" (the first {len(listed)} shown)" if total > len(listed) else ""
+        return [*listed, f"{total} problems in {self.path}{shown}; fix them and run again"]
 
 
 class DataError(BpError):

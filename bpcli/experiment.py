@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bpcli.config import (
+    MAX_PROBLEMS,
     ActivationConfig,
     AvgPool2DConfig,
     BatchNormConfig,
@@ -43,6 +44,7 @@ from bpcli.data import (
     split_rows,
 )
 from bpcli.errors import ConfigError
+from bpcli.memory import INFERENCE_ROWS, layer_needs, too_big
 from bpcli.nn import (
     LOSSES,
     OPTIMIZERS,
@@ -89,8 +91,11 @@ class Experiment:
     def build_network(self, rng: np.random.Generator, dtype: Any = np.float32) -> Network:
         """The network, with the config's penalties attached to its loss."""
         try:
+            rows = max(len(self.X_train), len(self.X_val))
             network = build_network(self.config, self.X_train.shape[1], rng, dtype,
-                                    self.loss_options)
+                                    self.loss_options,
+                                    batch=min(self.config.training.batch_size, rows),
+                                    inference_batch=min(INFERENCE_ROWS, rows))
         except LayerError as exc:
             raise self.loaded.error(("model", "layers", exc.index), str(exc)) from None
         except ValueError as exc:  # settings that only clash with each other or the data
@@ -234,9 +239,14 @@ def _check_columns(loaded: LoadedConfig, header: list[str]) -> list[str]:
     """The feature columns; every column the config names must be in the file."""
     data = loaded.config.data
     where = f"in {Path(data.path).name}"
-    problems = []
+    problems: list[str] = []
+    omitted = 0
 
     def absent(loc: tuple[str | int, ...], name: str) -> None:
+        nonlocal omitted
+        if len(problems) >= MAX_PROBLEMS:  # only counted: a hint searches the header
+            omitted += 1
+            return
         problems.append(loaded.problem(loc, f"no column {name!r} {where}"
                                             f"{did_you_mean(name, header)}; columns: "
                                             f"{', '.join(header)}"))
@@ -277,7 +287,7 @@ def _check_columns(loaded: LoadedConfig, header: list[str]) -> list[str]:
     if data.missing == "constant" and data.fill_value is None:
         problems.append(loaded.problem(("data", "missing"), "constant needs data.fill_value"))
     if problems:
-        raise ConfigError(problems, str(loaded.path))
+        raise ConfigError(problems, str(loaded.path), omitted)
     features = data.features or [c for c in header if c not in targets and c not in data.drop]
     if not features:
         raise loaded.error(("data",), "no feature columns are left; the file has only "
@@ -472,10 +482,13 @@ class LayerError(ValueError):
 
 
 def build_network(config: Config, n_features: int, rng: np.random.Generator,
-                  dtype: Any = np.float32, loss_options: dict[str, Any] | None = None
-                  ) -> Network:
+                  dtype: Any = np.float32, loss_options: dict[str, Any] | None = None,
+                  batch: int = 1, inference_batch: int = 1) -> Network:
     """The network a resolved config describes: each dense or conv2d layer is followed by
-    its activation (none for identity). Inputs are ``data.input_shape`` when given."""
+    its activation (none for identity). Inputs are ``data.input_shape`` when given.
+
+    Refused (``LayerError`` at the layer needing most) when training it on ``batch`` rows
+    and evaluating ``inference_batch`` rows at a time would not fit in memory."""
     layers: list[Layer] = []
     owners: list[int] = []  # the config layer each network layer comes from
     for index, spec in enumerate(config.model.layers):
@@ -487,6 +500,13 @@ def build_network(config: Config, n_features: int, rng: np.random.Generator,
         owners.extend([index] * len(made))
     shape = config.data.input_shape or (n_features,)
     _check_shapes(layers, owners, tuple(shape))
+    needs = layer_needs(layers, tuple(shape), np.dtype(dtype).itemsize, batch,
+                        inference_batch)
+    problem = too_big(needs)
+    if problem is not None:
+        index, message = problem
+        raise LayerError(owners[index], f"{message}; use fewer units or filters, or a "
+                         f"smaller training.batch_size (now {config.training.batch_size})")
     loss = LOSSES[_loss_name(config)](**(loss_options or {}))
     return Network(layers, loss, tuple(shape), rng, dtype)
 

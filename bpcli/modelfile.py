@@ -7,10 +7,11 @@ The format is documented in ``docs/model-format.md``. Files are read with
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,11 +19,16 @@ from numpy.typing import NDArray
 from bpcli.atomic import json_text, write_atomic
 from bpcli.data import Preprocessor
 from bpcli.errors import ModelFileError
-from bpcli.nn import LOSSES, Network
+from bpcli.files import human_size, open_regular
+from bpcli.memory import layer_needs, memory_limit, too_big
+from bpcli.nn import LOSSES, Layer, Network
 from bpcli.nn.layers import layer_from_description
 
 FORMAT = "bp-model"
 FORMAT_VERSION = 2
+#: Limits on the JSON metadata, far beyond what bp writes (see docs/model-format.md).
+MAX_META_CHARS = 16 << 20
+MAX_META_DEPTH = 64
 
 
 @dataclass
@@ -88,7 +94,9 @@ def load_model(path: Path) -> SavedModel:
     try:
         layers = [layer_from_description(d) for d in meta["layers"]]
         loss = LOSSES[meta["loss"]](**meta.get("loss_options", {}))
-        network = Network(layers, loss, tuple(meta["input_shape"]), np.random.default_rng(0))
+        input_shape = _input_shape(meta["input_shape"])
+        _check_fits(path, layers, input_shape)
+        network = Network(layers, loss, input_shape, np.random.default_rng(0))
         params = {k.removeprefix("param/"): v for k, v in arrays.items() if k.startswith("param/")}
         for name, value in params.items():
             if value.dtype.kind != "f":
@@ -104,6 +112,24 @@ def load_model(path: Path) -> SavedModel:
         raise ModelFileError(f"{path}: damaged or incompatible model file: {detail}") from None
     optimizer = {k.removeprefix("opt/"): v for k, v in arrays.items() if k.startswith("opt/")}
     return SavedModel(network, preprocessor, meta, optimizer)
+
+
+def _input_shape(value: Any) -> tuple[int, ...]:
+    if not (isinstance(value, list) and value and all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value)):
+        raise ValueError(f"input_shape {value!r} is not a list of positive ints")
+    return tuple(value)
+
+
+def _check_fits(path: Path, layers: list[Layer], input_shape: tuple[int, ...]) -> None:
+    """Refuse, before building it, a network that would not fit in memory (its metadata
+    may claim any size)."""
+    problem = too_big(layer_needs(layers, input_shape, np.dtype(np.float32).itemsize,
+                                  batch=1, inference_batch=1, training=False))
+    if problem is not None:
+        index, message = problem
+        raise ModelFileError(f"{path}: layer {index} ({layers[index].kind}): {message}; "
+                             "this machine cannot load the model")
 
 
 def _check_consistent(network: Network, pre: Preprocessor) -> None:
@@ -130,16 +156,18 @@ def _check_consistent(network: Network, pre: Preprocessor) -> None:
 def _read_arrays(path: Path) -> dict[str, NDArray]:
     if path.is_dir():
         raise ModelFileError(f"{path}: is a directory; give the model.npz inside it")
-    if not path.exists():
-        raise ModelFileError(f"{path}: model file not found")
     try:
-        if not zipfile.is_zipfile(path):
-            raise ModelFileError(f"{path}: not a bp model file (not an .npz archive)")
         # Opened here, not by np.load, so that the file is closed whatever np.load finds.
-        with path.open("rb") as f, np.load(f, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ModelFileError(f"{path}: a single .npy array, not a bp model (.npz)")
-            return {name: archive[name] for name in archive.files}
+        with open_regular(path, ModelFileError, "model file") as f:
+            if not zipfile.is_zipfile(f):
+                raise ModelFileError(f"{path}: not a bp model file (not an .npz archive)")
+            _check_sizes(path, f)
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as archive:
+                if not isinstance(archive, np.lib.npyio.NpzFile):
+                    raise ModelFileError(f"{path}: a single .npy array, not a bp model "
+                                         "(.npz)")
+                return {name: archive[name] for name in archive.files}
     except ModelFileError:
         raise
     except ValueError as exc:
@@ -150,6 +178,35 @@ def _read_arrays(path: Path) -> dict[str, NDArray]:
     except Exception as exc:  # numpy's parser raises many kinds of error on a bad file
         raise ModelFileError(f"{path}: not a readable bp model file "
                              f"({type(exc).__name__}: {exc})") from None
+
+
+def _check_sizes(path: Path, f: IO[bytes]) -> None:
+    """Refuse an archive whose arrays would not fit in memory once decompressed (a small
+    file may unpack to any size), or whose metadata is beyond ``MAX_META_CHARS``."""
+    with zipfile.ZipFile(f) as archive:
+        members = archive.infolist()
+    total = sum(m.file_size for m in members)
+    if total > memory_limit():
+        raise ModelFileError(f"{path}: its arrays hold {human_size(total)}, more than the "
+                             "memory available; this machine cannot load the model")
+    for member in members:
+        # the text is stored as 4-byte characters after a short header
+        if member.filename == "meta.npy" and member.file_size > 4 * MAX_META_CHARS + 4096:
+            raise ModelFileError(f"{path}: the metadata is {human_size(member.file_size)}, "
+                                 "more than bp reads; not a file bp wrote")
+
+
+def _json_depth(text: str) -> int:
+    """How deeply JSON ``text`` nests, without parsing it (a parser recurses per level)."""
+    brackets = re.sub(r"[^\[\]{}]", "", _JSON_STRING.sub("", text)).encode("ascii")
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max())
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 # The preprocessing arrays: dtype kind ("U" text, "f" floats) and number of dimensions.
@@ -184,8 +241,15 @@ def _check_members(path: Path, arrays: dict[str, NDArray]) -> None:
 def _read_meta(path: Path, arrays: dict[str, NDArray]) -> dict[str, Any]:
     if "meta" not in arrays:
         raise ModelFileError(f"{path}: not a bp model file (no metadata)")
+    text = str(arrays["meta"])
+    if len(text) > MAX_META_CHARS:
+        raise ModelFileError(f"{path}: the metadata is {len(text)} characters, more than bp "
+                             "reads; not a file bp wrote")
+    if _json_depth(text) > MAX_META_DEPTH:
+        raise ModelFileError(f"{path}: the metadata is nested more than {MAX_META_DEPTH} "
+                             "levels deep; not a file bp wrote")
     try:
-        meta = json.loads(str(arrays["meta"]))
+        meta = json.loads(text)
     except ValueError:
         raise ModelFileError(f"{path}: model metadata is not valid JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from bpcli.atomic import write_atomic
 from bpcli.errors import UsageError
 from bpcli.events import EpochEnded, Event, Stopped, TrainingEnded
+from bpcli.files import regular_file
 from bpcli.runs import metrics_header
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class Curves:
 def read_curves(path: Path, name: str | None = None) -> Curves:
     """Read a run's ``metrics.csv``; ``path`` is the run directory or the file itself."""
     file = path if path.is_file() else path / "metrics.csv"
+    if file.exists():  # a FIFO or device here would block or never end
+        regular_file(file, UsageError)
     try:
         text = file.read_text()
     except FileNotFoundError:

@@ -14,11 +14,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bpcli.config import Config
+from bpcli.config import (
+    MAX_CONFIG_BYTES,
+    MAX_COUNT,
+    MAX_FILTERS,
+    MAX_PROBLEMS,
+    MAX_SEED,
+    MAX_UNITS,
+    MAX_WINDOW,
+    MAX_YAML_DEPTH,
+    MAX_YAML_NODES,
+    Config,
+)
+from bpcli.memory import INFERENCE_ROWS
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "config-reference.md"
 
-HEADER = """# Config reference
+HEADER = f"""# Config reference
 
 Every option of a bp config file, generated from the pydantic models in
 `bpcli/config.py` by `scripts/config_reference.py` (do not edit by hand). Unknown keys are
@@ -26,6 +38,30 @@ errors. `bp schema` prints the same information as a JSON Schema for editors.
 
 A section or list item that says "one of" takes a `type` (layers) or `name` (optimizer,
 loss, schedule, ...) that selects which table applies.
+
+## Limits
+
+Far beyond any useful config, these keep a mistaken or hostile file from exhausting
+memory or time; each is refused with one line naming the place (exit 2).
+
+- **The file** must be a regular file (a FIFO, device or directory is refused before it
+  is opened) of at most {MAX_CONFIG_BYTES // 1024} KiB, nested at most {MAX_YAML_DEPTH} \
+levels deep, holding at most
+  {MAX_YAML_NODES:,} values once YAML aliases are expanded (so that a few lines of \
+aliases cannot
+  stand for billions of values); an alias may not refer to the node that contains it.
+  At most {MAX_PROBLEMS} problems are listed; the rest are counted.
+- **Numbers**: no setting takes `.inf` or `.nan`. Seeds are 0 to {MAX_SEED:,}. The tables
+  below give each number's range: at most {MAX_UNITS:,} dense units (and input \
+dimensions),
+  {MAX_FILTERS:,} filters, {MAX_WINDOW:,} for kernel, pool, stride and padding sizes, \
+and {MAX_COUNT:,}
+  for epochs, batch sizes and other counts.
+- **Memory**: before it is built (by `bp validate` too), the network's memory is
+  estimated: parameters, gradients and optimizer state, and each layer's activations
+  for a batch of `training.batch_size` rows and for up to {INFERENCE_ROWS:,} rows in
+  evaluation. A network that needs more than the memory available (Linux's
+  `MemAvailable`) is refused at the layer that needs most.
 """
 
 

@@ -543,7 +543,8 @@ def test_run_with_data_wide_median_trains_again_and_resumes(
     assert "missing: most_frequent" in resolved.read_text()
     result = runner.invoke(app, ["train", str(resolved)])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["train", "--resume", str(model.parent), "--force"])
+    result = runner.invoke(app, ["train", "--resume", str(model.parent), "--force",
+                                 "--epochs", "4"])  # a finished run: carried on further
     assert result.exit_code == 0, result.output
 
 
@@ -1244,7 +1245,7 @@ def test_predict_refuses_to_overwrite_its_input_and_writes_readable_files(
     data.write_text((DATASETS / "iris.csv").read_text())
     result = runner.invoke(app, ["predict", str(model), str(data), "--out", str(data)])
     assert result.exit_code == 2
-    assert "is the input file; write the predictions to another file" in result.output
+    assert f"is the input file {data}; write the output to another file" in result.output
     assert data.read_text() == (DATASETS / "iris.csv").read_text()
     result = runner.invoke(app, ["predict", str(model), str(data), "--out", "no/such/p.csv"])
     assert result.exit_code == 2

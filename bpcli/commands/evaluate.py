@@ -64,11 +64,13 @@ def plot_confusion(report: ClassificationReport | RegressionReport, path: Path,
                    data_path: Path) -> None:
     """Draw a classification report's confusion matrix to ``path`` (PNG)."""
     from bpcli.errors import UsageError
+    from bpcli.files import output_path
     from bpcli.plots import confusion_matrix
 
     if not isinstance(report, ClassificationReport):
         raise UsageError("--plot draws a confusion matrix, which only classifiers have")
     if path.suffix.lower() != ".png":
         raise UsageError(f"{path}: the picture is a PNG; give a file name ending in .png")
+    output_path(path, data_path, option="--plot")
     confusion_matrix(report.labels, report.confusion, path,
                      f"{data_path.name}: accuracy {report.accuracy:.3f}")

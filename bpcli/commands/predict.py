@@ -13,8 +13,8 @@ from numpy.typing import NDArray
 from bpcli.atomic import write_text_atomic
 from bpcli.csvfile import Kind, Table, listed, read_csv
 from bpcli.data import Preprocessor
-from bpcli.errors import DataError
 from bpcli.events import Progress
+from bpcli.files import output_path
 from bpcli.modelfile import SavedModel, load_model
 from bpcli.nn import Network
 
@@ -23,9 +23,10 @@ BATCH = 8192
 
 def predict(model_path: Path, input_path: Path, out: Path | None,
             notes: list[str] | None = None, progress: Progress | None = None) -> int:
-    """Write predictions for every row of ``input_path``; return the number of rows."""
-    if out is not None and out.exists() and out.resolve() == input_path.resolve():
-        raise DataError(f"{out}: is the input file; write the predictions to another file")
+    """Write predictions for every row of ``input_path`` to ``out`` (standard output when
+    ``None`` or ``-``); return the number of rows."""
+    if out is not None:
+        out = output_path(out, model_path, input_path)
     saved = load_model(model_path)
     if progress is not None:
         progress(0, 0, f"reading {input_path.name}")

@@ -263,6 +263,15 @@ class Conv2D(Layer):
         g = geometry(self.kind, input_shape, self.kernel_size, self.stride, self.padding)
         return (self.filters, *g.out)
 
+    def count_params(self, input_shape: Shape) -> int:
+        return self.filters * (int(input_shape[0]) * math.prod(self.kernel_size)
+                               + self.use_bias)
+
+    def workspace(self, input_shape: Shape) -> int:
+        # the unrolled windows (cols) and their gradient (dcols)
+        g = geometry(self.kind, input_shape, self.kernel_size, self.stride, self.padding)
+        return 2 * g.channels * math.prod(g.window) * math.prod(g.out)
+
     def build(self, input_shape: Shape, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
         shape = super().build(input_shape, rng, dtype)
         self._geometry = geometry(self.kind, self.input_shape, self.kernel_size, self.stride,

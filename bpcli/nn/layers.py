@@ -20,6 +20,7 @@ optimizers, and live outside the network's flat parameter vector.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -62,6 +63,16 @@ class Layer:
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
+    def count_params(self, input_shape: Shape) -> int:
+        """How many parameters ``build(input_shape, ...)`` would create (without creating
+        them, so that a network too big for memory can be refused before it is built)."""
+        return 0
+
+    def workspace(self, input_shape: Shape) -> int:
+        """Elements per sample of the arrays a training step keeps besides the layer's
+        output and its gradient (e.g. a convolution's unrolled windows)."""
+        return 0
+
     def forward(self, X: Array, training: bool) -> Array:
         raise NotImplementedError
 
@@ -99,7 +110,9 @@ class Dense(Layer):
     def __init__(self, units: int, init: str = "glorot_uniform",
                  init_options: dict[str, float] | None = None) -> None:
         super().__init__()
-        self.units = units
+        if not isinstance(units, int | np.integer) or isinstance(units, bool) or units < 1:
+            raise ValueError(f"dense units must be a positive int, got {units!r}")
+        self.units: int = int(units)
         self.init = init
         self.init_options = dict(init_options or {})
         self._initializer = make_initializer(init, **self.init_options)  # checks the name
@@ -109,6 +122,9 @@ class Dense(Layer):
         if len(input_shape) != 1:
             raise ValueError(f"dense expects flat inputs, got shape {input_shape}")
         return (self.units,)
+
+    def count_params(self, input_shape: Shape) -> int:
+        return (int(input_shape[0]) + 1) * self.units
 
     def build(self, input_shape: Shape, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
         shape = super().build(input_shape, rng, dtype)
@@ -288,6 +304,9 @@ class BatchNorm(Layer):
                              f"inputs, got shape {input_shape}")
         return input_shape
 
+    def count_params(self, input_shape: Shape) -> int:
+        return 2 * int(input_shape[0])
+
     def build(self, input_shape: Shape, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
         shape = super().build(input_shape, rng, dtype)
         features = self.input_shape[0]
@@ -404,6 +423,9 @@ class LayerNorm(Layer):
         if len(input_shape) < 1:
             raise ValueError(f"layer_norm needs at least one feature axis, got {input_shape}")
         return input_shape
+
+    def count_params(self, input_shape: Shape) -> int:
+        return 2 * math.prod(input_shape)
 
     def build(self, input_shape: Shape, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
         shape = super().build(input_shape, rng, dtype)
