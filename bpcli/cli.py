@@ -235,9 +235,12 @@ def train(
 ) -> None:
     """Train the network a config describes and write a run directory."""
     _use_threads(threads)
+    from bpcli.config import Override
+
     overrides = list(set_ or [])
     if init_from is not None:  # relative to here, not to the config file
-        overrides.append(f"training.init_from={init_from.resolve()}")
+        overrides.append(Override(f"training.init_from={init_from.resolve()}",
+                                  f"--init-from {init_from}"))
     from bpcli.commands.train import resume as resume_run
     from bpcli.commands.train import train as run_train
     from bpcli.display import Display
