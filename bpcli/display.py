@@ -293,6 +293,19 @@ class TrainingView:
         return Group(*parts)
 
 
+def layer_row(entry: dict[str, Any]) -> tuple[str, str, str, int]:
+    """A row of the layer table from an entry of ``Network.summary()``: its number, kind
+    and options (its activation among them), output shape and parameter count."""
+    detail = layer_options(entry["options"])
+    activation = entry["activation"]
+    if activation is not None:
+        options = layer_options({k: v for k, v in activation.items() if k != "name"})
+        named = activation["name"] + (f" ({options})" if options else "")
+        detail = ", ".join(filter(None, [detail, f"activation={named}"]))
+    return (str(entry["index"]), entry["type"] + (f" ({detail})" if detail else ""),
+            "x".join(map(str, entry["output_shape"])), entry["parameters"])
+
+
 def layer_options(options: dict[str, Any]) -> str:
     """A layer's settings for a table cell: sizes as 3x3, stride 1 and a bias left out."""
     shown = []

@@ -154,12 +154,12 @@ def _warm_start(network: Network, path: Path, experiment: Experiment) -> None:
         raise experiment.loaded.error(where, f"{path} takes {saved.network.input_shape[0]} "
                                       f"inputs; this config has {network.input_shape[0]}")
     if len(mine) != len(theirs):
-        raise experiment.loaded.error(where, f"{path} has {len(theirs)} layers; this config "
-                                      f"builds {len(mine)}")
+        raise experiment.loaded.error(where, f"{path} has {len(saved.network.summary())} "
+                                      f"layers; this config builds {len(network.summary())}")
     for i, (a, b) in enumerate(zip(mine, theirs, strict=True)):
         if a != b:
-            raise experiment.loaded.error(where, f"layer {i} differs: {path} has {b}, this "
-                                          f"config builds {a}")
+            raise experiment.loaded.error(where, f"layer {network.layer_numbers[i]} differs: "
+                                          f"{path} has {b}, this config builds {a}")
     network.load_state(saved.network.state())
     network.load_buffers(saved.network.buffers())
 

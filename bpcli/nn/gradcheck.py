@@ -78,7 +78,7 @@ def check_gradients(
             results = []
             for name, param, _ in network.parameters():
                 index, key = name.split(".", 1)
-                layer = f"{index} {network.layers[int(index)].kind}"
+                layer = network.layer_name(int(index))
                 results.append(check(layer, key, param, analytic[name]))
             results.append(check("input", "X", X, input_grad))
     finally:
