@@ -336,6 +336,7 @@ def evaluate(
         typer.echo(f"bp: warning: {note}", err=True)
     if plot is not None:
         _run(lambda: plot_confusion(report, plot, data))
+        typer.echo(f"confusion matrix written to {plot}", err=True)
     if json_:
         typer.echo(json.dumps(as_json(report), indent=2))
     else:

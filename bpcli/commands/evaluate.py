@@ -15,6 +15,7 @@ from bpcli.metrics import (
     ClassificationReport,
     RegressionReport,
     classification_report,
+    metric_text,
     regression_report,
 )
 from bpcli.modelfile import load_model
@@ -68,4 +69,4 @@ def plot_confusion(report: ClassificationReport | RegressionReport, path: Path,
     if path.suffix.lower() != ".png":
         raise UsageError(f"{path}: the picture is a PNG; give a file name ending in .png")
     confusion_matrix(report.labels, report.confusion, path,
-                     f"{data_path.name}: accuracy {report.accuracy:.3f}")
+                     f"{data_path.name}: accuracy {metric_text(report.accuracy)}")

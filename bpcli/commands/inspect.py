@@ -10,6 +10,7 @@ from typing import Any
 
 from bpcli.atomic import json_text
 from bpcli.display import Display, layer_row
+from bpcli.metrics import metric_text
 from bpcli.modelfile import SavedModel, load_model
 from bpcli.runs import CHECKPOINTS, FINGERPRINTS
 
@@ -192,5 +193,5 @@ def _shown(value: Any) -> str:
     if value is None:
         return "unknown"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return metric_text(value)
     return str(value)

@@ -17,6 +17,7 @@ import yaml
 
 from bpcli.display import Display
 from bpcli.errors import UsageError
+from bpcli.metrics import metric_text
 
 #: The timestamp ``create_run_dir`` puts in a run's name: ``<name>-YYYYmmdd-HHMMSS[-N]``.
 STAMP = re.compile(r"-(\d{8}-\d{6})(?:-(\d+))?$")
@@ -293,7 +294,7 @@ def _int(value: Any) -> int | None:
 
 
 def _number(value: float) -> str:
-    return f"{value:.4f}" if math.isfinite(value) else str(value)
+    return metric_text(value)
 
 
 def _text(value: float | int | None) -> str:

@@ -20,7 +20,7 @@ from bpcli.config import load_config
 from bpcli.display import Display
 from bpcli.errors import ModelFileError, UsageError
 from bpcli.experiment import Experiment, prepare
-from bpcli.metrics import ClassificationReport, RegressionReport
+from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
 from bpcli.modelfile import load_model, model_arrays, save_model, write_arrays
 from bpcli.nn import Network, Optimizer
 from bpcli.plots import CurvesWriter
@@ -239,8 +239,9 @@ def _run(session: Session, display: Display) -> Path:
         "rollbacks": trainer.state.rollbacks,
         **({"test": _headline(test)} if test is not None else {}),
     })
-    display.info(f"best epoch {result.best_epoch}: val_loss {result.best_val_loss:.4f}, "
-                 f"{metric} {result.best_val_metric:.4f} ({result.seconds:.1f}s)")
+    display.info(f"best epoch {result.best_epoch}: val_loss "
+                 f"{metric_text(result.best_val_loss)}, {metric} "
+                 f"{metric_text(result.best_val_metric)} ({result.seconds:.1f}s)")
     if test is not None:
         display.evaluation(test, f"test split, best epoch's model ({TEST_SCORES})")
     display.info(f"model written to {run_dir / 'model.npz'}; predict with:")
