@@ -22,7 +22,17 @@ T = TypeVar("T")
 
 class _Switches:
     """Help shows an on/off option as a bare switch (``--force``), not ``--force <bool>``,
-    which reads as if it took a value (and ``--json true`` then fails)."""
+    which reads as if it took a value (and ``--json true`` then fails). A usage mistake
+    found while parsing knows its command, for the help command to suggest."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            parsed: list[str] = super().parse_args(ctx, args)  # type: ignore[misc]
+        except _click.exceptions.UsageError as exc:
+            if exc.ctx is None:  # e.g. an option missing its value
+                exc.ctx, exc.cmd = ctx, ctx.command
+            raise
+        return parsed
 
     def get_params(self, ctx: Any) -> list[Any]:
         params: list[Any] = super().get_params(ctx)  # type: ignore[misc]

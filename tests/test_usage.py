@@ -77,6 +77,8 @@ def _usage_error(args: list[str]) -> str:
      "'bp evaluate --help'."),
     (["runs", "diff", "a"], "bp: missing argument 'RUN_B' of 'bp runs diff'. Run "
      "'bp runs diff --help'."),
+    (["train", "c.yaml", "--threads"], "bp: option '--threads' requires an argument. Run "
+     "'bp train --help'."),
 ])
 def test_usage_mistakes_are_one_line(args: list[str], expected: str) -> None:
     assert _usage_error(args) == expected
