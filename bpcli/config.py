@@ -852,7 +852,7 @@ def _model_in(annotation: Any, node: Any) -> Any:
     if origin is Annotated:
         return _model_in(get_args(annotation)[0], node)
     if origin is Union or origin is types.UnionType:
-        members = [m for m in get_args(annotation)
+        members = [m for m in map(_bare, get_args(annotation))
                    if isinstance(m, type) and issubclass(m, BaseModel)]
         for member in members:
             for tag_field in ("type", "name"):
@@ -864,6 +864,11 @@ def _model_in(annotation: Any, node: Any) -> Any:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     return None
+
+
+def _bare(annotation: Any) -> Any:
+    """``X`` from ``Annotated[X, ...]`` (``activation: ActivationSpec | None``)."""
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:

@@ -116,3 +116,16 @@ def test_a_misspelt_key_is_one_problem_not_also_a_missing_one(write_config: Writ
     with pytest.raises(ConfigError) as info:
         load_config(write_config(config))
     assert info.value.problems[0].endswith("data.target: required key is missing")
+
+
+def test_unknown_key_in_an_optional_choice_lists_its_keys(write_config: Writer) -> None:
+    path = write_config(iris_config())
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["model.layers.0.activation={nam: elu, alfa: 2}"])
+    assert info.value.problems == [
+        "--set model.layers.0.activation={nam: elu, alfa: 2}: model.layers[0].activation.alfa: "
+        "unknown key 'alfa' (did you mean 'alpha'?); allowed here: name, slope, alpha, "
+        "approximate",
+        "--set model.layers.0.activation={nam: elu, alfa: 2}: model.layers[0].activation.nam: "
+        "unknown key 'nam' (did you mean 'name'?); allowed here: name, slope, alpha, approximate",
+    ]
