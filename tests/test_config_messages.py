@@ -102,7 +102,13 @@ def test_init_from_a_model_of_another_architecture_names_the_flag(
                           "--init-from", str(model)])
     assert len(lines) == 1
     assert lines[0].startswith(f"bp: --init-from {model}: training.init_from: ")
+    assert "training.init_from: layer 0 differs: " in lines[0]
     assert "--set" not in lines[0]
+    narrower = iris_config()
+    narrower["data"]["features"] = ["sepal_length", "sepal_width"]
+    lines = _error_lines(["train", str(write_config(narrower, "narrower.yaml")),
+                          "--init-from", str(model)])
+    assert lines[0].endswith("takes inputs of shape 4; this config's are 2")
 
 
 def test_a_misspelt_key_is_one_problem_not_also_a_missing_one(write_config: Writer) -> None:

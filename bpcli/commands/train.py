@@ -151,8 +151,10 @@ def _warm_start(network: Network, path: Path, experiment: Experiment) -> None:
     theirs = [layer.describe() for layer in saved.network.layers]
     where = ("training", "init_from")
     if saved.network.input_shape != network.input_shape:
-        raise experiment.loaded.error(where, f"{path} takes {saved.network.input_shape[0]} "
-                                      f"inputs; this config has {network.input_shape[0]}")
+        theirs_in, mine_in = ("x".join(map(str, n.input_shape))
+                              for n in (saved.network, network))
+        raise experiment.loaded.error(where, f"{path} takes inputs of shape {theirs_in}; "
+                                      f"this config's are {mine_in}")
     if len(mine) != len(theirs):
         raise experiment.loaded.error(where, f"{path} has {len(saved.network.summary())} "
                                       f"layers; this config builds {len(network.summary())}")
