@@ -42,3 +42,13 @@ def test_config_reference_tables_keep_their_columns() -> None:
         assert len(re.split(r"(?<!\\)\|", row)) == 7, row
     assert "| `kernel_size` | positive integer or [height, width] |" in text
     assert "list of any" not in text
+
+
+def test_readme_usage_mistake_sample_is_what_bp_prints() -> None:
+    readme = " ".join((REPO / "README.md").read_text().split())
+    found = re.search(r"e\.g\. `bp (?P<args>[^`]+)` prints `(?P<line>bp: [^`]+)`", readme)
+    assert found, "the README's sample usage mistake is gone or reworded"
+    proc = subprocess.run([sys.executable, "-m", "bpcli", *shlex.split(found["args"])],
+                          capture_output=True, text=True, check=False, cwd=REPO)
+    assert proc.returncode == 2
+    assert proc.stderr == found["line"] + "\n"
