@@ -4,13 +4,15 @@ errors into one-line messages and exit codes (the only place that does)."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
-from typer.core import TyperGroup
+from typer import _click
+from typer.core import TyperCommand, TyperGroup
 
 from bpcli import __version__
 from bpcli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BpError
@@ -18,8 +20,146 @@ from bpcli.streams import flush_standard_streams, guard_standard_streams
 
 T = TypeVar("T")
 
-app = typer.Typer(
+
+class _Switches:
+    """Help shows an on/off option as a bare switch (``--force``), not ``--force <bool>``,
+    which reads as if it took a value (and ``--json true`` then fails). A usage mistake
+    found while parsing knows its command, for the help command to suggest."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            parsed: list[str] = super().parse_args(ctx, args)  # type: ignore[misc]
+        except _click.exceptions.UsageError as exc:
+            if exc.ctx is None:  # e.g. an option missing its value
+                exc.ctx, exc.cmd = ctx, ctx.command
+            raise
+        return parsed
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""  # typer prints the metavar in place of the type
+        return params
+
+
+class _Command(_Switches, TyperCommand):
+    pass
+
+
+class _Group(_Switches, TyperGroup):
+    """bp's command group: usage mistakes (unknown command or option, missing argument, bad
+    value) become one ``bp: ...`` line on stderr and exit 2, here for every command."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
+        try:
+            code = super().main(args, prog_name or "bp", complete_var, standalone_mode=False,
+                                windows_expand_args=windows_expand_args, **extra)
+        except _click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            code = exc.exit_code
+        except _click.exceptions.UsageError as exc:
+            typer.echo(f"bp: {usage_message(exc)}", err=True)
+            code = exc.exit_code
+        except typer.Abort:
+            typer.echo("bp: aborted", err=True)
+            code = 1
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if (name and not name.startswith("-") and self.get_command(ctx, name) is None
+                and not ctx.resilient_parsing):
+            raise _NoSuchCommand(name, list(self.commands), ctx)
+        return super().resolve_command(ctx, args)
+
+
+class _Typer(typer.Typer):
+    """A Typer whose commands show switches as switches (see ``_Switches``)."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+def usage_message(exc: _click.exceptions.UsageError) -> str:
+    """One line for a usage mistake: what is wrong, a did-you-mean where one is close, and
+    the help command to run."""
+    ctx = exc.ctx
+    names: list[str] = []
+    parent = ctx
+    while parent is not None:  # not ctx.command_path, which carries the groups' arguments
+        names.insert(0, parent.info_name or "bp")
+        parent = parent.parent
+    command = " ".join(names) or "bp"
+    hint = ""
+    if isinstance(exc, _click.exceptions.NoSuchOption):
+        what = f"no such option {exc.option_name!r} for '{command}'"
+        if ctx is not None:
+            names = [opt for param in ctx.command.get_params(ctx)
+                     for opt in (*param.opts, *param.secondary_opts) if opt.startswith("--")]
+            hint = _did_you_mean(exc.option_name, names)
+    elif isinstance(exc, _click.exceptions.MissingParameter):
+        param = exc.param
+        name = param.get_error_hint() if param is not None else "a value"
+        kind = exc.param_type or (param.param_type_name if param is not None else "argument")
+        what = f"missing {kind} {name} of '{command}'"
+    elif isinstance(exc, _click.exceptions.BadParameter):
+        param = exc.param
+        name = param.get_error_hint() if param is not None else "a value"
+        what = f"invalid value for {name}: {_lower_first(exc.message)}"
+    elif isinstance(exc, _NoSuchCommand):
+        what = f"no such command {exc.name!r}"
+        hint = _did_you_mean(exc.name, exc.commands)
+    else:
+        what = _lower_first(exc.format_message())
+        extra = re.search(r"unexpected extra argument\S* \((.*)\)$", exc.format_message())
+        if extra:
+            what = f"unexpected argument {extra.group(1)!r} to '{command}'"
+        switches = _switches_given_a_value(exc.format_message(), ctx)
+        if switches:
+            hint = f"; {' and '.join(switches)} take{'s' if len(switches) == 1 else ''} no " \
+                   "value: give the option alone to switch it on"
+    end = " " if hint.endswith("?") else ". "
+    return f"{what.rstrip('.')}{hint}{end}Run '{command} --help'."
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    import difflib
+
+    bare = {choice.lstrip("-"): choice for choice in choices}
+    close = difflib.get_close_matches(word.lstrip("-"), list(bare), n=1, cutoff=0.6)
+    return f"; did you mean {bare[close[0]]!r}?" if close else ""
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _switches_given_a_value(message: str, ctx: Any) -> list[str]:
+    """The command's on/off options, when an unexpected argument looks like a value meant
+    for one (``--json true``)."""
+    extra = message.partition("extra argument")[2].lower().strip("s() ").split()
+    if ctx is None or not {"true", "false", "yes", "no", "on", "off"} & set(extra):
+        return []
+    return [p.opts[0] for p in ctx.command.params if getattr(p, "is_flag", False)]
+
+
+class _NoSuchCommand(_click.exceptions.UsageError):
+    def __init__(self, name: str, commands: list[str], ctx: Any) -> None:
+        super().__init__(f"no such command {name!r}", ctx)
+        self.name = name
+        self.commands = commands
+
+
+app = _Typer(
     name="bp",
+    cls=_Group,
     help="Train neural networks with backpropagation from a YAML config and a CSV file.",
     add_completion=False,
     no_args_is_help=True,
@@ -76,7 +216,8 @@ def main_options(
     """Train neural networks with backpropagation from a YAML config and a CSV file."""
 
 
-ConfigArg = Annotated[Path, typer.Argument(help="The YAML config file.", show_default=False)]
+ConfigArg = Annotated[Path, typer.Argument(help="The YAML config file.", metavar="CONFIG",
+                                           show_default=False)]
 SetOption = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
     "--set", metavar="KEY.PATH=VALUE",
     help="Override a config value, e.g. --set training.epochs=20 (repeatable).")]
@@ -85,7 +226,7 @@ SetOption = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
 @app.command()
 def train(
     config: Annotated[Optional[Path], typer.Argument(  # noqa: UP045
-        help="The YAML config file.", show_default=False)] = None,
+        help="The YAML config file.", metavar="CONFIG", show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--resume", help="Carry on this run directory from its last checkpoint.")] = None,
     force: Annotated[bool, typer.Option(
@@ -104,9 +245,12 @@ def train(
 ) -> None:
     """Train the network a config describes and write a run directory."""
     _use_threads(threads)
+    from bpcli.config import Override
+
     overrides = list(set_ or [])
     if init_from is not None:  # relative to here, not to the config file
-        overrides.append(f"training.init_from={init_from.resolve()}")
+        overrides.append(Override(f"training.init_from={init_from.resolve()}",
+                                  f"--init-from {init_from}"))
     from bpcli.commands.train import resume as resume_run
     from bpcli.commands.train import train as run_train
     from bpcli.display import Display
@@ -134,8 +278,10 @@ def train(
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Argument(help="A model.npz written by bp train.")],
-    input: Annotated[Path, typer.Argument(help="CSV file with the model's feature columns.")],
+    model: Annotated[Path, typer.Argument(help="A model.npz written by bp train.",
+                                          metavar="MODEL")],
+    input: Annotated[Path, typer.Argument(help="CSV file with the model's feature columns.",
+                                          metavar="INPUT")],
     out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--out", "-o", help="Write the predictions to this file (- for stdout, the "
         "default).")] = None,
@@ -193,8 +339,10 @@ def gradcheck(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="A model.npz written by bp train.")],
-    data: Annotated[Path, typer.Argument(help="CSV with the features and the target.")],
+    model: Annotated[Path, typer.Argument(help="A model.npz written by bp train.",
+                                          metavar="MODEL")],
+    data: Annotated[Path, typer.Argument(help="CSV with the features and the target.",
+                                         metavar="DATA")],
     json_: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     plot: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--plot", help="Also draw the confusion matrix to this PNG file (needs matplotlib: "
@@ -220,6 +368,7 @@ def evaluate(
         typer.echo(f"bp: warning: {note}", err=True)
     if plot is not None:
         _run(lambda: plot_confusion(report, plot, data))
+        typer.echo(f"confusion matrix written to {plot}", err=True)
     if json_:
         typer.echo(json.dumps(as_json(report), indent=2))
     else:
@@ -229,6 +378,7 @@ def evaluate(
 @app.command()
 def explain(
     source: Annotated[Path, typer.Argument(help="A config file, or a model.npz.",
+                                           metavar="CONFIG_OR_MODEL",
                                            show_default=False)],
     row: Annotated[int, typer.Option(min=1, help="First data row (1 = the first row under "
                                      "the header).")] = 1,
@@ -290,7 +440,8 @@ def plot(
 @app.command()
 def inspect(
     model: Annotated[Path, typer.Argument(help="A model.npz, or a checkpoint in a run's "
-                                          "checkpoints/.", show_default=False)],
+                                          "checkpoints/.", metavar="MODEL",
+                                          show_default=False)],
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON document instead.")]
     = False,
 ) -> None:
@@ -304,7 +455,7 @@ def inspect(
 DEFAULT_RUNS_DIR = "runs"
 
 
-class _RunsGroup(TyperGroup):
+class _RunsGroup(_Group):
     """``bp runs [RUNS_DIR]`` lists and ``bp runs diff A B`` compares: a subcommand's name
     must not be taken for RUNS_DIR, which comes before it on the command line."""
 
@@ -314,7 +465,7 @@ class _RunsGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-runs_app = typer.Typer(cls=_RunsGroup, invoke_without_command=True,
+runs_app = _Typer(cls=_RunsGroup, invoke_without_command=True,
                        subcommand_metavar="| diff RUN_A RUN_B")
 app.add_typer(runs_app, name="runs")
 

@@ -18,12 +18,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     SerializerFunctionWrapHandler,
     ValidationError,
     WithJsonSchema,
     model_serializer,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 from bpcli.errors import MAX_LISTED, ConfigError
 from bpcli.files import read_limited
@@ -73,6 +77,32 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+@dataclass(frozen=True)
+class Either:
+    """A field that takes one of several forms (``3`` or ``[3, 5]``) says so in one
+    sentence when its value fits none of them, instead of one error per form; the config
+    reference shows the same words (``x-bp-type`` in the JSON Schema)."""
+
+    forms: str  # e.g. "a positive integer or [height, width]"
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> core_schema.CoreSchema:
+        def validate(value: Any, inner: core_schema.ValidatorFunctionWrapHandler) -> Any:
+            try:
+                return inner(value)
+            except ValidationError:
+                raise PydanticCustomError("bp_either", "must be {forms}",
+                                          {"forms": self.forms}) from None
+
+        return core_schema.no_info_wrap_validator_function(validate, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["x-bp-type"] = self.forms
+        return json_schema
+
+
 # Upper limits of the numbers in a config, documented in docs/config-reference.md. They
 # are far beyond useful values; they keep a typo (an extra 000) from reaching NumPy as an
 # allocation or an overflow. What fits in memory is checked again once the data is known.
@@ -82,14 +112,18 @@ MAX_UNITS = 1_000_000  # dense units, input dimensions
 MAX_FILTERS = 65_536
 MAX_WINDOW = 1024  # kernel, pool, stride and padding sizes
 
+PositiveInt = Annotated[int, Field(ge=1)]
 Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 Dimension = Annotated[int, Field(ge=1, le=MAX_UNITS)]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 Window = Annotated[int, Field(ge=1, le=MAX_WINDOW)]
 Pad = Annotated[int, Field(ge=0, le=MAX_WINDOW)]
-Size = Window | tuple[Window, Window]
-PaddingSpec = Literal["valid", "same"] | Pad | tuple[Pad, Pad]
+Size = Annotated[Window | tuple[Window, Window],
+                 Either(f"a positive integer or [height, width], each at most {MAX_WINDOW}")]
+PaddingSpec = Annotated[Literal["valid", "same"] | Pad | tuple[Pad, Pad], Either(
+    f"valid, same, a whole number >= 0 or [height, width], each at most {MAX_WINDOW}")]
 
+FillValue = Annotated[float | str, Either("a number or text")]
 
 Scaling = Literal["standard", "minmax", "none"]
 Missing = Literal["error", "mean", "median", "most_frequent", "constant"]
@@ -104,14 +138,15 @@ class ColumnConfig(Strict):
         "true/false boolean, anything else categorical (one-hot encoded).")
     scaling: Scaling | None = Field(None, description="For numeric columns.")
     missing: Missing | None = Field(None, description="What to do with missing cells.")
-    fill_value: float | str | None = Field(None, description="The value for missing: constant.")
+    fill_value: FillValue | None = Field(None, description="The value for missing: constant.")
     unseen: Unseen | None = Field(None, description="Categorical: a category not seen in "
                                   "training is an error, or encoded as all zeros.")
 
 
 class DataConfig(Strict):
     path: str = Field(description="CSV file of training data, relative to the config file.")
-    target: str | list[str] = Field(
+    target: Annotated[str | list[str], Either("a column name or a list of column names")
+                      ] = Field(
         description="Name of the column to predict (a list for several regression targets).")
     features: list[str] | None = Field(
         None, min_length=1, description="Feature columns; default: every column but the "
@@ -129,12 +164,14 @@ class DataConfig(Strict):
     missing: Missing = Field(
         "error", description="Missing cells (empty, NA, NaN, null, None): an error naming the "
         "row, or imputed per column from the training split.")
-    fill_value: float | str | None = Field(None, description="The value for missing: constant.")
+    fill_value: FillValue | None = Field(None, description="The value for missing: constant.")
     unseen: Unseen = Field("error", description="A category not seen in training: an error, "
                            "or encoded as all zeros (counted and reported).")
     columns: dict[str, ColumnConfig] = Field(
         default_factory=dict, description="Per-column settings, by column name.")
-    input_shape: tuple[Dimension, Dimension, Dimension] | None = Field(
+    input_shape: Annotated[tuple[Dimension, Dimension, Dimension], Either(
+        f"[channels, height, width] of positive integers, each at most {MAX_UNITS:,}"
+    )] | None = Field(
         None, description="Image data: [channels, height, width]. The feature columns, in "
         "order, are the pixels channel by channel, each channel row by row.")
     pixel_scale: float | None = Field(
@@ -371,7 +408,8 @@ class LossConfig(Named):
                                 "quadratic to linear (1.0).")
     label_smoothing: float | None = Field(None, ge=0, lt=1, description="cross_entropy: "
                                           "share of each target spread over all classes.")
-    class_weights: dict[str, float] | Literal["balanced"] | None = Field(
+    class_weights: Annotated[dict[str, float] | Literal["balanced"], Either(
+        "balanced or a mapping from class label to a number")] | None = Field(
         None, description="cross_entropy, binary_cross_entropy: weight of each class label "
         "in the loss, or balanced (n_samples / (n_classes * class count)).")
 
@@ -587,7 +625,7 @@ class LoadedConfig:
     config: Config
     path: Path
     root: yaml.Node
-    overridden: dict[str, str] = field(default_factory=dict)  # dotted path -> --set text
+    overridden: dict[str, str] = field(default_factory=dict)  # dotted path -> the flag
 
     def base_dir(self) -> Path:
         return self.path.parent
@@ -640,7 +678,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> LoadedConfig
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
+        errors = _one_per_typo(exc.errors(), data)
         found += len(errors)
         # describing a problem searches the file for it: describe only those reported
         problems += [_describe(root, data, err)
@@ -720,16 +758,31 @@ def _check_yaml_limits(text: str) -> None:
                                  event.start_mark)
 
 
+class Override(str):
+    """A ``key.path=value`` setting that came from another flag than ``--set``, e.g.
+    ``--init-from``: problems with its value are blamed on that flag, as the user wrote
+    it. (A ``str``, so that it travels wherever ``--set`` texts go.)"""
+
+    given_as: str
+
+    def __new__(cls, text: str, given_as: str) -> Override:
+        override = super().__new__(cls, text)
+        override.given_as = given_as
+        return override
+
+
 def _apply_overrides(data: dict[str, Any], overrides: Sequence[str],
                      path: Path) -> dict[str, str]:
-    """Set each ``key.path=value`` in the raw config; return {dotted path: the --set text}."""
+    """Set each ``key.path=value`` in the raw config; return {dotted path: the flag that
+    set it, as given (``--set key.path=value``)}."""
     applied: dict[str, str] = {}
     for text in overrides:
+        flag = text.given_as if isinstance(text, Override) else f"--set {text}"
         key, sep, raw = text.partition("=")
         parts: list[str | int] = [int(p) if p.isdigit() else p
                                   for p in key.replace("[", ".").replace("]", "").split(".")]
         if not sep or not key or any(p == "" for p in parts):
-            raise ConfigError([f"--set {text}: write it as key.path=value, e.g. "
+            raise ConfigError([f"{flag}: write it as key.path=value, e.g. "
                                "--set training.epochs=20"], str(path))
         try:
             _, value = _parse_yaml(raw)
@@ -745,7 +798,7 @@ def _apply_overrides(data: dict[str, Any], overrides: Sequence[str],
                 node = node[part]
             else:
                 where = dotted(tuple(parts[: i + 1]))
-                raise ConfigError([f"--set {text}: there is no {where} in {path} to set"],
+                raise ConfigError([f"{flag}: there is no {where} in {path} to set"],
                                   str(path))
         last = parts[-1]
         if isinstance(node, dict):
@@ -753,19 +806,26 @@ def _apply_overrides(data: dict[str, Any], overrides: Sequence[str],
         elif isinstance(node, list) and isinstance(last, int) and last < len(node):
             node[last] = value
         else:
-            raise ConfigError([f"--set {text}: there is no {dotted(tuple(parts))} in {path} "
+            raise ConfigError([f"{flag}: there is no {dotted(tuple(parts))} in {path} "
                                "to set"], str(path))
-        applied[dotted(tuple(parts))] = text
+        applied[dotted(tuple(parts))] = flag
     return applied
 
 
 def _place(path: Path, line: int, col: int, message: str, overridden: dict[str, str]) -> str:
-    """Prefix a problem with where it came from: the file, or the --set that set it."""
+    """Prefix a problem with where it came from: the file, or the flag that set the value
+    it is about. A problem with a whole layer or section (``model.layers[2]: the pool
+    window is larger than its input``) is blamed on a flag that set a key within it."""
     field_path = message.split(": ", 1)[0]
-    for key, text in overridden.items():
-        if field_path == key or field_path.startswith((key + ".", key + "[")):
-            return f"--set {text}: {message}"
+    for key, flag in overridden.items():
+        if _within(field_path, key) or (field_path != "(top level)" and _within(key, field_path)):
+            return f"{flag}: {message}"
     return f"{path}:{line}:{col}: {message}"
+
+
+def _within(inner: str, outer: str) -> bool:
+    """Whether dotted path ``inner`` is ``outer`` or a key or item under it."""
+    return inner == outer or inner.startswith((outer + ".", outer + "["))
 
 
 def _structure_problems(loaded: LoadedConfig) -> list[str]:
@@ -781,6 +841,23 @@ def _structure_problems(loaded: LoadedConfig) -> list[str]:
                                            "units is required on every dense layer but the "
                                            "last (whose width bp infers from the data)"))
     return problems
+
+
+TYPO_SEARCH_LIMIT = 100
+
+
+def _one_per_typo(errors: list[Any], data: Any) -> list[Any]:
+    """A misspelt key (``targt``) makes two errors, the unknown key and the missing one it
+    was meant to be; keep the first, which says both (``did you mean 'target'?``)."""
+    meant = set()
+    for err in errors[:TYPO_SEARCH_LIMIT]:  # past that many, they are not typos
+        if err["type"] == "extra_forbidden":
+            loc = _strip_tags(tuple(err["loc"]), data)
+            close = difflib.get_close_matches(str(loc[-1]), _allowed_keys(loc[:-1], data),
+                                              n=1, cutoff=0.6)
+            meant |= {(*loc[:-1], key) for key in close}
+    return [err for err in errors if not (
+        err["type"] == "missing" and _strip_tags(tuple(err["loc"]), data) in meant)]
 
 
 def _describe(root: yaml.Node, data: Any, err: Mapping[str, Any]) -> tuple[int, int, str]:
@@ -813,7 +890,8 @@ def _describe(root: yaml.Node, data: Any, err: Mapping[str, Any]) -> tuple[int, 
     else:
         message = str(err["msg"]).removeprefix("Value error, ")
         value = err.get("input")
-        if isinstance(value, (str, int, float, bool)) and kind != "value_error":
+        if kind != "value_error" and (isinstance(value, (str, int, float, bool)) or (
+                isinstance(value, list) and len(repr(value)) <= 40)):
             message += f" (got {value!r})"
     return line, col, f"{dotted(loc) or '(top level)'}: {message}"
 
@@ -879,7 +957,7 @@ def _model_in(annotation: Any, node: Any) -> Any:
     if origin is Annotated:
         return _model_in(get_args(annotation)[0], node)
     if origin is Union or origin is types.UnionType:
-        members = [m for m in get_args(annotation)
+        members = [m for m in map(_bare, get_args(annotation))
                    if isinstance(m, type) and issubclass(m, BaseModel)]
         for member in members:
             for tag_field in ("type", "name"):
@@ -891,6 +969,11 @@ def _model_in(annotation: Any, node: Any) -> Any:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     return None
+
+
+def _bare(annotation: Any) -> Any:
+    """``X`` from ``Annotated[X, ...]`` (``activation: ActivationSpec | None``)."""
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:

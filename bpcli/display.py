@@ -37,7 +37,7 @@ from bpcli.events import (
     TrainingStarted,
 )
 from bpcli.explain import Trace
-from bpcli.metrics import ClassificationReport, RegressionReport
+from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
 from bpcli.nn.gradcheck import TensorCheck
 
 REFRESHES_PER_SECOND = 4
@@ -151,17 +151,17 @@ class Display:
             for heading in ("target", "RMSE", "MAE", "R^2"):
                 table.add_column(heading, justify="right" if heading != "target" else "left")
             for target in report.targets:
-                table.add_row(target.target, f"{target.rmse:.4g}", f"{target.mae:.4g}",
-                              f"{target.r2:.4f}")
+                table.add_row(target.target, *map(metric_text, (target.rmse, target.mae,
+                                                                 target.r2)))
             self._print_whole(table)
             return
-        scores = Table(title=f"{source}: accuracy {report.accuracy:.4f} on "
+        scores = Table(title=f"{source}: accuracy {metric_text(report.accuracy)} on "
                        f"{report.macro.support} rows", title_justify="left")
         for heading in ("class", "precision", "recall", "F1", "support"):
             scores.add_column(heading, justify="left" if heading == "class" else "right")
         for row in [*report.classes, report.macro, report.weighted]:
-            scores.add_row(row.label, f"{row.precision:.4f}", f"{row.recall:.4f}",
-                           f"{row.f1:.4f}", str(row.support),
+            scores.add_row(row.label, *map(metric_text, (row.precision, row.recall, row.f1)),
+                           str(row.support),
                            style="bold" if row.label.endswith(" avg") else None)
         self._print_whole(scores)
         confusion = Table(title="confusion matrix (rows: true class, columns: predicted)",
@@ -324,8 +324,9 @@ class TrainingView:
 
     def _plain_line(self, e: EpochEnded) -> str:
         width = len(str(e.epochs))
-        line = (f"epoch {e.epoch:>{width}}/{e.epochs}  train_loss {e.train_loss:.4f}  "
-                f"val_loss {e.val_loss:.4f}  val_{self.metric_name} {e.val_metric:.4f}  "
+        line = (f"epoch {e.epoch:>{width}}/{e.epochs}  train_loss {metric_text(e.train_loss)}  "
+                f"val_loss {metric_text(e.val_loss)}  "
+                f"val_{self.metric_name} {metric_text(e.val_metric)}  "
                 f"lr {e.learning_rate:.3g}  {e.seconds:.2f}s")
         if e.health is not None:
             grad, ratios, dead = _health_cells(e.health)
@@ -477,6 +478,19 @@ class TrainingView:
             line.append("  ")
         line.append(label)
         return [line]
+
+
+def layer_row(entry: dict[str, Any]) -> tuple[str, str, str, int]:
+    """A row of the layer table from an entry of ``Network.summary()``: its number, kind
+    and options (its activation among them), output shape and parameter count."""
+    detail = layer_options(entry["options"])
+    activation = entry["activation"]
+    if activation is not None:
+        options = layer_options({k: v for k, v in activation.items() if k != "name"})
+        named = activation["name"] + (f" ({options})" if options else "")
+        detail = ", ".join(filter(None, [detail, f"activation={named}"]))
+    return (str(entry["index"]), entry["type"] + (f" ({detail})" if detail else ""),
+            "x".join(map(str, entry["output_shape"])), entry["parameters"])
 
 
 def layer_options(options: dict[str, Any]) -> str:

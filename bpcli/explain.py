@@ -45,10 +45,7 @@ def label(index: int, network: Network) -> str:
     layer = network.layers[index]
     shape_in = "x".join(map(str, layer.input_shape))
     shape_out = "x".join(map(str, layer.output_shape))
-    name = layer.kind
-    if isinstance(layer, Activation):
-        name = layer.name
-    return f"{index} {name} ({shape_in} -> {shape_out})"
+    return f"{network.layer_name(index)} ({shape_in} -> {shape_out})"
 
 
 def explain_step(network: Network, optimizer: Optimizer, X: Array, Y: NDArray,

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+
+
+def metric_text(value: float) -> str:
+    """A loss or metric as every command shows it, so that train, evaluate, runs and
+    inspect print the same number the same way: 4 decimals (``0.9333``, ``61.6843``); one
+    decimal from 10,000 up (``156729.9``), where 4 decimals are noise; an exponent only
+    where decimals would show nothing (``3.01e-05``) or digits would run on (``1.2346e+15``)."""
+    if not math.isfinite(value):
+        return str(value)
+    size = abs(value)
+    if size >= 1e15 or 0 < size < 1e-4:
+        return f"{value:.3e}" if size < 1e-4 else f"{value:.4e}"
+    return f"{value:.1f}" if size >= 1e4 else f"{value:.4f}"
 
 
 @dataclass(frozen=True)

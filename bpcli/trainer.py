@@ -357,7 +357,8 @@ def _health(network: Network, start: NDArray, mean_squared_norm: float,
         if name.endswith(".W"):
             size = float(np.linalg.norm(before))
             change = float(np.linalg.norm(param.reshape(-1) - before))
-            ratios[name.removesuffix(".W")] = change / size if size else math.inf
+            number = network.layer_numbers[int(name.split(".")[0])]  # as validate shows
+            ratios[str(number)] = change / size if size else math.inf
     dead = silent = 0
     A = network.shaped(X_val[:1024])
     for layer in network.layers:
@@ -378,22 +379,28 @@ def batch_bounds(n: int, batch_size: int) -> list[int]:
     return bounds
 
 
+def _layer(network: Network, index: int) -> str:
+    """``layer 1 (dense)``, numbered as the config numbers its layers."""
+    number, kind = network.layer_name(index).split(" ", 1)
+    return f"layer {number} ({kind})"
+
+
 def _first_non_finite(network: Network, X: NDArray) -> str:
     """The first place, in the order backpropagation computes them, with NaN or inf."""
     for i, layer in enumerate(network.layers):
         for key, param in layer.params.items():
             if not np.isfinite(param).all():
-                return f"parameter {key} of layer {i} ({layer.kind}) is not finite"
+                return f"parameter {key} of {_layer(network, i)} is not finite"
     A = network.shaped(X)
     for i, layer in enumerate(network.layers):
         A = layer.forward(A, False)
         if not np.isfinite(A).all():
-            return f"the output of layer {i} ({layer.kind}) is not finite"
+            return f"the output of {_layer(network, i)} is not finite"
     for i in reversed(range(len(network.layers))):  # backward order: output layer first
         layer = network.layers[i]
         for key, grad in layer.grads.items():
             if not np.isfinite(grad).all():
-                return f"the gradient of {key} in layer {i} ({layer.kind}) is not finite"
+                return f"the gradient of {key} in {_layer(network, i)} is not finite"
     largest = float(np.max(np.abs(A))) if A.size else 0.0
     return (f"every layer's output is finite (the largest is {largest:.3g} in size) but the "
             "loss overflowed")

@@ -66,12 +66,14 @@ and {MAX_COUNT:,}
 
 
 def describe_type(spec: dict[str, Any]) -> str:
+    if "x-bp-type" in spec:  # a field of several forms, in the words its errors use
+        return str(spec["x-bp-type"]).removeprefix("a ").removeprefix("an ")
     if "$ref" in spec:
         return f"[{spec['$ref'].split('/')[-1]}](#{anchor(spec['$ref'].split('/')[-1])})"
     if "enum" in spec:
-        return "one of " + ", ".join(f"`{v}`" for v in spec["enum"])
+        return "one of " + ", ".join(code(v) for v in spec["enum"])
     if "const" in spec:
-        return f"`{spec['const']}`"
+        return code(spec["const"])
     if "anyOf" in spec or "oneOf" in spec:
         members = [describe_type(s) for s in spec.get("anyOf", spec.get("oneOf", []))]
         return " or ".join(dict.fromkeys(members))
@@ -85,6 +87,8 @@ def describe_type(spec: dict[str, Any]) -> str:
 
 
 def describe_range(spec: dict[str, Any]) -> str:
+    if "x-bp-type" in spec:  # its words say the range too
+        return ""
     parts = []
     for key, symbol in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
                         ("exclusiveMaximum", "<")):
@@ -98,6 +102,17 @@ def describe_range(spec: dict[str, Any]) -> str:
     if "pattern" in spec:
         parts.append(f"matches `{spec['pattern']}`")
     return ", ".join(p for p in parts if p)
+
+
+def code(value: Any) -> str:
+    """A value as inline code, control characters escaped (a tab shows as ``\\t``)."""
+    text = json.dumps(value)[1:-1] if isinstance(value, str) else json.dumps(value)
+    return f"`{text}`"
+
+
+def cell(text: str) -> str:
+    """Text for a table cell: a ``|`` would end the cell, even inside inline code."""
+    return text.replace("|", "\\|")
 
 
 def anchor(name: str) -> str:
@@ -125,8 +140,9 @@ def render() -> str:
             else:
                 default = "its defaults"
             description = " ".join(str(spec.get("description", "")).split())
-            lines.append(f"| `{key}` | {describe_type(spec)} | {default} | "
-                         f"{describe_range(spec)} | {description} |")
+            cells = [f"`{key}`", describe_type(spec), default, describe_range(spec),
+                     description]
+            lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -12,3 +16,39 @@ def test_config_reference_is_current() -> None:
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "config_reference.py"),
                            "--check"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_readme_config_error_sample_is_what_bp_prints(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    found = re.search(r"For this `(?P<file>[^`]+)`:\n\n```yaml\n(?P<config>.*?)```\n\n"
+                      r"`bp (?P<args>[^`]+)` prints[^\n]*\n[^\n]*\n\n```\n(?P<output>.*?)```",
+                      readme, re.DOTALL)
+    assert found, "the README's sample config error is gone or reworded"
+    config = tmp_path / found["file"]
+    config.parent.mkdir(parents=True)
+    config.write_text(found["config"])
+    proc = subprocess.run([sys.executable, "-m", "bpcli", *shlex.split(found["args"])],
+                          capture_output=True, text=True, check=False, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2
+    assert proc.stderr == found["output"]
+
+
+def test_config_reference_tables_keep_their_columns() -> None:
+    text = (REPO / "docs" / "config-reference.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert rows
+    for row in rows:  # an unescaped | in a cell would add a column
+        assert len(re.split(r"(?<!\\)\|", row)) == 7, row
+    assert "| `kernel_size` | positive integer or [height, width], each at most 1024 |" in text
+    assert "list of any" not in text
+
+
+def test_readme_usage_mistake_sample_is_what_bp_prints() -> None:
+    readme = " ".join((REPO / "README.md").read_text().split())
+    found = re.search(r"e\.g\. `bp (?P<args>[^`]+)` prints `(?P<line>bp: [^`]+)`", readme)
+    assert found, "the README's sample usage mistake is gone or reworded"
+    proc = subprocess.run([sys.executable, "-m", "bpcli", *shlex.split(found["args"])],
+                          capture_output=True, text=True, check=False, cwd=REPO)
+    assert proc.returncode == 2
+    assert proc.stderr == found["line"] + "\n"

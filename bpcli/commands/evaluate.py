@@ -16,6 +16,7 @@ from bpcli.metrics import (
     ClassificationReport,
     RegressionReport,
     classification_report,
+    metric_text,
     regression_report,
 )
 from bpcli.modelfile import load_model
@@ -73,4 +74,4 @@ def plot_confusion(report: ClassificationReport | RegressionReport, path: Path,
         raise UsageError(f"{path}: the picture is a PNG; give a file name ending in .png")
     output_path(path, data_path, option="--plot")
     confusion_matrix(report.labels, report.confusion, path,
-                     f"{data_path.name}: accuracy {report.accuracy:.3f}")
+                     f"{data_path.name}: accuracy {metric_text(report.accuracy)}")

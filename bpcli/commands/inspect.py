@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from bpcli.atomic import json_text
-from bpcli.display import Display, layer_options
+from bpcli.display import Display, layer_row
+from bpcli.metrics import metric_text
 from bpcli.modelfile import SavedModel, load_model
 from bpcli.runs import CHECKPOINTS, FINGERPRINTS
 
@@ -29,14 +30,10 @@ def describe(path: Path, saved: SavedModel) -> dict[str, Any]:
     does not record are present with ``null``; non-finite numbers also become ``null``."""
     meta, network, pre = saved.meta, saved.network, saved.preprocessor
     checkpoint = "trainer" in meta
-    layers, activations = [], []
-    for index, layer in enumerate(network.layers):
-        options = {k: v for k, v in layer.describe().items() if k != "type"}
-        layers.append({"index": index, "type": layer.kind, "options": options,
-                       "output_shape": list(layer.output_shape), "parameters": layer.n_params})
-        if layer.kind == "activation":
-            activations.append({"layer": index, "name": options.get("name"),
-                                "options": {k: v for k, v in options.items() if k != "name"}})
+    layers = network.summary()  # numbered as the config numbers them
+    activations = [{"layer": layer["index"], "name": layer["activation"]["name"],
+                    "options": {k: v for k, v in layer["activation"].items() if k != "name"}}
+                   for layer in layers if layer["activation"] is not None]
     regression = pre.task == "regression"
     run_dir = _run_dir(path)
     environment = _dict(meta.get("environment"))
@@ -79,12 +76,7 @@ def show(report: dict[str, Any], display: Display) -> None:
     what = ("a checkpoint: weights, optimizer and trainer state" if kind == "checkpoint"
             else "a model: the best epoch's weights and their preprocessing")
     display.info(f"{report['file']}: {what}")
-    rows = []
-    for layer in report["layers"]:
-        detail = layer_options(layer["options"])
-        rows.append((str(layer["index"]), layer["type"] + (f" ({detail})" if detail else ""),
-                     "x".join(map(str, layer["output_shape"])), layer["parameters"]))
-    display.layer_table(tuple(report["input_shape"]), rows)
+    display.layer_table(tuple(report["input_shape"]), [layer_row(e) for e in report["layers"]])
 
     pre = report["preprocessing"]
     targets = pre["targets"]
@@ -201,5 +193,5 @@ def _shown(value: Any) -> str:
     if value is None:
         return "unknown"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return metric_text(value)
     return str(value)

@@ -19,6 +19,7 @@ import yaml
 
 from bpcli.display import Display
 from bpcli.errors import UsageError
+from bpcli.metrics import metric_text
 from bpcli.runs import CHECKPOINTS, run_is_live
 
 #: The timestamp ``create_run_dir`` puts in a run's name: ``<name>-YYYYmmdd-HHMMSS[-N]``.
@@ -323,7 +324,7 @@ def _int(value: Any) -> int | None:
 
 
 def _number(value: float) -> str:
-    return f"{value:.4f}" if math.isfinite(value) else str(value)
+    return metric_text(value)
 
 
 def _text(value: float | int | None) -> str:

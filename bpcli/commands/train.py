@@ -20,7 +20,7 @@ from bpcli.config import load_config
 from bpcli.display import Display
 from bpcli.errors import ModelFileError, UsageError
 from bpcli.experiment import Experiment, prepare
-from bpcli.metrics import ClassificationReport, RegressionReport
+from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
 from bpcli.modelfile import load_model, model_arrays, save_model, write_arrays
 from bpcli.nn import Network, Optimizer
 from bpcli.plots import CurvesWriter
@@ -215,15 +215,17 @@ def _warm_start(network: Network, path: Path, experiment: Experiment) -> None:
     theirs = [layer.describe() for layer in saved.network.layers]
     where = ("training", "init_from")
     if saved.network.input_shape != network.input_shape:
-        raise experiment.loaded.error(where, f"{path} takes {saved.network.input_shape[0]} "
-                                      f"inputs; this config has {network.input_shape[0]}")
+        theirs_in, mine_in = ("x".join(map(str, n.input_shape))
+                              for n in (saved.network, network))
+        raise experiment.loaded.error(where, f"{path} takes inputs of shape {theirs_in}; "
+                                      f"this config's are {mine_in}")
     if len(mine) != len(theirs):
-        raise experiment.loaded.error(where, f"{path} has {len(theirs)} layers; this config "
-                                      f"builds {len(mine)}")
+        raise experiment.loaded.error(where, f"{path} has {len(saved.network.summary())} "
+                                      f"layers; this config builds {len(network.summary())}")
     for i, (a, b) in enumerate(zip(mine, theirs, strict=True)):
         if a != b:
-            raise experiment.loaded.error(where, f"layer {i} differs: {path} has {b}, this "
-                                          f"config builds {a}")
+            raise experiment.loaded.error(where, f"layer {network.layer_numbers[i]} differs: "
+                                          f"{path} has {b}, this config builds {a}")
     network.load_state(saved.network.state())
     network.load_buffers(saved.network.buffers())
 
@@ -362,8 +364,9 @@ def _finish(session: Session, display: Display, result: TrainingResult,
         "rollbacks": trainer.state.rollbacks,
         **({"test": _headline(test)} if test is not None else {}),
     })
-    display.info(f"best epoch {result.best_epoch}: val_loss {result.best_val_loss:.4f}, "
-                 f"{metric} {result.best_val_metric:.4f} ({result.seconds:.1f}s)")
+    display.info(f"best epoch {result.best_epoch}: val_loss "
+                 f"{metric_text(result.best_val_loss)}, {metric} "
+                 f"{metric_text(result.best_val_metric)} ({result.seconds:.1f}s)")
     if test is not None:
         display.evaluation(test, f"test split, best epoch's model ({TEST_SCORES})")
     display.info(f"model written to {run_dir / 'model.npz'}; predict with:")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bpcli.config import Config, load_config
-from bpcli.display import Display, layer_options
+from bpcli.display import Display, layer_row
 from bpcli.experiment import prepare
 
 
@@ -22,13 +22,7 @@ def validate(config_path: Path, display: Display, overrides: Sequence[str] = ())
     experiment.build_schedule(experiment.build_optimizer(network))  # their own checks
     for note in experiment.notes:
         display.info(note)
-    rows = []
-    for i, layer in enumerate(network.layers):
-        options = {k: v for k, v in layer.describe().items() if k != "type"}
-        detail = layer_options(options)
-        rows.append((str(i), f"{layer.kind}" + (f" ({detail})" if detail else ""),
-                     "x".join(map(str, layer.output_shape)), layer.n_params))
-    display.layer_table(network.input_shape, rows)
+    display.layer_table(network.input_shape, [layer_row(e) for e in network.summary()])
     config = experiment.config
     display.info(f"{config_path}: valid; {network.n_params} parameters, loss {config.loss}, "
                  f"optimizer {config.optimizer.name}")

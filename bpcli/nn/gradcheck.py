@@ -81,7 +81,7 @@ def check_gradients(
             tensors = []
             for name, param, _ in network.parameters():
                 index, key = name.split(".", 1)
-                layer = f"{index} {network.layers[int(index)].kind}"
+                layer = network.layer_name(int(index))
                 tensors.append((layer, key, param, analytic[name]))
             tensors.append(("input", "X", X, input_grad))
             results = []

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from bpcli.nn.layers import Activation, Layer, Shape
+from bpcli.nn.conv import Conv2D
+from bpcli.nn.layers import Activation, Dense, Layer, Shape
 from bpcli.nn.losses import Loss
 from bpcli.nn.regularization import Penalties, add_penalty_gradients, penalty_value
 
@@ -59,6 +61,7 @@ class Network:
             layer.may_overwrite_input = not previous.caches_output
         self._loss_layers = layers[:-1] if loss.fused_activation else layers
         self.flat_params, self.flat_grads = self._flatten()
+        self.layer_numbers = layer_numbers(layers)
 
     def _flatten(self) -> tuple[Array, Array]:
         """Move all parameters (and gradients) into one contiguous vector each, leaving
@@ -76,6 +79,31 @@ class Network:
                 layer.grads[key] = flat_grads[offset : offset + param.size].reshape(param.shape)
                 offset += param.size
         return flat_params, flat_grads
+
+    # -- the layers as people count them -----------------------------------------------
+    def layer_name(self, index: int) -> str:
+        """Layer ``index`` of ``layers`` as people count them: ``"3 dense"``, and
+        ``"3 relu"`` for its activation (see ``layer_numbers``)."""
+        layer = self.layers[index]
+        kind = layer.name if isinstance(layer, Activation) else layer.kind
+        return f"{self.layer_numbers[index]} {kind}"
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One entry per numbered layer: ``index`` (its number), ``type``, ``options``,
+        ``activation`` (the activation that is part of it, as ``{"name": ..., options}``,
+        or None), ``output_shape`` and ``parameters``."""
+        entries: list[dict[str, Any]] = []
+        for number, layer in zip(self.layer_numbers, self.layers, strict=True):
+            described = {k: v for k, v in layer.describe().items() if k != "type"}
+            if entries and entries[-1]["index"] == number:  # the activation of the last
+                entries[-1]["activation"] = described
+                entries[-1]["output_shape"] = list(layer.output_shape)
+                entries[-1]["parameters"] += layer.n_params
+                continue
+            entries.append({"index": number, "type": layer.kind, "options": described,
+                            "activation": None, "output_shape": list(layer.output_shape),
+                            "parameters": layer.n_params})
+        return entries
 
     # -- forward and backward -------------------------------------------------------
     def shaped(self, X: Array) -> Array:
@@ -197,3 +225,16 @@ class Network:
         finally:
             for layer in self.layers:
                 layer.hold_randomness(False)
+
+
+def layer_numbers(layers: list[Layer]) -> list[int]:
+    """The number of each layer as people count them, and as a config numbers its
+    ``model.layers``: an activation right after a dense or conv2d layer is part of that
+    layer (its ``activation``), not a layer of its own. Parameter names in model files
+    keep the plain positions in ``layers``."""
+    numbers: list[int] = []
+    for i, layer in enumerate(layers):
+        fused = (isinstance(layer, Activation) and i > 0
+                 and isinstance(layers[i - 1], Dense | Conv2D))
+        numbers.append(numbers[-1] if fused else (numbers[-1] + 1 if numbers else 0))
+    return numbers
