@@ -14,13 +14,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from bpcli.csvfile import DELIMITERS, Column, Kind, Table, listed
+from bpcli.csvfile import DELIMITERS, SHOWN, Column, Kind, Table, cells_problem, listed
 from bpcli.errors import DataError
 
 # An integer target with at most this many distinct values is taken for class labels.
 MAX_INFERRED_CLASSES = 20
 # A text column with more distinct values than this makes a warning: one input per value.
 MANY_CATEGORIES = 1000
+# A text column is taken for an identifier (and left out) when at least this share of its
+# cells are distinct, and there are more than ID_MIN_VALUES of them.
+ID_SHARE = 0.9
+ID_MIN_VALUES = 20
+OTHER = "<other>"  # the name of the one-hot input shared by rare and unseen values
 
 Rows = NDArray[np.intp] | None  # row indices into a table; None means every row
 Block = NDArray[np.intp] | slice  # rows encoded together: indices, or a run of rows
@@ -36,33 +41,52 @@ class InputColumn:
     scaling: str = "standard"  # numeric and boolean columns: standard, minmax, none, fixed
     missing: str = "error"  # error | mean | median | most_frequent | constant
     fill: float | str | None = None  # the value that replaces a missing cell
-    unseen: str = "error"  # categorical: error | zeros
+    unseen: str = "error"  # categorical: other | error | zeros
     categories: list[str] = field(default_factory=list)  # categorical vocabulary
     scale_by: float | None = None  # scaling "fixed": x / scale_by
+    na_values: list[str] = field(default_factory=list)  # texts of a missing cell
+    #: categorical: a last one-hot input shared by the values rare in training (and unseen
+    #: ones, with unseen "other")
+    other: bool = False
+    fold_case: bool = False  # categorical: values compared in lower case, spaces collapsed
+    # fitting settings (not saved): the vocabulary's size and its values' least count
+    max_categories: int | None = field(default=None, repr=False)
+    min_frequency: int = field(default=1, repr=False)
+    #: values of the training rows that went to the "other" input (not saved: at predict
+    #: time they count as outside the vocabulary, like unseen ones)
+    grouped: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @property
     def width(self) -> int:
-        return len(self.categories) if self.kind == "categorical" else 1
+        return len(self.categories) + self.other if self.kind == "categorical" else 1
 
     def input_names(self) -> list[str]:
         if self.kind == "categorical":
-            return [f"{self.name}={c}" for c in self.categories]
+            return [f"{self.name}={c}" for c in [*self.categories, *[OTHER] * self.other]]
         return [self.name]
+
+    def key(self, text: str) -> str:
+        """The value a cell's text stands for (folded when ``fold_case``)."""
+        return " ".join(text.split()).lower() if self.fold_case else text
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "kind": self.kind, "missing": self.missing,
                                 "fill": self.fill}
         if self.kind == "categorical":
-            data.update(unseen=self.unseen, categories=self.categories)
+            data.update(unseen=self.unseen, categories=self.categories, other=self.other,
+                        fold_case=self.fold_case)
         else:
             data["scaling"] = self.scaling
             if self.scaling == "fixed":
                 data["scale_by"] = self.scale_by
+        data["na_values"] = self.na_values
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InputColumn:
-        return cls(**data)
+        known = {"name", "kind", "missing", "fill", "unseen", "categories", "scaling",
+                 "scale_by", "na_values", "other", "fold_case"}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -178,7 +202,8 @@ class Preprocessor:
         if notes is not None:
             notes.extend(f"{table.path}: {u.rows} row{'s' if u.rows > 1 else ''} with a "
                          f"{name!r} category not seen in training (first: {u.value!r} on "
-                         f"line {u.line}); encoded as all zeros" for name, u in unseen.items())
+                         f"line {u.line}); encoded as {u.encoding}"
+                         for name, u in unseen.items())
         if release:
             for spec in self.inputs:
                 del table.columns[spec.name]
@@ -212,32 +237,37 @@ class Preprocessor:
                  column: Column, unseen_rows: dict[str, _Unseen],
                  out: NDArray[np.floating]) -> None:
         vocabulary = {c: i for i, c in enumerate(spec.categories)}
-        # this file's codes -> the model's vocabulary (-1: unseen), with -1 (missing) last
-        lookup = np.array([vocabulary.get(c, -1) for c in column.categories] + [-2],
-                          dtype=np.int64)
+        other = len(spec.categories) if spec.other else -1
+        # this file's codes -> the model's vocabulary (-1: unseen, -3: grouped into other
+        # in training), with -2 (missing) last
+        keys = [spec.key(c) for c in column.categories]
+        lookup = np.array([vocabulary.get(k, -3 if k in spec.grouped else -1) for k in keys]
+                          + [-2], dtype=np.int64)
         codes = column.values[rows]
         index = lookup[codes]
         missing = index == -2
         if missing.any():
             _check_fillable(table, rows, spec, missing)
-            index[missing] = vocabulary[str(spec.fill)]
+            index[missing] = vocabulary.get(spec.key(str(spec.fill)), other)
+        index[index == -3] = other
         unseen = np.flatnonzero(index == -1)
         if len(unseen):
             first = int(unseen[0])
             row = _row(rows, first)
             value = column.categories[codes[first]]
             if spec.unseen == "error":
-                advice = (f"if {spec.name!r} is an identifier ({len(spec.categories)} "
-                          f"distinct values in training), leave it out: data.drop: "
-                          f"[{spec.name}]; or encode" if len(spec.categories) > MANY_CATEGORIES
-                          else "fix the value, or encode")
                 raise DataError(
                     f"{table.where(row, spec.name)}: category {value!r} was not in the "
-                    f"training data ({listed(spec.categories)}); {advice} unseen "
-                    f"categories as zeros: data.columns.{spec.name}.unseen: zeros")
-            found = unseen_rows.setdefault(spec.name, _Unseen(0, str(value),
-                                                              int(table.lines[row])))
+                    f"training data ({listed(spec.categories)}); fix the value, or let "
+                    f"such values share the 'other' input: "
+                    f"data.columns.{spec.name}.unseen: other")
+            found = unseen_rows.setdefault(spec.name, _Unseen(
+                0, str(value), int(table.lines[row]),
+                f"{spec.name}={OTHER}" if spec.unseen == "other" and spec.other
+                else "all zeros"))
             found.rows += len(unseen)
+            if spec.unseen == "other":
+                index[unseen] = other
         out[...] = 0
         seen = index >= 0
         out[np.flatnonzero(seen), index[seen]] = 1
@@ -330,6 +360,7 @@ class _Unseen:
     rows: int
     value: str
     line: int
+    encoding: str  # what they became
 
 
 # -- fitting helpers -----------------------------------------------------------------------
@@ -364,11 +395,17 @@ def _check_fillable(table: Table, rows: Rows | Block, spec: InputColumn,
                     missing: NDArray[np.bool_]) -> None:
     if spec.missing != "error":
         return
-    row = _row(rows, int(np.argmax(missing)))
-    raise DataError(f"{table.where(row, spec.name)}: missing value; fill it in, or impute: "
-                    f"data.columns.{spec.name}.missing: "
-                    f"{'most_frequent' if spec.kind == 'categorical' else 'mean'} (or "
-                    "data.missing for every column)")
+    positions = np.flatnonzero(missing)
+    found = np.array([_row(rows, int(i)) for i in positions[:SHOWN]])
+    raise DataError(cells_problem(table.path, spec.name, table.lines[found].tolist(),
+                                  len(positions), "missing value", fill_advice(spec)))
+
+
+def fill_advice(spec: InputColumn) -> str:
+    """What to do about a missing cell of a column that is not imputed."""
+    fill = "most_frequent" if spec.kind == "categorical" else "mean"
+    return (f"fill it in, or impute: data.columns.{spec.name}.missing: {fill} (or "
+            "data.missing for every column)")
 
 
 def _fit_numeric_fill(table: Table, rows: Rows, spec: InputColumn, column: Column
@@ -409,16 +446,31 @@ def _fit_scaling(values: NDArray[np.float64], scaling: str, scale_by: float | No
 
 
 def _fit_categorical(table: Table, rows: Rows, spec: InputColumn, column: Column) -> None:
+    """The vocabulary: the values of the training rows (folded with ``fold_case``) but
+    those rarer than ``min_frequency`` or beyond the ``max_categories`` most frequent,
+    which share the "other" input."""
     codes = _take(column.values, rows)
-    counts = np.bincount(codes[codes >= 0], minlength=len(column.categories))
-    spec.categories = [c for c, k in zip(column.categories, counts, strict=True) if k]
+    values = sorted({spec.key(c) for c in column.categories})
+    index = {v: i for i, v in enumerate(values)}
+    to_value = np.array([index[spec.key(c)] for c in column.categories] + [-1], np.int64)
+    present = to_value[codes]
+    counts = np.bincount(present[present >= 0], minlength=len(values))
+    kept = counts >= spec.min_frequency
+    if spec.max_categories is not None and kept.sum() > spec.max_categories:
+        # the most frequent; among equals, the first in sorted order
+        order = np.lexsort((np.arange(len(values)), -counts))
+        kept = np.zeros(len(values), dtype=np.bool_)
+        kept[order[: spec.max_categories]] = True
+    spec.categories = [v for v, k in zip(values, kept, strict=True) if k]
+    spec.grouped = {v for v, k, n in zip(values, kept, counts, strict=True) if n and not k}
+    spec.other = bool(spec.grouped)
     if spec.missing == "most_frequent":
         if not counts.any():
             raise DataError(f"{table.path}: column {spec.name!r} has no values in the "
                             "training rows to impute from; drop it or fill it in")
-        spec.fill = column.categories[int(np.argmax(counts))]
+        spec.fill = values[int(np.argmax(counts))]
     elif spec.missing == "constant":
-        spec.fill = str(spec.fill)
+        spec.fill = spec.key(str(spec.fill))
         if spec.fill not in spec.categories:
             spec.categories = sorted([*spec.categories, spec.fill])
     if (codes < 0).any():
@@ -437,11 +489,11 @@ def infer_task(column: Column, name: str, table: Table | None = None) -> tuple[s
         if not numbers[:-1].all():
             words = ~numbers[column.values]
             if table is not None and numbers[:-1].any() and words.mean() <= 0.05:
-                row = int(np.argmax(words))
-                raise DataError(f"{table.where(row, name)}: "
-                                f"{column.categories[column.values[row]]!r} is not a number "
-                                "in a column of numbers; fix it, or set data.task: "
-                                "classification if the column holds labels")
+                found = np.flatnonzero(words)
+                raise DataError(table.cells(
+                    found, name, f"{column.categories[column.values[found[0]]]!r} is not a "
+                    "number in a column of numbers", "fix it, or set data.task: "
+                    "classification if the column holds labels"))
             return "classification", f"target {name!r} holds text labels"
         distinct = np.array([float(c) for c in column.categories])
     if np.all(distinct == np.round(distinct)) and len(distinct) <= MAX_INFERRED_CLASSES:

@@ -49,3 +49,19 @@ class CheckFailed(BpError):
     """A check ran and found a fault (gradient mismatch, diverged training)."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+class DataProblems(DataError):
+    """Every problem found in the data of one run, each a self-contained line (the
+    counterpart of ``ConfigError``: fix them all in one go rather than one per run)."""
+
+    def __init__(self, problems: list[str], where: str) -> None:
+        self.problems = problems
+        self.where = where
+        super().__init__("\n".join(problems))
+
+    def lines(self) -> list[str]:
+        if len(self.problems) == 1:
+            return self.problems
+        return [*self.problems, f"{len(self.problems)} problems in {self.where}; fix them "
+                "and run again"]

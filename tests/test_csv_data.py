@@ -441,10 +441,12 @@ def test_one_hot_vocabulary_comes_from_the_training_rows(tmp_path: Path,
     val = (colours[val_rows][:, None] == np.array(spec.categories)).astype(np.float32)
     np.testing.assert_array_equal(exp.X_val, val)
     assert not exp.X_val[2].any()
-    # by default the unseen category stops training, naming the validation row
+    # by default the unseen category is counted (no rare values: no 'other' input, so all
+    # zeros); with unseen: error it stops training, naming the validation row
+    assert not experiment(write_config, data).X_val[2].any()
     with pytest.raises(DataError, match=rf"d\.csv:{val_rows[2] + 2}: column 'colour': "
                        r"category 'violet' was not in the training data"):
-        experiment(write_config, data)
+        experiment(write_config, {**data, "unseen": "error"})
 
 
 def imputation_file(path: Path) -> tuple[Path, np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -854,16 +856,18 @@ def test_predict_names_the_missing_columns(runner: CliRunner, tmp_path: Path,
     assert "missing column 'colour' (did you mean 'color'?)" in message
 
 
-def test_unseen_category_at_predict_is_an_error_by_default(
-    runner: CliRunner, tmp_path: Path, mixed_model: tuple[Path, Path]
+def test_unseen_category_at_predict_is_an_error_when_the_model_says_so(
+    runner: CliRunner, in_tmp: Path, write_config: Writer
 ) -> None:
-    model, _ = mixed_model
+    model, _ = train(runner, write_config(config(
+        {"path": str(mixed_file(in_tmp / "mixed.csv")), "target": "label", "missing": "mean",
+         "unseen": "error"})))
     rows = [[0.1, 1, "red", "true"], [0.2, 2, "blue", "false"], [0.3, 1, "violet", "true"]]
-    path = write_rows(tmp_path / "new.csv", ["x", "size", "colour", "flag"], rows)
+    path = write_rows(in_tmp / "new.csv", ["x", "size", "colour", "flag"], rows)
     message = fails(runner.invoke(app, ["predict", str(model), str(path)]))
     assert f"{path}:4: column 'colour': category 'violet' was not in the training data" \
         in message
-    assert "data.columns.colour.unseen: zeros" in message
+    assert "fix the value, or let such values share the 'other' input" in message
 
 
 def test_unseen_category_encoded_as_zeros_with_a_warning(
@@ -1020,9 +1024,10 @@ def test_many_categories_is_a_warning(runner: CliRunner, in_tmp: Path,
                                       write_config: Writer) -> None:
     path = ids_file(in_tmp / "d.csv", 1500)
     model, output = train(runner, write_config(config(
-        {"path": str(path), "target": "y", "columns": {"id": {"unseen": "zeros"}}},
+        {"path": str(path), "target": "y", "columns": {"id": {"type": "categorical"}}},
         training={"epochs": 1, "batch_size": 256, "seed": 0})))
     assert "warning: column 'id' has 1200 distinct values" in output
+    assert "data.columns.id.max_categories: 100" in output
     assert "data.drop: [id]" in output
     assert model.is_file()
 

@@ -85,6 +85,20 @@ CASES: dict[str, dict[str, Any]] = {
         "kinds": {"size": "numeric", "colour": "categorical", "fresh": "boolean",
                   "weight": "numeric"},
     },
+    # version 3's vocabularies: folded case, an 'other' input for the rarest colour (and
+    # unseen values), a missing-value marker
+    "messy": {
+        "csv": FRUIT,
+        "data": {"target": "label", "drop": ["a", "b"], "missing": "most_frequent",
+                 "na_values": ["?"],
+                 "columns": {"colour": {"fold_case": True, "max_categories": 2}}},
+        "layers": [{"type": "dense", "units": 8, "activation": "tanh"},
+                   {"type": "dense", "activation": "softmax"}],
+        "loss": "cross_entropy",
+        "optimizer": {"name": "adam", "learning_rate": 0.05},
+        "kinds": {"size": "numeric", "colour": "categorical", "fresh": "boolean",
+                  "weight": "numeric"},
+    },
     # two regression targets; a constant categorical fill no training row holds; every
     # activation and normalisation layer the document's example implements
     "two_targets": {
@@ -275,7 +289,13 @@ NEW_ROWS: dict[str, dict[str, str]] = {
     "colour NA": {"size": "12", "colour": "NA", "fresh": "false", "weight": "25"},
     "no fresh": {"size": "10", "colour": "red", "fresh": "none", "weight": "45"},
     "exponent": {"size": "1.2e1", "colour": "blue", "fresh": "False", "weight": "+5"},
+    "colour case": {"size": "10", "colour": "Red", "fresh": "true", "weight": "12"},
 }
+# Rows only the "messy" model reads: a marker of a missing cell (na_values) among them.
+MESSY_ROWS = {**NEW_ROWS,
+              "size marker": {"size": " ? ", "colour": "green", "fresh": "true",
+                              "weight": "12"},
+              "colour spaces": {"size": "9", "colour": "BLUE ", "fresh": "?", "weight": "1"}}
 
 
 def write_new(path: Path, delimiter: str = ",", lineterminator: str = "\n",
@@ -485,6 +505,8 @@ def test_reference_loader_reproduces_bp_predict(
         # rows with semicolons and CRLF line endings, which bp detects
         inputs += [workdir / "new.csv",
                    write_new(workdir / "new_semicolon.csv", ";", "\r\n")]
+        if name == "messy":
+            inputs.append(write_new(workdir / "new_messy.csv", rows=MESSY_ROWS))
     elif name == "semicolon":
         # other rows, other column order, no target, CRLF: still read with ";"
         inputs.append(write_semicolon(workdir / "semicolon_new.csv", 40,
@@ -526,9 +548,14 @@ def test_network_inputs_follow_the_document(
             cell = row[column_name]
             if column["kind"] == "categorical":
                 value = column["fill"] if cell in ("", "NA") else cell
+                if column["fold_case"]:
+                    value = value.lower()
                 for category in column["categories"]:
                     j = features.index(f"{column_name}={category}")
                     assert x[r, j] == (category == value), (r, column_name, category)
+                if column["other"]:  # the values outside the vocabulary
+                    j = features.index(f"{column_name}=<other>")
+                    assert x[r, j] == (value not in column["categories"]), (r, column_name)
                 continue
             j = features.index(column_name)
             if column["kind"] == "boolean":
@@ -541,7 +568,8 @@ def test_network_inputs_follow_the_document(
             want = (np.float32(raw) - np.float32(mean[j])) / np.float32(scale[j])
             assert x[r, j] == want, (r, column_name, cell)
     unseen = list(NEW_ROWS).index("unseen")
-    assert not any(x[unseen, j] for j, f in enumerate(features) if f.startswith("colour="))
+    assert not any(x[unseen, j] for j, f in enumerate(features)
+                   if f.startswith("colour=") and f != "colour=<other>")
 
 
 def test_refusals_match_bp(trained: Callable[[str], Path], workdir: Path,
@@ -753,7 +781,7 @@ def test_archive_layout_matches_the_document(
     targets = targets_of(name)
 
     # metadata keys and their values
-    assert meta["format"] == "bp-model" and meta["format_version"] == 2
+    assert meta["format"] == "bp-model" and meta["format_version"] == 3
     assert set(meta) == {"format", "format_version", "task", "targets", "preprocessing",
                          "loss", "loss_options", "input_shape", "output_shape", "layers",
                          "created", "environment", "config", "epoch", "metrics"}
@@ -803,15 +831,16 @@ def test_archive_layout_matches_the_document(
     features: list[str] = []
     for column in pre["inputs"]:
         assert column["kind"] == kinds[column["name"]]
-        common = {"name", "kind", "missing", "fill"}
+        common = {"name", "kind", "missing", "fill", "na_values"}
         assert column["missing"] in ("error", "mean", "median", "most_frequent", "constant")
         assert (column["fill"] is None) == (column["missing"] == "error")
         if column["kind"] == "categorical":
-            assert set(column) == common | {"unseen", "categories"}
-            assert column["unseen"] in ("error", "zeros")
+            assert set(column) == common | {"unseen", "categories", "other", "fold_case"}
+            assert column["unseen"] in ("other", "error", "zeros")
             assert column["categories"] == sorted(set(column["categories"]))
             assert column["fill"] is None or column["fill"] in column["categories"]
             features += [f"{column['name']}={c}" for c in column["categories"]]
+            features += [f"{column['name']}=<other>"] * column["other"]
         else:
             pixel_scale = case["data"].get("pixel_scale")
             if pixel_scale is not None and column["kind"] == "numeric":
@@ -946,7 +975,7 @@ def test_unknown_versions_and_formats_are_refused(
     data = DATASETS / "iris.csv"
     for change, message in (
         ({"format_version": 1}, "model format version 1 is not supported by this bp"),
-        ({"format_version": 3}, "model format version 3 is not supported by this bp"),
+        ({"format_version": 4}, "model format version 4 is not supported by this bp"),
         ({"format": "other"}, "not a bp model"),
     ):
         altered = with_meta(arrays, {**meta, **change}, workdir / "altered.npz")
@@ -974,3 +1003,20 @@ def test_version_1_files_upgrade_as_the_document_says(
         upgraded = workdir / f"{name}-upgraded.npz"
         np.savez(upgraded, **namespace["upgrade_v1"](v1_arrays))
         assert bp_predict(upgraded, data) == bp_predict(model, data)
+
+
+def test_version_2_files_are_read_as_version_3_without_the_new_keys(
+    trained: Callable[[str], Path], workdir: Path, example: dict[str, Any]
+) -> None:
+    """What the Versions section promises: a version 2 file (no na_values, other or
+    fold_case) predicts as the version 3 file it came from, in bp and in the example."""
+    model = trained("mixed") / "model.npz"
+    meta, arrays = read_arrays(model)
+    new = {"na_values", "other", "fold_case"}
+    v2 = {**meta, "format_version": 2, "preprocessing": {
+        **meta["preprocessing"], "inputs": [{k: v for k, v in c.items() if k not in new}
+                                            for c in meta["preprocessing"]["inputs"]]}}
+    old = with_meta(arrays, v2, workdir / "mixed-v2.npz")
+    data = workdir / "new.csv"
+    assert bp_predict(old, data) == bp_predict(model, data)
+    assert_same_csv(example["predict_csv"](str(old), str(data)), bp_predict(model, data))

@@ -50,9 +50,10 @@ def read_inputs(pre: Preprocessor, path: Path, with_targets: bool) -> Table:
         columns = [*columns, *pre.targets]
         kind: Kind = "numeric" if pre.task == "regression" else "categorical"
         kinds.update(dict.fromkeys(pre.targets, kind))
+    na_values = {c.name: c.na_values for c in pre.inputs}
     return read_csv(path, columns, kinds=kinds, float64=pre.targets, delimiter=pre.delimiter,
-                    hint=f"The model reads {listed(columns, quote=False)} (in any order; "
-                    "other columns are ignored).")
+                    na_values=na_values, hint=f"The model reads {listed(columns, quote=False)} "
+                    "(in any order; other columns are ignored).")
 
 
 def network_outputs(network: Network, X: NDArray[np.floating]) -> NDArray[np.floating]:

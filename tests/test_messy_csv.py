@@ -1,0 +1,234 @@
+"""Messy real-world CSVs in one pass (issue 15): every data problem reported at once,
+missing-value markers, vocabularies that survive rare and unseen values, identifiers,
+missing targets, training on every row, labels compared as trained, and predict options."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bpcli.cli import app
+from bpcli.config import load_config
+from bpcli.csvfile import read_csv
+from bpcli.errors import DataError, DataProblems
+from bpcli.experiment import Experiment, prepare
+
+Writer = Callable[..., Path]
+
+
+def write_rows(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]],
+               delimiter: str = ",") -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter=delimiter, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def config(data: dict[str, Any], **sections: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "data": data,
+        "model": {"layers": [{"type": "dense", "units": 4, "activation": "tanh"},
+                             {"type": "dense"}]},
+        "optimizer": {"name": "adam", "learning_rate": 0.05},
+        "training": {"epochs": 2, "batch_size": 16, "seed": 0},
+        "output": {"runs_dir": "runs", "name": "t"},
+    }
+    result.update(sections)
+    return result
+
+
+def experiment(write_config: Writer, data: dict[str, Any], **sections: Any) -> Experiment:
+    return prepare(load_config(write_config(config(data, **sections))))
+
+
+def problems_of(write_config: Writer, data: dict[str, Any]) -> list[str]:
+    with pytest.raises(DataError) as caught:
+        experiment(write_config, data)
+    return caught.value.lines()
+
+
+def numbers_file(path: Path, n: int = 40, **cells: dict[int, str]) -> Path:
+    """Columns a, b (numbers) and y (three classes); ``cells`` put texts at data rows
+    (0-based): ``a={3: "?"}``. Row ``i`` is on line ``i + 2``."""
+    rows = []
+    for i in range(n):
+        row = {"a": f"{i * 0.5:g}", "b": f"{(i * 7) % 11}", "y": str(i % 3 + 1)}
+        for column, texts in cells.items():
+            if i in texts:
+                row[column] = texts[i]
+        rows.append([row["a"], row["b"], row["y"]])
+    return write_rows(path, ["a", "b", "y"], rows)
+
+
+# -- A: every problem at once ---------------------------------------------------------------
+
+
+def test_every_data_problem_is_listed_in_one_run(tmp_path: Path, write_config: Writer,
+                                                 runner: CliRunner) -> None:
+    path = numbers_file(tmp_path / "d.csv", 200, a={3: "oops", 150: "x1"}, b={133: ""},
+                        y={10: ""})
+    result = runner.invoke(app, ["validate", str(write_config(config(
+        {"path": str(path), "target": "y"})))])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"bp: {path}:5: column 'a': 'oops' is not a number (nor 'x1') "
+                               "(2 cells, on lines 5, 152)")
+    assert any(f"{path}:12: column 'y': the target is missing" in line
+               and "data.missing_target: drop" in line for line in lines)
+    assert any(f"{path}:135: column 'b': missing value" in line for line in lines)
+    assert lines[-1] == f"bp: 3 problems in {path}; fix them and run again"
+    assert "Traceback" not in result.output
+
+
+def test_missing_values_are_counted_per_column(tmp_path: Path, write_config: Writer) -> None:
+    path = numbers_file(tmp_path / "d.csv", 40, a=dict.fromkeys(range(0, 40, 5), ""))
+    (problem,) = problems_of(write_config, {"path": str(path), "target": "y"})
+    assert problem.startswith(f"{path}:2: column 'a': missing value (8 cells, on lines 2, 7, "
+                              "12, 17, 22, ...); fill it in, or impute: "
+                              "data.columns.a.missing: mean")
+
+
+def test_bad_cells_of_a_predict_file_come_together(tmp_path: Path) -> None:
+    path = numbers_file(tmp_path / "d.csv", 30, a={2: "x"}, b={5: "true", 6: "y"})
+    with pytest.raises(DataProblems) as caught:
+        read_csv(path, kinds={"a": "numeric", "b": "numeric"})
+    lines = caught.value.lines()
+    assert len(lines) == 3 and lines[2] == f"2 problems in {path}; fix them and run again"
+    assert lines[1].startswith(f"{path}:7: column 'b': 'true' is not a number (nor 'y') "
+                               "(2 cells, on lines 7, 8)")
+
+
+# -- B: missing-value markers and words among numbers ----------------------------------------
+
+
+def test_a_few_words_among_numbers_are_listed_with_the_na_values_hint(
+        tmp_path: Path, write_config: Writer) -> None:
+    path = numbers_file(tmp_path / "d.csv", 40, a={4: "unknown", 9: "unknown", 30: "?"})
+    (problem,) = problems_of(write_config, {"path": str(path), "target": "y"})
+    assert problem.startswith(f"{path}:6: column 'a': 'unknown' is not a number (nor '?') "
+                              "(3 cells, on lines 6, 11, 32)")
+    assert "data.na_values: ['unknown', '?']" in problem
+
+
+@pytest.mark.parametrize("where", ["data", "column"])
+def test_na_values_mark_missing_cells(tmp_path: Path, write_config: Writer,
+                                      where: str) -> None:
+    path = numbers_file(tmp_path / "d.csv", 40, a={4: "unknown", 9: " ? ", 30: "-"})
+    data: dict[str, Any] = {"path": str(path), "target": "y", "missing": "mean"}
+    if where == "data":
+        data["na_values"] = ["unknown", "?", "-"]
+    else:
+        data["columns"] = {"a": {"na_values": ["unknown", "?", "-"]}}
+    exp = experiment(write_config, data)
+    (a, _) = exp.preprocessor.inputs
+    assert a.kind == "numeric"
+    assert a.na_values == ["unknown", "?", "-"]
+    table = read_csv(path, na_values={"a": ["unknown", "?", "-"]})
+    assert np.isnan(table.columns["a"].values[[4, 9, 30]]).all()
+    assert np.isfinite(np.delete(table.columns["a"].values, [4, 9, 30])).all()
+
+
+def test_na_values_in_a_text_column(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "d.csv", ["c"], [["red"], ["?"], ["blue"], ["-"]])
+    table = read_csv(path, na_values={"c": ["?", "-"]})
+    assert table.columns["c"].categories == ["blue", "red"]
+    assert table.columns["c"].missing().tolist() == [False, True, False, True]
+
+
+# -- C: vocabularies --------------------------------------------------------------------------
+
+
+def cities_file(path: Path, n: int = 60, **cells: dict[int, str]) -> Path:
+    """Columns city (berlin, paris, rome in turn), x and y (two classes)."""
+    rows = []
+    for i in range(n):
+        row = {"city": ["berlin", "paris", "rome"][i % 3], "x": f"{i % 7}", "y": "ab"[i % 2]}
+        for column, texts in cells.items():
+            if i in texts:
+                row[column] = texts[i]
+        rows.append([row["city"], row["x"], row["y"]])
+    return write_rows(path, ["city", "x", "y"], rows)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_value_only_in_validation_rows_never_fails_training(
+        tmp_path: Path, write_config: Writer, seed: int) -> None:
+    path = cities_file(tmp_path / "d.csv", 60, city={17: "oslo"})
+    exp = experiment(write_config, {"path": str(path), "target": "y", "split_seed": seed})
+    (city, _) = exp.preprocessor.inputs
+    assert ("oslo" in city.categories) != any("'oslo'" in note for note in exp.notes)
+
+
+def test_rare_values_share_the_other_input(tmp_path: Path, write_config: Writer) -> None:
+    path = cities_file(tmp_path / "d.csv", 60, city={3: "oslo", 6: "oslo", 9: "kyiv"})
+    exp = experiment(write_config, {"path": str(path), "target": "y",
+                                    "validation_fraction": 0.0, "min_frequency": 3})
+    (city, _) = exp.preprocessor.inputs
+    assert city.categories == ["berlin", "paris", "rome"] and city.other
+    assert exp.preprocessor.features[:4] == ["city=berlin", "city=paris", "city=rome",
+                                             "city=<other>"]
+    np.testing.assert_array_equal(exp.X_train[[3, 6, 9], 3], [1, 1, 1])
+    assert exp.X_train[:, 3].sum() == 3  # only those rows
+    assert any("2 rare values (such as 'kyiv') share the input city=<other>" in note
+               for note in exp.notes)
+    # max_categories keeps the most frequent
+    capped = experiment(write_config, {"path": str(path), "target": "y",
+                                       "validation_fraction": 0.0,
+                                       "columns": {"city": {"max_categories": 1}}})
+    assert capped.preprocessor.inputs[0].categories == ["paris"]  # 20 rows, rome too
+    assert capped.preprocessor.inputs[0].other
+
+
+def test_unseen_values_at_predict_go_to_other_with_a_note(
+        tmp_path: Path, write_config: Writer, runner: CliRunner,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = cities_file(tmp_path / "d.csv", 60, city={3: "oslo"})
+    cfg = write_config(config({"path": str(path), "target": "y", "min_frequency": 2}))
+    assert runner.invoke(app, ["train", str(cfg)]).exit_code == 0
+    (model,) = (tmp_path / "runs").glob("*/model.npz")
+    new = write_rows(tmp_path / "new.csv", ["city", "x"], [["rome", 1], ["lima", 2],
+                                                           ["lima", 3]])
+    result = runner.invoke(app, ["predict", str(model), str(new)])
+    assert result.exit_code == 0, result.output
+    assert (f"{new}: 2 rows with a 'city' category not seen in training (first: 'lima' "
+            "on line 3); encoded as city=<other>") in result.stderr
+
+
+def test_an_identifier_is_left_out_with_a_warning(tmp_path: Path,
+                                                  write_config: Writer) -> None:
+    rows = [[f"ID{i:04d}", i % 5, "ab"[i % 2]] for i in range(300)]
+    path = write_rows(tmp_path / "d.csv", ["id", "x", "y"], rows)
+    exp = experiment(write_config, {"path": str(path), "target": "y"})
+    assert exp.preprocessor.columns == ["x"]
+    assert ("warning: column 'id' left out: 300 distinct values in 300 cells, like an "
+            "identifier; to use it anyway: data.columns.id.type: categorical") in \
+        "\n".join(exp.notes)
+    kept = experiment(write_config, {"path": str(path), "target": "y", "max_categories": 5,
+                                     "columns": {"id": {"type": "categorical"}}})
+    assert kept.preprocessor.columns == ["id", "x"]
+
+
+def test_case_and_space_variants_are_pointed_out_and_folded_on_request(
+        tmp_path: Path, write_config: Writer) -> None:
+    path = cities_file(tmp_path / "d.csv", 60, city={0: " Berlin", 3: "BERLIN",
+                                                     6: "new  york", 9: "New York"})
+    exp = experiment(write_config, {"path": str(path), "target": "y",
+                                    "validation_fraction": 0.0})
+    notes = "\n".join(exp.notes)
+    assert ("warning: column 'city': 'BERLIN', 'Berlin', 'berlin'; 'New York', 'new  york' "
+            "differ only in case or spaces") in notes
+    assert "data.columns.city.fold_case: true" in notes
+    folded = experiment(write_config, {"path": str(path), "target": "y",
+                                       "validation_fraction": 0.0,
+                                       "columns": {"city": {"fold_case": True}}})
+    assert folded.preprocessor.inputs[0].categories == ["berlin", "new york", "paris", "rome"]
+    assert folded.X_train[[0, 3], 0].tolist() == [1, 1]
+    assert "fold_case" not in "\n".join(folded.notes)
