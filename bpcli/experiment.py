@@ -31,6 +31,7 @@ from bpcli.config import (
     LoadedConfig,
     LossConfig,
     MaxPool2DConfig,
+    PlateauScheduleConfig,
     did_you_mean,
 )
 from bpcli.csvfile import Kind, Table, read_csv, read_header, release_freed_memory
@@ -139,6 +140,8 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     path = loaded.resolve_path(data.path)
     header, _ = read_header(path, data.delimiter)
     features = _check_columns(loaded, header)
+    if data.validation_fraction == 0 and data.validation_path is None:
+        _check_no_validation(loaded)
     targets = data.targets
     # dates are read as text, each distinct text converted once
     kinds: dict[str, Kind] = {n: "categorical" if c.type == "date" else c.type
@@ -261,6 +264,24 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
                            f"batch_size to at least {len(X_train)} (the training rows)")
     return Experiment(loaded, resolved, preprocessor, X_train, Y_train, X_val, Y_val,
                       metric, metric_name, loss_options, notes, X_test, Y_test)
+
+
+def _check_no_validation(loaded: LoadedConfig) -> None:
+    """Training on every row leaves nothing to monitor: the settings that watch the
+    validation rows are refused."""
+    training = loaded.config.training
+    why = ("watches the validation rows, and data.validation_fraction: 0 leaves none (every "
+           "row trains, the last epoch is the model); remove it, or hold rows out: "
+           "data.validation_fraction: 0.2 or data.validation_path")
+    problems = []
+    if training.early_stopping is not None:
+        problems.append(loaded.problem(("training", "early_stopping"),
+                                       f"early stopping {why}"))
+    if isinstance(training.schedule, PlateauScheduleConfig):
+        problems.append(loaded.problem(("training", "schedule"),
+                                       f"the reduce_on_plateau schedule {why}"))
+    if problems:
+        raise ConfigError(problems, str(loaded.path))
 
 
 def _check_rows(loaded: LoadedConfig, table: Table, inputs: list[InputColumn],
@@ -514,7 +535,8 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
         "path": resolved_path(given.path),
         "validation_path": resolved_path(given.validation_path),
         "validation_fraction": (None if given.validation_path
-                                else given.validation_fraction or 0.2),
+                                else 0.2 if given.validation_fraction is None
+                                else given.validation_fraction),
         "test_path": resolved_path(given.test_path),
         "features": pre.columns,
         "drop": [],

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from bpcli.cli import app
 from bpcli.config import load_config
 from bpcli.csvfile import read_csv
-from bpcli.errors import DataError, DataProblems
+from bpcli.errors import ConfigError, DataError, DataProblems
 from bpcli.experiment import Experiment, prepare
 
 Writer = Callable[..., Path]
@@ -232,3 +232,47 @@ def test_case_and_space_variants_are_pointed_out_and_folded_on_request(
     assert folded.preprocessor.inputs[0].categories == ["berlin", "new york", "paris", "rome"]
     assert folded.X_train[[0, 3], 0].tolist() == [1, 1]
     assert "fold_case" not in "\n".join(folded.notes)
+
+
+# -- D: missing targets and training on every row -------------------------------------------
+
+
+def test_rows_without_a_target_can_be_left_out(tmp_path: Path, write_config: Writer) -> None:
+    path = numbers_file(tmp_path / "d.csv", 40, y={10: "", 20: "NA"})
+    exp = experiment(write_config, {"path": str(path), "target": "y",
+                                    "missing_target": "drop", "validation_fraction": 0.0})
+    assert len(exp.X_train) == 38
+    assert f"{path}: 2 rows without a target left out (data.missing_target: drop)" in exp.notes
+    np.testing.assert_array_equal(exp.Y_train, np.delete(np.arange(40) % 3, [10, 20]))
+
+
+def test_validation_fraction_zero_trains_on_every_row(tmp_path: Path, write_config: Writer,
+                                                      runner: CliRunner,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = numbers_file(tmp_path / "d.csv", 40)
+    cfg = config({"path": str(path), "target": "y", "validation_fraction": 0},
+                 training={"epochs": 3, "batch_size": 16, "seed": 0})
+    exp = prepare(load_config(write_config(cfg)))
+    assert len(exp.X_train) == 40 and len(exp.X_val) == 0
+    assert exp.config.data.validation_fraction == 0
+    result = runner.invoke(app, ["train", str(write_config(cfg))])
+    assert result.exit_code == 0, result.output
+    (summary,) = (tmp_path / "runs").glob("*/summary.json")
+    assert '"best_epoch": 3' in summary.read_text()  # the last epoch is the model
+
+
+@pytest.mark.parametrize(("training", "message"), [
+    ({"early_stopping": {"patience": 2}}, "training.early_stopping: early stopping watches"),
+    ({"schedule": {"name": "reduce_on_plateau"}},
+     "training.schedule: the reduce_on_plateau schedule watches"),
+])
+def test_validation_fraction_zero_refuses_what_watches_validation(
+        tmp_path: Path, write_config: Writer, training: dict[str, Any], message: str) -> None:
+    path = numbers_file(tmp_path / "d.csv", 40)
+    cfg = config({"path": str(path), "target": "y", "validation_fraction": 0},
+                 training={"epochs": 3, **training})
+    with pytest.raises(ConfigError) as caught:
+        prepare(load_config(write_config(cfg)))
+    assert message in str(caught.value)
+    assert "data.validation_fraction: 0 leaves none" in str(caught.value)
