@@ -129,12 +129,21 @@ def train(
     _run(action)
 
 
+DelimiterOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--delimiter", help="The input's delimiter: , ; | or tab (default: the one the model "
+    "was trained with if its config set one, else detected).")]
+
+
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="A model.npz written by bp train.")],
     input: Annotated[Path, typer.Argument(help="CSV file with the model's feature columns.")],
     out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--out", "-o", help="Write the predictions here instead of stdout.")] = None,
+    keep: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--keep", help="Copy this input column (an id, say) into the output, before the "
+        "predictions; repeat for several.")] = None,
+    delimiter: DelimiterOption = None,
     threads: ThreadsOption = None,
 ) -> None:
     """Predict every row of a CSV file with a trained model (CSV on stdout or --out)."""
@@ -142,7 +151,7 @@ def predict(
     from bpcli.commands.predict import predict as run_predict
 
     notes: list[str] = []
-    rows = _run(lambda: run_predict(model, input, out, notes))
+    rows = _run(lambda: run_predict(model, input, out, notes, delimiter, keep or []))
     for note in notes:
         typer.echo(f"bp: warning: {note}", err=True)
     if out is not None:
@@ -184,6 +193,7 @@ def evaluate(
     plot: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--plot", help="Also draw the confusion matrix to this PNG file (needs matplotlib: "
         "pip install 'bp\\[plot]').")] = None,
+    delimiter: DelimiterOption = None,
 ) -> None:
     """Score a trained model on a labelled CSV file."""
     import json
@@ -193,7 +203,7 @@ def evaluate(
     from bpcli.display import Display
 
     notes: list[str] = []
-    report = _run(lambda: run_evaluate(model, data, notes))
+    report = _run(lambda: run_evaluate(model, data, notes, delimiter))
     for note in notes:
         typer.echo(f"bp: warning: {note}", err=True)
     if plot is not None:

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from bpcli.csvfile import DELIMITERS, SHOWN, Column, Kind, Table, cells_problem, listed
-from bpcli.errors import DataError
+from bpcli.errors import DataError, DataProblems
 
 # An integer target with at most this many distinct values is taken for class labels.
 MAX_INFERRED_CLASSES = 20
@@ -258,9 +258,9 @@ class Preprocessor:
             if spec.unseen == "error":
                 raise DataError(
                     f"{table.where(row, spec.name)}: category {value!r} was not in the "
-                    f"training data ({listed(spec.categories)}); fix the value, or let "
-                    f"such values share the 'other' input: "
-                    f"data.columns.{spec.name}.unseen: other")
+                    f"training data ({listed(spec.categories)}); fix the value, or train "
+                    f"the model with data.columns.{spec.name}.unseen: other (such values "
+                    "then share an 'other' input)")
             found = unseen_rows.setdefault(spec.name, _Unseen(
                 0, str(value), int(table.lines[row]),
                 f"{spec.name}={OTHER}" if spec.unseen == "other" and spec.other
@@ -296,10 +296,20 @@ class Preprocessor:
         return codes.reshape(-1, 1).astype(dtype) if one_column else codes
 
     def class_indices(self, table: Table, rows: Rows = None) -> NDArray[np.int64]:
+        """Each row's class, its label compared as the classes were: numbers by value
+        when every class is a number (``1.0`` is class ``1``), texts exactly."""
         name = self.targets[0]
         column = table.columns[name]
         index = {c: i for i, c in enumerate(self.classes)}
-        lookup = np.array([index.get(c, -1) for c in column.categories] + [-2], np.int64)
+        by_value = {float(c): i for i, c in enumerate(self.classes)} \
+            if all(_is_number(c) for c in self.classes) else {}
+
+        def find(label: str) -> int:
+            if label in index:
+                return index[label]
+            return by_value.get(float(label), -1) if by_value and _is_number(label) else -1
+
+        lookup = np.array([find(c) for c in column.categories] + [-2], np.int64)
         codes = lookup[_take(column.values, rows)]
         bad = np.flatnonzero(codes < 0)
         if len(bad):
@@ -311,6 +321,28 @@ class Preprocessor:
             raise DataError(f"{table.where(row, name)}: label {value!r} was not in the "
                             f"training data (classes: {', '.join(self.classes)})")
         return codes
+
+    def check_missing(self, table: Table, rows: Rows = None) -> None:
+        """Every input column's missing cells that nothing fills, as one ``DataProblems``
+        (rather than the first one met while encoding)."""
+        problems = []
+        for spec in self.inputs:
+            if spec.missing != "error":
+                continue
+            missing = np.flatnonzero(_take(table.columns[spec.name].missing(), rows))
+            if len(missing):
+                found = missing if rows is None else rows[missing]
+                problems.append(table.cells(found, spec.name, "missing value",
+                                            fill_advice(spec)))
+        if problems:
+            raise DataProblems(problems, str(table.path))
+
+    def labelled(self, table: Table) -> NDArray[np.intp] | None:
+        """The rows whose targets are all present; None when that is every row."""
+        present = np.ones(len(table), dtype=np.bool_)
+        for name in self.targets:
+            present &= ~table.columns[name].missing()
+        return None if present.all() else np.flatnonzero(present)
 
     def inverse_target(self, Y: NDArray[Any]) -> NDArray[np.float64]:
         """Scaled regression outputs back to the targets' units."""

@@ -613,11 +613,11 @@ def test_binary_classification_with_one_sigmoid_unit(
     result = runner.invoke(app, ["predict", str(model), str(path)])
     assert result.exit_code == 0, result.output
     got = predictions(result.stdout)
-    assert list(got[0]) == ["prediction", "prob_no", "prob_yes"]
+    assert list(got[0]) == ["answer", "prob_no", "prob_yes"]
     for row in got:
         assert float(row["prob_no"]) + float(row["prob_yes"]) == pytest.approx(1, abs=2e-6)
-        assert row["prediction"] == ("yes" if float(row["prob_yes"]) > 0.5 else "no")
-    accuracy = np.mean([r["prediction"] == t[1] for r, t in zip(got, rows, strict=True)])
+        assert row["answer"] == ("yes" if float(row["prob_yes"]) > 0.5 else "no")
+    accuracy = np.mean([r["answer"] == t[1] for r, t in zip(got, rows, strict=True)])
     assert accuracy >= 0.9
 
 
@@ -645,8 +645,8 @@ def test_two_regression_targets_predicted_in_their_units(
     result = runner.invoke(app, ["predict", str(model), str(path)])
     assert result.exit_code == 0, result.output
     got = predictions(result.stdout)
-    assert list(got[0]) == ["prediction_a", "prediction_b"]
-    predicted = np.array([[float(r["prediction_a"]), float(r["prediction_b"])] for r in got])
+    assert list(got[0]) == ["a", "b"]
+    predicted = np.array([[float(r["a"]), float(r["b"])] for r in got])
     np.testing.assert_allclose(predicted, np.column_stack([a, b]), atol=1e-3)
 
 
@@ -835,10 +835,10 @@ def test_round_trip_predictions_match_the_model_in_memory(
     assert not np.isnan(X).any()
     probs = saved.network.forward(X)
     assert len(got) == len(source) == 150
-    assert list(got[0]) == ["prediction", "prob_high", "prob_low", "prob_mid"]
+    assert list(got[0]) == ["label", "prob_high", "prob_low", "prob_mid"]
     for row, p in zip(got, probs, strict=True):
         assert [row[f"prob_{c}"] for c in pre.classes] == [f"{v:.6f}" for v in p]
-    assert [r["prediction"] for r in got] == [pre.classes[k] for k in probs.argmax(axis=1)]
+    assert [r["label"] for r in got] == [pre.classes[k] for k in probs.argmax(axis=1)]
     # the same through the original file
     direct = runner.invoke(app, ["predict", str(model), str(path)])
     assert direct.stdout == result.stdout
@@ -867,7 +867,7 @@ def test_unseen_category_at_predict_is_an_error_when_the_model_says_so(
     message = fails(runner.invoke(app, ["predict", str(model), str(path)]))
     assert f"{path}:4: column 'colour': category 'violet' was not in the training data" \
         in message
-    assert "fix the value, or let such values share the 'other' input" in message
+    assert "fix the value, or train the model with data.columns.colour.unseen: other" in message
 
 
 def test_unseen_category_encoded_as_zeros_with_a_warning(

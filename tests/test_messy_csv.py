@@ -5,6 +5,7 @@ missing targets, training on every row, labels compared as trained, and predict 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from bpcli.config import load_config
 from bpcli.csvfile import read_csv
 from bpcli.errors import ConfigError, DataError, DataProblems
 from bpcli.experiment import Experiment, prepare
+from bpcli.modelfile import load_model
 
 Writer = Callable[..., Path]
 
@@ -276,3 +278,95 @@ def test_validation_fraction_zero_refuses_what_watches_validation(
         prepare(load_config(write_config(cfg)))
     assert message in str(caught.value)
     assert "data.validation_fraction: 0 leaves none" in str(caught.value)
+
+
+# -- E and F: evaluate and predict on files as they come --------------------------------------
+
+
+@pytest.fixture
+def numbers_model(tmp_path: Path, write_config: Writer, runner: CliRunner,
+                  monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A classifier of y (classes 1, 2, 3) from a and b, trained with mean imputation."""
+    monkeypatch.chdir(tmp_path)
+    path = numbers_file(tmp_path / "train.csv", 60)
+    cfg = write_config(config({"path": str(path), "target": "y", "missing": "mean"},
+                              training={"epochs": 5, "batch_size": 16, "seed": 0}))
+    result = runner.invoke(app, ["train", str(cfg)])
+    assert result.exit_code == 0, result.output
+    (model,) = (tmp_path / "runs").glob("*/model.npz")
+    return model
+
+
+def test_labels_are_compared_as_the_kind_they_were_trained_as(
+        numbers_model: Path, tmp_path: Path, runner: CliRunner) -> None:
+    plain = numbers_file(tmp_path / "plain.csv", 30)
+    text = plain.read_text().splitlines()
+    floats = tmp_path / "floats.csv"
+    floats.write_text("\n".join([text[0], *(line[:line.rindex(",")] + ","
+                                            + line[line.rindex(",") + 1:] + ".0"
+                                            for line in text[1:])]) + "\n")
+    assert floats.read_text().splitlines()[1].endswith(",1.0")
+    want = runner.invoke(app, ["evaluate", str(numbers_model), str(plain), "--json"])
+    got = runner.invoke(app, ["evaluate", str(numbers_model), str(floats), "--json"])
+    assert got.exit_code == 0, got.output
+    assert got.stdout == want.stdout
+
+
+def test_evaluate_scores_the_labelled_rows(numbers_model: Path, tmp_path: Path,
+                                           runner: CliRunner) -> None:
+    path = numbers_file(tmp_path / "some.csv", 30, y={3: "", 7: "", 8: ""})
+    result = runner.invoke(app, ["evaluate", str(numbers_model), str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"support": 27' in result.stdout
+    assert f"bp: warning: {path}: 3 rows without a target not scored; 27 scored" in \
+        result.stderr
+    none = numbers_file(tmp_path / "none.csv", 5, y=dict.fromkeys(range(5), ""))
+    result = runner.invoke(app, ["evaluate", str(numbers_model), str(none)])
+    assert result.exit_code == 2
+    assert "no row has a value in the target column y" in result.stderr
+
+
+def test_predict_keeps_columns_names_outputs_after_the_target_and_takes_a_delimiter(
+        numbers_model: Path, tmp_path: Path, runner: CliRunner) -> None:
+    rows = [[f"r{i}", f"{i * 0.5:g}".replace(".", ","), i % 4, i % 3 + 1] for i in range(6)]
+    path = write_rows(tmp_path / "new.csv", ["id", "a", "b", "y"], rows, delimiter=";")
+    # a semicolon file whose first rows a sniffer could take for comma-separated
+    result = runner.invoke(app, ["predict", str(numbers_model), str(path), "--delimiter",
+                                 ";", "--keep", "id", "--keep", "y"])
+    assert result.exit_code == 0, result.output
+    got = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(got[0]) == ["id", "y", "predicted_y", "prob_1", "prob_2", "prob_3"]
+    assert [r["id"] for r in got] == [f"r{i}" for i in range(6)]
+    assert [r["y"] for r in got] == [str(i % 3 + 1) for i in range(6)]
+    bad = runner.invoke(app, ["predict", str(numbers_model), str(path), "--delimiter", "x"])
+    assert bad.exit_code == 2 and "--delimiter 'x'" in bad.stderr
+    evaluated = runner.invoke(app, ["evaluate", str(numbers_model), str(path),
+                                    "--delimiter", "semicolon"])
+    assert evaluated.exit_code == 0, evaluated.output
+
+
+def test_predict_reports_every_missing_cell_at_once(tmp_path: Path, write_config: Writer,
+                                                    runner: CliRunner,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = write_config(config({"path": str(numbers_file(tmp_path / "t.csv", 40)),
+                               "target": "y"}))
+    assert runner.invoke(app, ["train", str(cfg)]).exit_code == 0
+    (model,) = (tmp_path / "runs").glob("*/model.npz")
+    path = numbers_file(tmp_path / "new.csv", 10, a={2: "", 5: ""}, b={7: ""})
+    result = runner.invoke(app, ["predict", str(model), str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"bp: {path}:4: column 'a': missing value (2 cells, on lines 4, 7); fill it in, or "
+        "impute: data.columns.a.missing: mean (or data.missing for every column)",
+        f"bp: {path}:9: column 'b': missing value; fill it in, or impute: "
+        "data.columns.b.missing: mean (or data.missing for every column)",
+        f"bp: 2 problems in {path}; fix them and run again"]
+
+
+def test_inspect_shows_the_fills(numbers_model: Path, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["inspect", str(numbers_model)])
+    assert result.exit_code == 0, result.output
+    fill = load_model(numbers_model).preprocessor.inputs[0].fill
+    assert isinstance(fill, float)
+    assert f"numeric; missing cells: filled with {fill:.6g} (mean)" in result.output

@@ -421,7 +421,7 @@ def assert_same_csv(got: str, want: str) -> None:
     want_rows = list(csv.reader(io.StringIO(want)))
     assert got_rows[0] == want_rows[0]
     assert len(got_rows) == len(want_rows)
-    if want_rows[0][0] == "prediction" and len(want_rows[0]) > 1:  # classification
+    if len(want_rows[0]) > 1 and want_rows[0][1].startswith("prob_"):  # classification
         assert [r[0] for r in got_rows[1:]] == [r[0] for r in want_rows[1:]]
         got_values = np.array([r[1:] for r in got_rows[1:]], dtype=np.float64)
         want_values = np.array([r[1:] for r in want_rows[1:]], dtype=np.float64)
@@ -525,11 +525,10 @@ def test_reference_loader_reproduces_bp_predict(
             assert len(want.splitlines()) == len(path.read_text().splitlines())
             header = want.splitlines()[0].split(",")
             if regression:
-                assert header == (["prediction"] if len(targets) == 1
-                                  else [f"prediction_{t}" for t in targets])
+                assert header == targets
             else:
                 _, arrays = read_arrays(model)
-                assert header == ["prediction", *(f"prob_{c}" for c in arrays["pre/classes"])]
+                assert header == [targets[0], *(f"prob_{c}" for c in arrays["pre/classes"])]
 
 
 @pytest.mark.parametrize("name", FRUIT_CASES)
