@@ -7,6 +7,7 @@ exactly what training applied: the same fills, scales, vocabularies and class or
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from bpcli.csvfile import DELIMITERS, SHOWN, Column, Kind, Table, cells_problem, listed
+from bpcli.dates import DATE_FEATURES, EPOCH, date_features, features_of, parse_date
 from bpcli.errors import DataError, DataProblems
 
 # An integer target with at most this many distinct values is taken for class labels.
@@ -37,7 +39,7 @@ class InputColumn:
     """One CSV column the model reads, with what was fitted on the training rows."""
 
     name: str
-    kind: Kind
+    kind: str  # numeric | boolean | categorical | date
     scaling: str = "standard"  # numeric and boolean columns: standard, minmax, none, fixed
     missing: str = "error"  # error | mean | median | most_frequent | constant
     fill: float | str | None = None  # the value that replaces a missing cell
@@ -55,15 +57,27 @@ class InputColumn:
     #: values of the training rows that went to the "other" input (not saved: at predict
     #: time they count as outside the vocabulary, like unseen ones)
     grouped: set[str] = field(default_factory=set, repr=False, compare=False)
+    date_format: str | None = None  # date: strftime codes, or None for the usual forms
+    day_first: bool = True  # date: 03/01/2012 is the 3rd of January
 
     @property
     def width(self) -> int:
+        if self.kind == "date":
+            return len(DATE_FEATURES)
         return len(self.categories) + self.other if self.kind == "categorical" else 1
 
     def input_names(self) -> list[str]:
         if self.kind == "categorical":
             return [f"{self.name}={c}" for c in [*self.categories, *[OTHER] * self.other]]
+        if self.kind == "date":
+            return [f"{self.name}:{f}" for f in DATE_FEATURES]
         return [self.name]
+
+    def date_table(self, column: Column) -> NDArray[np.float64]:
+        """A date column's raw inputs per distinct text of ``column``, (texts + 1, 8),
+        with a last row of NaN for code -1 (missing); NaN where a text is not a date."""
+        return features_of([parse_date(text, self.date_format, self.day_first)
+                            for text in column.categories] + [None])
 
     def key(self, text: str) -> str:
         """The value a cell's text stands for (folded when ``fold_case``)."""
@@ -75,6 +89,9 @@ class InputColumn:
         if self.kind == "categorical":
             data.update(unseen=self.unseen, categories=self.categories, other=self.other,
                         fold_case=self.fold_case)
+        elif self.kind == "date":
+            data.update(scaling=self.scaling, date_format=self.date_format,
+                        day_first=self.day_first)
         else:
             data["scaling"] = self.scaling
             if self.scaling == "fixed":
@@ -85,7 +102,7 @@ class InputColumn:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InputColumn:
         known = {"name", "kind", "missing", "fill", "unseen", "categories", "scaling",
-                 "scale_by", "na_values", "other", "fold_case"}
+                 "scale_by", "na_values", "other", "fold_case", "date_format", "day_first"}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -109,6 +126,9 @@ class Preprocessor:
     target_scale: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     #: the delimiter the config set (None: detected in every file read)
     delimiter: str | None = None
+    #: the raw inputs of each date column's texts, for the table being encoded
+    _dates: dict[str, NDArray[np.float64]] = field(default_factory=dict, init=False,
+                                                   repr=False, compare=False)
 
     @property
     def columns(self) -> list[str]:
@@ -122,7 +142,9 @@ class Preprocessor:
 
     @property
     def kinds(self) -> dict[str, Kind]:
-        return {c.name: c.kind for c in self.inputs}
+        """How the input columns are read (dates as text)."""
+        return {c.name: "categorical" if c.kind == "date" else c.kind  # type: ignore[misc]
+                for c in self.inputs}
 
     # -- fitting --------------------------------------------------------------------
     @classmethod
@@ -138,6 +160,11 @@ class Preprocessor:
                 _fit_categorical(table, rows, spec, column)
                 means.append(np.zeros(spec.width))
                 scales.append(np.ones(spec.width))
+            elif spec.kind == "date":
+                filled = _fit_date_fill(table, rows, spec, column)
+                fitted = [_fit_scaling(v, spec.scaling, None) for v in filled.T]
+                means.append(np.array([m for m, _ in fitted]))
+                scales.append(np.array([s for _, s in fitted]))
             else:
                 values = _fit_numeric_fill(table, rows, spec, column)
                 mean, scale = _fit_scaling(values, spec.scaling, spec.scale_by)
@@ -177,6 +204,8 @@ class Preprocessor:
         outputs = [np.empty((len(table) if rows is None else len(rows), len(self.mean)), dtype)
                    for rows in parts]
         unseen: dict[str, _Unseen] = {}
+        self._dates = {spec.name: spec.date_table(table.columns[spec.name])
+                       for spec in self.inputs if spec.kind == "date"}
         owner = _owner(len(table), parts)
         if owner is not None:
             filled = [0] * len(parts)
@@ -217,6 +246,8 @@ class Preprocessor:
             column = table.columns[spec.name]
             if spec.kind == "categorical":
                 self._one_hot(table, rows, spec, column, unseen, out[:, j:j + spec.width])
+            elif spec.kind == "date":
+                self._date(table, rows, spec, column, j, out[:, j:j + spec.width])
             else:
                 self._scaled(table, rows, spec, column, j, out[:, j])
             j += spec.width
@@ -232,6 +263,18 @@ class Preprocessor:
         # (value - mean) / scale in the output's precision, as the model file documents
         np.subtract(values, out.dtype.type(self.mean[j]), out=out)
         np.divide(out, out.dtype.type(self.scale[j]), out=out)
+
+    def _date(self, table: Table, rows: Block, spec: InputColumn, column: Column, j: int,
+              out: NDArray[np.floating]) -> None:
+        values = self._dates[spec.name][column.values[rows]]
+        missing = np.isnan(values[:, 0])
+        if missing.any():  # a text that is not a date is reported before encoding
+            _check_fillable(table, rows, spec, missing)
+            values[missing] = _date_fill(spec)
+        mean = self.mean[j:j + spec.width].astype(out.dtype)
+        scale = self.scale[j:j + spec.width].astype(out.dtype)
+        np.subtract(values.astype(out.dtype), mean, out=out)
+        np.divide(out, scale, out=out)
 
     def _one_hot(self, table: Table, rows: Block, spec: InputColumn,
                  column: Column, unseen_rows: dict[str, _Unseen],
@@ -322,18 +365,12 @@ class Preprocessor:
                             f"training data (classes: {', '.join(self.classes)})")
         return codes
 
-    def check_missing(self, table: Table, rows: Rows = None) -> None:
-        """Every input column's missing cells that nothing fills, as one ``DataProblems``
-        (rather than the first one met while encoding)."""
-        problems = []
-        for spec in self.inputs:
-            if spec.missing != "error":
-                continue
-            missing = np.flatnonzero(_take(table.columns[spec.name].missing(), rows))
-            if len(missing):
-                found = missing if rows is None else rows[missing]
-                problems.append(table.cells(found, spec.name, "missing value",
-                                            fill_advice(spec)))
+    def check_cells(self, table: Table, rows: Rows = None) -> None:
+        """Every input column's missing cells that nothing fills, and texts that are not
+        dates in a date column, as one ``DataProblems`` (rather than the first one met
+        while encoding)."""
+        problems = [problem for spec in self.inputs
+                    for problem in cell_problems(table, spec, rows)]
         if problems:
             raise DataProblems(problems, str(table.path))
 
@@ -433,6 +470,39 @@ def _check_fillable(table: Table, rows: Rows | Block, spec: InputColumn,
                                   len(positions), "missing value", fill_advice(spec)))
 
 
+def cell_problems(table: Table, spec: InputColumn, rows: Rows = None) -> list[str]:
+    """The problems of one input column's cells among ``rows``: texts that are not dates
+    in a date column, and missing cells when nothing fills them."""
+    problems = []
+    column = table.columns[spec.name]
+    codes = _take(column.values, rows)
+    if spec.kind == "date":
+        undated = np.isnan(spec.date_table(column)[:, 0])
+        undated[-1] = False  # code -1: missing, not a bad text
+        bad = np.flatnonzero(undated[codes])
+        if len(bad):
+            found = bad if rows is None else rows[bad]
+            texts = [column.categories[c] for c in np.unique(codes[bad])[:SHOWN]]
+            first = column.categories[codes[bad[0]]]
+            others = [t for t in texts if t != first]
+            how = (f"the format data.columns.{spec.name}.date_format: "
+                   f"{spec.date_format!r}" if spec.date_format else "a date such as "
+                   "2012-01-31, 2012/01/31 or 31.01.2012 (or set its format: "
+                   f"data.columns.{spec.name}.date_format: '%d %b %Y')")
+            problems.append(table.cells(
+                found, spec.name, f"{first!r} is not a date"
+                + (f" (nor {', '.join(map(repr, others))})" if others else ""),
+                f"write {how}, or leave the cell empty"))
+    if spec.missing == "error":
+        # cells that did not read are reported as such, not again as missing
+        missing = np.flatnonzero(_take(column.missing() & ~table.unreadable(spec.name), rows))
+        if len(missing):
+            found = missing if rows is None else rows[missing]
+            problems.append(table.cells(found, spec.name, "missing value",
+                                        fill_advice(spec)))
+    return problems
+
+
 def fill_advice(spec: InputColumn) -> str:
     """What to do about a missing cell of a column that is not imputed."""
     fill = "most_frequent" if spec.kind == "categorical" else "mean"
@@ -475,6 +545,42 @@ def _fit_scaling(values: NDArray[np.float64], scaling: str, scale_by: float | No
         low, span = float(values.min()), float(values.max() - values.min())
         return low, span if span > 0 else 1.0
     return 0.0, 1.0
+
+
+def _date_fill(spec: InputColumn) -> list[float]:
+    date = parse_date(str(spec.fill))
+    assert date is not None  # fitted, or checked with the config
+    return date_features(date)
+
+
+def _fit_date_fill(table: Table, rows: Rows, spec: InputColumn, column: Column
+                   ) -> NDArray[np.float64]:
+    """A date column's raw training inputs (rows, 8), missing ones filled; the fill, an
+    ISO date, is fitted here on the days since 1970."""
+    values = spec.date_table(column)[_take(column.values, rows)]
+    days = values[:, 0]
+    missing = np.isnan(days)
+    present = days[~missing]
+    if spec.missing not in ("error", "constant"):
+        if not len(present):
+            raise DataError(f"{table.path}: column {spec.name!r} has no dates in the "
+                            "training rows to impute from; drop it or fill it in")
+        if spec.missing == "mean":
+            day = float(np.round(present.mean()))
+        elif spec.missing == "median":
+            day = float(np.round(np.median(present)))
+        else:
+            distinct, counts = np.unique(present, return_counts=True)
+            day = float(distinct[np.argmax(counts)])
+        spec.fill = (EPOCH + dt.timedelta(days=int(day))).isoformat()
+    elif spec.missing == "constant":
+        date = parse_date(str(spec.fill))
+        assert date is not None  # checked with the config
+        spec.fill = date.isoformat()
+    if missing.any():
+        _check_fillable(table, rows, spec, missing)
+        values[missing] = _date_fill(spec)
+    return values
 
 
 def _fit_categorical(table: Table, rows: Rows, spec: InputColumn, column: Column) -> None:

@@ -43,10 +43,11 @@ from bpcli.data import (
     InputColumn,
     Preprocessor,
     as_numbers,
-    fill_advice,
+    cell_problems,
     infer_task,
     split_rows,
 )
+from bpcli.dates import day_first_order, looks_like_dates, parse_date
 from bpcli.errors import ConfigError, DataError, DataProblems
 from bpcli.nn import (
     LOSSES,
@@ -181,8 +182,8 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     elif len(targets) > 1:
         raise loaded.error(("data", "target"), "several targets are for regression; a "
                            "classifier predicts one column")
-    inputs = _leave_out_identifiers(loaded, table, _input_columns(loaded, table, features),
-                                    notes)
+    inputs = _leave_out_identifiers(loaded, table,
+                                    _input_columns(loaded, table, features, notes), notes)
     for name in set(features) - {spec.name for spec in inputs}:
         del table.columns[name]  # left out: an identifier
     keep = _check_rows(loaded, table, inputs, problems, notes)
@@ -254,7 +255,11 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     sizes = f"{len(X_train)} training rows, {len(X_val)} validation rows" + (
         f", {len(X_test)} test rows" if X_test is not None else "")
     n_categorical = sum(c.kind == "categorical" for c in preprocessor.inputs)
-    encoded = (f" ({n_categorical} categorical, one-hot encoded)" if n_categorical else "")
+    n_dates = sum(c.kind == "date" for c in preprocessor.inputs)
+    encoded = ", ".join(([f"{n_categorical} categorical, one-hot encoded"] if n_categorical
+                         else []) + ([f"{n_dates} date{'s' if n_dates > 1 else ''}, 8 "
+                                      "inputs each"] if n_dates else []))
+    encoded = f" ({encoded})" if encoded else ""
     notes.append(f"data: {sizes}; {X_train.shape[1]} inputs from {len(preprocessor.inputs)} "
                  f"columns{encoded}")
     metric, metric_name = _metric(preprocessor, one_column)
@@ -305,14 +310,10 @@ def _check_rows(loaded: LoadedConfig, table: Table, inputs: list[InputColumn],
         count = int(dropped.sum())
         notes.append(f"{table.path}: {count} row{'s' if count > 1 else ''} without a target "
                      "left out (data.missing_target: drop)")
+    kept = np.flatnonzero(~dropped)
     for spec in inputs:
-        if spec.missing != "error":
-            continue
-        missing = table.columns[spec.name].missing() & ~table.unreadable(spec.name) & ~dropped
-        if missing.any():
-            problems.append(table.cells(np.flatnonzero(missing), spec.name, "missing value",
-                                        fill_advice(spec)))
-    return np.flatnonzero(~dropped)
+        problems += cell_problems(table, spec, kept)
+    return kept
 
 
 def _check_columns(loaded: LoadedConfig, header: list[str]) -> list[str]:
@@ -370,23 +371,41 @@ def _check_columns(loaded: LoadedConfig, header: list[str]) -> list[str]:
     return features
 
 
-def _input_columns(loaded: LoadedConfig, table: Table, features: list[str]
-                   ) -> list[InputColumn]:
-    """Each feature column's settings, checked against its type."""
+def _input_columns(loaded: LoadedConfig, table: Table, features: list[str],
+                   notes: list[str]) -> list[InputColumn]:
+    """Each feature column's settings, checked against its type. A text column of dates
+    (or one declared a date) is a date column."""
     data = loaded.config.data
     inputs = []
     for name in features:
-        kind = table.columns[name].kind
+        kind: str = table.columns[name].kind
         settings = data.column(name)
         loc = ("data", "columns", name) if name in data.columns else ("data",)
         fill = settings.fill_value
         missing = settings.missing or "error"
+        day_first = True
+        texts = table.columns[name].categories
+        if settings.type == "date" or (settings.type is None and kind == "categorical"
+                                       and looks_like_dates(texts)):
+            kind = "date"
+            day_first, certain = day_first_order(texts)
+            if not certain and settings.date_format is None:
+                notes.append(f"column {name!r}: dates such as {texts[0]!r} read day first "
+                             f"(day/month/year); if the month comes first: "
+                             f"data.columns.{name}.date_format: '%m/%d/%Y'")
+            if settings.missing == "constant" and parse_date(str(fill)) is None:
+                raise loaded.error((*loc, "fill_value"), f"column {name!r} holds dates; its "
+                                   f"fill_value must be a date such as 2012-01-31, not "
+                                   f"{fill!r}")
+        elif settings.type is None and kind == "categorical" and settings.date_format:
+            raise loaded.error(("data", "columns", name, "date_format"), f"column {name!r} "
+                               "does not hold dates; declare it: type: date")
         if kind == "categorical" and missing in ("mean", "median"):
             if name in data.columns and data.columns[name].missing is not None:
                 raise loaded.error((*loc, "missing"), f"column {name!r} holds text; impute "
                                    f"it with most_frequent or constant, not {missing}")
             missing = "most_frequent"  # the data-wide mean/median, for a text column
-        if kind != "categorical" and settings.missing == "constant" and \
+        if kind in ("numeric", "boolean") and settings.missing == "constant" and \
                 not isinstance(fill, int | float):
             raise loaded.error((*loc, "fill_value"), f"column {name!r} is {kind}; its "
                                f"fill_value must be a number, not {fill!r}")
@@ -400,6 +419,7 @@ def _input_columns(loaded: LoadedConfig, table: Table, features: list[str]
                                   na_values=[t.strip(" \t") for t in settings.na_values or []],
                                   fold_case=bool(settings.fold_case),
                                   max_categories=settings.max_categories,
+                                  date_format=settings.date_format, day_first=day_first,
                                   min_frequency=settings.min_frequency or 1))
     return inputs
 

@@ -5,6 +5,7 @@ missing targets, training on every row, labels compared as trained, and predict 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,8 @@ from typer.testing import CliRunner
 from bpcli.cli import app
 from bpcli.config import load_config
 from bpcli.csvfile import read_csv
+from bpcli.data import split_rows
+from bpcli.dates import DATE_FEATURES, date_features, day_first_order, parse_date
 from bpcli.errors import ConfigError, DataError, DataProblems
 from bpcli.experiment import Experiment, prepare
 from bpcli.modelfile import load_model
@@ -370,3 +373,85 @@ def test_inspect_shows_the_fills(numbers_model: Path, runner: CliRunner) -> None
     fill = load_model(numbers_model).preprocessor.inputs[0].fill
     assert isinstance(fill, float)
     assert f"numeric; missing cells: filled with {fill:.6g} (mean)" in result.output
+
+
+# -- G: dates -----------------------------------------------------------------------------------
+
+
+def dates_file(path: Path, n: int = 40, texts: dict[int, str] | None = None) -> Path:
+    """A date column (ISO and year/month/day with slashes, in turn), x and y."""
+    rows = []
+    for i in range(n):
+        day = dt.date(2012, 1, 3) + dt.timedelta(days=11 * i)
+        text = day.isoformat() if i % 2 else day.strftime("%Y/%m/%d")
+        rows.append([(texts or {}).get(i, text), i % 5, "ab"[i % 2]])
+    return write_rows(path, ["when", "x", "y"], rows)
+
+
+def test_a_date_column_becomes_days_year_and_cycles(tmp_path: Path,
+                                                    write_config: Writer) -> None:
+    path = dates_file(tmp_path / "d.csv")
+    exp = experiment(write_config, {"path": str(path), "target": "y"})
+    when = exp.preprocessor.inputs[0]
+    assert when.kind == "date"
+    assert exp.preprocessor.features[:8] == [f"when:{f}" for f in DATE_FEATURES]
+    pre = exp.preprocessor
+    raw = exp.X_val[:, :8].astype(np.float64) * pre.scale[:8] + pre.mean[:8]
+    train_rows, val_rows = split_rows(40, [0.2], 0, np.arange(40) % 2)
+    first = dt.date(2012, 1, 3) + dt.timedelta(days=11 * int(val_rows[0]))
+    np.testing.assert_allclose(raw[0], date_features(first), atol=1e-3)
+    assert date_features(dt.date(2012, 1, 3))[:2] == [15342.0, 2012.0]
+    assert "(1 date, 8 inputs each)" in exp.notes[-1]
+
+
+def test_a_text_that_is_not_a_date_is_listed(tmp_path: Path, write_config: Writer) -> None:
+    path = dates_file(tmp_path / "d.csv", 40, {5: "2012-13-45", 9: "soon"})
+    (problem,) = problems_of(write_config, {"path": str(path), "target": "y"})
+    assert problem.startswith(f"{path}:7: column 'when': '2012-13-45' is not a date (nor "
+                              "'soon') (2 cells, on lines 7, 11); write a date such as ")
+
+
+def test_dates_in_a_declared_format_and_day_first_order(tmp_path: Path,
+                                                        write_config: Writer) -> None:
+    rows = [[(dt.date(2020, 1, 1) + dt.timedelta(days=3 * i)).strftime("%d %b %Y"), i % 2]
+            for i in range(30)]
+    path = write_rows(tmp_path / "d.csv", ["when", "y"], rows)
+    exp = experiment(write_config, {"path": str(path), "target": "y", "columns": {
+        "when": {"type": "date", "date_format": "%d %b %Y"}}})
+    assert exp.preprocessor.inputs[0].kind == "date"
+    assert parse_date("03/04/2012") == dt.date(2012, 4, 3)
+    assert parse_date("03/04/2012", day_first=False) == dt.date(2012, 3, 4)
+    assert day_first_order(["03/04/2012", "12/25/2012"]) == (False, True)
+    assert day_first_order(["03/04/2012", "02/01/2012"]) == (True, False)
+    ambiguous = write_rows(tmp_path / "a.csv", ["when", "y"], [
+        [f"{1 + i % 12:02d}/{1 + i % 12:02d}/2012", i % 2] for i in range(30)])
+    exp = experiment(write_config, {"path": str(ambiguous), "target": "y"})
+    assert any("read day first" in note and "date_format: '%m/%d/%Y'" in note
+               for note in exp.notes)
+
+
+def test_predict_applies_the_dates_of_the_model(tmp_path: Path, write_config: Writer,
+                                                runner: CliRunner,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = dates_file(tmp_path / "d.csv", 60)
+    cfg = write_config(config({"path": str(path), "target": "y", "missing": "median"}))
+    assert runner.invoke(app, ["train", str(cfg)]).exit_code == 0
+    (model,) = (tmp_path / "runs").glob("*/model.npz")
+    saved = load_model(model)
+    when = saved.preprocessor.inputs[0]
+    assert when.kind == "date" and parse_date(str(when.fill)) is not None
+    new = dates_file(tmp_path / "new.csv", 4, {1: "", 2: "2031-02-28"})
+    result = runner.invoke(app, ["predict", str(model), str(new)])
+    assert result.exit_code == 0, result.output
+    table = read_csv(new, saved.preprocessor.columns, kinds=saved.preprocessor.kinds)
+    X = saved.preprocessor.transform_features(table)
+    raw = X[:, :8].astype(np.float64) * saved.preprocessor.scale[:8] + \
+        saved.preprocessor.mean[:8]
+    np.testing.assert_allclose(raw[2], date_features(dt.date(2031, 2, 28)), atol=1e-2)
+    np.testing.assert_allclose(raw[1], date_features(parse_date(str(when.fill))),
+                               atol=1e-2)
+    probs = saved.network.forward(X)
+    got = list(csv.DictReader(io.StringIO(result.stdout)))
+    np.testing.assert_allclose([[float(r["prob_a"]), float(r["prob_b"])] for r in got],
+                               probs, atol=1e-6)

@@ -15,6 +15,7 @@ refuse the same defective inputs and versions.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import math
@@ -41,7 +42,8 @@ DIGITS = "digits.csv"  # the first DIGIT_ROWS rows of datasets/digits.csv
 DIGIT_ROWS = 400
 RGB = "rgb.csv"
 SEMICOLON = "semicolon.csv"
-GENERATED = {FRUIT, DIGITS, RGB, SEMICOLON}
+DATED = "dated.csv"
+GENERATED = {FRUIT, DIGITS, RGB, SEMICOLON, DATED}
 
 Arrays = dict[str, np.ndarray]
 
@@ -135,6 +137,19 @@ CASES: dict[str, dict[str, Any]] = {
         "loss": {"name": "huber", "delta": 0.5},
         "optimizer": {"name": "adam", "learning_rate": 0.02},
         "kinds": {"x": "numeric", "grade": "categorical"},
+    },
+    # version 3's dates: one column in three spellings (ISO, year first with slashes, day
+    # first with dots) with missing cells filled by the median, one in a declared format
+    "dates": {
+        "csv": DATED,
+        "data": {"target": "y", "task": "regression", "missing": "median",
+                 "columns": {"stamp": {"type": "date", "date_format": "%d %b %Y",
+                                       "scaling": "minmax"}}},
+        "layers": [{"type": "dense", "units": 6, "activation": "tanh"},
+                   {"type": "dense"}],
+        "loss": "mse",
+        "optimizer": {"name": "adam", "learning_rate": 0.02},
+        "kinds": {"when": "date", "stamp": "date", "x": "numeric"},
     },
     # 8x8 digits, pixels / 16: conv2d with stride 2 and "same" padding (one row and column
     # of zeros, on the bottom and right), batch_norm on channels, conv2d with integer
@@ -265,6 +280,24 @@ def write_semicolon(path: Path, n: int = 150, columns: tuple[str, ...] = (
     return path
 
 
+def write_dated(path: Path, n: int = 120, seed: int = 4) -> Path:
+    """Dates ``when`` (ISO, 2012/01/31 or 31.01.2012, some missing) and ``stamp``
+    (``31 Jan 2012``), numeric ``x``, and a target ``y`` with a yearly cycle."""
+    rng = np.random.default_rng(seed)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["when", "stamp", "x", "y"])
+        for i in range(n):
+            day = dt.date(2011, 1, 1) + dt.timedelta(days=int(rng.integers(0, 1500)))
+            when = [day.isoformat(), day.strftime("%Y/%m/%d"), day.strftime("%d.%m.%Y"),
+                    ""][i % 7 % 4]
+            x = rng.normal()
+            y = math.sin(2 * math.pi * day.month / 12) + 0.5 * x + rng.normal(0, 0.1)
+            writer.writerow([when, (day + dt.timedelta(days=3)).strftime("%d %b %Y"),
+                             f"{x:.4f}", f"{y:.4f}"])
+    return path
+
+
 def write_shuffled(source: Path, path: Path, seed: int = 3) -> Path:
     """``source`` (a comma file) with its columns in a random order."""
     with source.open(newline="") as f:
@@ -324,6 +357,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_digits(path / DIGITS)
     write_rgb(path / RGB)
     write_semicolon(path / SEMICOLON)
+    write_dated(path / DATED)
     return path
 
 
@@ -840,6 +874,13 @@ def test_archive_layout_matches_the_document(
             assert column["fill"] is None or column["fill"] in column["categories"]
             features += [f"{column['name']}={c}" for c in column["categories"]]
             features += [f"{column['name']}=<other>"] * column["other"]
+        elif column["kind"] == "date":
+            assert set(column) == common | {"scaling", "date_format", "day_first"}
+            assert column["fill"] is None or dt.date.fromisoformat(column["fill"])
+            features += [f"{column['name']}:{f}" for f in ("days", "year", "month_sin",
+                                                            "month_cos", "weekday_sin",
+                                                            "weekday_cos", "yearday_sin",
+                                                            "yearday_cos")]
         else:
             pixel_scale = case["data"].get("pixel_scale")
             if pixel_scale is not None and column["kind"] == "numeric":
@@ -863,6 +904,12 @@ def test_archive_layout_matches_the_document(
             j = features.index(f"{column['name']}={column['categories'][0]}")
             assert (mean[j:j + len(column["categories"])] == 0).all()
             assert (scale[j:j + len(column["categories"])] == 1).all()
+            continue
+        if column["kind"] == "date":  # minmax on eight inputs: each spans 0 to 1
+            j = features.index(f"{column['name']}:days")
+            assert (scale[j:j + 8] > 0).all()
+            if column["scaling"] == "minmax":
+                assert mean[j + 1] == 2011 and scale[j + 1] in (3, 4)  # years 2011-2015
             continue
         j = features.index(column["name"])
         if column["scaling"] == "none":

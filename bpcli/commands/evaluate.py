@@ -40,7 +40,7 @@ def evaluate(model_path: Path, data_path: Path, notes: list[str] | None = None,
         if notes is not None:
             notes.append(f"{data_path}: {unlabelled} row{'s' if unlabelled > 1 else ''} "
                          f"without a target not scored; {len(rows)} scored")
-    pre.check_missing(table, rows)
+    pre.check_cells(table, rows)
     X = pre.transform_features(table, rows, saved.network.dtype, notes)
     truth = (pre.target_values(table, rows) if pre.task == "regression"
              else pre.class_indices(table, rows))

@@ -32,7 +32,7 @@ def predict(model_path: Path, input_path: Path, out: Path | None,
     saved = load_model(model_path)
     pre = saved.preprocessor
     table = read_inputs(pre, input_path, with_targets=False, delimiter=delimiter, keep=keep)
-    pre.check_missing(table)
+    pre.check_cells(table)
     X = pre.transform_features(table, None, saved.network.dtype, notes)
     header, columns = prediction_columns(saved, X)
     kept = list(dict.fromkeys(keep))
