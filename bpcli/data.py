@@ -230,8 +230,10 @@ class Preprocessor:
                     self._encode(table, chosen, X[start:stop], unseen)
         if notes is not None:
             notes.extend(f"{table.path}: {u.rows} row{'s' if u.rows > 1 else ''} with a "
-                         f"{name!r} category not seen in training (first: {u.value!r} on "
-                         f"line {u.line}); encoded as {u.encoding}"
+                         f"{name!r} " + ("value outside the model's vocabulary (rare in "
+                                         "training, or new)" if u.encoding != "all zeros"
+                                         else "category not seen in training")
+                         + f" (first: {u.value!r} on line {u.line}); encoded as {u.encoding}"
                          for name, u in unseen.items())
         if release:
             for spec in self.inputs:

@@ -187,8 +187,10 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     for name in set(features) - {spec.name for spec in inputs}:
         del table.columns[name]  # left out: an identifier
     keep = _check_rows(loaded, table, inputs, problems, notes)
+    _check_variants(table, inputs, notes)
     if problems:
-        raise DataProblems(problems, str(path))
+        raise DataProblems(problems, str(path),
+                           [n for n in notes if n.startswith("warning:")])
     labels = table.columns[targets[0]].values[keep] if task == "classification" else None
 
     fractions = {}
@@ -477,15 +479,23 @@ def _check_many_categories(pre: Preprocessor, notes: list[str]) -> None:
                          f"{'s' if len(column.grouped) > 1 else ''} (such as "
                          f"{sorted(column.grouped)[0]!r}) share the input "
                          f"{name}={OTHER}")
+
+
+def _check_variants(table: Table, inputs: list[InputColumn], notes: list[str]) -> None:
+    """A warning for each text column with values that differ only in case or spaces
+    (Berlin, berlin, BERLIN), which are separate values unless folded."""
+    for spec in inputs:
+        if spec.kind != "categorical" or spec.fold_case:
+            continue
         variants: dict[str, list[str]] = {}
-        for category in column.categories:
+        for category in table.columns[spec.name].categories:
             variants.setdefault(" ".join(category.split()).lower(), []).append(category)
         alike = [group for group in variants.values() if len(group) > 1]
-        if alike and not column.fold_case:
+        if alike:
             shown = "; ".join(", ".join(map(repr, group)) for group in alike[:3])
-            notes.append(f"warning: column {name!r}: {shown} differ only in case or spaces "
-                         "and are separate values; to make them one: "
-                         f"data.columns.{name}.fold_case: true")
+            notes.append(f"warning: column {spec.name!r}: {shown} differ only in case or "
+                         "spaces and are separate values; to make them one: "
+                         f"data.columns.{spec.name}.fold_case: true")
 
 
 def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:

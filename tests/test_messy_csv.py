@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import importlib.util
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from bpcli.dates import DATE_FEATURES, date_features, day_first_order, parse_dat
 from bpcli.errors import ConfigError, DataError, DataProblems
 from bpcli.experiment import Experiment, prepare
 from bpcli.modelfile import load_model
+from tests.conftest import CONFIGS, DATASETS, REPO
 
 Writer = Callable[..., Path]
 
@@ -203,8 +205,9 @@ def test_unseen_values_at_predict_go_to_other_with_a_note(
                                                            ["lima", 3]])
     result = runner.invoke(app, ["predict", str(model), str(new)])
     assert result.exit_code == 0, result.output
-    assert (f"{new}: 2 rows with a 'city' category not seen in training (first: 'lima' "
-            "on line 3); encoded as city=<other>") in result.stderr
+    assert (f"{new}: 2 rows with a 'city' value outside the model's vocabulary (rare in "
+            "training, or new) (first: 'lima' on line 3); encoded as city=<other>") in \
+        result.stderr
 
 
 def test_an_identifier_is_left_out_with_a_warning(tmp_path: Path,
@@ -455,3 +458,38 @@ def test_predict_applies_the_dates_of_the_model(tmp_path: Path, write_config: Wr
     got = list(csv.DictReader(io.StringIO(result.stdout)))
     np.testing.assert_allclose([[float(r["prob_a"]), float(r["prob_b"])] for r in got],
                                probs, atol=1e-6)
+
+
+# -- H: the messy example -------------------------------------------------------------------
+
+
+def test_the_messy_example_needs_one_validate_pass(tmp_path: Path, write_config: Writer,
+                                                   runner: CliRunner) -> None:
+    rentals = DATASETS / "rentals.csv"
+    naive = write_config(config({"path": str(rentals), "target": "rent"}))
+    result = runner.invoke(app, ["validate", str(naive)])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    for expected in ("column 'rooms': '?' is not a number", "data.na_values: ['?']",
+                     "column 'area_m2': '-' is not a number (nor 'unknown')",
+                     "column 'rent': the target is missing", "data.missing_target: drop",
+                     "column 'balcony': missing value",
+                     "warning: column 'listing_id' left out",
+                     "data.columns.city.fold_case: true"):
+        assert any(expected in line for line in lines), expected
+    assert lines[-1] == f"bp: 5 problems in {rentals}; fix them and run again"
+    # the shipped config is those fixes, and trains
+    result = runner.invoke(app, ["validate", str(CONFIGS / "rentals.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    assert "1 date, 8 inputs each" in result.output
+
+
+def test_the_messy_example_is_reproducible(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("make_rentals",
+                                                  REPO / "scripts" / "make_rentals.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(tmp_path / "rentals.csv")
+    assert (tmp_path / "rentals.csv").read_bytes() == (DATASETS / "rentals.csv").read_bytes()
