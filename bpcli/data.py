@@ -126,6 +126,9 @@ class Preprocessor:
     target_scale: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     #: the delimiter the config set (None: detected in every file read)
     delimiter: str | None = None
+    #: texts that mark a missing cell in every column (config data.na_values): the
+    #: targets' markers when bp evaluate reads them
+    na_values: list[str] = field(default_factory=list)
     #: the raw inputs of each date column's texts, for the table being encoded
     _dates: dict[str, NDArray[np.float64]] = field(default_factory=dict, init=False,
                                                    repr=False, compare=False)
@@ -347,12 +350,12 @@ class Preprocessor:
         column = table.columns[name]
         index = {c: i for i, c in enumerate(self.classes)}
         by_value = {float(c): i for i, c in enumerate(self.classes)} \
-            if all(_is_number(c) for c in self.classes) else {}
+            if all(is_number(c) for c in self.classes) else {}
 
         def find(label: str) -> int:
             if label in index:
                 return index[label]
-            return by_value.get(float(label), -1) if by_value and _is_number(label) else -1
+            return by_value.get(float(label), -1) if by_value and is_number(label) else -1
 
         lookup = np.array([find(c) for c in column.categories] + [-2], np.int64)
         codes = lookup[_take(column.values, rows)]
@@ -390,7 +393,7 @@ class Preprocessor:
     # -- the model file -------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         return {"inputs": [c.to_json() for c in self.inputs], "targets": self.targets,
-                "task": self.task, "delimiter": self.delimiter}
+                "task": self.task, "delimiter": self.delimiter, "na_values": self.na_values}
 
     def to_arrays(self) -> dict[str, NDArray[Any]]:
         return {
@@ -415,6 +418,7 @@ class Preprocessor:
             target_mean=np.asarray(arrays["target_mean"], dtype=np.float64),
             target_scale=np.asarray(arrays["target_scale"], dtype=np.float64),
             delimiter=settings.get("delimiter"),
+            na_values=[str(t) for t in settings.get("na_values", [])],
         )
         if pre.delimiter not in (None, *DELIMITERS):
             raise ValueError(f"delimiter {pre.delimiter!r} is none of "
@@ -625,7 +629,7 @@ def infer_task(column: Column, name: str, table: Table | None = None) -> tuple[s
     if column.kind == "numeric":
         distinct = np.unique(column.values[~np.isnan(column.values)])
     else:
-        numbers = np.array([_is_number(c) for c in column.categories] + [True])
+        numbers = np.array([is_number(c) for c in column.categories] + [True])
         if not numbers[:-1].all():
             words = ~numbers[column.values]
             if table is not None and numbers[:-1].any() and words.mean() <= 0.05:
@@ -642,7 +646,7 @@ def infer_task(column: Column, name: str, table: Table | None = None) -> tuple[s
     return "regression", f"target {name!r} holds numbers"
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:

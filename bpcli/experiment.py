@@ -7,6 +7,7 @@ resolved config (every default filled in) is produced for the run directory.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from bpcli.config import (
     PlateauScheduleConfig,
     did_you_mean,
 )
-from bpcli.csvfile import Kind, Table, read_csv, read_header, release_freed_memory
+from bpcli.csvfile import Kind, Table, listed, read_csv, read_header, release_freed_memory
 from bpcli.data import (
     ID_MIN_VALUES,
     ID_SHARE,
@@ -45,6 +46,7 @@ from bpcli.data import (
     as_numbers,
     cell_problems,
     infer_task,
+    is_number,
     split_rows,
 )
 from bpcli.dates import day_first_order, looks_like_dates, parse_date
@@ -187,7 +189,7 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     for name in set(features) - {spec.name for spec in inputs}:
         del table.columns[name]  # left out: an identifier
     keep = _check_rows(loaded, table, inputs, problems, notes)
-    _check_variants(table, inputs, notes)
+    _check_variants(table, inputs, [n for n, c in data.columns.items() if c.type], notes)
     if problems:
         raise DataProblems(problems, str(path),
                            [n for n in notes if n.startswith("warning:")])
@@ -203,6 +205,7 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     preprocessor = Preprocessor.fit(table, rows["train"], inputs, targets, task,
                                     data.scale_target)
     preprocessor.delimiter = data.delimiter
+    preprocessor.na_values = [t.strip(" \t") for t in data.na_values]
     _check_many_categories(preprocessor, notes)
     _check_input_shape(loaded, preprocessor)
     resolved = _resolve(loaded, preprocessor)
@@ -438,7 +441,7 @@ def _leave_out_identifiers(loaded: LoadedConfig, table: Table, inputs: list[Inpu
         declared = spec.name in data.columns and data.columns[spec.name].type is not None
         if spec.kind == "categorical" and not declared:
             present = int(np.count_nonzero(column.values >= 0))
-            distinct = len(np.unique(column.values[column.values >= 0]))
+            distinct = len(column.categories)  # the texts present, missing ones aside
             if distinct > ID_MIN_VALUES and distinct >= ID_SHARE * present:
                 notes.append(f"warning: column {spec.name!r} left out: {distinct} distinct "
                              f"values in {present} cells, like an identifier; to use it "
@@ -481,11 +484,27 @@ def _check_many_categories(pre: Preprocessor, notes: list[str]) -> None:
                          f"{name}={OTHER}")
 
 
-def _check_variants(table: Table, inputs: list[InputColumn], notes: list[str]) -> None:
+def _check_variants(table: Table, inputs: list[InputColumn], declared: Collection[str],
+                    notes: list[str]) -> None:
     """A warning for each text column with values that differ only in case or spaces
-    (Berlin, berlin, BERLIN), which are separate values unless folded."""
+    (Berlin, berlin, BERLIN), which are separate values unless folded; and for each that
+    holds mostly numbers, made text by a few words (markers of missing cells, likely)."""
     for spec in inputs:
-        if spec.kind != "categorical" or spec.fold_case:
+        if spec.kind != "categorical":
+            continue
+        column = table.columns[spec.name]
+        numbers = np.array([is_number(c) for c in column.categories] + [False])
+        counts = np.bincount(column.values[column.values >= 0],
+                             minlength=len(column.categories))
+        share = counts[numbers[:-1]].sum() / max(1, counts.sum())
+        if 0.5 <= share < 1 and spec.name not in declared:
+            words = [c for c, n in zip(column.categories, numbers, strict=False) if not n]
+            notes.append(f"warning: column {spec.name!r} is read as text, but "
+                         f"{share:.0%} of its cells are numbers; if its other values "
+                         f"({listed(words, 5)}) mark missing cells: data.na_values: "
+                         f"[{', '.join(map(repr, words[:5]))}], or to list them as "
+                         f"problems: data.columns.{spec.name}.type: numeric")
+        if spec.fold_case:
             continue
         variants: dict[str, list[str]] = {}
         for category in table.columns[spec.name].categories:

@@ -124,6 +124,20 @@ def test_a_few_words_among_numbers_are_listed_with_the_na_values_hint(
     assert "data.na_values: ['unknown', '?']" in problem
 
 
+def test_a_column_of_numbers_made_text_by_many_words_is_pointed_out(
+        tmp_path: Path, write_config: Writer) -> None:
+    path = numbers_file(tmp_path / "d.csv", 40, a=dict.fromkeys(range(0, 40, 5), "unknown"))
+    exp = experiment(write_config, {"path": str(path), "target": "y"})
+    assert exp.preprocessor.inputs[0].kind == "categorical"  # 20% words: text
+    assert ("warning: column 'a' is read as text, but 80% of its cells are numbers; if its "
+            "other values ('unknown') mark missing cells: data.na_values: ['unknown'], or "
+            "to list them as problems: data.columns.a.type: numeric") in exp.notes
+    exp = experiment(write_config, {"path": str(path), "target": "y",
+                                    "na_values": ["unknown"], "missing": "mean"})
+    assert exp.preprocessor.inputs[0].kind == "numeric"
+    assert not any("warning" in note for note in exp.notes)
+
+
 @pytest.mark.parametrize("where", ["data", "column"])
 def test_na_values_mark_missing_cells(tmp_path: Path, write_config: Writer,
                                       where: str) -> None:
@@ -493,3 +507,17 @@ def test_the_messy_example_is_reproducible(tmp_path: Path) -> None:
     spec.loader.exec_module(module)
     module.main(tmp_path / "rentals.csv")
     assert (tmp_path / "rentals.csv").read_bytes() == (DATASETS / "rentals.csv").read_bytes()
+
+
+def test_evaluate_reads_targets_with_the_markers_of_training(
+        tmp_path: Path, write_config: Writer, runner: CliRunner,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = write_config(config({"path": str(numbers_file(tmp_path / "t.csv", 40)),
+                               "target": "y", "na_values": ["?"]}))
+    assert runner.invoke(app, ["train", str(cfg)]).exit_code == 0
+    (model,) = (tmp_path / "runs").glob("*/model.npz")
+    path = numbers_file(tmp_path / "new.csv", 10, y={4: "?"})
+    result = runner.invoke(app, ["evaluate", str(model), str(path)])
+    assert result.exit_code == 0, result.output
+    assert "1 row without a target not scored; 9 scored" in result.stderr

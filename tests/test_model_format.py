@@ -854,7 +854,8 @@ def test_archive_layout_matches_the_document(
 
     # the preprocessing object
     pre = meta["preprocessing"]
-    assert set(pre) == {"inputs", "targets", "task", "delimiter"}
+    assert set(pre) == {"inputs", "targets", "task", "delimiter", "na_values"}
+    assert pre["na_values"] == case["data"].get("na_values", [])
     assert pre["targets"] == targets and pre["task"] == meta["task"]
     # the delimiter the config set, else null; config.data.delimiter: the one bp used
     # the delimiter the config set, else null; config.data.delimiter holds the same setting
@@ -1059,9 +1060,10 @@ def test_version_2_files_are_read_as_version_3_without_the_new_keys(
     model = trained("mixed") / "model.npz"
     meta, arrays = read_arrays(model)
     new = {"na_values", "other", "fold_case"}
-    v2 = {**meta, "format_version": 2, "preprocessing": {
-        **meta["preprocessing"], "inputs": [{k: v for k, v in c.items() if k not in new}
-                                            for c in meta["preprocessing"]["inputs"]]}}
+    inputs = [{k: v for k, v in c.items() if k not in new}
+              for c in meta["preprocessing"]["inputs"]]
+    settings = {k: v for k, v in meta["preprocessing"].items() if k != "na_values"}
+    v2 = {**meta, "format_version": 2, "preprocessing": {**settings, "inputs": inputs}}
     old = with_meta(arrays, v2, workdir / "mixed-v2.npz")
     data = workdir / "new.csv"
     assert bp_predict(old, data) == bp_predict(model, data)

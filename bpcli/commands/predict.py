@@ -68,7 +68,8 @@ def read_inputs(pre: Preprocessor, path: Path, with_targets: bool,
         if name not in columns:
             columns = [*columns, name]
             kinds[name] = "categorical"  # carried as it is written
-    na_values = {c.name: c.na_values for c in pre.inputs}
+    na_values = {**dict.fromkeys(pre.targets, pre.na_values),
+                 **{c.name: c.na_values for c in pre.inputs}}
     delimiter = pre.delimiter if delimiter is None else delimiter_named(delimiter)
     return read_csv(path, columns, kinds=kinds, float64=pre.targets, delimiter=delimiter,
                     na_values=na_values, hint=f"The model reads {listed(columns, quote=False)} "
