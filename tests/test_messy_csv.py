@@ -358,6 +358,15 @@ def test_predict_keeps_columns_names_outputs_after_the_target_and_takes_a_delimi
     assert list(got[0]) == ["id", "y", "predicted_y", "prob_1", "prob_2", "prob_3"]
     assert [r["id"] for r in got] == [f"r{i}" for i in range(6)]
     assert [r["y"] for r in got] == [str(i % 3 + 1) for i in range(6)]
+    # a column the model reads as numbers is carried as written, not as float32 digits
+    numbers = runner.invoke(app, ["predict", str(numbers_model), str(path), "--delimiter",
+                                  "semicolon", "--keep", "a"])
+    assert [r["a"] for r in csv.DictReader(io.StringIO(numbers.stdout))] == \
+        ["0", "0.5", "1", "1.5", "2", "2.5"]
+    missing = runner.invoke(app, ["predict", str(numbers_model), str(path), "--delimiter",
+                                  ";", "--keep", "ids"])
+    assert "missing column 'ids' (did you mean 'id'?)" in missing.stderr
+    assert "--keep asks for ids" in missing.stderr
     bad = runner.invoke(app, ["predict", str(numbers_model), str(path), "--delimiter", "x"])
     assert bad.exit_code == 2 and "--delimiter 'x'" in bad.stderr
     evaluated = runner.invoke(app, ["evaluate", str(numbers_model), str(path),

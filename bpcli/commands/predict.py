@@ -12,7 +12,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bpcli.atomic import write_text_atomic
-from bpcli.csvfile import DELIMITER_NAMES, DELIMITERS, Kind, Table, as_text, listed, read_csv
+from bpcli.csvfile import (
+    DELIMITER_NAMES,
+    DELIMITERS,
+    Column,
+    Kind,
+    Table,
+    as_text,
+    listed,
+    read_csv,
+)
 from bpcli.data import Preprocessor
 from bpcli.errors import DataError, UsageError
 from bpcli.modelfile import SavedModel, load_model
@@ -40,7 +49,7 @@ def predict(model_path: Path, input_path: Path, out: Path | None,
     # name to the kept one
     header = [f"predicted_{h}" if h in kept else h for h in header]
     header = [*kept, *header]
-    columns = [[str(t) for t in as_text(table.columns[k])] for k in kept] + columns
+    columns = [kept_text(table.columns[k]) for k in kept] + columns
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -60,6 +69,8 @@ def read_inputs(pre: Preprocessor, path: Path, with_targets: bool,
     ``delimiter`` (a character or a name such as ``tab``) overrides the model's."""
     kinds: dict[str, Kind] = pre.kinds
     columns = pre.columns
+    hint = f"The model reads {listed(columns, quote=False)} (in any order; other columns " \
+        "are ignored)" + (f"; --keep asks for {listed(keep, quote=False)}" if keep else "")
     if with_targets:
         columns = [*columns, *pre.targets]
         kind: Kind = "numeric" if pre.task == "regression" else "categorical"
@@ -72,8 +83,16 @@ def read_inputs(pre: Preprocessor, path: Path, with_targets: bool,
                  **{c.name: c.na_values for c in pre.inputs}}
     delimiter = pre.delimiter if delimiter is None else delimiter_named(delimiter)
     return read_csv(path, columns, kinds=kinds, float64=pre.targets, delimiter=delimiter,
-                    na_values=na_values, hint=f"The model reads {listed(columns, quote=False)} "
-                    "(in any order; other columns are ignored).")
+                    na_values=na_values, hint=hint + ".")
+
+
+def kept_text(column: Column) -> list[str]:
+    """A --keep column's cells as text: numbers as their shortest float32 spelling (a
+    column the model also reads as numbers), missing cells empty."""
+    if column.kind == "categorical":
+        return [str(t) for t in as_text(column)]
+    return ["" if np.isnan(v) else str(int(v)) if v == int(v) else str(v)
+            for v in column.values]
 
 
 def delimiter_named(text: str) -> str:
