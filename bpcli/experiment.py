@@ -173,7 +173,7 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
             notes.append(f"task: {task} ({reason})")
         except DataError as exc:  # a typo among numbers: report it with the others
             problems.append(str(exc))
-            task = "regression"
+            task = "unknown"  # until the typo is fixed
     if task == "regression":
         for target in targets:
             try:
@@ -181,7 +181,7 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
             except DataError as exc:
                 problems.append(str(exc))
             kinds[target] = "numeric"
-    elif len(targets) > 1:
+    elif task == "classification" and len(targets) > 1:
         raise loaded.error(("data", "target"), "several targets are for regression; a "
                            "classifier predicts one column")
     inputs = _leave_out_identifiers(loaded, table,

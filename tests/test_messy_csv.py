@@ -530,3 +530,15 @@ def test_evaluate_reads_targets_with_the_markers_of_training(
     result = runner.invoke(app, ["evaluate", str(model), str(path)])
     assert result.exit_code == 0, result.output
     assert "1 row without a target not scored; 9 scored" in result.stderr
+
+
+def test_a_typo_among_numeric_targets_is_listed_once_with_the_others(
+        tmp_path: Path, write_config: Writer) -> None:
+    rows = [[i % 7, f"{i * 1.5 + 0.25}"] for i in range(60)]
+    rows[12][1], rows[40][1] = "12x", "n/k"
+    rows[20][0] = "oops"
+    path = write_rows(tmp_path / "d.csv", ["x", "y"], rows)
+    problems = problems_of(write_config, {"path": str(path), "target": "y"})
+    assert len(problems) == 3, problems
+    assert problems[1].startswith(f"{path}:14: column 'y': '12x' is not a number in a column "
+                                  "of numbers (2 cells, on lines 14, 42)")
