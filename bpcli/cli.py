@@ -276,6 +276,11 @@ def train(
     _run(action)
 
 
+DelimiterOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--delimiter", help="The input's delimiter: , ; | or tab (default: the one the model "
+    "was trained with if its config set one, else detected).")]
+
+
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="A model.npz written by bp train.",
@@ -285,6 +290,10 @@ def predict(
     out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--out", "-o", help="Write the predictions to this file (- for stdout, the "
         "default).")] = None,
+    keep: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--keep", help="Copy this input column (an id, say) into the output, before the "
+        "predictions; repeat for several.")] = None,
+    delimiter: DelimiterOption = None,
     threads: ThreadsOption = None,
 ) -> None:
     """Predict every row of a CSV file with a trained model (CSV on stdout or --out)."""
@@ -300,7 +309,7 @@ def predict(
 
     def action() -> int:
         with display.working(f"predicting {input.name}") as progress:
-            return run_predict(model, input, out, notes, progress)
+            return run_predict(model, input, out, notes, progress, delimiter, keep or [])
 
     rows = _run(action)
     for note in notes:
@@ -347,6 +356,7 @@ def evaluate(
     plot: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--plot", help="Also draw the confusion matrix to this PNG file (needs matplotlib: "
         "pip install 'bp\\[plot]').")] = None,
+    delimiter: DelimiterOption = None,
 ) -> None:
     """Score a trained model on a labelled CSV file."""
     import json
@@ -361,7 +371,7 @@ def evaluate(
     def action() -> ClassificationReport | RegressionReport:
         # progress on stderr: stdout may be a pipe into jq
         with Display(sys.stderr).working(f"scoring {data.name}") as progress:
-            return run_evaluate(model, data, notes, progress)
+            return run_evaluate(model, data, notes, progress, delimiter)
 
     report = _run(action)
     for note in notes:

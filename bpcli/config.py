@@ -127,20 +127,33 @@ FillValue = Annotated[float | str, Either("a number or text")]
 
 Scaling = Literal["standard", "minmax", "none"]
 Missing = Literal["error", "mean", "median", "most_frequent", "constant"]
-Unseen = Literal["error", "zeros"]
+Unseen = Literal["other", "error", "zeros"]
+NaValues = list[Annotated[str, Field(min_length=1)]]
 
 
 class ColumnConfig(Strict):
     """How one CSV column becomes network inputs; unset fields take the data-wide default."""
 
-    type: Literal["numeric", "boolean", "categorical"] | None = Field(
+    type: Literal["numeric", "boolean", "categorical", "date"] | None = Field(
         None, description="Inferred from the first rows when omitted: numbers are numeric, "
-        "true/false boolean, anything else categorical (one-hot encoded).")
+        "true/false boolean, dates date, anything else categorical (one-hot encoded).")
     scaling: Scaling | None = Field(None, description="For numeric columns.")
     missing: Missing | None = Field(None, description="What to do with missing cells.")
     fill_value: FillValue | None = Field(None, description="The value for missing: constant.")
     unseen: Unseen | None = Field(None, description="Categorical: a category not seen in "
-                                  "training is an error, or encoded as all zeros.")
+                                  "training goes to the 'other' input, is an error, or is "
+                                  "encoded as all zeros.")
+    na_values: NaValues | None = Field(None, description="Texts that mark a missing cell in "
+                                       "this column, besides data.na_values.")
+    max_categories: Count | None = Field(None, description="Categorical: keep the most "
+                                       "frequent values; the rest share the 'other' input.")
+    min_frequency: Count | None = Field(None, description="Categorical: values in fewer "
+                                      "training rows share the 'other' input.")
+    fold_case: bool | None = Field(None, description="Categorical: Berlin, berlin and "
+                                   "BERLIN (and runs of spaces) are one value.")
+    date_format: str | None = Field(None, min_length=2, description="Date: the cells' "
+                                    "format in strftime codes, e.g. '%d.%m.%Y' (default: "
+                                    "ISO 8601 and the common orders, detected).")
 
 
 class DataConfig(Strict):
@@ -165,8 +178,21 @@ class DataConfig(Strict):
         "error", description="Missing cells (empty, NA, NaN, null, None): an error naming the "
         "row, or imputed per column from the training split.")
     fill_value: FillValue | None = Field(None, description="The value for missing: constant.")
-    unseen: Unseen = Field("error", description="A category not seen in training: an error, "
-                           "or encoded as all zeros (counted and reported).")
+    unseen: Unseen = Field("other", description="A category not seen in training: counted "
+                           "and encoded as the column's 'other' input (all zeros when no "
+                           "training value was rare), an error, or all zeros.")
+    na_values: NaValues = Field(default_factory=list, description="Texts that mark a "
+                                "missing cell (such as ?, unknown, -), besides empty, NA, "
+                                "NaN, null and None.")
+    max_categories: Count | None = Field(None, description="Categorical columns: keep "
+                                       "the most frequent values; the rest share one 'other' "
+                                       "input.")
+    min_frequency: Count = Field(1, description="Categorical columns: values in fewer "
+                               "training rows than this share one 'other' input.")
+    fold_case: bool = Field(False, description="Categorical columns: values that differ only "
+                            "in case or spaces are one value.")
+    missing_target: Literal["error", "drop"] = Field(
+        "error", description="Rows whose target is missing: an error, or left out (counted).")
     columns: dict[str, ColumnConfig] = Field(
         default_factory=dict, description="Per-column settings, by column name.")
     input_shape: Annotated[tuple[Dimension, Dimension, Dimension], Either(
@@ -183,8 +209,9 @@ class DataConfig(Strict):
         None, description="CSV file of validation data, relative to the config file."
     )
     validation_fraction: float | None = Field(
-        None, gt=0, lt=1,
-        description="Share of the training file held out for validation (default 0.2).",
+        None, ge=0, lt=1,
+        description="Share of the training file held out for validation (default 0.2); 0 "
+        "trains on every row and keeps the last epoch's model.",
     )
     test_path: str | None = Field(
         None, description="CSV file of test data, evaluated once after training.")
@@ -216,6 +243,11 @@ class DataConfig(Strict):
             missing=own.missing or self.missing,
             fill_value=own.fill_value if own.fill_value is not None else self.fill_value,
             unseen=own.unseen or self.unseen,
+            na_values=[*self.na_values, *(own.na_values or [])],
+            max_categories=own.max_categories or self.max_categories,
+            min_frequency=own.min_frequency or self.min_frequency,
+            fold_case=own.fold_case if own.fold_case is not None else self.fold_case,
+            date_format=own.date_format,
         )
 
 

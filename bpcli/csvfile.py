@@ -9,7 +9,9 @@ Python objects or as float64, so a large file costs little more than its final a
 polars fills a short row with missing values and gives no line numbers, so the structure
 is checked here: a cheap count of delimiters and newlines per chunk, and an exact
 quote-aware scan (NumPy) only where that count does not add up or a parse fails. Every
-problem becomes a ``DataError`` naming the file, the line and the column.
+problem becomes a ``DataError`` naming the file, the line and the column. Cells that do
+not read as their column's type are collected (every one, per column) rather than stopping
+at the first, so that one run lists everything to fix.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import DTypeLike, NDArray
 
-from bpcli.errors import DataError
+from bpcli.errors import DataError, DataProblems
 from bpcli.files import open_regular
 
 Kind = Literal["numeric", "boolean", "categorical"]
@@ -45,7 +47,11 @@ BLANK = " \t"  # a cell of only these is missing
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 CHUNK_BYTES = 16 << 20
 INFER_ROWS = 10_000  # rows that decide a column's type when the config does not
-MAX_TYPOS = 0.05  # share of non-numbers in a numeric column that are taken for typos
+# Share of non-numbers in a column of numbers that are taken for typos or missing-value
+# markers to report (rather than making the column text): a column is numeric when at least
+# 90% of its non-missing cells are numbers.
+MAX_TYPOS = 0.10
+SHOWN = 5  # lines and values a message about many cells shows
 SAMPLE_BYTES = 64 << 10
 QUOTE = ord('"')
 NEWLINE = ord("\n")
@@ -93,6 +99,8 @@ class Table:
     columns: dict[str, Column]
     lines: NDArray[np.integer[Any]]
     delimiter: str = ","
+    #: cells that did not read as their column's type (now missing), by column
+    bad: dict[str, BadCells] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -100,6 +108,77 @@ class Table:
     def where(self, row: int, column: str) -> str:
         """``file:line: column 'name'`` for a message about one cell."""
         return f"{self.path}:{self.lines[row]}: column {column!r}"
+
+    def cells(self, rows: NDArray[np.integer[Any]], column: str, what: str, advice: str
+              ) -> str:
+        """One message about the cells of ``column`` in ``rows`` (table rows, in order):
+        located at the first, with how many there are and the lines of the first few."""
+        return cells_problem(self.path, column, self.lines[rows[:SHOWN]].tolist(),
+                             len(rows), what, advice)
+
+    def problems(self) -> list[str]:
+        """A message for each column with cells that did not read as its type."""
+        return [bad.message(self, name) for name, bad in self.bad.items()]
+
+    def unreadable(self, column: str) -> NDArray[np.bool_]:
+        """Where ``column``'s cells did not read (they are missing now, but not because the
+        file left them empty)."""
+        out = np.zeros(len(self), dtype=np.bool_)
+        if column in self.bad:
+            out[self.bad[column].rows()] = True
+        return out
+
+
+def cells_problem(path: Path, column: str, lines: Sequence[int], count: int, what: str,
+                  advice: str) -> str:
+    """``file:line: column 'c': what (N cells, on lines ...); advice``."""
+    more = ""
+    if count > 1:
+        shown = ", ".join(map(str, lines[:SHOWN])) + (", ..." if count > SHOWN else "")
+        more = f" ({count} cells, on lines {shown})"
+    return f"{path}:{lines[0]}: column {column!r}: {what}{more}; {advice}"
+
+
+@dataclass
+class BadCells:
+    """The cells of one column that did not read as its kind: every row, the first few
+    lines and the distinct texts."""
+
+    kind: str  # "numeric", "boolean", or "infinite" for infinite numbers
+    chunks: list[NDArray[np.int64]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    values: list[str] = field(default_factory=list)
+
+    def add(self, rows: NDArray[np.int64], lines: NDArray[Any], values: Sequence[str]) -> None:
+        self.chunks.append(rows.astype(np.int64))
+        self.lines.extend(int(line) for line in lines[: SHOWN - len(self.lines)])
+        for value in values:
+            if len(self.values) >= SHOWN:
+                break
+            if value not in self.values:
+                self.values.append(value)
+
+    def rows(self) -> NDArray[np.int64]:
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int64)
+
+    def message(self, table: Table, name: str) -> str:
+        count = sum(len(c) for c in self.chunks)
+        if self.kind == "infinite":
+            return cells_problem(table.path, name, self.lines, count, "an infinite value",
+                                 "replace it with a finite number or leave it empty")
+        what = "a number" if self.kind == "numeric" else "true or false"
+        first = f"{self.values[0]!r} is not {what}"
+        if len(self.values) > 1:
+            first += f" (nor {', '.join(map(repr, self.values[1:]))})"
+        # words without digits are likely markers of a missing value (?, unknown, -)
+        words = [v.strip(BLANK) for v in self.values if not any(c.isdigit() for c in v)]
+        markers = (f"; if {'they mark' if len(words) > 1 else 'it marks'} missing cells: "
+                   f"data.na_values: [{', '.join(map(repr, words))}] (or "
+                   f"data.columns.{name}.na_values)") if words else ""
+        return cells_problem(
+            table.path, name, self.lines, count, first,
+            f"fix the value{'s' if count > 1 else ''}{markers}; or declare the column as "
+            f"text: data.columns.{name}.type: categorical")
 
 
 def missing_columns_error(path: Path, header: Sequence[str], missing: Sequence[str],
@@ -134,13 +213,17 @@ def read_csv(
     float_dtype: DTypeLike = np.float32,
     float64: Collection[str] = (),
     hint: str = "",
+    na_values: Mapping[str, Collection[str]] | None = None,
+    collect: bool = False,
 ) -> Table:
     """Read ``columns`` (default: all) of a CSV file with a header row.
 
     Types are inferred from the first chunk (numbers, true/false, otherwise text) unless
     ``kinds`` sets them. Numeric columns are ``float_dtype``, or float64 for the names in
     ``float64`` (targets, whose units are reported). ``hint`` ends the message when a
-    column is missing.
+    column is missing. ``na_values`` are a column's texts for a missing cell besides the
+    usual ones. Cells that do not read as their column's type raise one ``DataProblems``
+    for them all, or with ``collect`` are left missing and listed in ``Table.bad``.
     """
     kinds = dict(kinds or {})
     with _open(path) as f:
@@ -151,11 +234,14 @@ def read_csv(
             raise missing_columns_error(path, header, absent, hint)
         size = os.fstat(f.fileno()).st_size
         reader = _ChunkReader(path, header, names, delimiter, kinds, float_dtype, float64,
-                              size)
+                              size, na_values or {})
         line = 1 + header_lines
         for chunk in _read_ahead(_chunks(f, rest)):
             line = reader.add(chunk, line)
-    return reader.table()
+    table = reader.table()
+    if table.bad and not collect:
+        raise DataProblems(table.problems(), str(path))
+    return table
 
 
 def _read_ahead(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -387,7 +473,7 @@ class _ChunkReader:
 
     def __init__(self, path: Path, header: list[str], names: list[str], delimiter: str,
                  kinds: dict[str, Kind], float_dtype: DTypeLike, float64: Collection[str],
-                 size_hint: int) -> None:
+                 size_hint: int, na_values: Mapping[str, Collection[str]]) -> None:
         self.path, self.header, self.names, self.delimiter = path, header, names, delimiter
         self.kinds: dict[str, Kind] = dict(kinds)
         self.float_dtype = np.dtype(float_dtype)
@@ -404,6 +490,10 @@ class _ChunkReader:
         self.null_tokens = False  # parse words such as NA as missing (slower)
         self.decimal_comma = False  # numbers such as 1,5 (only when not comma-separated)
         self.padded = False  # numbers with blanks around them ("1, 2"): read as text, trim
+        self.na = {name: [*MISSING_TOKENS, *na_values.get(name, ())] for name in self.parsed}
+        self.bad: dict[str, BadCells] = {}
+        # the cells of the chunk being parsed that did not read: frame rows and texts
+        self.pending: dict[str, tuple[NDArray[np.int64], list[str]]] = {}
 
     def add(self, chunk: bytes, first_line: int) -> int:
         """Parse one chunk; return the line after it."""
@@ -432,6 +522,11 @@ class _ChunkReader:
                             "into records; check its quotes")
         if not len(lines):
             return next_line
+        for name, (positions, texts) in self.pending.items():
+            if name in self.names:
+                kind = self.kinds[name]
+                self.bad.setdefault(name, BadCells(kind)).add(
+                    self.out.rows + positions, lines[positions], texts)
         self.out.reserve(len(lines), len(chunk))
         for name in self.names:
             series = frame.get_column(name)
@@ -459,7 +554,7 @@ class _ChunkReader:
             raw = sample.get_column(name).drop_nulls()
             text = raw.str.strip_chars(BLANK)  # "1, 2" is the numbers 1 and 2
             # blank: a quoted empty cell (""), or spaces, which polars reads as missing
-            present = ~_missing_cells(text)
+            present = ~_missing_cells(text, self.na[name])
             raw, text = raw.filter(present), text.filter(present)
             # A few non-numbers in a column of numbers are typos to report, not categories.
             if _not_numbers(text) <= MAX_TYPOS * len(text):
@@ -488,6 +583,7 @@ class _ChunkReader:
     def _parse(self, chunk: bytes, first_line: int) -> pl.DataFrame:
         def read() -> pl.DataFrame:
             while True:
+                self.pending = {}
                 try:
                     if not self.padded:
                         return self._read(chunk, {n: self._type(n) for n in self.parsed})
@@ -516,17 +612,24 @@ class _ChunkReader:
 
     def _from_text(self, frame: pl.DataFrame, name: str) -> pl.Series:
         """A numeric or boolean column read as text, trimmed and converted; a cell that
-        does not convert raises (and ``_diagnose`` finds it)."""
+        does not convert is missing, and noted in ``pending``."""
         text = frame.get_column(name).str.strip_chars(BLANK)
-        text = text.set(_missing_cells(text), None)
+        text = text.set(_missing_cells(text, self.na[name]), None)
         if self.kinds[name] == "boolean":
             lower = text.str.to_lowercase()
-            if not (lower.is_in(["true", "false"]) | lower.is_null()).all():
-                raise ValueError(f"column {name!r} has a value that is not true or false")
-            return (lower == "true").alias(name)
-        if self.decimal_comma:
-            text = _comma_to_point(text)
-        return text.cast(self._type(name), strict=True)
+            out = (lower == "true").set(~lower.is_in(["true", "false"]), None).alias(name)
+        else:
+            numbers = _comma_to_point(text) if self.decimal_comma else text
+            out = numbers.cast(self._type(name), strict=False)
+        bad = out.is_null() & text.is_not_null()
+        if bad.any():
+            words = text.filter(bad)
+            if self.kinds[name] == "numeric" and self.delimiter != "," and \
+                    not self.decimal_comma and _not_numbers(_comma_to_point(words)) < len(words):
+                raise ValueError("decimal commas")  # read the file with them from now on
+            self.pending[name] = (bad.arg_true().to_numpy().astype(np.int64),
+                                  frame.get_column(name).filter(bad).to_list())
+        return out
 
     def _safely(self, chunk: bytes, first_line: int, read: Callable[[], pl.DataFrame]
                 ) -> pl.DataFrame:
@@ -585,7 +688,7 @@ class _ChunkReader:
                 trimmed = text.str.strip_chars(BLANK)
                 numbers = _comma_to_point(trimmed) if self.decimal_comma else trimmed
                 readable = numbers.cast(pl.Float64, strict=False).is_not_null() | \
-                    _missing_cells(trimmed)
+                    _missing_cells(trimmed, self.na[name])
             else:
                 readable = _booleans(text)
             bad = (~readable & text.is_not_null()).arg_true()
@@ -610,15 +713,15 @@ class _ChunkReader:
         for name in self.names:
             values, mapping = self.out.take(name)
             if self.kinds[name] == "categorical":
-                columns[name] = _categorical(values, self.texts[name])
+                columns[name] = _categorical(values, self.texts[name], self.na[name])
                 continue
             infinite = np.flatnonzero(np.isinf(values))
             if len(infinite):
-                row = int(infinite[0])
-                raise DataError(f"{self.path}:{lines[row]}: column {name!r}: an infinite "
-                                "value; replace it with a finite number or leave it empty")
+                found = self.bad.setdefault(name, BadCells("infinite"))
+                found.add(infinite, lines[infinite], [])
+                values[infinite] = np.nan
             columns[name] = Column(self.kinds[name], values, mapping=mapping)
-        return Table(self.path, self.header, columns, lines, self.delimiter)
+        return Table(self.path, self.header, columns, lines, self.delimiter, self.bad)
 
 
 class _Columns:
@@ -684,9 +787,10 @@ def _codes(series: pl.Series, codes: dict[str, int]) -> NDArray[np.int32]:
     return lookup[local.to_physical().fill_null(len(lookup) - 1).to_numpy()]
 
 
-def _categorical(codes: NDArray[np.int32], texts: dict[str, int]) -> Column:
+def _categorical(codes: NDArray[np.int32], texts: dict[str, int],
+                 tokens: Collection[str] = MISSING_TOKENS) -> Column:
     """Codes into the sorted distinct texts; the missing-value words count as missing."""
-    categories = sorted(t for t in texts if not _is_missing(t))
+    categories = sorted(t for t in texts if not _is_missing(t, tokens))
     index = {t: i for i, t in enumerate(categories)}
     by_appearance = np.empty(len(texts) + 1, dtype=np.int32)
     for text, code in texts.items():
@@ -695,15 +799,15 @@ def _categorical(codes: NDArray[np.int32], texts: dict[str, int]) -> Column:
     return Column("categorical", by_appearance[codes], categories)
 
 
-def _is_missing(text: str) -> bool:
+def _is_missing(text: str, tokens: Collection[str] = MISSING_TOKENS) -> bool:
     """A missing-value word, or a blank (a quoted empty cell, "", is blank too)."""
-    return text in MISSING_TOKENS or not text.strip(BLANK)
+    return text in tokens or not text.strip(BLANK)
 
 
-def _missing_cells(trimmed: pl.Series) -> pl.Series:
+def _missing_cells(trimmed: pl.Series, tokens: Sequence[str] = MISSING_TOKENS) -> pl.Series:
     """Where trimmed cells are missing: empty, or a missing-value word (``_is_missing``
     for one text)."""
-    return (trimmed == "") | trimmed.is_in(MISSING_TOKENS)
+    return (trimmed == "") | trimmed.is_in(list(tokens))
 
 
 def _not_numbers(text: pl.Series) -> int:

@@ -7,6 +7,7 @@ exactly what training applied: the same fills, scales, vocabularies and class or
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,13 +15,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from bpcli.csvfile import DELIMITERS, Column, Kind, Table, listed
-from bpcli.errors import DataError
+from bpcli.csvfile import DELIMITERS, SHOWN, Column, Kind, Table, cells_problem, listed
+from bpcli.dates import DATE_FEATURES, EPOCH, date_features, features_of, parse_date
+from bpcli.errors import DataError, DataProblems
 
 # An integer target with at most this many distinct values is taken for class labels.
 MAX_INFERRED_CLASSES = 20
 # A text column with more distinct values than this makes a warning: one input per value.
 MANY_CATEGORIES = 1000
+# A text column is taken for an identifier (and left out) when at least this share of its
+# cells are distinct, and there are more than ID_MIN_VALUES of them.
+ID_SHARE = 0.9
+ID_MIN_VALUES = 20
+OTHER = "<other>"  # the name of the one-hot input shared by rare and unseen values
 
 Rows = NDArray[np.intp] | None  # row indices into a table; None means every row
 Block = NDArray[np.intp] | slice  # rows encoded together: indices, or a run of rows
@@ -32,37 +39,71 @@ class InputColumn:
     """One CSV column the model reads, with what was fitted on the training rows."""
 
     name: str
-    kind: Kind
+    kind: str  # numeric | boolean | categorical | date
     scaling: str = "standard"  # numeric and boolean columns: standard, minmax, none, fixed
     missing: str = "error"  # error | mean | median | most_frequent | constant
     fill: float | str | None = None  # the value that replaces a missing cell
-    unseen: str = "error"  # categorical: error | zeros
+    unseen: str = "error"  # categorical: other | error | zeros
     categories: list[str] = field(default_factory=list)  # categorical vocabulary
     scale_by: float | None = None  # scaling "fixed": x / scale_by
+    na_values: list[str] = field(default_factory=list)  # texts of a missing cell
+    #: categorical: a last one-hot input shared by the values rare in training (and unseen
+    #: ones, with unseen "other")
+    other: bool = False
+    fold_case: bool = False  # categorical: values compared in lower case, spaces collapsed
+    # fitting settings (not saved): the vocabulary's size and its values' least count
+    max_categories: int | None = field(default=None, repr=False)
+    min_frequency: int = field(default=1, repr=False)
+    #: values of the training rows that went to the "other" input (not saved: at predict
+    #: time they count as outside the vocabulary, like unseen ones)
+    grouped: set[str] = field(default_factory=set, repr=False, compare=False)
+    date_format: str | None = None  # date: strftime codes, or None for the usual forms
+    day_first: bool = True  # date: 03/01/2012 is the 3rd of January
 
     @property
     def width(self) -> int:
-        return len(self.categories) if self.kind == "categorical" else 1
+        if self.kind == "date":
+            return len(DATE_FEATURES)
+        return len(self.categories) + self.other if self.kind == "categorical" else 1
 
     def input_names(self) -> list[str]:
         if self.kind == "categorical":
-            return [f"{self.name}={c}" for c in self.categories]
+            return [f"{self.name}={c}" for c in [*self.categories, *[OTHER] * self.other]]
+        if self.kind == "date":
+            return [f"{self.name}:{f}" for f in DATE_FEATURES]
         return [self.name]
+
+    def date_table(self, column: Column) -> NDArray[np.float64]:
+        """A date column's raw inputs per distinct text of ``column``, (texts + 1, 8),
+        with a last row of NaN for code -1 (missing); NaN where a text is not a date."""
+        return features_of([parse_date(text, self.date_format, self.day_first)
+                            for text in column.categories] + [None])
+
+    def key(self, text: str) -> str:
+        """The value a cell's text stands for (folded when ``fold_case``)."""
+        return " ".join(text.split()).lower() if self.fold_case else text
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "kind": self.kind, "missing": self.missing,
                                 "fill": self.fill}
         if self.kind == "categorical":
-            data.update(unseen=self.unseen, categories=self.categories)
+            data.update(unseen=self.unseen, categories=self.categories, other=self.other,
+                        fold_case=self.fold_case)
+        elif self.kind == "date":
+            data.update(scaling=self.scaling, date_format=self.date_format,
+                        day_first=self.day_first)
         else:
             data["scaling"] = self.scaling
             if self.scaling == "fixed":
                 data["scale_by"] = self.scale_by
+        data["na_values"] = self.na_values
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InputColumn:
-        return cls(**data)
+        known = {"name", "kind", "missing", "fill", "unseen", "categories", "scaling",
+                 "scale_by", "na_values", "other", "fold_case", "date_format", "day_first"}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -85,6 +126,12 @@ class Preprocessor:
     target_scale: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     #: the delimiter the config set (None: detected in every file read)
     delimiter: str | None = None
+    #: texts that mark a missing cell in every column (config data.na_values): the
+    #: targets' markers when bp evaluate reads them
+    na_values: list[str] = field(default_factory=list)
+    #: the raw inputs of each date column's texts, for the table being encoded
+    _dates: dict[str, NDArray[np.float64]] = field(default_factory=dict, init=False,
+                                                   repr=False, compare=False)
 
     @property
     def columns(self) -> list[str]:
@@ -98,7 +145,9 @@ class Preprocessor:
 
     @property
     def kinds(self) -> dict[str, Kind]:
-        return {c.name: c.kind for c in self.inputs}
+        """How the input columns are read (dates as text)."""
+        return {c.name: "categorical" if c.kind == "date" else c.kind  # type: ignore[misc]
+                for c in self.inputs}
 
     # -- fitting --------------------------------------------------------------------
     @classmethod
@@ -114,6 +163,11 @@ class Preprocessor:
                 _fit_categorical(table, rows, spec, column)
                 means.append(np.zeros(spec.width))
                 scales.append(np.ones(spec.width))
+            elif spec.kind == "date":
+                filled = _fit_date_fill(table, rows, spec, column)
+                fitted = [_fit_scaling(v, spec.scaling, None) for v in filled.T]
+                means.append(np.array([m for m, _ in fitted]))
+                scales.append(np.array([s for _, s in fitted]))
             else:
                 values = _fit_numeric_fill(table, rows, spec, column)
                 mean, scale = _fit_scaling(values, spec.scaling, spec.scale_by)
@@ -153,6 +207,8 @@ class Preprocessor:
         outputs = [np.empty((len(table) if rows is None else len(rows), len(self.mean)), dtype)
                    for rows in parts]
         unseen: dict[str, _Unseen] = {}
+        self._dates = {spec.name: spec.date_table(table.columns[spec.name])
+                       for spec in self.inputs if spec.kind == "date"}
         owner = _owner(len(table), parts)
         if owner is not None:
             filled = [0] * len(parts)
@@ -177,8 +233,11 @@ class Preprocessor:
                     self._encode(table, chosen, X[start:stop], unseen)
         if notes is not None:
             notes.extend(f"{table.path}: {u.rows} row{'s' if u.rows > 1 else ''} with a "
-                         f"{name!r} category not seen in training (first: {u.value!r} on "
-                         f"line {u.line}); encoded as all zeros" for name, u in unseen.items())
+                         f"{name!r} " + ("value outside the model's vocabulary (rare in "
+                                         "training, or new)" if u.encoding != "all zeros"
+                                         else "category not seen in training")
+                         + f" (first: {u.value!r} on line {u.line}); encoded as {u.encoding}"
+                         for name, u in unseen.items())
         if release:
             for spec in self.inputs:
                 del table.columns[spec.name]
@@ -192,6 +251,8 @@ class Preprocessor:
             column = table.columns[spec.name]
             if spec.kind == "categorical":
                 self._one_hot(table, rows, spec, column, unseen, out[:, j:j + spec.width])
+            elif spec.kind == "date":
+                self._date(table, rows, spec, column, j, out[:, j:j + spec.width])
             else:
                 self._scaled(table, rows, spec, column, j, out[:, j])
             j += spec.width
@@ -208,36 +269,53 @@ class Preprocessor:
         np.subtract(values, out.dtype.type(self.mean[j]), out=out)
         np.divide(out, out.dtype.type(self.scale[j]), out=out)
 
+    def _date(self, table: Table, rows: Block, spec: InputColumn, column: Column, j: int,
+              out: NDArray[np.floating]) -> None:
+        values = self._dates[spec.name][column.values[rows]]
+        missing = np.isnan(values[:, 0])
+        if missing.any():  # a text that is not a date is reported before encoding
+            _check_fillable(table, rows, spec, missing)
+            values[missing] = _date_fill(spec)
+        mean = self.mean[j:j + spec.width].astype(out.dtype)
+        scale = self.scale[j:j + spec.width].astype(out.dtype)
+        np.subtract(values.astype(out.dtype), mean, out=out)
+        np.divide(out, scale, out=out)
+
     def _one_hot(self, table: Table, rows: Block, spec: InputColumn,
                  column: Column, unseen_rows: dict[str, _Unseen],
                  out: NDArray[np.floating]) -> None:
         vocabulary = {c: i for i, c in enumerate(spec.categories)}
-        # this file's codes -> the model's vocabulary (-1: unseen), with -1 (missing) last
-        lookup = np.array([vocabulary.get(c, -1) for c in column.categories] + [-2],
-                          dtype=np.int64)
+        other = len(spec.categories) if spec.other else -1
+        # this file's codes -> the model's vocabulary (-1: unseen, -3: grouped into other
+        # in training), with -2 (missing) last
+        keys = [spec.key(c) for c in column.categories]
+        lookup = np.array([vocabulary.get(k, -3 if k in spec.grouped else -1) for k in keys]
+                          + [-2], dtype=np.int64)
         codes = column.values[rows]
         index = lookup[codes]
         missing = index == -2
         if missing.any():
             _check_fillable(table, rows, spec, missing)
-            index[missing] = vocabulary[str(spec.fill)]
+            index[missing] = vocabulary.get(spec.key(str(spec.fill)), other)
+        index[index == -3] = other
         unseen = np.flatnonzero(index == -1)
         if len(unseen):
             first = int(unseen[0])
             row = _row(rows, first)
             value = column.categories[codes[first]]
             if spec.unseen == "error":
-                advice = (f"if {spec.name!r} is an identifier ({len(spec.categories)} "
-                          f"distinct values in training), leave it out: data.drop: "
-                          f"[{spec.name}]; or encode" if len(spec.categories) > MANY_CATEGORIES
-                          else "fix the value, or encode")
                 raise DataError(
                     f"{table.where(row, spec.name)}: category {value!r} was not in the "
-                    f"training data ({listed(spec.categories)}); {advice} unseen "
-                    f"categories as zeros: data.columns.{spec.name}.unseen: zeros")
-            found = unseen_rows.setdefault(spec.name, _Unseen(0, str(value),
-                                                              int(table.lines[row])))
+                    f"training data ({listed(spec.categories)}); fix the value, or train "
+                    f"the model with data.columns.{spec.name}.unseen: other (such values "
+                    "then share an 'other' input)")
+            found = unseen_rows.setdefault(spec.name, _Unseen(
+                0, str(value), int(table.lines[row]),
+                f"{spec.name}={OTHER}" if spec.unseen == "other" and spec.other
+                else "all zeros"))
             found.rows += len(unseen)
+            if spec.unseen == "other":
+                index[unseen] = other
         out[...] = 0
         seen = index >= 0
         out[np.flatnonzero(seen), index[seen]] = 1
@@ -266,10 +344,20 @@ class Preprocessor:
         return codes.reshape(-1, 1).astype(dtype) if one_column else codes
 
     def class_indices(self, table: Table, rows: Rows = None) -> NDArray[np.int64]:
+        """Each row's class, its label compared as the classes were: numbers by value
+        when every class is a number (``1.0`` is class ``1``), texts exactly."""
         name = self.targets[0]
         column = table.columns[name]
         index = {c: i for i, c in enumerate(self.classes)}
-        lookup = np.array([index.get(c, -1) for c in column.categories] + [-2], np.int64)
+        by_value = {float(c): i for i, c in enumerate(self.classes)} \
+            if all(is_number(c) for c in self.classes) else {}
+
+        def find(label: str) -> int:
+            if label in index:
+                return index[label]
+            return by_value.get(float(label), -1) if by_value and is_number(label) else -1
+
+        lookup = np.array([find(c) for c in column.categories] + [-2], np.int64)
         codes = lookup[_take(column.values, rows)]
         bad = np.flatnonzero(codes < 0)
         if len(bad):
@@ -282,6 +370,22 @@ class Preprocessor:
                             f"training data (classes: {', '.join(self.classes)})")
         return codes
 
+    def check_cells(self, table: Table, rows: Rows = None) -> None:
+        """Every input column's missing cells that nothing fills, and texts that are not
+        dates in a date column, as one ``DataProblems`` (rather than the first one met
+        while encoding)."""
+        problems = [problem for spec in self.inputs
+                    for problem in cell_problems(table, spec, rows)]
+        if problems:
+            raise DataProblems(problems, str(table.path))
+
+    def labelled(self, table: Table) -> NDArray[np.intp] | None:
+        """The rows whose targets are all present; None when that is every row."""
+        present = np.ones(len(table), dtype=np.bool_)
+        for name in self.targets:
+            present &= ~table.columns[name].missing()
+        return None if present.all() else np.flatnonzero(present)
+
     def inverse_target(self, Y: NDArray[Any]) -> NDArray[np.float64]:
         """Scaled regression outputs back to the targets' units."""
         return np.asarray(Y, dtype=np.float64) * self.target_scale + self.target_mean
@@ -289,7 +393,7 @@ class Preprocessor:
     # -- the model file -------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         return {"inputs": [c.to_json() for c in self.inputs], "targets": self.targets,
-                "task": self.task, "delimiter": self.delimiter}
+                "task": self.task, "delimiter": self.delimiter, "na_values": self.na_values}
 
     def to_arrays(self) -> dict[str, NDArray[Any]]:
         return {
@@ -314,6 +418,7 @@ class Preprocessor:
             target_mean=np.asarray(arrays["target_mean"], dtype=np.float64),
             target_scale=np.asarray(arrays["target_scale"], dtype=np.float64),
             delimiter=settings.get("delimiter"),
+            na_values=[str(t) for t in settings.get("na_values", [])],
         )
         if pre.delimiter not in (None, *DELIMITERS):
             raise ValueError(f"delimiter {pre.delimiter!r} is none of "
@@ -330,6 +435,7 @@ class _Unseen:
     rows: int
     value: str
     line: int
+    encoding: str  # what they became
 
 
 # -- fitting helpers -----------------------------------------------------------------------
@@ -364,11 +470,50 @@ def _check_fillable(table: Table, rows: Rows | Block, spec: InputColumn,
                     missing: NDArray[np.bool_]) -> None:
     if spec.missing != "error":
         return
-    row = _row(rows, int(np.argmax(missing)))
-    raise DataError(f"{table.where(row, spec.name)}: missing value; fill it in, or impute: "
-                    f"data.columns.{spec.name}.missing: "
-                    f"{'most_frequent' if spec.kind == 'categorical' else 'mean'} (or "
-                    "data.missing for every column)")
+    positions = np.flatnonzero(missing)
+    found = np.array([_row(rows, int(i)) for i in positions[:SHOWN]])
+    raise DataError(cells_problem(table.path, spec.name, table.lines[found].tolist(),
+                                  len(positions), "missing value", fill_advice(spec)))
+
+
+def cell_problems(table: Table, spec: InputColumn, rows: Rows = None) -> list[str]:
+    """The problems of one input column's cells among ``rows``: texts that are not dates
+    in a date column, and missing cells when nothing fills them."""
+    problems = []
+    column = table.columns[spec.name]
+    codes = _take(column.values, rows)
+    if spec.kind == "date":
+        undated = np.isnan(spec.date_table(column)[:, 0])
+        undated[-1] = False  # code -1: missing, not a bad text
+        bad = np.flatnonzero(undated[codes])
+        if len(bad):
+            found = bad if rows is None else rows[bad]
+            texts = [column.categories[c] for c in np.unique(codes[bad])[:SHOWN]]
+            first = column.categories[codes[bad[0]]]
+            others = [t for t in texts if t != first]
+            how = (f"the format data.columns.{spec.name}.date_format: "
+                   f"{spec.date_format!r}" if spec.date_format else "a date such as "
+                   "2012-01-31, 2012/01/31 or 31.01.2012 (or set its format: "
+                   f"data.columns.{spec.name}.date_format: '%d %b %Y')")
+            problems.append(table.cells(
+                found, spec.name, f"{first!r} is not a date"
+                + (f" (nor {', '.join(map(repr, others))})" if others else ""),
+                f"write {how}, or leave the cell empty"))
+    if spec.missing == "error":
+        # cells that did not read are reported as such, not again as missing
+        missing = np.flatnonzero(_take(column.missing() & ~table.unreadable(spec.name), rows))
+        if len(missing):
+            found = missing if rows is None else rows[missing]
+            problems.append(table.cells(found, spec.name, "missing value",
+                                        fill_advice(spec)))
+    return problems
+
+
+def fill_advice(spec: InputColumn) -> str:
+    """What to do about a missing cell of a column that is not imputed."""
+    fill = "most_frequent" if spec.kind == "categorical" else "mean"
+    return (f"fill it in, or impute: data.columns.{spec.name}.missing: {fill} (or "
+            "data.missing for every column)")
 
 
 def _fit_numeric_fill(table: Table, rows: Rows, spec: InputColumn, column: Column
@@ -408,17 +553,68 @@ def _fit_scaling(values: NDArray[np.float64], scaling: str, scale_by: float | No
     return 0.0, 1.0
 
 
+def _date_fill(spec: InputColumn) -> list[float]:
+    date = parse_date(str(spec.fill))
+    assert date is not None  # fitted, or checked with the config
+    return date_features(date)
+
+
+def _fit_date_fill(table: Table, rows: Rows, spec: InputColumn, column: Column
+                   ) -> NDArray[np.float64]:
+    """A date column's raw training inputs (rows, 8), missing ones filled; the fill, an
+    ISO date, is fitted here on the days since 1970."""
+    values = spec.date_table(column)[_take(column.values, rows)]
+    days = values[:, 0]
+    missing = np.isnan(days)
+    present = days[~missing]
+    if spec.missing not in ("error", "constant"):
+        if not len(present):
+            raise DataError(f"{table.path}: column {spec.name!r} has no dates in the "
+                            "training rows to impute from; drop it or fill it in")
+        if spec.missing == "mean":
+            day = float(np.round(present.mean()))
+        elif spec.missing == "median":
+            day = float(np.round(np.median(present)))
+        else:
+            distinct, counts = np.unique(present, return_counts=True)
+            day = float(distinct[np.argmax(counts)])
+        spec.fill = (EPOCH + dt.timedelta(days=int(day))).isoformat()
+    elif spec.missing == "constant":
+        date = parse_date(str(spec.fill))
+        assert date is not None  # checked with the config
+        spec.fill = date.isoformat()
+    if missing.any():
+        _check_fillable(table, rows, spec, missing)
+        values[missing] = _date_fill(spec)
+    return values
+
+
 def _fit_categorical(table: Table, rows: Rows, spec: InputColumn, column: Column) -> None:
+    """The vocabulary: the values of the training rows (folded with ``fold_case``) but
+    those rarer than ``min_frequency`` or beyond the ``max_categories`` most frequent,
+    which share the "other" input."""
     codes = _take(column.values, rows)
-    counts = np.bincount(codes[codes >= 0], minlength=len(column.categories))
-    spec.categories = [c for c, k in zip(column.categories, counts, strict=True) if k]
+    values = sorted({spec.key(c) for c in column.categories})
+    index = {v: i for i, v in enumerate(values)}
+    to_value = np.array([index[spec.key(c)] for c in column.categories] + [-1], np.int64)
+    present = to_value[codes]
+    counts = np.bincount(present[present >= 0], minlength=len(values))
+    kept = counts >= spec.min_frequency
+    if spec.max_categories is not None and kept.sum() > spec.max_categories:
+        # the most frequent; among equals, the first in sorted order
+        order = np.lexsort((np.arange(len(values)), -counts))
+        kept = np.zeros(len(values), dtype=np.bool_)
+        kept[order[: spec.max_categories]] = True
+    spec.categories = [v for v, k in zip(values, kept, strict=True) if k]
+    spec.grouped = {v for v, k, n in zip(values, kept, counts, strict=True) if n and not k}
+    spec.other = bool(spec.grouped)
     if spec.missing == "most_frequent":
         if not counts.any():
             raise DataError(f"{table.path}: column {spec.name!r} has no values in the "
                             "training rows to impute from; drop it or fill it in")
-        spec.fill = column.categories[int(np.argmax(counts))]
+        spec.fill = values[int(np.argmax(counts))]
     elif spec.missing == "constant":
-        spec.fill = str(spec.fill)
+        spec.fill = spec.key(str(spec.fill))
         if spec.fill not in spec.categories:
             spec.categories = sorted([*spec.categories, spec.fill])
     if (codes < 0).any():
@@ -433,15 +629,15 @@ def infer_task(column: Column, name: str, table: Table | None = None) -> tuple[s
     if column.kind == "numeric":
         distinct = np.unique(column.values[~np.isnan(column.values)])
     else:
-        numbers = np.array([_is_number(c) for c in column.categories] + [True])
+        numbers = np.array([is_number(c) for c in column.categories] + [True])
         if not numbers[:-1].all():
             words = ~numbers[column.values]
             if table is not None and numbers[:-1].any() and words.mean() <= 0.05:
-                row = int(np.argmax(words))
-                raise DataError(f"{table.where(row, name)}: "
-                                f"{column.categories[column.values[row]]!r} is not a number "
-                                "in a column of numbers; fix it, or set data.task: "
-                                "classification if the column holds labels")
+                found = np.flatnonzero(words)
+                raise DataError(table.cells(
+                    found, name, f"{column.categories[column.values[found[0]]]!r} is not a "
+                    "number in a column of numbers", "fix it, or set data.task: "
+                    "classification if the column holds labels"))
             return "classification", f"target {name!r} holds text labels"
         distinct = np.array([float(c) for c in column.categories])
     if np.all(distinct == np.round(distinct)) and len(distinct) <= MAX_INFERRED_CLASSES:
@@ -450,7 +646,7 @@ def infer_task(column: Column, name: str, table: Table | None = None) -> tuple[s
     return "regression", f"target {name!r} holds numbers"
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:

@@ -55,3 +55,22 @@ class CheckFailed(BpError):
     """A check ran and found a fault (gradient mismatch, diverged training)."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+class DataProblems(DataError):
+    """Every problem found in the data of one run, each a self-contained line (the
+    counterpart of ``ConfigError``: fix them all in one go rather than one per run)."""
+
+    def __init__(self, problems: list[str], where: str, warnings: list[str] | None = None
+                 ) -> None:
+        self.problems = problems
+        self.where = where
+        self.warnings = warnings or []  # worth fixing in the same pass, but not blocking
+        super().__init__("\n".join(problems))
+
+    def lines(self) -> list[str]:
+        if len(self.problems) == 1 and not self.warnings:
+            return self.problems
+        return [*self.problems, *self.warnings, f"{len(self.problems)} problem"
+                f"{'s' if len(self.problems) > 1 else ''} in {self.where}; fix "
+                f"{'them' if len(self.problems) > 1 else 'it'} and run again"]

@@ -7,6 +7,7 @@ resolved config (every default filled in) is produced for the run directory.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,18 +33,25 @@ from bpcli.config import (
     LoadedConfig,
     LossConfig,
     MaxPool2DConfig,
+    PlateauScheduleConfig,
     did_you_mean,
 )
-from bpcli.csvfile import Kind, Table, read_csv, read_header, release_freed_memory
+from bpcli.csvfile import Kind, Table, listed, read_csv, read_header, release_freed_memory
 from bpcli.data import (
+    ID_MIN_VALUES,
+    ID_SHARE,
     MANY_CATEGORIES,
+    OTHER,
     InputColumn,
     Preprocessor,
     as_numbers,
+    cell_problems,
     infer_task,
+    is_number,
     split_rows,
 )
-from bpcli.errors import ConfigError
+from bpcli.dates import day_first_order, looks_like_dates, parse_date
+from bpcli.errors import ConfigError, DataError, DataProblems
 from bpcli.memory import INFERENCE_ROWS, layer_needs, too_big
 from bpcli.nn import (
     LOSSES,
@@ -134,50 +142,75 @@ class Experiment:
 
 
 def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
-    """Read the data named by the config and resolve the config against it."""
+    """Read the data named by the config and resolve the config against it. Every problem
+    in the data of the training file is reported at once (``DataProblems``)."""
     data = loaded.config.data
     path = loaded.resolve_path(data.path)
     header, _ = read_header(path, data.delimiter)
     features = _check_columns(loaded, header)
+    if data.validation_fraction == 0 and data.validation_path is None:
+        _check_no_validation(loaded)
     targets = data.targets
-    kinds: dict[str, Kind] = {n: c.type for n, c in data.columns.items() if c.type}
+    # dates are read as text, each distinct text converted once
+    kinds: dict[str, Kind] = {n: "categorical" if c.type == "date" else c.type
+                              for n, c in data.columns.items() if c.type}
     for target in targets:
         kinds[target] = "numeric" if data.task == "regression" else "categorical"
     columns = [*features, *targets]
+    na_values = {n: [t.strip(" \t") for t in data.column(n).na_values or []]
+                 for n in columns}
 
     def read(csv_path: Path, what: str) -> Table:
         # each file's own delimiter, unless the config sets one for all
         return read_csv(csv_path, columns, kinds=kinds, delimiter=data.delimiter,
-                        float_dtype=dtype, float64=targets,
+                        float_dtype=dtype, float64=targets, na_values=na_values,
+                        collect=True,
                         hint=f"The {what} file needs the columns of the training file.")
 
     table = read(path, "training")
+    problems = table.problems()
     kinds.update({n: c.kind for n, c in table.columns.items()})  # the later files follow
     notes = []
     task: str | None = data.task
     if task is None:
-        task, reason = infer_task(table.columns[targets[0]], targets[0], table)
-        notes.append(f"task: {task} ({reason})")
+        try:
+            task, reason = infer_task(table.columns[targets[0]], targets[0], table)
+            notes.append(f"task: {task} ({reason})")
+        except DataError as exc:  # a typo among numbers: report it with the others
+            problems.append(str(exc))
+            task = "unknown"  # until the typo is fixed
     if task == "regression":
         for target in targets:
-            table.columns[target] = as_numbers(table.columns[target], table, target)
+            try:
+                table.columns[target] = as_numbers(table.columns[target], table, target)
+            except DataError as exc:
+                problems.append(str(exc))
             kinds[target] = "numeric"
-    elif len(targets) > 1:
+    elif task == "classification" and len(targets) > 1:
         raise loaded.error(("data", "target"), "several targets are for regression; a "
                            "classifier predicts one column")
-    labels = table.columns[targets[0]].values if task == "classification" else None
+    inputs = _leave_out_identifiers(loaded, table,
+                                    _input_columns(loaded, table, features, notes), notes)
+    for name in set(features) - {spec.name for spec in inputs}:
+        del table.columns[name]  # left out: an identifier
+    keep = _check_rows(loaded, table, inputs, problems, notes)
+    _check_variants(table, inputs, [n for n, c in data.columns.items() if c.type], notes)
+    if problems:
+        raise DataProblems(problems, str(path),
+                           [n for n in notes if n.startswith("warning:")])
+    labels = table.columns[targets[0]].values[keep] if task == "classification" else None
 
     fractions = {}
-    if data.validation_path is None:
+    if data.validation_path is None and data.validation_fraction != 0:
         fractions["validation"] = data.validation_fraction or 0.2
     if data.test_fraction is not None:
         fractions["test"] = data.test_fraction
-    rows = dict(zip(["train", *fractions], split_rows(len(table), list(fractions.values()),
-                                                      data.split_seed, labels), strict=True))
-    inputs = _input_columns(loaded, table, features)
+    parts_of_kept = split_rows(len(keep), list(fractions.values()), data.split_seed, labels)
+    rows = dict(zip(["train", *fractions], [keep[p] for p in parts_of_kept], strict=True))
     preprocessor = Preprocessor.fit(table, rows["train"], inputs, targets, task,
                                     data.scale_target)
     preprocessor.delimiter = data.delimiter
+    preprocessor.na_values = [t.strip(" \t") for t in data.na_values]
     _check_many_categories(preprocessor, notes)
     _check_input_shape(loaded, preprocessor)
     resolved = _resolve(loaded, preprocessor)
@@ -202,7 +235,8 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
         del table.columns[target]
     release_freed_memory()
     Xs = dict(zip(parts, preprocessor.transform_parts(table, [rows[p] for p in parts],
-                                                      dtype, release=True), strict=True))
+                                                      dtype, notes, release=True),
+                  strict=True))
     del table
     for part, part_rows in rows.items():
         if not len(part_rows):  # checked after the data, whose errors come first
@@ -215,16 +249,28 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     for part, path_ in (("validation", data.validation_path), ("test", data.test_path)):
         if path_ is not None:
             source = read(loaded.resolve_path(path_), part)
-            Xs[part] = preprocessor.transform_features(source, None, dtype)
-            Ys[part] = (test_targets_of if part == "test" else targets_of)(source, None)
+            problems = source.problems()
+            kept = _check_rows(loaded, source, preprocessor.inputs, problems, notes)
+            if problems:
+                raise DataProblems(problems, str(source.path))
+            some: NDArray[np.intp] | None = None if len(kept) == len(source) else kept
+            Xs[part] = preprocessor.transform_features(source, some, dtype, notes)
+            Ys[part] = (test_targets_of if part == "test" else targets_of)(source, some)
+    if "validation" not in Xs:  # validation_fraction: 0, every row trains
+        Xs["validation"] = np.zeros((0, Xs["train"].shape[1]), dtype)
+        Ys["validation"] = Ys["train"][:0]
     X_train, Y_train, X_val, Y_val = Xs["train"], Ys["train"], Xs["validation"], Ys[
         "validation"]
     X_test, Y_test = Xs.get("test"), Ys.get("test")
     sizes = f"{len(X_train)} training rows, {len(X_val)} validation rows" + (
         f", {len(X_test)} test rows" if X_test is not None else "")
     n_categorical = sum(c.kind == "categorical" for c in preprocessor.inputs)
-    encoded = (f" ({n_categorical} categorical, one-hot encoded)" if n_categorical else "")
-    notes.append(f"data: {sizes}; {X_train.shape[1]} inputs from {len(features)} "
+    n_dates = sum(c.kind == "date" for c in preprocessor.inputs)
+    encoded = ", ".join(([f"{n_categorical} categorical, one-hot encoded"] if n_categorical
+                         else []) + ([f"{n_dates} date{'s' if n_dates > 1 else ''}, 8 "
+                                      "inputs each"] if n_dates else []))
+    encoded = f" ({encoded})" if encoded else ""
+    notes.append(f"data: {sizes}; {X_train.shape[1]} inputs from {len(preprocessor.inputs)} "
                  f"columns{encoded}")
     metric, metric_name = _metric(preprocessor, one_column)
     loss_options = _loss_options(loaded, resolved, preprocessor, Y_train, one_column)
@@ -233,6 +279,51 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
                            f"batch_size to at least {len(X_train)} (the training rows)")
     return Experiment(loaded, resolved, preprocessor, X_train, Y_train, X_val, Y_val,
                       metric, metric_name, loss_options, notes, X_test, Y_test)
+
+
+def _check_no_validation(loaded: LoadedConfig) -> None:
+    """Training on every row leaves nothing to monitor: the settings that watch the
+    validation rows are refused."""
+    training = loaded.config.training
+    why = ("watches the validation rows, and data.validation_fraction: 0 leaves none (every "
+           "row trains, the last epoch is the model); remove it, or hold rows out: "
+           "data.validation_fraction: 0.2 or data.validation_path")
+    problems = []
+    if training.early_stopping is not None:
+        problems.append(loaded.problem(("training", "early_stopping"),
+                                       f"early stopping {why}"))
+    if isinstance(training.schedule, PlateauScheduleConfig):
+        problems.append(loaded.problem(("training", "schedule"),
+                                       f"the reduce_on_plateau schedule {why}"))
+    if problems:
+        raise ConfigError(problems, str(loaded.path))
+
+
+def _check_rows(loaded: LoadedConfig, table: Table, inputs: list[InputColumn],
+                problems: list[str], notes: list[str]) -> NDArray[np.intp]:
+    """The rows of ``table`` to use. A missing target is a problem, or with
+    ``data.missing_target: drop`` leaves its row out (noted); so is a missing input cell
+    that is not imputed. Cells that did not read are reported already, not again."""
+    data = loaded.config.data
+    dropped = np.zeros(len(table), dtype=np.bool_)
+    for target in data.targets:
+        missing = table.columns[target].missing() & ~table.unreadable(target)
+        if not missing.any():
+            continue
+        if data.missing_target == "drop":
+            dropped |= missing
+        else:
+            problems.append(table.cells(np.flatnonzero(missing), target, "the target is "
+                                        "missing", "fill it in, or leave such rows out: "
+                                        "data.missing_target: drop"))
+    if dropped.any():
+        count = int(dropped.sum())
+        notes.append(f"{table.path}: {count} row{'s' if count > 1 else ''} without a target "
+                     "left out (data.missing_target: drop)")
+    kept = np.flatnonzero(~dropped)
+    for spec in inputs:
+        problems += cell_problems(table, spec, kept)
+    return kept
 
 
 def _check_columns(loaded: LoadedConfig, header: list[str]) -> list[str]:
@@ -295,23 +386,41 @@ def _check_columns(loaded: LoadedConfig, header: list[str]) -> list[str]:
     return features
 
 
-def _input_columns(loaded: LoadedConfig, table: Table, features: list[str]
-                   ) -> list[InputColumn]:
-    """Each feature column's settings, checked against its type."""
+def _input_columns(loaded: LoadedConfig, table: Table, features: list[str],
+                   notes: list[str]) -> list[InputColumn]:
+    """Each feature column's settings, checked against its type. A text column of dates
+    (or one declared a date) is a date column."""
     data = loaded.config.data
     inputs = []
     for name in features:
-        kind = table.columns[name].kind
+        kind: str = table.columns[name].kind
         settings = data.column(name)
         loc = ("data", "columns", name) if name in data.columns else ("data",)
         fill = settings.fill_value
         missing = settings.missing or "error"
+        day_first = True
+        texts = table.columns[name].categories
+        if settings.type == "date" or (settings.type is None and kind == "categorical"
+                                       and looks_like_dates(texts)):
+            kind = "date"
+            day_first, certain = day_first_order(texts)
+            if not certain and settings.date_format is None:
+                notes.append(f"column {name!r}: dates such as {texts[0]!r} read day first "
+                             f"(day/month/year); if the month comes first: "
+                             f"data.columns.{name}.date_format: '%m/%d/%Y'")
+            if settings.missing == "constant" and parse_date(str(fill)) is None:
+                raise loaded.error((*loc, "fill_value"), f"column {name!r} holds dates; its "
+                                   f"fill_value must be a date such as 2012-01-31, not "
+                                   f"{fill!r}")
+        elif settings.type is None and kind == "categorical" and settings.date_format:
+            raise loaded.error(("data", "columns", name, "date_format"), f"column {name!r} "
+                               "does not hold dates; declare it: type: date")
         if kind == "categorical" and missing in ("mean", "median"):
             if name in data.columns and data.columns[name].missing is not None:
                 raise loaded.error((*loc, "missing"), f"column {name!r} holds text; impute "
                                    f"it with most_frequent or constant, not {missing}")
             missing = "most_frequent"  # the data-wide mean/median, for a text column
-        if kind != "categorical" and settings.missing == "constant" and \
+        if kind in ("numeric", "boolean") and settings.missing == "constant" and \
                 not isinstance(fill, int | float):
             raise loaded.error((*loc, "fill_value"), f"column {name!r} is {kind}; its "
                                f"fill_value must be a number, not {fill!r}")
@@ -321,8 +430,40 @@ def _input_columns(loaded: LoadedConfig, table: Table, features: list[str]
         inputs.append(InputColumn(name, kind, scaling=scaling,
                                   scale_by=data.pixel_scale if scaling == "fixed" else None,
                                   missing=missing, fill=fill,
-                                  unseen=settings.unseen or "error"))
+                                  unseen=settings.unseen or "other",
+                                  na_values=[t.strip(" \t") for t in settings.na_values or []],
+                                  fold_case=bool(settings.fold_case),
+                                  max_categories=settings.max_categories,
+                                  date_format=settings.date_format, day_first=day_first,
+                                  min_frequency=settings.min_frequency or 1))
     return inputs
+
+
+def _leave_out_identifiers(loaded: LoadedConfig, table: Table, inputs: list[InputColumn],
+                           notes: list[str]) -> list[InputColumn]:
+    """The inputs without the text columns whose values are nearly all distinct (ids,
+    free text): one-hot inputs that each match one row teach nothing and match no new
+    row. A column declared categorical stays."""
+    data = loaded.config.data
+    kept = []
+    for spec in inputs:
+        column = table.columns[spec.name]
+        declared = spec.name in data.columns and data.columns[spec.name].type is not None
+        if spec.kind == "categorical" and not declared:
+            present = int(np.count_nonzero(column.values >= 0))
+            distinct = len(column.categories)  # the texts present, missing ones aside
+            if distinct > ID_MIN_VALUES and distinct >= ID_SHARE * present:
+                notes.append(f"warning: column {spec.name!r} left out: {distinct} distinct "
+                             f"values in {present} cells, like an identifier; to use it "
+                             f"anyway: data.columns.{spec.name}.type: categorical (and "
+                             "max_categories), or drop it yourself: data.drop: "
+                             f"[{spec.name}]")
+                continue
+        kept.append(spec)
+    if not kept:
+        raise loaded.error(("data",), "no feature columns are left once identifiers are left "
+                           "out; declare the ones to use: data.columns.<name>.type")
+    return kept
 
 
 def _check_input_shape(loaded: LoadedConfig, pre: Preprocessor) -> None:
@@ -335,11 +476,55 @@ def _check_input_shape(loaded: LoadedConfig, pre: Preprocessor) -> None:
 
 
 def _check_many_categories(pre: Preprocessor, notes: list[str]) -> None:
+    """Notes on the vocabularies: very large ones, values grouped into "other", and values
+    that differ only in case or spaces."""
     for column in pre.inputs:
+        if column.kind != "categorical":
+            continue
+        name = column.name
         if len(column.categories) > MANY_CATEGORIES:
-            notes.append(f"warning: column {column.name!r} has {len(column.categories)} "
-                         "distinct values, one network input each; if it is an identifier, "
-                         f"leave it out: data.drop: [{column.name}]")
+            notes.append(f"warning: column {name!r} has {len(column.categories)} distinct "
+                         "values, one network input each; keep the most frequent: "
+                         f"data.columns.{name}.max_categories: 100, or leave it out: "
+                         f"data.drop: [{name}]")
+        if column.grouped:
+            notes.append(f"column {name!r}: {len(column.grouped)} rare value"
+                         f"{'s' if len(column.grouped) > 1 else ''} (such as "
+                         f"{sorted(column.grouped)[0]!r}) share the input "
+                         f"{name}={OTHER}")
+
+
+def _check_variants(table: Table, inputs: list[InputColumn], declared: Collection[str],
+                    notes: list[str]) -> None:
+    """A warning for each text column with values that differ only in case or spaces
+    (Berlin, berlin, BERLIN), which are separate values unless folded; and for each that
+    holds mostly numbers, made text by a few words (markers of missing cells, likely)."""
+    for spec in inputs:
+        if spec.kind != "categorical":
+            continue
+        column = table.columns[spec.name]
+        numbers = np.array([is_number(c) for c in column.categories] + [False])
+        counts = np.bincount(column.values[column.values >= 0],
+                             minlength=len(column.categories))
+        share = counts[numbers[:-1]].sum() / max(1, counts.sum())
+        if 0.5 <= share < 1 and spec.name not in declared:
+            words = [c for c, n in zip(column.categories, numbers, strict=False) if not n]
+            notes.append(f"warning: column {spec.name!r} is read as text, but "
+                         f"{share:.0%} of its cells are numbers; if its other values "
+                         f"({listed(words, 5)}) mark missing cells: data.na_values: "
+                         f"[{', '.join(map(repr, words[:5]))}], or to list them as "
+                         f"problems: data.columns.{spec.name}.type: numeric")
+        if spec.fold_case:
+            continue
+        variants: dict[str, list[str]] = {}
+        for category in table.columns[spec.name].categories:
+            variants.setdefault(" ".join(category.split()).lower(), []).append(category)
+        alike = [group for group in variants.values() if len(group) > 1]
+        if alike:
+            shown = "; ".join(", ".join(map(repr, group)) for group in alike[:3])
+            notes.append(f"warning: column {spec.name!r}: {shown} differ only in case or "
+                         "spaces and are separate values; to make them one: "
+                         f"data.columns.{spec.name}.fold_case: true")
 
 
 def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
@@ -409,7 +594,8 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
         "path": resolved_path(given.path),
         "validation_path": resolved_path(given.validation_path),
         "validation_fraction": (None if given.validation_path
-                                else given.validation_fraction or 0.2),
+                                else 0.2 if given.validation_fraction is None
+                                else given.validation_fraction),
         "test_path": resolved_path(given.test_path),
         "features": pre.columns,
         "drop": [],

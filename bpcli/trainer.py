@@ -263,11 +263,15 @@ class Trainer:
                 snapshot = self._recover(diverged, snapshot)
                 state = self.state  # replaced by the one rolled back to
                 continue
-            val_loss, outputs = self.network.evaluate(X_val, Y_val)
-            val_metric = self.metric(outputs, Y_val)
             rule = self.early_stopping
-            monitored = val_loss if rule.monitor == "val_loss" else val_metric
-            is_best = rule.improved(monitored, state.best_monitor)
+            if len(X_val):
+                val_loss, outputs = self.network.evaluate(X_val, Y_val)
+                val_metric = self.metric(outputs, Y_val)
+                monitored = val_loss if rule.monitor == "val_loss" else val_metric
+                is_best = rule.improved(monitored, state.best_monitor)
+            else:  # no validation rows (every row trains): the last epoch is the model
+                val_loss = val_metric = monitored = math.nan
+                is_best = True
             if is_best:
                 state.best_val_loss, state.best_val_metric = val_loss, val_metric
                 state.best_epoch, state.best_monitor, state.wait = epoch, monitored, 0
@@ -286,7 +290,7 @@ class Trainer:
             if epoch_start_params is not None:
                 steps = max(batches - (state_batch_at_start if epoch == first_epoch else 0), 1)
                 health = _health(self.network, epoch_start_params, squared_norms / steps,
-                                 X_val)
+                                 X_val if len(X_val) else X)
             self.emit(EpochEnded(epoch, self.epochs, train_loss, val_loss, val_metric,
                                  self.optimizer.learning_rate,
                                  time.perf_counter() - epoch_start, is_best, state.rollbacks,

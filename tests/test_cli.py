@@ -242,7 +242,7 @@ def test_predict_matches_the_in_memory_network(iris_model: Path, runner: CliRunn
     got = np.array([[float(r[f"prob_{c}"]) for c in ("setosa", "versicolor", "virginica")]
                     for r in rows])
     np.testing.assert_allclose(got, probs, atol=1e-6)
-    assert [r["prediction"] for r in rows] == [
+    assert [r["species"] for r in rows] == [
         saved.preprocessor.classes[i] for i in np.argmax(probs, axis=1)]
 
 

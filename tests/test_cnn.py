@@ -121,7 +121,7 @@ def test_train_predict_evaluate_a_cnn(runner: CliRunner, in_tmp: Path,
     pre = saved.preprocessor
     X = pre.transform_features(read_inputs(pre, DATASETS / "digits.csv", with_targets=False))
     probs = saved.network.forward(X)
-    assert [r["prediction"] for r in rows] == [pre.classes[i] for i in probs.argmax(axis=1)]
+    assert [r["digit"] for r in rows] == [pre.classes[i] for i in probs.argmax(axis=1)]
 
     scored = runner.invoke(app, ["evaluate", str(model), str(DATASETS / "digits.csv"),
                                  "--json"])
@@ -129,7 +129,7 @@ def test_train_predict_evaluate_a_cnn(runner: CliRunner, in_tmp: Path,
     report = json.loads(scored.output)
     assert report["macro"]["support"] == 1797
     assert report["accuracy"] == pytest.approx(
-        np.mean([r["prediction"] == d["digit"] for r, d in
+        np.mean([r["digit"] == d["digit"] for r, d in
                  zip(rows, csv.DictReader(io.StringIO((DATASETS / "digits.csv").read_text())),
                      strict=True)]))
 

@@ -441,10 +441,12 @@ def test_one_hot_vocabulary_comes_from_the_training_rows(tmp_path: Path,
     val = (colours[val_rows][:, None] == np.array(spec.categories)).astype(np.float32)
     np.testing.assert_array_equal(exp.X_val, val)
     assert not exp.X_val[2].any()
-    # by default the unseen category stops training, naming the validation row
+    # by default the unseen category is counted (no rare values: no 'other' input, so all
+    # zeros); with unseen: error it stops training, naming the validation row
+    assert not experiment(write_config, data).X_val[2].any()
     with pytest.raises(DataError, match=rf"d\.csv:{val_rows[2] + 2}: column 'colour': "
                        r"category 'violet' was not in the training data"):
-        experiment(write_config, data)
+        experiment(write_config, {**data, "unseen": "error"})
 
 
 def imputation_file(path: Path) -> tuple[Path, np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -612,11 +614,11 @@ def test_binary_classification_with_one_sigmoid_unit(
     result = runner.invoke(app, ["predict", str(model), str(path)])
     assert result.exit_code == 0, result.output
     got = predictions(result.stdout)
-    assert list(got[0]) == ["prediction", "prob_no", "prob_yes"]
+    assert list(got[0]) == ["answer", "prob_no", "prob_yes"]
     for row in got:
         assert float(row["prob_no"]) + float(row["prob_yes"]) == pytest.approx(1, abs=2e-6)
-        assert row["prediction"] == ("yes" if float(row["prob_yes"]) > 0.5 else "no")
-    accuracy = np.mean([r["prediction"] == t[1] for r, t in zip(got, rows, strict=True)])
+        assert row["answer"] == ("yes" if float(row["prob_yes"]) > 0.5 else "no")
+    accuracy = np.mean([r["answer"] == t[1] for r, t in zip(got, rows, strict=True)])
     assert accuracy >= 0.9
 
 
@@ -644,8 +646,8 @@ def test_two_regression_targets_predicted_in_their_units(
     result = runner.invoke(app, ["predict", str(model), str(path)])
     assert result.exit_code == 0, result.output
     got = predictions(result.stdout)
-    assert list(got[0]) == ["prediction_a", "prediction_b"]
-    predicted = np.array([[float(r["prediction_a"]), float(r["prediction_b"])] for r in got])
+    assert list(got[0]) == ["a", "b"]
+    predicted = np.array([[float(r["a"]), float(r["b"])] for r in got])
     np.testing.assert_allclose(predicted, np.column_stack([a, b]), atol=1e-3)
 
 
@@ -834,10 +836,10 @@ def test_round_trip_predictions_match_the_model_in_memory(
     assert not np.isnan(X).any()
     probs = saved.network.forward(X)
     assert len(got) == len(source) == 150
-    assert list(got[0]) == ["prediction", "prob_high", "prob_low", "prob_mid"]
+    assert list(got[0]) == ["label", "prob_high", "prob_low", "prob_mid"]
     for row, p in zip(got, probs, strict=True):
         assert [row[f"prob_{c}"] for c in pre.classes] == [f"{v:.6f}" for v in p]
-    assert [r["prediction"] for r in got] == [pre.classes[k] for k in probs.argmax(axis=1)]
+    assert [r["label"] for r in got] == [pre.classes[k] for k in probs.argmax(axis=1)]
     # the same through the original file
     direct = runner.invoke(app, ["predict", str(model), str(path)])
     assert direct.stdout == result.stdout
@@ -855,16 +857,18 @@ def test_predict_names_the_missing_columns(runner: CliRunner, tmp_path: Path,
     assert "missing column 'colour' (did you mean 'color'?)" in message
 
 
-def test_unseen_category_at_predict_is_an_error_by_default(
-    runner: CliRunner, tmp_path: Path, mixed_model: tuple[Path, Path]
+def test_unseen_category_at_predict_is_an_error_when_the_model_says_so(
+    runner: CliRunner, in_tmp: Path, write_config: Writer
 ) -> None:
-    model, _ = mixed_model
+    model, _ = train(runner, write_config(config(
+        {"path": str(mixed_file(in_tmp / "mixed.csv")), "target": "label", "missing": "mean",
+         "unseen": "error"})))
     rows = [[0.1, 1, "red", "true"], [0.2, 2, "blue", "false"], [0.3, 1, "violet", "true"]]
-    path = write_rows(tmp_path / "new.csv", ["x", "size", "colour", "flag"], rows)
+    path = write_rows(in_tmp / "new.csv", ["x", "size", "colour", "flag"], rows)
     message = fails(runner.invoke(app, ["predict", str(model), str(path)]))
     assert f"{path}:4: column 'colour': category 'violet' was not in the training data" \
         in message
-    assert "data.columns.colour.unseen: zeros" in message
+    assert "fix the value, or train the model with data.columns.colour.unseen: other" in message
 
 
 def test_unseen_category_encoded_as_zeros_with_a_warning(
@@ -1021,9 +1025,10 @@ def test_many_categories_is_a_warning(runner: CliRunner, in_tmp: Path,
                                       write_config: Writer) -> None:
     path = ids_file(in_tmp / "d.csv", 1500)
     model, output = train(runner, write_config(config(
-        {"path": str(path), "target": "y", "columns": {"id": {"unseen": "zeros"}}},
+        {"path": str(path), "target": "y", "columns": {"id": {"type": "categorical"}}},
         training={"epochs": 1, "batch_size": 256, "seed": 0})))
     assert "warning: column 'id' has 1200 distinct values" in output
+    assert "data.columns.id.max_categories: 100" in output
     assert "data.drop: [id]" in output
     assert model.is_file()
 

@@ -395,7 +395,7 @@ def test_predict_and_evaluate_report_progress_and_pipes_get_none(
     # through pipes: the predictions, one line on stderr, nothing else
     proc = subprocess.run([sys.executable, "-m", "bpcli", "predict", str(model), str(data)],
                           capture_output=True, text=True, timeout=120, check=True)
-    assert proc.stderr == "" and proc.stdout.startswith("prediction,")
+    assert proc.stderr == "" and proc.stdout.startswith("species,")
     proc = subprocess.run([sys.executable, "-m", "bpcli", "evaluate", str(model), str(data),
                            "--json"], capture_output=True, text=True, timeout=120, check=True)
     assert proc.stderr == "" and proc.stdout.startswith("{")

@@ -310,8 +310,8 @@ def test_nothing_was_overwritten(work: Path, outcomes: dict[str, Outcome]) -> No
     assert stat.S_ISCHR(os.stat(work / "null").st_mode)
     if hasattr(os, "mkfifo"):
         assert stat.S_ISFIFO(os.stat(work / "fifo").st_mode)
-    assert outcomes["predict to stdout"].stdout.startswith("prediction,")
-    assert (work / "new.csv").read_text().startswith("prediction,")
+    assert outcomes["predict to stdout"].stdout.startswith("species,")
+    assert (work / "new.csv").read_text().startswith("species,")
 
 
 def test_many_unknown_keys_are_counted_not_all_listed(work: Path) -> None:

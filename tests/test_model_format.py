@@ -15,6 +15,7 @@ refuse the same defective inputs and versions.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import math
@@ -41,7 +42,8 @@ DIGITS = "digits.csv"  # the first DIGIT_ROWS rows of datasets/digits.csv
 DIGIT_ROWS = 400
 RGB = "rgb.csv"
 SEMICOLON = "semicolon.csv"
-GENERATED = {FRUIT, DIGITS, RGB, SEMICOLON}
+DATED = "dated.csv"
+GENERATED = {FRUIT, DIGITS, RGB, SEMICOLON, DATED}
 
 Arrays = dict[str, np.ndarray]
 
@@ -85,6 +87,20 @@ CASES: dict[str, dict[str, Any]] = {
         "kinds": {"size": "numeric", "colour": "categorical", "fresh": "boolean",
                   "weight": "numeric"},
     },
+    # version 3's vocabularies: folded case, an 'other' input for the rarest colour (and
+    # unseen values), a missing-value marker
+    "messy": {
+        "csv": FRUIT,
+        "data": {"target": "label", "drop": ["a", "b"], "missing": "most_frequent",
+                 "na_values": ["?"],
+                 "columns": {"colour": {"fold_case": True, "max_categories": 2}}},
+        "layers": [{"type": "dense", "units": 8, "activation": "tanh"},
+                   {"type": "dense", "activation": "softmax"}],
+        "loss": "cross_entropy",
+        "optimizer": {"name": "adam", "learning_rate": 0.05},
+        "kinds": {"size": "numeric", "colour": "categorical", "fresh": "boolean",
+                  "weight": "numeric"},
+    },
     # two regression targets; a constant categorical fill no training row holds; every
     # activation and normalisation layer the document's example implements
     "two_targets": {
@@ -121,6 +137,19 @@ CASES: dict[str, dict[str, Any]] = {
         "loss": {"name": "huber", "delta": 0.5},
         "optimizer": {"name": "adam", "learning_rate": 0.02},
         "kinds": {"x": "numeric", "grade": "categorical"},
+    },
+    # version 3's dates: one column in three spellings (ISO, year first with slashes, day
+    # first with dots) with missing cells filled by the median, one in a declared format
+    "dates": {
+        "csv": DATED,
+        "data": {"target": "y", "task": "regression", "missing": "median",
+                 "columns": {"stamp": {"type": "date", "date_format": "%d %b %Y",
+                                       "scaling": "minmax"}}},
+        "layers": [{"type": "dense", "units": 6, "activation": "tanh"},
+                   {"type": "dense"}],
+        "loss": "mse",
+        "optimizer": {"name": "adam", "learning_rate": 0.02},
+        "kinds": {"when": "date", "stamp": "date", "x": "numeric"},
     },
     # 8x8 digits, pixels / 16: conv2d with stride 2 and "same" padding (one row and column
     # of zeros, on the bottom and right), batch_norm on channels, conv2d with integer
@@ -251,6 +280,24 @@ def write_semicolon(path: Path, n: int = 150, columns: tuple[str, ...] = (
     return path
 
 
+def write_dated(path: Path, n: int = 120, seed: int = 4) -> Path:
+    """Dates ``when`` (ISO, 2012/01/31 or 31.01.2012, some missing) and ``stamp``
+    (``31 Jan 2012``), numeric ``x``, and a target ``y`` with a yearly cycle."""
+    rng = np.random.default_rng(seed)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["when", "stamp", "x", "y"])
+        for i in range(n):
+            day = dt.date(2011, 1, 1) + dt.timedelta(days=int(rng.integers(0, 1500)))
+            when = [day.isoformat(), day.strftime("%Y/%m/%d"), day.strftime("%d.%m.%Y"),
+                    ""][i % 7 % 4]
+            x = rng.normal()
+            y = math.sin(2 * math.pi * day.month / 12) + 0.5 * x + rng.normal(0, 0.1)
+            writer.writerow([when, (day + dt.timedelta(days=3)).strftime("%d %b %Y"),
+                             f"{x:.4f}", f"{y:.4f}"])
+    return path
+
+
 def write_shuffled(source: Path, path: Path, seed: int = 3) -> Path:
     """``source`` (a comma file) with its columns in a random order."""
     with source.open(newline="") as f:
@@ -275,7 +322,13 @@ NEW_ROWS: dict[str, dict[str, str]] = {
     "colour NA": {"size": "12", "colour": "NA", "fresh": "false", "weight": "25"},
     "no fresh": {"size": "10", "colour": "red", "fresh": "none", "weight": "45"},
     "exponent": {"size": "1.2e1", "colour": "blue", "fresh": "False", "weight": "+5"},
+    "colour case": {"size": "10", "colour": "Red", "fresh": "true", "weight": "12"},
 }
+# Rows only the "messy" model reads: a marker of a missing cell (na_values) among them.
+MESSY_ROWS = {**NEW_ROWS,
+              "size marker": {"size": " ? ", "colour": "green", "fresh": "true",
+                              "weight": "12"},
+              "colour spaces": {"size": "9", "colour": "BLUE ", "fresh": "?", "weight": "1"}}
 
 
 def write_new(path: Path, delimiter: str = ",", lineterminator: str = "\n",
@@ -304,6 +357,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_digits(path / DIGITS)
     write_rgb(path / RGB)
     write_semicolon(path / SEMICOLON)
+    write_dated(path / DATED)
     return path
 
 
@@ -401,7 +455,7 @@ def assert_same_csv(got: str, want: str) -> None:
     want_rows = list(csv.reader(io.StringIO(want)))
     assert got_rows[0] == want_rows[0]
     assert len(got_rows) == len(want_rows)
-    if want_rows[0][0] == "prediction" and len(want_rows[0]) > 1:  # classification
+    if len(want_rows[0]) > 1 and want_rows[0][1].startswith("prob_"):  # classification
         assert [r[0] for r in got_rows[1:]] == [r[0] for r in want_rows[1:]]
         got_values = np.array([r[1:] for r in got_rows[1:]], dtype=np.float64)
         want_values = np.array([r[1:] for r in want_rows[1:]], dtype=np.float64)
@@ -485,6 +539,8 @@ def test_reference_loader_reproduces_bp_predict(
         # rows with semicolons and CRLF line endings, which bp detects
         inputs += [workdir / "new.csv",
                    write_new(workdir / "new_semicolon.csv", ";", "\r\n")]
+        if name == "messy":
+            inputs.append(write_new(workdir / "new_messy.csv", rows=MESSY_ROWS))
     elif name == "semicolon":
         # other rows, other column order, no target, CRLF: still read with ";"
         inputs.append(write_semicolon(workdir / "semicolon_new.csv", 40,
@@ -503,11 +559,10 @@ def test_reference_loader_reproduces_bp_predict(
             assert len(want.splitlines()) == len(path.read_text().splitlines())
             header = want.splitlines()[0].split(",")
             if regression:
-                assert header == (["prediction"] if len(targets) == 1
-                                  else [f"prediction_{t}" for t in targets])
+                assert header == targets
             else:
                 _, arrays = read_arrays(model)
-                assert header == ["prediction", *(f"prob_{c}" for c in arrays["pre/classes"])]
+                assert header == [targets[0], *(f"prob_{c}" for c in arrays["pre/classes"])]
 
 
 @pytest.mark.parametrize("name", FRUIT_CASES)
@@ -526,9 +581,14 @@ def test_network_inputs_follow_the_document(
             cell = row[column_name]
             if column["kind"] == "categorical":
                 value = column["fill"] if cell in ("", "NA") else cell
+                if column["fold_case"]:
+                    value = value.lower()
                 for category in column["categories"]:
                     j = features.index(f"{column_name}={category}")
                     assert x[r, j] == (category == value), (r, column_name, category)
+                if column["other"]:  # the values outside the vocabulary
+                    j = features.index(f"{column_name}=<other>")
+                    assert x[r, j] == (value not in column["categories"]), (r, column_name)
                 continue
             j = features.index(column_name)
             if column["kind"] == "boolean":
@@ -541,7 +601,8 @@ def test_network_inputs_follow_the_document(
             want = (np.float32(raw) - np.float32(mean[j])) / np.float32(scale[j])
             assert x[r, j] == want, (r, column_name, cell)
     unseen = list(NEW_ROWS).index("unseen")
-    assert not any(x[unseen, j] for j, f in enumerate(features) if f.startswith("colour="))
+    assert not any(x[unseen, j] for j, f in enumerate(features)
+                   if f.startswith("colour=") and f != "colour=<other>")
 
 
 def test_refusals_match_bp(trained: Callable[[str], Path], workdir: Path,
@@ -753,7 +814,7 @@ def test_archive_layout_matches_the_document(
     targets = targets_of(name)
 
     # metadata keys and their values
-    assert meta["format"] == "bp-model" and meta["format_version"] == 2
+    assert meta["format"] == "bp-model" and meta["format_version"] == 3
     assert set(meta) == {"format", "format_version", "task", "targets", "preprocessing",
                          "loss", "loss_options", "input_shape", "output_shape", "layers",
                          "created", "environment", "config", "epoch", "metrics"}
@@ -793,7 +854,8 @@ def test_archive_layout_matches_the_document(
 
     # the preprocessing object
     pre = meta["preprocessing"]
-    assert set(pre) == {"inputs", "targets", "task", "delimiter"}
+    assert set(pre) == {"inputs", "targets", "task", "delimiter", "na_values"}
+    assert pre["na_values"] == case["data"].get("na_values", [])
     assert pre["targets"] == targets and pre["task"] == meta["task"]
     # the delimiter the config set, else null; config.data.delimiter: the one bp used
     # the delimiter the config set, else null; config.data.delimiter holds the same setting
@@ -803,15 +865,23 @@ def test_archive_layout_matches_the_document(
     features: list[str] = []
     for column in pre["inputs"]:
         assert column["kind"] == kinds[column["name"]]
-        common = {"name", "kind", "missing", "fill"}
+        common = {"name", "kind", "missing", "fill", "na_values"}
         assert column["missing"] in ("error", "mean", "median", "most_frequent", "constant")
         assert (column["fill"] is None) == (column["missing"] == "error")
         if column["kind"] == "categorical":
-            assert set(column) == common | {"unseen", "categories"}
-            assert column["unseen"] in ("error", "zeros")
+            assert set(column) == common | {"unseen", "categories", "other", "fold_case"}
+            assert column["unseen"] in ("other", "error", "zeros")
             assert column["categories"] == sorted(set(column["categories"]))
             assert column["fill"] is None or column["fill"] in column["categories"]
             features += [f"{column['name']}={c}" for c in column["categories"]]
+            features += [f"{column['name']}=<other>"] * column["other"]
+        elif column["kind"] == "date":
+            assert set(column) == common | {"scaling", "date_format", "day_first"}
+            assert column["fill"] is None or dt.date.fromisoformat(column["fill"])
+            features += [f"{column['name']}:{f}" for f in ("days", "year", "month_sin",
+                                                            "month_cos", "weekday_sin",
+                                                            "weekday_cos", "yearday_sin",
+                                                            "yearday_cos")]
         else:
             pixel_scale = case["data"].get("pixel_scale")
             if pixel_scale is not None and column["kind"] == "numeric":
@@ -835,6 +905,12 @@ def test_archive_layout_matches_the_document(
             j = features.index(f"{column['name']}={column['categories'][0]}")
             assert (mean[j:j + len(column["categories"])] == 0).all()
             assert (scale[j:j + len(column["categories"])] == 1).all()
+            continue
+        if column["kind"] == "date":  # minmax on eight inputs: each spans 0 to 1
+            j = features.index(f"{column['name']}:days")
+            assert (scale[j:j + 8] > 0).all()
+            if column["scaling"] == "minmax":
+                assert mean[j + 1] == 2011 and scale[j + 1] in (3, 4)  # years 2011-2015
             continue
         j = features.index(column["name"])
         if column["scaling"] == "none":
@@ -946,7 +1022,7 @@ def test_unknown_versions_and_formats_are_refused(
     data = DATASETS / "iris.csv"
     for change, message in (
         ({"format_version": 1}, "model format version 1 is not supported by this bp"),
-        ({"format_version": 3}, "model format version 3 is not supported by this bp"),
+        ({"format_version": 4}, "model format version 4 is not supported by this bp"),
         ({"format": "other"}, "not a bp model"),
     ):
         altered = with_meta(arrays, {**meta, **change}, workdir / "altered.npz")
@@ -974,3 +1050,21 @@ def test_version_1_files_upgrade_as_the_document_says(
         upgraded = workdir / f"{name}-upgraded.npz"
         np.savez(upgraded, **namespace["upgrade_v1"](v1_arrays))
         assert bp_predict(upgraded, data) == bp_predict(model, data)
+
+
+def test_version_2_files_are_read_as_version_3_without_the_new_keys(
+    trained: Callable[[str], Path], workdir: Path, example: dict[str, Any]
+) -> None:
+    """What the Versions section promises: a version 2 file (no na_values, other or
+    fold_case) predicts as the version 3 file it came from, in bp and in the example."""
+    model = trained("mixed") / "model.npz"
+    meta, arrays = read_arrays(model)
+    new = {"na_values", "other", "fold_case"}
+    inputs = [{k: v for k, v in c.items() if k not in new}
+              for c in meta["preprocessing"]["inputs"]]
+    settings = {k: v for k, v in meta["preprocessing"].items() if k != "na_values"}
+    v2 = {**meta, "format_version": 2, "preprocessing": {**settings, "inputs": inputs}}
+    old = with_meta(arrays, v2, workdir / "mixed-v2.npz")
+    data = workdir / "new.csv"
+    assert bp_predict(old, data) == bp_predict(model, data)
+    assert_same_csv(example["predict_csv"](str(old), str(data)), bp_predict(model, data))

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 from bpcli.commands.predict import network_outputs, read_inputs
 from bpcli.data import Preprocessor
+from bpcli.errors import DataError
 from bpcli.events import Progress
 from bpcli.metrics import (
     ClassificationReport,
@@ -24,16 +25,30 @@ from bpcli.nn import Network
 
 
 def evaluate(model_path: Path, data_path: Path, notes: list[str] | None = None,
-             progress: Progress | None = None) -> ClassificationReport | RegressionReport:
-    """Scores of the model on every row of ``data_path`` (which must hold the targets)."""
+             progress: Progress | None = None, delimiter: str | None = None
+             ) -> ClassificationReport | RegressionReport:
+    """Scores of the model on the rows of ``data_path`` that hold the targets (the others
+    are counted into ``notes``); ``delimiter`` overrides the model's and detection."""
     saved = load_model(model_path)
     pre = saved.preprocessor
     if progress is not None:
         progress(0, 0, f"reading {data_path.name}")
-    table = read_inputs(pre, data_path, with_targets=True)
-    X = pre.transform_features(table, None, saved.network.dtype, notes)
-    truth = (pre.target_values(table) if pre.task == "regression"
-             else pre.class_indices(table))
+    table = read_inputs(pre, data_path, with_targets=True, delimiter=delimiter)
+    rows = pre.labelled(table)
+    if rows is not None:
+        if not len(rows):
+            raise DataError(f"{data_path}: no row has a value in the target column"
+                            f"{'s' if len(pre.targets) > 1 else ''} "
+                            f"{', '.join(pre.targets)}; evaluate scores labelled rows "
+                            "(bp predict needs none)")
+        unlabelled = len(table) - len(rows)
+        if notes is not None:
+            notes.append(f"{data_path}: {unlabelled} row{'s' if unlabelled > 1 else ''} "
+                         f"without a target not scored; {len(rows)} scored")
+    pre.check_cells(table, rows)
+    X = pre.transform_features(table, rows, saved.network.dtype, notes)
+    truth = (pre.target_values(table, rows) if pre.task == "regression"
+             else pre.class_indices(table, rows))
     return score(saved.network, pre, X, truth, progress)
 
 

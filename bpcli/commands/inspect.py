@@ -97,6 +97,7 @@ def show(report: dict[str, Any], display: Display) -> None:
         ("loss", _named(loss["name"], loss["options"])),
     ])
     display.feature_table([(f["name"], f["mean"], f["scale"]) for f in pre["features"]])
+    display.details("columns", [(c["name"], _column(c)) for c in pre["columns"]])
 
     training = report["training"]
     metrics = dict(training["metrics"])
@@ -147,6 +148,24 @@ def _training(meta: dict[str, Any], task: str, checkpoint: bool) -> dict[str, An
             "metrics": {"best_epoch": trainer.get("best_epoch"),
                         "val_loss": trainer.get("best_val_loss"),
                         metric: trainer.get("best_val_metric")}}
+
+
+def _column(column: dict[str, Any]) -> str:
+    """How an input column is read and filled, in a line."""
+    text = f"{column['kind']}; missing cells: "
+    if column["missing"] == "error":
+        text += "refused"
+    else:
+        fill = column["fill"]
+        text += (f"filled with {fill:.6g}" if isinstance(fill, float) else
+                 f"filled with {fill!r}") + f" ({column['missing']})"
+    if column["kind"] == "categorical":
+        text += (f"; {len(column['categories'])} categories"
+                 f"{' and <other>' if column.get('other') else ''}; unseen values: "
+                 f"{column['unseen']}{'; case folded' if column.get('fold_case') else ''}")
+    if column.get("na_values"):
+        text += f"; also missing: {', '.join(column['na_values'])}"
+    return text
 
 
 def _run_dir(path: Path) -> Path | None:
