@@ -183,6 +183,11 @@ def _run(action: Callable[[], T]) -> T:
         where = f"{exc.filename}: " if exc.filename else ""
         typer.echo(f"bp: {where}{exc.strerror or exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except MemoryError:  # bp estimates what it needs first; other programs may take it since
+        typer.echo("bp: ran out of memory; free some memory, or ask for less: a smaller "
+                   "training.batch_size, fewer units or filters, or a smaller data file",
+                   err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")

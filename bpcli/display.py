@@ -523,7 +523,10 @@ def _table_width(columns: list[_Column]) -> int:
 def fit_number(value: float, width: int, decimals: int = 4) -> str:
     """``value`` in at most ``width`` characters (``width`` >= 6), as precisely as fits:
     fixed point with up to ``decimals`` decimals while that keeps two significant digits,
-    otherwise scientific notation with a short exponent (``1.23e-5``, ``4.5e7``)."""
+    otherwise scientific notation with a short exponent (``1.23e-5``, ``4.5e7``). NaN is
+    a value that was not measured (no validation rows): ``-``."""
+    if math.isnan(value):
+        return "-"
     if not math.isfinite(value):
         return str(value)
     if value == 0 or abs(value) >= 10.0 ** (1 - decimals):

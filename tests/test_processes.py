@@ -300,3 +300,16 @@ def test_a_run_killed_while_finishing_is_completed_by_resume(
     assert (run_dir / "model.npz").is_file() and time.monotonic() - started < 30
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
     assert np.isfinite(json.loads((run_dir / "summary.json").read_text())["wall_time_s"])
+
+
+def test_running_out_of_memory_is_one_line(
+    runner: CliRunner, in_tmp: Path, write_config: Writer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Memory another program took after bp's estimate: a message, not a traceback."""
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(train_command, "prepare", exhausted)
+    result = runner.invoke(app, ["train", str(write_config(iris_config()))])
+    assert result.exit_code == 2
+    assert result.output.startswith("bp: ran out of memory;") and result.output.count("\n") == 1

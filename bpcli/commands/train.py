@@ -17,6 +17,7 @@ import yaml
 from bpcli.atomic import write_text_atomic
 from bpcli.commands.evaluate import as_json, score
 from bpcli.config import load_config
+from bpcli.csvfile import listed
 from bpcli.display import Display
 from bpcli.errors import ModelFileError, UsageError
 from bpcli.experiment import Experiment, prepare
@@ -364,13 +365,22 @@ def _finish(session: Session, display: Display, result: TrainingResult,
         "rollbacks": trainer.state.rollbacks,
         **({"test": _headline(test)} if test is not None else {}),
     })
-    display.info(f"best epoch {result.best_epoch}: val_loss "
-                 f"{metric_text(result.best_val_loss)}, {metric} "
-                 f"{metric_text(result.best_val_metric)} ({result.seconds:.1f}s)")
+    if len(experiment.X_val):
+        display.info(f"best epoch {result.best_epoch}: val_loss "
+                     f"{metric_text(result.best_val_loss)}, {metric} "
+                     f"{metric_text(result.best_val_metric)} ({result.seconds:.1f}s)")
+    else:
+        display.info(f"trained on every row (no validation rows): the model is epoch "
+                     f"{result.best_epoch}'s weights ({result.seconds:.1f}s)")
     if test is not None:
         display.evaluation(test, f"test split, best epoch's model ({TEST_SCORES})")
     display.info(f"model written to {run_dir / 'model.npz'}; predict with:")
-    display.info(f"  bp predict {run_dir / 'model.npz'} {_shown(Path(config.data.path))}")
+    # a file that exists, so that the command runs as shown: the test rows when there are
+    example = Path(config.data.test_path or config.data.path)
+    display.info(f"  bp predict {run_dir / 'model.npz'} {_shown(example)}")
+    display.info(f"or on new rows: a CSV with the columns "
+                 f"{listed(experiment.preprocessor.columns)} in any order (others, such as "
+                 "an id to carry along with --keep, are ignored)")
 
 
 def _test_report(experiment: Experiment, network: Network, run_dir: Path
