@@ -335,8 +335,8 @@ class DenseConfig(Strict):
     )
     init: InitSpec = Field(
         default_factory=lambda: InitConfig(name="auto"),
-        description="Weight initialiser. auto: He for the ReLU family, LeCun for selu, "
-        "Glorot otherwise. Biases start at 0.")
+        description="Weight initialiser. auto: LeCun normal for selu, Glorot uniform "
+        "otherwise (as Keras and scikit-learn). Biases start at 0.")
     l1: float | None = Field(None, ge=0, description="L1 penalty on this layer's weights "
                              "(overrides regularization.l1).")
     l2: float | None = Field(None, ge=0, description="L2 penalty on this layer's weights "
@@ -384,7 +384,8 @@ class Conv2DConfig(Strict):
     activation: ActivationSpec | None = Field(None, description="Default: relu.")
     init: InitSpec = Field(
         default_factory=lambda: InitConfig(name="auto"),
-        description="Kernel initialiser; auto as for dense layers.")
+        description="Kernel initialiser; auto: He uniform for the ReLU family, LeCun "
+        "normal for selu, Glorot uniform otherwise.")
 
     def activation_name(self) -> str | None:
         return self.activation.name if self.activation is not None else None

@@ -573,7 +573,7 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
             act = layer.activation or ActivationConfig(name="relu")
             init = layer.init
             if init.name == "auto":
-                init = InitConfig(name=default_initializer(act.name))
+                init = InitConfig(name=default_initializer(act.name, convolution=True))
             layer = layer.model_copy(update={"activation": act, "init": init})
         if isinstance(layer, DenseConfig):
             act = layer.activation or ActivationConfig(name=activation if i == last else "relu")

@@ -322,7 +322,10 @@ def test_make_initializer_rejects(name: str, options: dict[str, float], message:
 
 def test_default_initialisers_for_new_activations() -> None:
     assert default_initializer("selu") == "lecun_normal"
-    assert default_initializer("elu") == "he_uniform"
+    assert default_initializer("elu") == "glorot_uniform"
+    assert default_initializer("elu", convolution=True) == "he_uniform"
+    assert default_initializer("selu", convolution=True) == "lecun_normal"
+    assert default_initializer("tanh", convolution=True) == "glorot_uniform"
     for name in ("gelu", "silu", "swish", "softplus"):
         assert default_initializer(name) == "glorot_uniform"
     assert all(default_initializer(name) in INITIALIZERS for name in ACTIVATIONS)

@@ -372,7 +372,7 @@ def test_dense_uses_its_initialiser() -> None:
 
 
 def test_default_initialiser() -> None:
-    assert default_initializer("relu") == "he_uniform"
-    assert default_initializer("leaky_relu") == "he_uniform"
+    assert default_initializer("relu") == "glorot_uniform"
+    assert default_initializer("leaky_relu") == "glorot_uniform"
     assert default_initializer("tanh") == "glorot_uniform"
     assert default_initializer("softmax") == "glorot_uniform"
