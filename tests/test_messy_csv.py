@@ -8,7 +8,7 @@ import csv
 import datetime as dt
 import importlib.util
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,37 +22,12 @@ from bpcli.csvfile import read_csv
 from bpcli.data import split_rows
 from bpcli.dates import DATE_FEATURES, date_features, day_first_order, parse_date
 from bpcli.errors import ConfigError, DataError, DataProblems
-from bpcli.experiment import Experiment, prepare
+from bpcli.experiment import prepare
 from bpcli.modelfile import load_model
 from tests.conftest import CONFIGS, DATASETS, REPO
+from tests.test_csv_data import config, experiment, write_rows
 
 Writer = Callable[..., Path]
-
-
-def write_rows(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]],
-               delimiter: str = ",") -> Path:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, delimiter=delimiter, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def config(data: dict[str, Any], **sections: Any) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "data": data,
-        "model": {"layers": [{"type": "dense", "units": 4, "activation": "tanh"},
-                             {"type": "dense"}]},
-        "optimizer": {"name": "adam", "learning_rate": 0.05},
-        "training": {"epochs": 2, "batch_size": 16, "seed": 0},
-        "output": {"runs_dir": "runs", "name": "t"},
-    }
-    result.update(sections)
-    return result
-
-
-def experiment(write_config: Writer, data: dict[str, Any], **sections: Any) -> Experiment:
-    return prepare(load_config(write_config(config(data, **sections))))
 
 
 def problems_of(write_config: Writer, data: dict[str, Any]) -> list[str]:
