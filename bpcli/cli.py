@@ -366,8 +366,8 @@ def evaluate(
     """Score a trained model on a labelled CSV file."""
     import json
 
-    from bpcli.commands.evaluate import as_json, plot_confusion
     from bpcli.commands.evaluate import evaluate as run_evaluate
+    from bpcli.commands.evaluate import plot_confusion
     from bpcli.display import Display
     from bpcli.metrics import ClassificationReport, RegressionReport
 
@@ -385,7 +385,7 @@ def evaluate(
         _run(lambda: plot_confusion(report, plot, data))
         typer.echo(f"confusion matrix written to {plot}", err=True)
     if json_:
-        typer.echo(json.dumps(as_json(report), indent=2))
+        typer.echo(json.dumps(report.as_json(), indent=2))
     else:
         Display().evaluation(report, str(data))
 

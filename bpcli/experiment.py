@@ -52,6 +52,7 @@ from bpcli.data import (
 )
 from bpcli.dates import day_first_order, looks_like_dates, parse_date
 from bpcli.errors import ConfigError, DataError, DataProblems
+from bpcli.inference import predicted_classes
 from bpcli.memory import INFERENCE_ROWS, layer_needs, too_big
 from bpcli.nn import (
     LOSSES,
@@ -768,7 +769,7 @@ def weight_mask(network: Network) -> NDArray[np.bool_]:
 def _metric(pre: Preprocessor, one_column: bool) -> tuple[Metric, str]:
     if pre.task == "classification":
         def accuracy(outputs: NDArray, Y: NDArray) -> float:
-            predicted = (outputs[:, 0] > 0.5) if one_column else np.argmax(outputs, axis=1)
+            predicted = predicted_classes(outputs)
             truth = Y[:, 0] if one_column else Y
             return float(np.mean(predicted == truth))
         return accuracy, "accuracy"

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from bpcli.files import human_size
 from bpcli.nn import Conv2D, Layer
+from bpcli.nn.network import INFERENCE_BATCH
 
 #: With no way to read the available memory, refuse only what no machine has.
 UNKNOWN_MEMORY_LIMIT = 1 << 40
 #: Rows per inference batch bp uses at most (validation, predict and evaluate).
-INFERENCE_ROWS = 8192
+INFERENCE_ROWS = INFERENCE_BATCH
 #: Conv2D's inference bounds its unrolled windows to this per chunk (nn/conv.py).
 INFERENCE_COLS_BYTES = 32 << 20
 #: A training step keeps each parameter, its gradient and up to two optimizer slots.

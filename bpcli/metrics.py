@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,6 +41,11 @@ class ClassificationReport:
     confusion: NDArray[np.int64]  # rows: true class, columns: predicted class
     labels: list[str]
 
+    def as_json(self) -> dict[str, Any]:
+        """The report as JSON data (test.json, ``bp evaluate --json``)."""
+        return {**asdict(self), "confusion": self.confusion.tolist(),
+                "task": "classification"}
+
 
 @dataclass(frozen=True)
 class TargetScores:
@@ -53,6 +59,10 @@ class TargetScores:
 class RegressionReport:
     targets: list[TargetScores]
     n: int
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as JSON data (test.json, ``bp evaluate --json``)."""
+        return {**asdict(self), "task": "regression"}
 
 
 def classification_report(truth: NDArray[np.integer], predicted: NDArray[np.integer],

@@ -228,7 +228,7 @@ def iris_model(runner: CliRunner, in_tmp: Path, write_config: Writer) -> Path:
 
 
 def test_predict_matches_the_in_memory_network(iris_model: Path, runner: CliRunner) -> None:
-    from bpcli.commands.predict import read_inputs
+    from bpcli.inference import read_inputs
     from bpcli.modelfile import load_model
 
     result = runner.invoke(app, ["predict", str(iris_model), str(DATASETS / "iris.csv")])

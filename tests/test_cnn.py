@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bpcli.cli import app
-from bpcli.commands.predict import read_inputs
 from bpcli.config import load_config
 from bpcli.experiment import prepare
+from bpcli.inference import read_inputs
 from bpcli.modelfile import load_model
 from tests.conftest import CONFIGS, DATASETS
 

@@ -23,12 +23,12 @@ from typer.testing import CliRunner
 
 from bpcli import csvfile
 from bpcli.cli import app
-from bpcli.commands.predict import read_inputs
 from bpcli.config import load_config
 from bpcli.csvfile import MISSING_TOKENS, Table, as_text, read_csv, read_header
 from bpcli.data import split_rows
 from bpcli.errors import ConfigError, DataError
 from bpcli.experiment import Experiment, prepare
+from bpcli.inference import read_inputs
 from bpcli.modelfile import load_model
 from tests.conftest import DATASETS, iris_config
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from rich.console import Console  # noqa: TID251 - the test plays the terminal
 
+from bpcli import inference
 from bpcli.commands import predict as predict_module
 from bpcli.commands.gradcheck import gradcheck
 from bpcli.display import (
@@ -365,12 +366,12 @@ def test_bp_gradcheck_reports_each_tensor_and_prints_nothing_extra_in_a_pipe() -
 
 def test_the_network_outputs_report_rows_batch_by_batch(monkeypatch: pytest.MonkeyPatch
                                                         ) -> None:
-    monkeypatch.setattr(predict_module, "BATCH", 4)
+    monkeypatch.setattr(inference, "INFERENCE_BATCH", 4)
     network = Network([Dense(3), Activation("softmax")], SoftmaxCrossEntropy(), (5,),
                       np.random.default_rng(0))
     told: list[tuple[int, int, str]] = []
-    outputs = predict_module.network_outputs(network, np.ones((10, 5), np.float32),
-                                             lambda *report: told.append(report))
+    outputs = inference.network_outputs(network, np.ones((10, 5), np.float32),
+                                        lambda *report: told.append(report))
     assert outputs.shape == (10, 3)
     assert [(done, total) for done, total, _ in told] == [(4, 10), (8, 10), (10, 10)]
     assert told[-1][2].endswith("10 of 10 rows")

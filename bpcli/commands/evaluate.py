@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
-from bpcli.commands.predict import network_outputs, read_inputs
-from bpcli.data import Preprocessor
 from bpcli.errors import DataError
 from bpcli.events import Progress
+from bpcli.inference import read_inputs, score
 from bpcli.metrics import (
     ClassificationReport,
     RegressionReport,
-    classification_report,
     metric_text,
-    regression_report,
 )
 from bpcli.modelfile import load_model
-from bpcli.nn import Network
 
 
 def evaluate(model_path: Path, data_path: Path, notes: list[str] | None = None,
@@ -50,30 +41,6 @@ def evaluate(model_path: Path, data_path: Path, notes: list[str] | None = None,
     truth = (pre.target_values(table, rows) if pre.task == "regression"
              else pre.class_indices(table, rows))
     return score(saved.network, pre, X, truth, progress)
-
-
-def score(network: Network, pre: Preprocessor, X: NDArray[np.floating], truth: NDArray[Any],
-          progress: Progress | None = None) -> ClassificationReport | RegressionReport:
-    """Scores of ``network`` on inputs ``X`` against class indices or, for regression,
-    targets in their own units (n, targets)."""
-    outputs = network_outputs(network, X, progress)
-    if pre.task == "regression":
-        return regression_report(pre.targets, truth, pre.inverse_target(outputs))
-    if outputs.shape[1] == 1:  # one sigmoid unit: the probability of the second class
-        predicted = (outputs[:, 0] > 0.5).astype(np.int64)
-    else:
-        predicted = np.argmax(outputs, axis=1)
-    return classification_report(truth, predicted, pre.classes)
-
-
-def as_json(report: ClassificationReport | RegressionReport) -> dict[str, Any]:
-    data = asdict(report)
-    if isinstance(report, ClassificationReport):
-        data["confusion"] = report.confusion.tolist()
-        data["task"] = "classification"
-    else:
-        data["task"] = "regression"
-    return data
 
 
 def plot_confusion(report: ClassificationReport | RegressionReport, path: Path,

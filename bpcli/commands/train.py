@@ -15,12 +15,12 @@ import numpy as np
 import yaml
 
 from bpcli.atomic import write_text_atomic
-from bpcli.commands.evaluate import as_json, score
 from bpcli.config import load_config
 from bpcli.csvfile import listed
 from bpcli.display import Display
 from bpcli.errors import ModelFileError, UsageError
 from bpcli.experiment import Experiment, prepare
+from bpcli.inference import score
 from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
 from bpcli.modelfile import load_model, model_arrays, save_model, write_arrays
 from bpcli.nn import Network, Optimizer
@@ -390,7 +390,7 @@ def _test_report(experiment: Experiment, network: Network, run_dir: Path
     if experiment.X_test is None or experiment.Y_test is None:
         return None
     report = score(network, experiment.preprocessor, experiment.X_test, experiment.Y_test)
-    write_json(run_dir / TEST_SCORES, as_json(report))
+    write_json(run_dir / TEST_SCORES, report.as_json())
     return report
 
 

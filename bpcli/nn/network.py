@@ -16,6 +16,8 @@ from bpcli.nn.losses import Loss
 from bpcli.nn.regularization import Penalties, add_penalty_gradients, penalty_value
 
 Array = NDArray[np.floating]
+#: rows a network takes at once in inference (validation, predict, evaluate): bounds memory
+INFERENCE_BATCH = 8192
 
 
 class Network:
@@ -127,7 +129,8 @@ class Network:
         loss = self.loss.value(P, Y)
         return loss + penalty_value(self, self.penalties) if self.penalties else loss
 
-    def evaluate(self, X: Array, Y: NDArray, batch_size: int = 4096) -> tuple[float, Array]:
+    def evaluate(self, X: Array, Y: NDArray, batch_size: int = INFERENCE_BATCH
+                 ) -> tuple[float, Array]:
         """Loss and outputs in inference mode, in batches; the loss is the batch mean."""
         total = 0.0
         outputs = []
