@@ -1,8 +1,9 @@
 """Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D and Flatten.
 
-Forward passes are compared with plain-loop references written here (and with PyTorch when
-it is installed), backward passes with central differences in float64, alone and inside
-networks; then ties, descriptions, errors, layouts, dtypes and a small training run.
+Forward passes are compared with the plain-loop references of ``bpcli/nn/reference.py``
+(and with PyTorch when it is installed), backward passes with central differences in
+float64, alone and inside networks; then ties, descriptions, errors, layouts, dtypes and
+a small training run.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ from bpcli.nn.init import INITIALIZERS, fans
 from bpcli.nn.layers import BatchNorm, layer_from_description
 from bpcli.nn.losses import MeanSquaredError, SoftmaxCrossEntropy
 from bpcli.nn.optimizers import SGD
+from bpcli.nn.reference import as_pair
+from bpcli.nn.reference import conv2d_forward as reference_conv
+from bpcli.nn.reference import max_pool2d_backward as reference_max_pool_backward
+from bpcli.nn.reference import pads_for as reference_pads
+from bpcli.nn.reference import pool2d_forward as reference_pool
 from tests.numeric import numeric_grad
 
 ATOL = 1e-7
@@ -50,81 +56,9 @@ PADDINGS: list[Any] = ["valid", "same", 1, 2, (0, 1)]
 INPUT = (2, 7, 6)  # (C, H, W): odd sizes, so most strides do not divide them
 
 
-# -- plain-loop references -------------------------------------------------------------
-def as_pair(value: Any) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
-
-
-def reference_pads(padding: Any, size: tuple[int, int], window: tuple[int, int],
-                   stride: tuple[int, int]) -> Pads:
-    """TensorFlow's "same" (extra row/column at the bottom/right), PyTorch's ints."""
-    pads = []
-    for n, k, s, axis in zip(size, window, stride, (0, 1), strict=True):
-        if padding == "valid":
-            pads.append((0, 0))
-        elif padding == "same":
-            total = max((math.ceil(n / s) - 1) * s + k - n, 0)
-            pads.append((total // 2, total - total // 2))
-        else:
-            p = as_pair(padding)[axis]
-            pads.append((p, p))
-    return pads[0], pads[1]
-
-
 def fits(window: Any, stride: Any, padding: Any, size: tuple[int, int] = INPUT[1:]) -> bool:
     pads = reference_pads(padding, size, as_pair(window), as_pair(stride))
     return all(n + sum(p) >= k for n, p, k in zip(size, pads, as_pair(window), strict=True))
-
-
-def windows(Xp: NDArray, window: tuple[int, int],
-            stride: tuple[int, int]) -> dict[tuple[int, int], NDArray]:
-    """Every window of the padded ``Xp`` ``(N, C, Hp, Wp)``, by output position ``(y, x)``."""
-    (kh, kw), (sh, sw) = window, stride
-    out_h = (Xp.shape[2] - kh) // sh + 1
-    out_w = (Xp.shape[3] - kw) // sw + 1
-    return {(y, x): Xp[:, :, y * sh : y * sh + kh, x * sw : x * sw + kw]
-            for y in range(out_h) for x in range(out_w)}
-
-
-def reference_conv(X: NDArray, W: NDArray, b: NDArray | None, stride: tuple[int, int],
-                   pads: Pads) -> NDArray:
-    Xp = np.pad(X, ((0, 0), (0, 0), *pads))
-    wins = windows(Xp, W.shape[2:], stride)
-    out_h, out_w = max(wins)[0] + 1, max(wins)[1] + 1
-    Y = np.zeros((len(X), len(W), out_h, out_w))
-    for n in range(len(X)):
-        for f in range(len(W)):
-            for (y, x), win in wins.items():
-                Y[n, f, y, x] = np.sum(W[f] * win[n]) + (b[f] if b is not None else 0.0)
-    return Y
-
-
-def reference_pool(X: NDArray, window: tuple[int, int], stride: tuple[int, int], pads: Pads,
-                   mode: str) -> NDArray:
-    """Max or mean over each window's input positions (padding is NaN, then ignored)."""
-    Xp = np.pad(X, ((0, 0), (0, 0), *pads), constant_values=np.nan)
-    wins = windows(Xp, window, stride)
-    out_h, out_w = max(wins)[0] + 1, max(wins)[1] + 1
-    Y = np.zeros((*X.shape[:2], out_h, out_w))
-    reduce = np.nanmax if mode == "max" else np.nanmean
-    for (y, x), win in wins.items():
-        Y[:, :, y, x] = reduce(win, axis=(2, 3))
-    return Y
-
-
-def reference_max_pool_backward(X: NDArray, dY: NDArray, window: tuple[int, int],
-                                stride: tuple[int, int], pads: Pads) -> NDArray:
-    """Each dY to the first maximum of its window in row-major order (np.argmax's choice)."""
-    Xp = np.pad(X, ((0, 0), (0, 0), *pads), constant_values=-np.inf)
-    dXp = np.zeros_like(Xp)
-    kw, (sh, sw) = window[1], stride
-    for (y, x), win in windows(Xp, window, stride).items():
-        for n in range(X.shape[0]):
-            for c in range(X.shape[1]):
-                i, j = divmod(int(np.argmax(win[n, c])), kw)
-                dXp[n, c, y * sh + i, x * sw + j] += dY[n, c, y, x]
-    (top, _), (left, _) = pads
-    return dXp[:, :, top : top + X.shape[2], left : left + X.shape[3]]
 
 
 # -- helpers ---------------------------------------------------------------------------

@@ -44,6 +44,10 @@ input frame ``(C, Hp, Wp, N)``, the window views at the ``kh * kw`` kernel offse
 combines the same window views elementwise. The only Python loops run over kernel offsets,
 never over samples or pixels.
 
+``bpcli/nn/reference.py`` computes the same forward and backward passes as the textbook
+loops over samples, channels and output positions: read it first, and the tests hold these
+layers to it (``tests/test_nn_reference.py``).
+
 In inference, batches are split into chunks of samples so that ``cols`` stays within
 ``INFERENCE_COLS_BYTES`` (a 4,096-image evaluation batch would otherwise need ``cols`` of
 hundreds of megabytes).
