@@ -33,7 +33,7 @@ OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "config-reference.md"
 HEADER = f"""# Config reference
 
 Every option of a bp config file, generated from the pydantic models in
-`bpcli/config.py` by `scripts/config_reference.py` (do not edit by hand). Unknown keys are
+the `bpcli/config/` package by `scripts/config_reference.py` (do not edit by hand). Unknown keys are
 errors. `bp schema` prints the same information as a JSON Schema for editors.
 
 A section or list item that says "one of" takes a `type` (layers) or `name` (optimizer,
