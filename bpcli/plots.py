@@ -22,13 +22,12 @@ from bpcli.atomic import write_atomic
 from bpcli.errors import UsageError
 from bpcli.events import EpochEnded, Event, Stopped, TrainingEnded
 from bpcli.files import regular_file
-from bpcli.runs import metrics_header
+from bpcli.runs import RunFiles, metrics_header
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-CURVES = "curves.png"
 INSTALL_HINT = "pip install 'bp[plot]'"
 # 1500 x 450 pixels: three panels side by side, each wide enough for its legend
 WIDTH_IN, HEIGHT_IN, DPI = 15.0, 4.5, 100
@@ -65,7 +64,7 @@ class Curves:
 
 def read_curves(path: Path, name: str | None = None) -> Curves:
     """Read a run's ``metrics.csv``; ``path`` is the run directory or the file itself."""
-    file = path if path.is_file() else path / "metrics.csv"
+    file = path if path.is_file() else RunFiles(path).metrics
     if file.exists():  # a FIFO or device here would block or never end
         regular_file(file, UsageError)
     try:
@@ -250,12 +249,13 @@ class CurvesWriter:
             return
         start = self.clock()
         try:
-            learning_curves([read_curves(self.run_dir)], self.run_dir / CURVES)
+            learning_curves([read_curves(self.run_dir)], RunFiles(self.run_dir).curves)
         except PlotsUnavailable:
             self.enabled = False
-            self.notify(f"{CURVES} skipped: install matplotlib for pictures ({INSTALL_HINT})")
+            self.notify(f"{RunFiles(self.run_dir).curves.name} skipped: install matplotlib "
+                        f"for pictures ({INSTALL_HINT})")
         except Exception as exc:  # a picture is never worth stopping training for
             self.enabled = False
-            self.notify(f"{CURVES} not drawn: {exc}")
+            self.notify(f"{RunFiles(self.run_dir).curves.name} not drawn: {exc}")
         end = self.clock()
         self.next_draw = end + max(self.interval, (end - start) / DRAW_TIME_SHARE)

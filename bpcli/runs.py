@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,9 +27,59 @@ from bpcli.errors import UsageError
 from bpcli.events import EpochEnded, Event, Stopped
 
 CHECKPOINTS = "checkpoints"
-FINGERPRINTS = "fingerprints.json"
-LOCK = ".lock"
 MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of a run directory, by what they hold: every name in one place
+    (README's "What a run leaves behind" describes them)."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:  # the resolved config
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:  # a row per epoch
+        return self.root / "metrics.csv"
+
+    @property
+    def summary(self) -> Path:  # status, best epoch, wall time, the training process
+        return self.root / "summary.json"
+
+    @property
+    def model(self) -> Path:  # the best epoch's weights with their preprocessing
+        return self.root / "model.npz"
+
+    @property
+    def test_scores(self) -> Path:  # the model scored once on the test split
+        return self.root / "test.json"
+
+    @property
+    def curves(self) -> Path:  # the learning curves, with matplotlib
+        return self.root / "curves.png"
+
+    @property
+    def fingerprints(self) -> Path:  # SHA-256 of the config and data, checked on resume
+        return self.root / "fingerprints.json"
+
+    @property
+    def lock(self) -> Path:  # held by the process training the run
+        return self.root / ".lock"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS
+
+    @property
+    def last(self) -> Path:  # the newest checkpoint, which --resume carries on from
+        return self.checkpoints / "last.npz"
+
+    @property
+    def best(self) -> Path:  # the checkpoint of the best epoch so far
+        return self.checkpoints / "best.npz"
 
 try:
     import fcntl
@@ -77,7 +128,7 @@ class RunLock:
     def __enter__(self) -> RunLock:
         if fcntl is None:
             return self
-        self._file = (self.run_dir / LOCK).open("ab")
+        self._file = RunFiles(self.run_dir).lock.open("ab")
         deadline = time.monotonic() + 1.0  # past a `bp runs` that is looking at it
         while True:
             try:
@@ -102,7 +153,7 @@ def run_is_live(run_dir: Path) -> bool | None:
     if fcntl is None:
         return None
     try:
-        with (run_dir / LOCK).open("rb") as f:
+        with RunFiles(run_dir).lock.open("rb") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -160,19 +211,19 @@ def file_digest(path: Path) -> str:
 
 def fingerprints(run_dir: Path, data_files: list[Path]) -> dict[str, Any]:
     """SHA-256 of the run's resolved config and of each data file it reads."""
-    return {"config": file_digest(run_dir / "config.yaml"),
+    return {"config": file_digest(RunFiles(run_dir).config),
             "data": {str(p): file_digest(p) for p in data_files}}
 
 
 def changed_inputs(run_dir: Path, data_files: list[Path]) -> list[str]:
     """What differs from the fingerprints recorded when the run started."""
     try:
-        recorded = json.loads((run_dir / FINGERPRINTS).read_text())
+        recorded = json.loads(RunFiles(run_dir).fingerprints.read_text())
     except (OSError, ValueError):
-        return [f"{run_dir / FINGERPRINTS} is missing or unreadable"]
+        return [f"{RunFiles(run_dir).fingerprints} is missing or unreadable"]
     changes = []
-    if recorded.get("config") != file_digest(run_dir / "config.yaml"):
-        changes.append(f"{run_dir / 'config.yaml'} was edited")
+    if recorded.get("config") != file_digest(RunFiles(run_dir).config):
+        changes.append(f"{RunFiles(run_dir).config} was edited")
     for path in data_files:
         old = recorded.get("data", {}).get(str(path))
         if not path.exists():
@@ -251,12 +302,12 @@ class RunRecorder:
             writer.writerow(self.header)
             writer.writerows(self.rows)
             text = buffer.getvalue()
-            self.writer.submit(lambda: write_text_atomic(self.run_dir / "metrics.csv", text))
+            self.writer.submit(lambda: write_text_atomic(RunFiles(self.run_dir).metrics, text))
             if event.is_best:
-                self.writer.submit(self.save_checkpoint(self.run_dir / CHECKPOINTS / "best.npz"))
-            self.writer.submit(self.save_checkpoint(self.run_dir / CHECKPOINTS / "last.npz"))
+                self.writer.submit(self.save_checkpoint(RunFiles(self.run_dir).best))
+            self.writer.submit(self.save_checkpoint(RunFiles(self.run_dir).last))
         elif isinstance(event, Stopped):
-            self.writer.submit(self.save_checkpoint(self.run_dir / CHECKPOINTS / "last.npz"))
+            self.writer.submit(self.save_checkpoint(RunFiles(self.run_dir).last))
 
     def close(self) -> None:
         """Wait until every file is written (re-raising a write error)."""
@@ -272,7 +323,7 @@ def read_metrics(run_dir: Path, up_to_epoch: int) -> list[list[str]]:
     """The rows of ``metrics.csv`` for epochs up to ``up_to_epoch`` (a run killed between
     writing a row and its checkpoint has a row more than its checkpoint)."""
     try:
-        rows = list(csv.reader(io.StringIO((run_dir / "metrics.csv").read_text())))
+        rows = list(csv.reader(io.StringIO(RunFiles(run_dir).metrics.read_text())))
     except FileNotFoundError:
         return []
     return [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) <= up_to_epoch]

@@ -12,7 +12,7 @@ from bpcli.atomic import json_text
 from bpcli.display import Display, layer_row
 from bpcli.metrics import metric_text
 from bpcli.modelfile import SavedModel, load_model
-from bpcli.runs import CHECKPOINTS, FINGERPRINTS
+from bpcli.runs import CHECKPOINTS, RunFiles
 
 
 def inspect(path: Path, display: Display, as_json: bool = False) -> None:
@@ -175,7 +175,7 @@ def _run_dir(path: Path) -> Path | None:
     parent = path.parent
     if parent.name == CHECKPOINTS:
         parent = parent.parent
-    is_run = (parent / FINGERPRINTS).is_file() or (parent / "summary.json").is_file()
+    is_run = RunFiles(parent).fingerprints.is_file() or RunFiles(parent).summary.is_file()
     return parent if is_run else None
 
 
@@ -183,7 +183,7 @@ def _fingerprints(run_dir: Path | None) -> dict[str, Any] | None:
     if run_dir is None:
         return None
     try:
-        recorded = json.loads((run_dir / FINGERPRINTS).read_text(encoding="utf-8"))
+        recorded = json.loads(RunFiles(run_dir).fingerprints.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return recorded if isinstance(recorded, dict) else None

@@ -8,6 +8,7 @@ from pathlib import Path
 from bpcli.errors import UsageError
 from bpcli.files import output_path
 from bpcli.plots import Curves, learning_curves, read_curves
+from bpcli.runs import RunFiles
 
 DEFAULT_OUT = Path("compare.png")
 
@@ -17,7 +18,7 @@ def plot(run_dirs: Sequence[Path], out: Path = DEFAULT_OUT) -> Path:
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: bp draws PNG pictures; give a file name ending "
                          "in .png")
-    output_path(out, *(p / "metrics.csv" if p.is_dir() else p for p in run_dirs))
+    output_path(out, *(RunFiles(p).metrics if p.is_dir() else p for p in run_dirs))
     names = [p.resolve().name if p.is_dir() else p.resolve().parent.name for p in run_dirs]
     runs: list[Curves] = []
     for path, name in zip(run_dirs, names, strict=True):

@@ -20,7 +20,7 @@ import yaml
 from bpcli.display import Display
 from bpcli.errors import UsageError
 from bpcli.metrics import metric_text
-from bpcli.runs import CHECKPOINTS, run_is_live
+from bpcli.runs import RunFiles, run_is_live
 
 #: The timestamp ``create_run_dir`` puts in a run's name: ``<name>-YYYYmmdd-HHMMSS[-N]``.
 STAMP = re.compile(r"-(\d{8}-\d{6})(?:-(\d+))?$")
@@ -66,8 +66,8 @@ class RunInfo:
 
 def is_run_dir(path: Path) -> bool:
     """A directory ``bp train`` made: it holds the run's resolved config or its summary."""
-    return path.is_dir() and ((path / "config.yaml").is_file()
-                              or (path / "summary.json").is_file())
+    return path.is_dir() and (RunFiles(path).config.is_file()
+                              or RunFiles(path).summary.is_file())
 
 
 def find_runs(runs_dir: Path) -> list[RunInfo]:
@@ -128,7 +128,7 @@ def list_runs(runs_dir: Path, display: Display) -> None:
              run.wall_time_text()) for run in runs]
     display.runs_table(f"{len(runs)} run{'s' if len(runs) > 1 else ''} in {runs_dir}", rows)
     for run in runs:
-        if run.status in ("crashed", "interrupted") and (run.path / CHECKPOINTS / "last.npz"
+        if run.status in ("crashed", "interrupted") and (RunFiles(run.path).last
                                                          ).is_file():
             display.info(f"{run.name} {run.status}; carry it on with: "
                          f"bp train --resume {run.path}")
@@ -214,12 +214,12 @@ def _check_run_dir(path: Path) -> None:
         raise UsageError(f"{path}: no such run directory")
     if not path.is_dir():
         raise UsageError(f"{path}: not a run directory; give a directory under runs/")
-    if not (path / "config.yaml").is_file():
+    if not RunFiles(path).config.is_file():
         raise UsageError(f"{path}: not a bp run directory (no config.yaml)")
 
 
 def _config_or_error(run_dir: Path) -> Any:
-    path = run_dir / "config.yaml"
+    path = RunFiles(run_dir).config
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -229,7 +229,7 @@ def _config_or_error(run_dir: Path) -> Any:
 
 def _read_config(run_dir: Path) -> dict[str, Any]:
     try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        config = yaml.safe_load(RunFiles(run_dir).config.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return {}
     return config if isinstance(config, dict) else {}
@@ -237,7 +237,7 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
 
 def _read_summary(run_dir: Path) -> dict[str, Any]:
     try:
-        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+        summary = json.loads(RunFiles(run_dir).summary.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return summary if isinstance(summary, dict) else {}
@@ -246,7 +246,7 @@ def _read_summary(run_dir: Path) -> dict[str, Any]:
 def _read_metrics(run_dir: Path) -> tuple[list[str], list[dict[str, float | None]]]:
     """The header of ``metrics.csv`` and its epoch rows, as numbers by column name."""
     try:
-        lines = list(csv.reader(io.StringIO((run_dir / "metrics.csv").read_text(
+        lines = list(csv.reader(io.StringIO(RunFiles(run_dir).metrics.read_text(
             encoding="utf-8"))))
     except (OSError, UnicodeDecodeError, csv.Error):
         return [], []
@@ -279,7 +279,7 @@ def _started(run_dir: Path) -> tuple[datetime, tuple[float, int, int]]:
     """When the run started: the timestamp in its name, else when its config was written.
     Also a sort key, with the ``-N`` suffix and the config's mtime to order runs started in
     the same second."""
-    config = run_dir / "config.yaml"
+    config = RunFiles(run_dir).config
     try:
         mtime_ns = (config if config.exists() else run_dir).stat().st_mtime_ns
     except OSError:

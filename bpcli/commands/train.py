@@ -26,8 +26,7 @@ from bpcli.modelfile import load_model, model_arrays, save_model, write_arrays
 from bpcli.nn import Network, Optimizer
 from bpcli.plots import CurvesWriter
 from bpcli.runs import (
-    CHECKPOINTS,
-    FINGERPRINTS,
+    RunFiles,
     RunLock,
     RunRecorder,
     changed_inputs,
@@ -49,8 +48,6 @@ from bpcli.trainer import (
     TrainingInterrupted,
     TrainingResult,
 )
-
-TEST_SCORES = "test.json"
 
 
 @dataclass
@@ -101,8 +98,9 @@ def resume(run_dir: Path, display: Display, force: bool, health: bool = False,
            epochs: int | None = None, threads: int | None = None) -> Path:
     """Carry on the run in ``run_dir`` from its last checkpoint, bit for bit; with
     ``epochs``, to that new total (which also extends a finished run)."""
-    last = run_dir / CHECKPOINTS / "last.npz"
-    if not (run_dir / "config.yaml").is_file():
+    files = RunFiles(run_dir)
+    last = files.last
+    if not files.config.is_file():
         raise UsageError(f"{run_dir}: not a bp run directory (no config.yaml)")
     if not last.is_file():
         raise UsageError(f"{run_dir}: no checkpoint to resume from (it stopped before its "
@@ -117,11 +115,12 @@ def resume(run_dir: Path, display: Display, force: bool, health: bool = False,
 def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
                    epochs: int | None) -> Session:
     """The session that carries the run on from its last checkpoint."""
-    last = run_dir / CHECKPOINTS / "last.npz"
+    files = RunFiles(run_dir)
+    last = files.last
     if remove_stale_temporaries(run_dir):
         display.info("removed the temporary files of writes the stopped process left "
                      "unfinished")
-    loaded = load_config(run_dir / "config.yaml")
+    loaded = load_config(files.config)
     planned = loaded.config.training.epochs
     if epochs is None and _finished(run_dir):
         raise UsageError(f"{run_dir}: the run has finished ({planned} epochs planned; its "
@@ -147,7 +146,7 @@ def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
         network.rng.bit_generator.state = network_rng
         optimizer.load_state(checkpoint.optimizer_state)
     except (ValueError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"{last}: does not match {run_dir / 'config.yaml'}: {exc}") from None
+        raise ModelFileError(f"{last}: does not match {files.config}: {exc}") from None
     if epochs is not None:
         if epochs <= state.epoch:
             raise UsageError(f"{run_dir}: --epochs {epochs} is not more than the "
@@ -157,7 +156,7 @@ def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
         display.info(f"extending {run_dir} from {planned} to {epochs} epochs")
     trainer = _trainer(experiment, network, optimizer, np.random.default_rng(0), health)
     trainer.state = state
-    best = run_dir / CHECKPOINTS / "best.npz"
+    best = files.best
     if best.is_file():
         trainer.best_params[...] = load_model(best).network.flat_params
     display.info(f"resuming {run_dir} after epoch {state.epoch}"
@@ -170,11 +169,12 @@ def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
 def _finished(run_dir: Path) -> bool:
     """Whether the run ended as planned and wrote its model (a run killed while finishing
     is not finished: resuming it completes the final writes)."""
+    files = RunFiles(run_dir)
     try:
-        status = json.loads((run_dir / "summary.json").read_text())["status"]
+        status = json.loads(files.summary.read_text())["status"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return status in ("finished", "stopped early") and (run_dir / "model.npz").is_file()
+    return status in ("finished", "stopped early") and files.model.is_file()
 
 
 def _extend(run_dir: Path, experiment: Experiment, epochs: int) -> None:
@@ -187,10 +187,11 @@ def _extend(run_dir: Path, experiment: Experiment, epochs: int) -> None:
 def _write_config(run_dir: Path, experiment: Experiment) -> None:
     """The run's resolved config, and the fingerprints that guard it and the data."""
     config = experiment.config
-    write_text_atomic(run_dir / "config.yaml",
+    files = RunFiles(run_dir)
+    write_text_atomic(files.config,
                       yaml.safe_dump(config.model_dump(mode="json", exclude_none=True),
                                      sort_keys=False))
-    write_json(run_dir / FINGERPRINTS, fingerprints(run_dir, _data_files(experiment)))
+    write_json(files.fingerprints, fingerprints(run_dir, _data_files(experiment)))
 
 
 def _trainer(experiment: Experiment, network: Network, optimizer: Optimizer,
@@ -264,7 +265,8 @@ def _run(session: Session, display: Display) -> Path:
                                "task": experiment.preprocessor.task,
                                "n_train": len(experiment.X_train), "n_val": len(experiment.X_val),
                                "threads": threads}
-    write_json(run_dir / "summary.json", summary)
+    files = RunFiles(run_dir)
+    write_json(files.summary, summary)
     recorder = RunRecorder(run_dir, experiment.metric_name, save_checkpoint,
                            session.metrics_rows)
     # listens after the recorder, and draws on its writer, after the rows it depends on
@@ -281,15 +283,15 @@ def _run(session: Session, display: Display) -> Path:
                 _finish_writes(curves, recorder)
                 if trainer.state.best_epoch > 0:  # the last good weights stay the model
                     network.flat_params[...] = trainer.best_params
-                    save_model(run_dir / "model.npz", network, experiment.preprocessor,
+                    save_model(files.model, network, experiment.preprocessor,
                                {**meta, "epoch": trainer.state.best_epoch})
-                write_json(run_dir / "summary.json", {**summary, "status": "diverged",
+                write_json(files.summary, {**summary, "status": "diverged",
                                                       "epochs": trainer.state.epoch})
             raise
         except (TrainingInterrupted, KeyboardInterrupt) as exc:
             with stop.deferred():
                 _finish_writes(curves, recorder)
-                write_json(run_dir / "summary.json", {**summary, "status": "interrupted",
+                write_json(files.summary, {**summary, "status": "interrupted",
                                                       "epochs": trainer.state.epoch})
             if isinstance(exc, TrainingInterrupted):
                 raise TrainingInterrupted(f"{exc}; checkpoint written. Resume with:\n"
@@ -307,7 +309,7 @@ def _run(session: Session, display: Display) -> Path:
             _finish(session, display, result, summary, meta)
     if stop.requested:
         raise TrainingInterrupted(f"interrupted as the run finished; it is complete "
-                                  f"({run_dir / 'model.npz'} written)")
+                                  f"({files.model} written)")
     return run_dir
 
 
@@ -328,8 +330,9 @@ def _use_threads(session: Session, run_dir: Path) -> dict[str, Any]:
 
 
 def _recorded_threads(run_dir: Path) -> dict[str, Any] | None:
+    files = RunFiles(run_dir)
     try:
-        threads = json.loads((run_dir / "summary.json").read_text())["threads"]
+        threads = json.loads(files.summary.read_text())["threads"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not (isinstance(threads, dict) and isinstance(threads.get("threads"), int)
@@ -355,11 +358,12 @@ def _finish(session: Session, display: Display, result: TrainingResult,
     metric = f"val_{experiment.metric_name}"
     metrics = {"best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
                metric: result.best_val_metric}
-    save_model(run_dir / "model.npz", session.network, experiment.preprocessor,
+    files = RunFiles(run_dir)
+    save_model(files.model, session.network, experiment.preprocessor,
                {**meta, "epoch": result.best_epoch, "metrics": metrics})
     status = "stopped early" if trainer.state.stopped_early else "finished"
     test = _test_report(experiment, session.network, run_dir)
-    write_json(run_dir / "summary.json", {
+    write_json(files.summary, {
         **summary, "status": status, "epochs": result.epochs_done,
         "wall_time_s": round(result.seconds, 3), "metrics": metrics,
         "rollbacks": trainer.state.rollbacks,
@@ -373,11 +377,11 @@ def _finish(session: Session, display: Display, result: TrainingResult,
         display.info(f"trained on every row (no validation rows): the model is epoch "
                      f"{result.best_epoch}'s weights ({result.seconds:.1f}s)")
     if test is not None:
-        display.evaluation(test, f"test split, best epoch's model ({TEST_SCORES})")
-    display.info(f"model written to {run_dir / 'model.npz'}; predict with:")
+        display.evaluation(test, f"test split, best epoch's model ({files.test_scores.name})")
+    display.info(f"model written to {files.model}; predict with:")
     # a file that exists, so that the command runs as shown: the test rows when there are
     example = Path(config.data.test_path or config.data.path)
-    display.info(f"  bp predict {run_dir / 'model.npz'} {_shown(example)}")
+    display.info(f"  bp predict {files.model} {_shown(example)}")
     display.info(f"or on new rows: a CSV with the columns "
                  f"{listed(experiment.preprocessor.columns)} in any order (others, such as "
                  "an id to carry along with --keep, are ignored)")
@@ -390,7 +394,8 @@ def _test_report(experiment: Experiment, network: Network, run_dir: Path
     if experiment.X_test is None or experiment.Y_test is None:
         return None
     report = score(network, experiment.preprocessor, experiment.X_test, experiment.Y_test)
-    write_json(run_dir / TEST_SCORES, report.as_json())
+    files = RunFiles(run_dir)
+    write_json(files.test_scores, report.as_json())
     return report
 
 
@@ -402,8 +407,9 @@ def _headline(report: ClassificationReport | RegressionReport) -> dict[str, Any]
 
 def _started(run_dir: Path, meta: dict[str, Any]) -> str:
     """When the run first started (kept across resumes)."""
+    files = RunFiles(run_dir)
     try:
-        previous = json.loads((run_dir / "summary.json").read_text())
+        previous = json.loads(files.summary.read_text())
         return str(previous["started"])
     except (OSError, ValueError, KeyError, TypeError):
         return str(meta["created"])
