@@ -120,13 +120,25 @@ class DivergencePolicy:
     max_rollbacks: int = 3
 
 
-@dataclass
-class TrainingResult:
-    epochs_done: int
-    best_epoch: int
-    best_val_loss: float
-    best_val_metric: float
-    seconds: float
+class _Batches:
+    """The training rows cut into batches: where each batch starts, and buffers (allocated
+    once) that each batch's rows are gathered into."""
+
+    def __init__(self, X: NDArray, Y: NDArray, batch_size: int) -> None:
+        self.X, self.Y, self.rows = X, Y, len(X)
+        self.bounds = batch_bounds(self.rows, batch_size)
+        self.count = len(self.bounds) - 1
+        largest = int(np.max(np.diff(self.bounds)))
+        self.X_buf = np.empty((largest, *X.shape[1:]), dtype=X.dtype)
+        self.Y_buf = np.empty((largest, *Y.shape[1:]), dtype=Y.dtype)
+
+    def gather(self, order: NDArray, b: int) -> tuple[NDArray, NDArray]:
+        """Batch ``b`` of the rows in ``order``, copied into the buffers."""
+        index = order[self.bounds[b] : self.bounds[b + 1]]
+        # mode="clip" skips numpy's defensive copy when writing to `out` (3x faster); the
+        # indices come from a permutation, so nothing is ever clipped.
+        return (np.take(self.X, index, axis=0, out=self.X_buf[: len(index)], mode="clip"),
+                np.take(self.Y, index, axis=0, out=self.Y_buf[: len(index)], mode="clip"))
 
 
 @dataclass
@@ -184,26 +196,21 @@ class Trainer:
         self.clip_value = clip_value
         self.health = health
         self.state = TrainerState()
+        self._clock = 0.0  # when state.seconds was last brought up to date
         self.best_params = network.flat_params.copy()
 
     def emit(self, event: Event) -> None:
         for listener in self.listeners:
             listener(event)
 
-    def fit(self, X: NDArray, Y: NDArray, X_val: NDArray, Y_val: NDArray) -> TrainingResult:
+    def fit(self, X: NDArray, Y: NDArray, X_val: NDArray, Y_val: NDArray) -> TrainingEnded:
         """Train from ``self.state`` (fresh, or restored from a checkpoint) to the last epoch."""
         # Overflow is caught as a non-finite loss or gradient, with a better message.
         with np.errstate(over="ignore", invalid="ignore"):
             return self._fit(X, Y, X_val, Y_val)
 
-    def _fit(self, X: NDArray, Y: NDArray, X_val: NDArray, Y_val: NDArray) -> TrainingResult:
-        n = len(X)
-        bounds = batch_bounds(n, self.batch_size)
-        batches = len(bounds) - 1
-        largest = int(np.max(np.diff(bounds)))
-        X_buf = np.empty((largest, *X.shape[1:]), dtype=X.dtype)
-        Y_buf = np.empty((largest, *Y.shape[1:]), dtype=Y.dtype)
-        params, grads = [self.network.flat_params], [self.network.flat_grads]
+    def _fit(self, X: NDArray, Y: NDArray, X_val: NDArray, Y_val: NDArray) -> TrainingEnded:
+        batches = _Batches(X, Y, self.batch_size)
         state = self.state
         if state.epoch_rng is not None:
             self.rng.bit_generator.state = state.epoch_rng
@@ -211,105 +218,111 @@ class Trainer:
             self.schedule.load_state(state.schedule)
         # copies of the weights and optimizer state at the last epoch's end, kept only
         # when a divergence may roll back to them
-        rollback = self.divergence.rollback
-        snapshot = self._snapshot() if rollback else None
-        clock = time.perf_counter()  # state.seconds counts up to here
-        self.emit(TrainingStarted(self.epochs, batches, n, len(X_val), self.metric_name,
-                                  state.epoch, state.batch))
-        first_epoch, state_batch_at_start = state.epoch + 1, state.batch
-        while state.epoch < self.epochs and not state.stopped_early:
-            epoch = state.epoch + 1
-            epoch_start = last_report = time.perf_counter()
-            self.optimizer.learning_rate = self.schedule.rate(epoch) * state.lr_scale
-            state.epoch_rng = dict(self.rng.bit_generator.state)
-            order = self.rng.permutation(n)
-            diverged = None
-            squared_norms, epoch_start_params = 0.0, None
-            if self.health:
-                epoch_start_params = params[0].copy()
-            for b in range(state.batch, batches):
-                index = order[bounds[b] : bounds[b + 1]]
-                # mode="clip" skips numpy's defensive copy when writing to `out` (3x faster);
-                # the indices come from a permutation, so nothing is ever clipped.
-                Xb = np.take(X, index, axis=0, out=X_buf[: len(index)], mode="clip")
-                Yb = np.take(Y, index, axis=0, out=Y_buf[: len(index)], mode="clip")
-                loss = self.network.compute_gradients(Xb, Yb)
-                # The squared gradient norm is NaN or infinite when any gradient is (or when
-                # they are so large, above 1e19, that training has diverged anyway); BLAS's
-                # dot product finds it 3x faster than a sum.
-                g = grads[0]
-                squared_norm = float(np.dot(g, g))
-                squared_norms += squared_norm
-                if not (math.isfinite(loss) and math.isfinite(squared_norm)):
-                    diverged = self._describe_divergence(loss, epoch, b + 1, Xb)
-                    break
-                if self.clip_norm is not None:
-                    clip_by_global_norm(g, self.clip_norm)
-                if self.clip_value is not None:
-                    clip_by_value(g, self.clip_value)
-                self.optimizer.step(params, grads)
-                state.batch = b + 1
-                state.loss_sum += loss * len(index)
-                if self.should_stop():
-                    clock = self._count_time(clock)
-                    self.emit(Stopped(epoch, b + 1, batches))
-                    raise TrainingInterrupted(f"stopped at epoch {epoch}, batch {b + 1} of "
-                                              f"{batches}")
-                now = time.perf_counter()
-                if now - last_report >= PROGRESS_INTERVAL_S:
-                    last_report = now
-                    self.emit(BatchesDone(epoch, b + 1, batches))
+        snapshot = self._snapshot() if self.divergence.rollback else None
+        self._clock = time.perf_counter()  # state.seconds counts up to here
+        self.emit(TrainingStarted(self.epochs, batches.count, len(X), len(X_val),
+                                  self.metric_name, state.epoch, state.batch))
+        resumed_at = (state.epoch + 1, state.batch)  # the first epoch may start mid-way
+        while self.state.epoch < self.epochs and not self.state.stopped_early:
+            epoch = self.state.epoch + 1
+            started = time.perf_counter()
+            self.optimizer.learning_rate = self.schedule.rate(epoch) * self.state.lr_scale
+            self.state.epoch_rng = dict(self.rng.bit_generator.state)
+            start_params = self.network.flat_params.copy() if self.health else None
+            diverged, squared_norms = self._train_epoch(epoch, batches)
             if diverged is not None:
-                snapshot = self._recover(diverged, snapshot)
-                state = self.state  # replaced by the one rolled back to
+                snapshot = self._recover(diverged, snapshot)  # replaces self.state
                 continue
-            rule = self.early_stopping
-            if len(X_val):
-                val_loss, outputs = self.network.evaluate(X_val, Y_val)
-                val_metric = self.metric(outputs, Y_val)
-                monitored = val_loss if rule.monitor == "val_loss" else val_metric
-                is_best = rule.improved(monitored, state.best_monitor)
-            else:  # no validation rows (every row trains): the last epoch is the model
-                val_loss = val_metric = monitored = math.nan
-                is_best = True
-            if is_best:
-                state.best_val_loss, state.best_val_metric = val_loss, val_metric
-                state.best_epoch, state.best_monitor, state.wait = epoch, monitored, 0
-                self.best_params[...] = params[0]
-            else:
-                state.wait += 1
-            self.schedule.observe(epoch, val_loss)
-            train_loss = state.loss_sum / n
-            state.epoch, state.batch, state.loss_sum = epoch, 0, 0.0
-            state.epoch_rng = dict(self.rng.bit_generator.state)
-            state.schedule = self.schedule.state()
-            state.stopped_early = rule.patience is not None and state.wait >= rule.patience
-            clock = self._count_time(clock)
-            snapshot = self._snapshot() if rollback else None
             health = None
-            if epoch_start_params is not None:
-                steps = max(batches - (state_batch_at_start if epoch == first_epoch else 0), 1)
-                health = _health(self.network, epoch_start_params, squared_norms / steps,
+            if start_params is not None:
+                done_before = resumed_at[1] if epoch == resumed_at[0] else 0
+                steps = max(batches.count - done_before, 1)
+                health = _health(self.network, start_params, squared_norms / steps,
                                  X_val if len(X_val) else X)
-            self.emit(EpochEnded(epoch, self.epochs, train_loss, val_loss, val_metric,
-                                 self.optimizer.learning_rate,
-                                 time.perf_counter() - epoch_start, is_best, state.rollbacks,
-                                 health))
-            if state.stopped_early:
-                self.emit(StoppedEarly(epoch, state.best_epoch, rule.monitor, state.wait))
-        params[0][...] = self.best_params
-        self._count_time(clock)
-        result = TrainingResult(state.epoch, state.best_epoch, state.best_val_loss,
-                                state.best_val_metric, state.seconds)
-        self.emit(TrainingEnded(result.epochs_done, result.best_epoch, result.best_val_loss,
-                                result.best_val_metric, result.seconds))
-        return result
+            self._end_epoch(epoch, len(X), X_val, Y_val, started, health)
+            snapshot = self._snapshot() if self.divergence.rollback else None
+        self.network.flat_params[...] = self.best_params
+        self._count_time()
+        state = self.state
+        ended = TrainingEnded(state.epoch, state.best_epoch, state.best_val_loss,
+                              state.best_val_metric, state.seconds)
+        self.emit(ended)
+        return ended
 
-    def _count_time(self, since: float) -> float:
-        """Add the time since ``since`` to the run's training time; return now."""
+    def _train_epoch(self, epoch: int, batches: _Batches) -> tuple[str | None, float]:
+        """One pass over the training rows in a fresh order, from the batch the state is
+        at: gradients, clipping and the optimizer's step for each batch. Returns what
+        went non-finite (or None) and the sum of the batches' squared gradient norms."""
+        state = self.state
+        params, grads = [self.network.flat_params], [self.network.flat_grads]
+        order = self.rng.permutation(batches.rows)
+        squared_norms, last_report = 0.0, time.perf_counter()
+        for b in range(state.batch, batches.count):
+            Xb, Yb = batches.gather(order, b)
+            loss = self.network.compute_gradients(Xb, Yb)
+            # The squared gradient norm is NaN or infinite when any gradient is (or when
+            # they are so large, above 1e19, that training has diverged anyway); BLAS's
+            # dot product finds it 3x faster than a sum.
+            g = grads[0]
+            squared_norm = float(np.dot(g, g))
+            squared_norms += squared_norm
+            if not (math.isfinite(loss) and math.isfinite(squared_norm)):
+                return self._describe_divergence(loss, epoch, b + 1, Xb), squared_norms
+            if self.clip_norm is not None:
+                clip_by_global_norm(g, self.clip_norm)
+            if self.clip_value is not None:
+                clip_by_value(g, self.clip_value)
+            self.optimizer.step(params, grads)
+            state.batch = b + 1
+            state.loss_sum += loss * len(Xb)
+            if self.should_stop():
+                self._count_time()
+                self.emit(Stopped(epoch, b + 1, batches.count))
+                raise TrainingInterrupted(f"stopped at epoch {epoch}, batch {b + 1} of "
+                                          f"{batches.count}")
+            now = time.perf_counter()
+            if now - last_report >= PROGRESS_INTERVAL_S:
+                last_report = now
+                self.emit(BatchesDone(epoch, b + 1, batches.count))
+        return None, squared_norms
+
+    def _end_epoch(self, epoch: int, n: int, X_val: NDArray, Y_val: NDArray, started: float,
+                   health: Health | None) -> None:
+        """Validation, the best epoch so far, the schedule and early stopping; then the
+        state moves to the epoch boundary and listeners hear of it."""
+        state, rule = self.state, self.early_stopping
+        if len(X_val):
+            val_loss, outputs = self.network.evaluate(X_val, Y_val)
+            val_metric = self.metric(outputs, Y_val)
+            monitored = val_loss if rule.monitor == "val_loss" else val_metric
+            is_best = rule.improved(monitored, state.best_monitor)
+        else:  # no validation rows (every row trains): the last epoch is the model
+            val_loss = val_metric = monitored = math.nan
+            is_best = True
+        if is_best:
+            state.best_val_loss, state.best_val_metric = val_loss, val_metric
+            state.best_epoch, state.best_monitor, state.wait = epoch, monitored, 0
+            self.best_params[...] = self.network.flat_params
+        else:
+            state.wait += 1
+        self.schedule.observe(epoch, val_loss)
+        train_loss = state.loss_sum / n
+        state.epoch, state.batch, state.loss_sum = epoch, 0, 0.0
+        state.epoch_rng = dict(self.rng.bit_generator.state)
+        state.schedule = self.schedule.state()
+        state.stopped_early = rule.patience is not None and state.wait >= rule.patience
+        self._count_time()
+        self.emit(EpochEnded(epoch, self.epochs, train_loss, val_loss, val_metric,
+                             self.optimizer.learning_rate, time.perf_counter() - started,
+                             is_best, state.rollbacks, health))
+        if state.stopped_early:
+            self.emit(StoppedEarly(epoch, state.best_epoch, rule.monitor, state.wait))
+
+    def _count_time(self) -> None:
+        """Add the time since the last count to the run's training time."""
         now = time.perf_counter()
-        self.state.seconds += now - since
-        return now
+        self.state.seconds += now - self._clock
+        self._clock = now
 
     def _snapshot(self) -> _Snapshot:
         return _Snapshot(
@@ -416,5 +429,4 @@ __all__ = [
     "TrainerState",
     "TrainingDiverged",
     "TrainingInterrupted",
-    "TrainingResult",
 ]

@@ -19,6 +19,7 @@ from bpcli.config import load_config
 from bpcli.csvfile import listed
 from bpcli.display import Display
 from bpcli.errors import ModelFileError, UsageError
+from bpcli.events import TrainingEnded
 from bpcli.experiment import Experiment, prepare
 from bpcli.inference import score
 from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
@@ -46,7 +47,6 @@ from bpcli.trainer import (
     TrainerState,
     TrainingDiverged,
     TrainingInterrupted,
-    TrainingResult,
 )
 
 
@@ -350,7 +350,7 @@ def _finish_writes(curves: CurvesWriter, recorder: RunRecorder) -> None:
         recorder.close()
 
 
-def _finish(session: Session, display: Display, result: TrainingResult,
+def _finish(session: Session, display: Display, result: TrainingEnded,
             summary: dict[str, Any], meta: dict[str, Any]) -> None:
     """The final writes of a run that trained to its end: model, test scores, summary."""
     run_dir, experiment, trainer = session.run_dir, session.experiment, session.trainer
