@@ -199,3 +199,12 @@ def test_nonpositive_learning_rate_is_rejected(name: str, learning_rate: float) 
 def test_momentum_out_of_range_is_rejected(momentum: float) -> None:
     with pytest.raises(ValueError, match="momentum"):
         SGD(learning_rate=0.1, momentum=momentum)
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw", "nadam"])
+@pytest.mark.parametrize(("setting", "value"), [("beta1", 1.0), ("beta2", -0.1),
+                                                ("epsilon", 0.0)])
+def test_adam_family_refuses_settings_that_divide_by_zero(kind: str, setting: str,
+                                                          value: float) -> None:
+    with pytest.raises(ValueError, match=setting):
+        OPTIMIZERS[kind](**{setting: value})

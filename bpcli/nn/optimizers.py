@@ -110,6 +110,16 @@ class SGD(Optimizer):
 
 
 
+def _check_moments(beta1: float, beta2: float, epsilon: float) -> None:
+    """Adam's and Nadam's settings: a beta of 1 would divide by zero in the bias
+    correction, and epsilon keeps the denominator off zero."""
+    for label, beta in (("beta1", beta1), ("beta2", beta2)):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"{label} must be in [0, 1), got {beta}")
+    if epsilon <= 0:
+        raise ValueError(f"epsilon must be positive, got {epsilon}")
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015) with bias correction.
 
@@ -131,6 +141,7 @@ class Adam(Optimizer):
         epsilon: float = 1e-8,
     ) -> None:
         super().__init__(learning_rate)
+        _check_moments(beta1, beta2, epsilon)
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
         self.m: list[Array] = []
         self.v: list[Array] = []
@@ -377,11 +388,7 @@ class Nadam(Optimizer):
         momentum_decay: float = 0.004,
     ) -> None:
         super().__init__(learning_rate)
-        for label, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"{label} must be in [0, 1), got {beta}")
-        if epsilon <= 0:
-            raise ValueError(f"epsilon must be positive, got {epsilon}")
+        _check_moments(beta1, beta2, epsilon)
         if momentum_decay < 0:
             raise ValueError(f"momentum decay must be >= 0, got {momentum_decay}")
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
