@@ -214,6 +214,8 @@ class Preprocessor:
         step = _block_rows(len(self.mean) * np.dtype(dtype).itemsize)
         if owner is not None:
             filled = [0] * len(parts)
+            released = 0
+            column_bytes = sum(table.columns[spec.name].values.itemsize for spec in self.inputs)
             block = np.empty((min(step, len(table)), len(self.mean)), dtype)
             for start in range(0, len(table), step):
                 stop = min(len(table), start + step)
@@ -224,9 +226,12 @@ class Preprocessor:
                     count = int(np.count_nonzero(mine))
                     np.compress(mine, encoded, axis=0, out=X[filled[k]:filled[k] + count])
                     filled[k] += count
-                if release:  # the outputs grow as the columns shrink
+                # the outputs grow as the columns shrink, a few megabytes at a time (one
+                # system call per column each time)
+                if release and (stop - released) * column_bytes >= BLOCK_BYTES:
                     for spec in self.inputs:
                         table.columns[spec.name].release_rows(stop)
+                    released = stop
         else:
             for rows, X in zip(parts, outputs, strict=True):
                 for start in range(0, len(X), step):
@@ -525,9 +530,9 @@ def cell_problems(table: Table, spec: InputColumn, rows: Rows = None) -> list[st
                 found, spec.name, f"{first!r} is not a date"
                 + (f" (nor {', '.join(map(repr, others))})" if others else ""),
                 f"write {how}, or leave the cell empty"))
-    if spec.missing == "error":
+    if spec.missing == "error" and (cells := column.missing()).any():
         # cells that did not read are reported as such, not again as missing
-        missing = np.flatnonzero(_take(column.missing() & ~table.unreadable(spec.name), rows))
+        missing = np.flatnonzero(_take(cells & ~table.unreadable(spec.name), rows))
         if len(missing):
             found = missing if rows is None else rows[missing]
             problems.append(table.cells(found, spec.name, "missing value",
@@ -547,7 +552,7 @@ def _fit_numeric_fill(table: Table, rows: Rows, spec: InputColumn, column: Colum
     """The training values with missing ones filled (the fill is fitted here)."""
     values = _take(column.values, rows).astype(np.float64)
     missing = np.isnan(values)
-    present = values[~missing]
+    present = values[~missing] if missing.any() else values
     if spec.missing == "constant":
         spec.fill = float(spec.fill)  # type: ignore[arg-type]  # checked with the config
     elif spec.missing != "error":
