@@ -512,8 +512,8 @@ def cell_problems(table: Table, spec: InputColumn, rows: Rows = None) -> list[st
     in a date column, and missing cells when nothing fills them."""
     problems = []
     column = table.columns[spec.name]
-    codes = _take(column.values, rows)
     if spec.kind == "date":
+        codes = _take(column.values, rows)
         undated = np.isnan(spec.date_table(column)[:, 0])
         undated[-1] = False  # code -1: missing, not a bad text
         bad = np.flatnonzero(undated[codes])
