@@ -32,6 +32,7 @@ OTHER = "<other>"  # the name of the one-hot input shared by rare and unseen val
 Rows = NDArray[np.intp] | None  # row indices into a table; None means every row
 Block = NDArray[np.intp] | slice  # rows encoded together: indices, or a run of rows
 BLOCK_ROWS = 8192  # rows encoded together: their part of the output stays in cache
+BLOCK_BYTES = 4 << 20  # ... and at most about this much of it
 
 
 @dataclass
@@ -210,11 +211,14 @@ class Preprocessor:
         self._dates = {spec.name: spec.date_table(table.columns[spec.name])
                        for spec in self.inputs if spec.kind == "date"}
         owner = _owner(len(table), parts)
+        step = _block_rows(len(self.mean) * np.dtype(dtype).itemsize)
         if owner is not None:
             filled = [0] * len(parts)
-            block = np.empty((min(BLOCK_ROWS, len(table)), len(self.mean)), dtype)
-            for start in range(0, len(table), BLOCK_ROWS):
-                stop = min(len(table), start + BLOCK_ROWS)
+            released = 0
+            column_bytes = sum(table.columns[spec.name].values.itemsize for spec in self.inputs)
+            block = np.empty((min(step, len(table)), len(self.mean)), dtype)
+            for start in range(0, len(table), step):
+                stop = min(len(table), start + step)
                 encoded = block[: stop - start]
                 self._encode(table, slice(start, stop), encoded, unseen)
                 for k, X in enumerate(outputs):
@@ -222,13 +226,16 @@ class Preprocessor:
                     count = int(np.count_nonzero(mine))
                     np.compress(mine, encoded, axis=0, out=X[filled[k]:filled[k] + count])
                     filled[k] += count
-                if release:  # the outputs grow as the columns shrink
+                # the outputs grow as the columns shrink, a few megabytes at a time (one
+                # system call per column each time)
+                if release and (stop - released) * column_bytes >= BLOCK_BYTES:
                     for spec in self.inputs:
                         table.columns[spec.name].release_rows(stop)
+                    released = stop
         else:
             for rows, X in zip(parts, outputs, strict=True):
-                for start in range(0, len(X), BLOCK_ROWS):
-                    stop = min(len(X), start + BLOCK_ROWS)
+                for start in range(0, len(X), step):
+                    stop = min(len(X), start + step)
                     chosen = slice(start, stop) if rows is None else rows[start:stop]
                     self._encode(table, chosen, X[start:stop], unseen)
         if notes is not None:
@@ -247,27 +254,45 @@ class Preprocessor:
                 unseen: dict[str, _Unseen]) -> None:
         """The network inputs of ``rows`` (a slice or row indices) into ``out``."""
         j = 0
+        run: list[InputColumn] = []  # numeric and boolean columns side by side, from j - len
         for spec in self.inputs:
+            if spec.kind in ("numeric", "boolean"):
+                run.append(spec)
+                j += 1
+                continue
+            self._scaled(table, rows, run, j - len(run), out[:, j - len(run):j])
+            run = []
             column = table.columns[spec.name]
             if spec.kind == "categorical":
                 self._one_hot(table, rows, spec, column, unseen, out[:, j:j + spec.width])
-            elif spec.kind == "date":
-                self._date(table, rows, spec, column, j, out[:, j:j + spec.width])
             else:
-                self._scaled(table, rows, spec, column, j, out[:, j])
+                self._date(table, rows, spec, column, j, out[:, j:j + spec.width])
             j += spec.width
+        self._scaled(table, rows, run, j - len(run), out[:, j - len(run):j])
 
-    def _scaled(self, table: Table, rows: Block, spec: InputColumn,
-                column: Column, j: int, out: NDArray[np.floating]) -> None:
-        values = column.values[rows].astype(out.dtype, copy=False)
-        missing = np.isnan(values)
+    def _scaled(self, table: Table, rows: Block, specs: list[InputColumn], j: int,
+                out: NDArray[np.floating]) -> None:
+        """Numeric columns side by side (inputs ``j`` on), encoded together: each column
+        is copied into a row of a buffer (contiguous), filled and scaled there with one
+        operation for them all, and the buffer transposed into ``out`` (a wide file has
+        hundreds of such columns, and writing each down a column of ``out`` would touch
+        every cache line of it once per column)."""
+        if not specs:
+            return
+        dtype = out.dtype
+        buffer = np.empty((len(specs), len(out)), dtype)
+        for i, spec in enumerate(specs):
+            buffer[i] = table.columns[spec.name].values[rows]
+        missing = np.isnan(buffer)
         if missing.any():
-            _check_fillable(table, rows, spec, missing)
-            assert isinstance(spec.fill, float)
-            values = np.where(missing, out.dtype.type(spec.fill), values)
+            for k in np.flatnonzero(missing.any(axis=1)).tolist():
+                _check_fillable(table, rows, specs[k], missing[k])
+                assert isinstance(specs[k].fill, float)
+                buffer[k, missing[k]] = dtype.type(specs[k].fill)
         # (value - mean) / scale in the output's precision, as the model file documents
-        np.subtract(values, out.dtype.type(self.mean[j]), out=out)
-        np.divide(out, out.dtype.type(self.scale[j]), out=out)
+        np.subtract(buffer, self.mean[j:j + len(specs), None].astype(dtype), out=buffer)
+        np.divide(buffer, self.scale[j:j + len(specs), None].astype(dtype), out=buffer)
+        out[...] = buffer.T
 
     def _date(self, table: Table, rows: Block, spec: InputColumn, column: Column, j: int,
               out: NDArray[np.floating]) -> None:
@@ -452,6 +477,12 @@ def _row(rows: Rows | Block, i: int) -> int:
     return int(rows[i])
 
 
+def _block_rows(row_bytes: int) -> int:
+    """Rows encoded together: ``BLOCK_ROWS``, fewer for wide rows so that a block stays
+    within a few megabytes (of cache)."""
+    return max(256, min(BLOCK_ROWS, BLOCK_BYTES // max(1, row_bytes)))
+
+
 def _owner(n: int, parts: Sequence[Rows]) -> NDArray[np.int8] | None:
     """The part each of ``n`` rows belongs to, when the parts are disjoint and together
     hold every row in order (train, validation and test of one file); otherwise None
@@ -481,8 +512,8 @@ def cell_problems(table: Table, spec: InputColumn, rows: Rows = None) -> list[st
     in a date column, and missing cells when nothing fills them."""
     problems = []
     column = table.columns[spec.name]
-    codes = _take(column.values, rows)
     if spec.kind == "date":
+        codes = _take(column.values, rows)
         undated = np.isnan(spec.date_table(column)[:, 0])
         undated[-1] = False  # code -1: missing, not a bad text
         bad = np.flatnonzero(undated[codes])
@@ -499,9 +530,9 @@ def cell_problems(table: Table, spec: InputColumn, rows: Rows = None) -> list[st
                 found, spec.name, f"{first!r} is not a date"
                 + (f" (nor {', '.join(map(repr, others))})" if others else ""),
                 f"write {how}, or leave the cell empty"))
-    if spec.missing == "error":
+    if spec.missing == "error" and (cells := column.missing()).any():
         # cells that did not read are reported as such, not again as missing
-        missing = np.flatnonzero(_take(column.missing() & ~table.unreadable(spec.name), rows))
+        missing = np.flatnonzero(_take(cells & ~table.unreadable(spec.name), rows))
         if len(missing):
             found = missing if rows is None else rows[missing]
             problems.append(table.cells(found, spec.name, "missing value",
@@ -521,7 +552,7 @@ def _fit_numeric_fill(table: Table, rows: Rows, spec: InputColumn, column: Colum
     """The training values with missing ones filled (the fill is fitted here)."""
     values = _take(column.values, rows).astype(np.float64)
     missing = np.isnan(values)
-    present = values[~missing]
+    present = values[~missing] if missing.any() else values
     if spec.missing == "constant":
         spec.fill = float(spec.fill)  # type: ignore[arg-type]  # checked with the config
     elif spec.missing != "error":
