@@ -5,7 +5,8 @@ program keeps a core busy, a thread that lost its core holds the others up, ever
 training ran 15-30x slower with the default two threads than with one beside a single busy
 process. Threads also cost more than they give on products too small to share. So bp picks
 the count itself: one for small products, and never more than the cores that other
-processes leave free, measured from /proc/stat while the data loads.
+processes leave free, measured from /proc/stat while the data loads (work running at a
+lower priority, niced, gives way to bp and leaves its core free).
 
 The count is chosen once per run and kept, and a resumed run takes the count it was started
 with: OpenBLAS sums some products (784 inputs, for one) in another order on one thread than
@@ -48,18 +49,10 @@ class CpuMeter:
     def _busy_seconds(cpus: set[int]) -> float | None:
         try:
             with open("/proc/stat", encoding="ascii") as f:
-                lines = f.read().splitlines()
+                stat = f.read()
         except OSError:
             return None
-        ticks = 0
-        for line in lines:
-            name, _, values = line.partition(" ")
-            if not (name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus):
-                continue
-            # user nice system idle iowait irq softirq steal ...: all but idle and iowait
-            numbers = [int(v) for v in values.split()]
-            ticks += sum(numbers[:3]) + sum(numbers[5:8])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return busy_ticks(stat, cpus, niced=os.nice(0) > 0) / os.sysconf("SC_CLK_TCK")
 
     def _read(self) -> tuple[float, float, float] | None:
         try:
@@ -80,6 +73,23 @@ class CpuMeter:
         if now is None or mark is None or now[0] - mark[0] < 0.05:
             return None
         return max(0.0, (now[1] - mark[1]) - (now[2] - mark[2])) / (now[0] - mark[0])
+
+
+def busy_ticks(stat: str, cpus: set[int], niced: bool) -> int:
+    """The busy time of ``cpus`` in ``/proc/stat``'s text, in clock ticks. Work at a lower
+    priority than ours (the "nice" column) gives way to us and leaves its core free, so
+    it is not counted, unless bp itself runs ``niced``: then its own time is there, and
+    must be counted to be taken off again."""
+    ticks = 0
+    for line in stat.splitlines():
+        name, _, values = line.partition(" ")
+        if not (name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus):
+            continue
+        # user nice system idle iowait irq softirq steal ...: busy is all but idle and
+        # iowait (and nice, above)
+        user, nice, system, _, _, irq, softirq, steal = map(int, values.split()[:8])
+        ticks += user + system + irq + softirq + steal + (nice if niced else 0)
+    return ticks
 
 
 def largest_product(layers: list[Any], batch: int) -> int:

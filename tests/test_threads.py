@@ -14,7 +14,14 @@ from typer.testing import CliRunner
 from bpcli.cli import app
 from bpcli.config import load_config
 from bpcli.experiment import prepare
-from bpcli.threads import SMALL_PRODUCT, CpuMeter, choose_threads, largest_product, threads_for
+from bpcli.threads import (
+    SMALL_PRODUCT,
+    CpuMeter,
+    busy_ticks,
+    choose_threads,
+    largest_product,
+    threads_for,
+)
 from tests.conftest import CONFIGS, iris_config
 from tests.test_runs import run_dirs
 
@@ -122,3 +129,16 @@ def test_a_resumed_run_keeps_the_count_it_started_with(
     assert result.exit_code == 0, result.output
     assert applied == [3] and "3 threads" in result.output
     assert json.loads((run_dir / "summary.json").read_text())["threads"]["threads"] == 3
+
+
+def test_niced_work_leaves_its_core_free() -> None:
+    """A low-priority program (nice 19) gives way to bp: its time is not counted as
+    contention, unless bp runs niced itself (then its own time is there to take off)."""
+    stat = ("cpu  500 300 100 9000 10 5 5 0 0 0\n"
+            "cpu0 100 200 50 4000 5 2 3 1 0 0\n"
+            "cpu1 400 100 50 5000 5 3 2 0 0 0\n"
+            "cpu2 999 999 999 999 9 9 9 9 0 0\n"  # not this process's
+            "intr 12345\n")
+    assert busy_ticks(stat, {0, 1}, niced=False) == (100 + 50 + 2 + 3 + 1) + (400 + 50 + 3 + 2)
+    assert busy_ticks(stat, {0, 1}, niced=True) == 611 + 200 + 100
+    assert busy_ticks(stat, {1}, niced=False) == 455
