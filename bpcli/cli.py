@@ -409,12 +409,19 @@ def explain(
 
 
 @app.command()
-def validate(config: ConfigArg, set_: SetOption = None) -> None:
-    """Check a config and its data files without training; show the layers."""
+def validate(
+    config: ConfigArg,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON document: the "
+                                        "column profile, the layers, and the problems.")]
+    = False,
+    set_: SetOption = None,
+) -> None:
+    """Check a config and its data files without training; profile the columns and show
+    the layers."""
     from bpcli.commands.validate import validate as run_validate
     from bpcli.display import Display
 
-    _run(lambda: run_validate(config, Display(), set_ or []))
+    _run(lambda: run_validate(config, Display(), set_ or [], as_json=json_))
 
 
 @app.command()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 from rich.console import Console, Group, RenderableType
@@ -39,6 +39,9 @@ from bpcli.events import (
 from bpcli.explain import Trace
 from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
 from bpcli.nn.gradcheck import TensorCheck
+
+if TYPE_CHECKING:  # only named in annotations: the profile reads data files
+    from bpcli.profile import ColumnProfile
 
 REFRESHES_PER_SECOND = 4
 ECHO_ROOM = 3  # columns kept free at the end of the live screen's last line
@@ -112,6 +115,20 @@ class Display:
         for index, layer, shape, params in rows:
             table.add_row(index, layer, shape, f"{params:,}")
         table.add_row("", "total", "", f"{sum(r[3] for r in rows):,}", style="bold")
+        self._print_whole(table)
+
+    def column_profile(self, source: str, columns: list[ColumnProfile]) -> None:
+        """A data file's columns: role, kind, missing and distinct counts, examples, and
+        what looks wrong."""
+        table = Table(title=Text(f"columns of {source}"), title_justify="left")
+        for heading in ("column", "role", "kind", "missing", "distinct", "examples",
+                        "look at"):
+            table.add_column(heading, overflow="fold",
+                             justify="right" if heading in ("missing", "distinct") else "left")
+        for c in columns:
+            table.add_row(Text(c.name), c.role, c.kind, f"{c.missing:,}", f"{c.distinct:,}",
+                          Text(", ".join(c.examples)),
+                          Text("; ".join(c.flags), style="yellow" if c.flags else ""))
         self._print_whole(table)
 
     def explain_report(self, trace: Trace, detail_limit: int = 64) -> None:

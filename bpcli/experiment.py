@@ -7,7 +7,7 @@ resolved config (every default filled in) is produced for the run directory.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,14 +152,8 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     if data.validation_fraction == 0 and data.validation_path is None:
         _check_no_validation(loaded)
     targets = data.targets
-    # dates are read as text, each distinct text converted once
-    kinds: dict[str, Kind] = {n: "categorical" if c.type == "date" else c.type
-                              for n, c in data.columns.items() if c.type}
-    for target in targets:
-        kinds[target] = "numeric" if data.task == "regression" else "categorical"
     columns = [*features, *targets]
-    na_values = {n: [t.strip(" \t") for t in data.column(n).na_values or []]
-                 for n in columns}
+    kinds, na_values = read_settings(loaded, columns)
 
     def read(csv_path: Path, what: str) -> Table:
         # each file's own delimiter, unless the config sets one for all
@@ -325,6 +319,21 @@ def _check_rows(loaded: LoadedConfig, table: Table, inputs: list[InputColumn],
     for spec in inputs:
         problems += cell_problems(table, spec, kept)
     return kept
+
+
+def read_settings(loaded: LoadedConfig, columns: Sequence[str]
+                  ) -> tuple[dict[str, Kind], dict[str, list[str]]]:
+    """How the config asks for ``columns`` to be read: the kinds it declares (targets by
+    the task; dates as text, each distinct text converted once) and each column's texts
+    for a missing cell."""
+    data = loaded.config.data
+    kinds: dict[str, Kind] = {n: "categorical" if c.type == "date" else c.type
+                              for n, c in data.columns.items() if c.type}
+    for target in data.targets:
+        kinds[target] = "numeric" if data.task == "regression" else "categorical"
+    na_values = {n: [t.strip(" \t") for t in data.column(n).na_values or []]
+                 for n in columns}
+    return kinds, na_values
 
 
 def _check_columns(loaded: LoadedConfig, header: list[str]) -> list[str]:

@@ -9,21 +9,45 @@ from pathlib import Path
 
 import numpy as np
 
+from bpcli.atomic import json_text
 from bpcli.config import Config, load_config
 from bpcli.display import Display, layer_row
+from bpcli.errors import BpError
 from bpcli.experiment import prepare
+from bpcli.profile import profile
 
 
-def validate(config_path: Path, display: Display, overrides: Sequence[str] = ()) -> None:
-    """Load the config and its data, build the network, and show its layers."""
+def validate(config_path: Path, display: Display, overrides: Sequence[str] = (),
+             as_json: bool = False) -> None:
+    """Profile the data's columns, load the config and its data, build the network, and
+    show what was found: the profile, then the problems (every one at once) or the
+    layers."""
     loaded = load_config(config_path, overrides)
-    experiment = prepare(loaded)
-    network = experiment.build_network(np.random.default_rng(0))
-    experiment.build_schedule(experiment.build_optimizer(network))  # their own checks
+    columns = profile(loaded)
+    try:
+        experiment = prepare(loaded)
+        network = experiment.build_network(np.random.default_rng(0))
+        experiment.build_schedule(experiment.build_optimizer(network))  # their own checks
+    except BpError as exc:
+        if as_json:
+            display.info(json_text({"config": str(config_path), "valid": False,
+                                    "problems": exc.lines(),
+                                    "columns": [c.as_json() for c in columns]}, indent=2))
+        else:
+            display.column_profile(str(loaded.config.data.path), columns)
+        raise
+    config = experiment.config
+    if as_json:
+        display.info(json_text({"config": str(config_path), "valid": True,
+                                "notes": experiment.notes,
+                                "columns": [c.as_json() for c in columns],
+                                "layers": network.summary(), "parameters": network.n_params},
+                               indent=2))
+        return
+    display.column_profile(str(loaded.config.data.path), columns)
     for note in experiment.notes:
         display.info(note)
     display.layer_table(network.input_shape, [layer_row(e) for e in network.summary()])
-    config = experiment.config
     display.info(f"{config_path}: valid; {network.n_params} parameters, loss {config.loss}, "
                  f"optimizer {config.optimizer.name}")
 
