@@ -284,6 +284,9 @@ def train(
 DelimiterOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--delimiter", help="The input's delimiter: , ; | or tab (default: the one the model "
     "was trained with if its config set one, else detected).")]
+UnseenOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--unseen", metavar="other|zeros|error", help="A category the model never saw: to the "
+    "column's 'other' input, all zeros, or an error (default: as the model was trained).")]
 
 
 @app.command()
@@ -299,6 +302,7 @@ def predict(
         "--keep", help="Copy this input column (an id, say) into the output, before the "
         "predictions; repeat for several.")] = None,
     delimiter: DelimiterOption = None,
+    unseen: UnseenOption = None,
     threads: ThreadsOption = None,
 ) -> None:
     """Predict every row of a CSV file with a trained model (CSV on stdout or --out)."""
@@ -314,7 +318,8 @@ def predict(
 
     def action() -> int:
         with display.working(f"predicting {input.name}") as progress:
-            return run_predict(model, input, out, notes, progress, delimiter, keep or [])
+            return run_predict(model, input, out, notes, progress, delimiter, keep or [],
+                               unseen)
 
     rows = _run(action)
     for note in notes:
@@ -362,6 +367,7 @@ def evaluate(
         "--plot", help="Also draw the confusion matrix to this PNG file (needs matplotlib: "
         "pip install 'bp\\[plot]').")] = None,
     delimiter: DelimiterOption = None,
+    unseen: UnseenOption = None,
 ) -> None:
     """Score a trained model on a labelled CSV file."""
     import json
@@ -376,7 +382,7 @@ def evaluate(
     def action() -> ClassificationReport | RegressionReport:
         # progress on stderr: stdout may be a pipe into jq
         with Display(sys.stderr).working(f"scoring {data.name}") as progress:
-            return run_evaluate(model, data, notes, progress, delimiter)
+            return run_evaluate(model, data, notes, progress, delimiter, unseen)
 
     report = _run(action)
     for note in notes:

@@ -59,6 +59,22 @@ def read_inputs(pre: Preprocessor, path: Path, with_targets: bool,
                     na_values=na_values, hint=hint + ".")
 
 
+UNSEEN_POLICIES = ("other", "zeros", "error")
+
+
+def use_unseen(pre: Preprocessor, policy: str | None) -> None:
+    """What a category the model never saw becomes, for every categorical input, when the
+    command line says (``--unseen``); ``other`` is all zeros for a column that has no
+    'other' input."""
+    if policy is None:
+        return
+    if policy not in UNSEEN_POLICIES:
+        raise UsageError(f"--unseen {policy!r}: use one of {', '.join(UNSEEN_POLICIES)}")
+    for spec in pre.inputs:
+        if spec.kind == "categorical":
+            spec.unseen = policy
+
+
 def kept_text(column: Column) -> list[str]:
     """A --keep column's cells as text: numbers as their shortest float32 spelling (a
     column the model also reads as numbers), missing cells empty."""

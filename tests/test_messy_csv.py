@@ -199,6 +199,30 @@ def test_unseen_values_at_predict_go_to_other_with_a_note(
         result.stderr
 
 
+def test_unseen_values_follow_the_unseen_option_at_predict_and_evaluate(
+        tmp_path: Path, write_config: Writer, runner: CliRunner,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = cities_file(tmp_path / "d.csv", 60, city={3: "oslo"})
+    cfg = write_config(config({"path": str(path), "target": "y", "min_frequency": 2}))
+    assert runner.invoke(app, ["train", str(cfg)]).exit_code == 0
+    (model,) = (tmp_path / "runs").glob("*/model.npz")
+    new = write_rows(tmp_path / "new.csv", ["city", "x", "y"], [["rome", 1, "a"],
+                                                                ["lima", 2, "b"]])
+    refused = runner.invoke(app, ["predict", str(model), str(new), "--unseen", "error"])
+    assert refused.exit_code == 2 and "'lima'" in refused.stderr
+    assert runner.invoke(app, ["evaluate", str(model), str(new), "--unseen", "error"]
+                         ).exit_code == 2
+    other = runner.invoke(app, ["predict", str(model), str(new)])
+    zeros = runner.invoke(app, ["predict", str(model), str(new), "--unseen", "zeros"])
+    assert other.exit_code == zeros.exit_code == 0
+    assert "not seen in training (first: 'lima' on line 3); encoded as all zeros" in zeros.stderr
+    assert other.stdout.splitlines()[1] == zeros.stdout.splitlines()[1]  # rome is known
+    assert other.stdout.splitlines()[2] != zeros.stdout.splitlines()[2]  # lima: other or 0
+    bad = runner.invoke(app, ["predict", str(model), str(new), "--unseen", "skip"])
+    assert bad.exit_code == 2 and "use one of other, zeros, error" in bad.stderr
+
+
 def test_an_identifier_is_left_out_with_a_warning(tmp_path: Path,
                                                   write_config: Writer) -> None:
     rows = [[f"ID{i:04d}", i % 5, "ab"[i % 2]] for i in range(300)]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bpcli.errors import DataError
 from bpcli.events import Progress
-from bpcli.inference import read_inputs, score
+from bpcli.inference import read_inputs, score, use_unseen
 from bpcli.metrics import (
     ClassificationReport,
     RegressionReport,
@@ -16,12 +16,13 @@ from bpcli.modelfile import load_model
 
 
 def evaluate(model_path: Path, data_path: Path, notes: list[str] | None = None,
-             progress: Progress | None = None, delimiter: str | None = None
-             ) -> ClassificationReport | RegressionReport:
+             progress: Progress | None = None, delimiter: str | None = None,
+             unseen: str | None = None) -> ClassificationReport | RegressionReport:
     """Scores of the model on the rows of ``data_path`` that hold the targets (the others
     are counted into ``notes``); ``delimiter`` overrides the model's and detection."""
     saved = load_model(model_path)
     pre = saved.preprocessor
+    use_unseen(pre, unseen)
     if progress is not None:
         progress(0, 0, f"reading {data_path.name}")
     table = read_inputs(pre, data_path, with_targets=True, delimiter=delimiter)

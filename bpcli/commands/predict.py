@@ -13,13 +13,20 @@ import numpy as np
 from bpcli.atomic import write_text_atomic
 from bpcli.events import Progress
 from bpcli.files import output_path
-from bpcli.inference import class_probabilities, kept_text, network_outputs, read_inputs
+from bpcli.inference import (
+    class_probabilities,
+    kept_text,
+    network_outputs,
+    read_inputs,
+    use_unseen,
+)
 from bpcli.modelfile import SavedModel, load_model
 
 
 def predict(model_path: Path, input_path: Path, out: Path | None,
             notes: list[str] | None = None, progress: Progress | None = None,
-            delimiter: str | None = None, keep: Sequence[str] = ()) -> int:
+            delimiter: str | None = None, keep: Sequence[str] = (),
+            unseen: str | None = None) -> int:
     """Write predictions for every row of ``input_path`` to ``out`` (standard output when
     ``None`` or ``-``); return the number of rows. The ``keep`` columns of the input come
     first in the output, as they are; the ``delimiter`` overrides the model's and
@@ -28,6 +35,7 @@ def predict(model_path: Path, input_path: Path, out: Path | None,
         out = output_path(out, model_path, input_path)
     saved = load_model(model_path)
     pre = saved.preprocessor
+    use_unseen(pre, unseen)
     if progress is not None:
         progress(0, 0, f"reading {input_path.name}")
     table = read_inputs(pre, input_path, with_targets=False, delimiter=delimiter, keep=keep)
