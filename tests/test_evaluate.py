@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +79,17 @@ def test_evaluate_regression(runner: CliRunner, in_tmp: Path, write_config: Writ
     (target,) = scores["targets"]
     assert target["target"] == "progression"
     assert 20 < target["rmse"] < 200 and target["mae"] <= target["rmse"]
+    # the same scores from bp predict's CSV and the file's own target column, in its units
+    out = in_tmp / "predictions.csv"
+    assert runner.invoke(app, ["predict", str(model), str(DATASETS / "diabetes.csv"),
+                               "-o", str(out)]).exit_code == 0
+    with out.open() as f:
+        predicted = np.array([float(row["prediction"]) for row in csv.DictReader(f)])
+    with (DATASETS / "diabetes.csv").open() as f:
+        truth = np.array([float(row["progression"]) for row in csv.DictReader(f)])
+    errors = predicted - truth
+    assert target["rmse"] == pytest.approx(np.sqrt(np.mean(errors**2)), rel=1e-6)
+    assert target["mae"] == pytest.approx(np.mean(np.abs(errors)), rel=1e-6)
 
 
 def test_evaluate_plot_writes_a_confusion_matrix_png(runner: CliRunner, in_tmp: Path,
