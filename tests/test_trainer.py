@@ -1,0 +1,125 @@
+"""The training loop's batching: which rows each step sees, how many steps an epoch has."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+
+from bpcli.events import EpochEnded, TrainingStarted
+from bpcli.nn import Dense, Network
+from bpcli.nn.losses import MeanSquaredError
+from bpcli.nn.optimizers import SGD
+from bpcli.trainer import Trainer, TrainingInterrupted, batch_bounds
+
+
+class RecordingNetwork(Network):
+    """A network that remembers the row ids (column 0) of every batch it trains on."""
+
+    def __init__(self) -> None:
+        super().__init__([Dense(1)], MeanSquaredError(), (2,), np.random.default_rng(0),
+                         np.float64)
+        self.batches: list[list[int]] = []
+        self.losses: list[float] = []
+
+    def compute_gradients(self, X: Any, Y: NDArray) -> float:
+        # the trainer reuses its batch buffers: keep the ids, not the array
+        self.batches.append([int(i) for i in X[:, 0]])
+        assert np.array_equal(Y[:, 0], X[:, 0] * 2)  # targets travel with their rows
+        loss = super().compute_gradients(X, Y)
+        self.losses.append(loss)
+        return loss
+
+
+def rows(n: int) -> tuple[NDArray, NDArray]:
+    ids = np.arange(n, dtype=np.float64)
+    return np.column_stack([ids, np.zeros(n)]), (ids * 2)[:, None]
+
+
+def make_trainer(network: Network, epochs: int, batch_size: int, events: list[Any],
+                 should_stop: Any = lambda: False) -> Trainer:
+    return Trainer(network, SGD(learning_rate=1e-3), epochs=epochs, batch_size=batch_size,
+                   rng=np.random.default_rng(1), metric=lambda P, Y: 0.0, metric_name="m",
+                   listeners=[events.append], should_stop=should_stop)
+
+
+def expected_sizes(n: int, batch_size: int) -> list[int]:
+    """Full batches, then the rest; a rest of one row joins the batch before it."""
+    full, rest = divmod(n, batch_size)
+    sizes = [batch_size] * full + ([rest] if rest else [])
+    if len(sizes) > 1 and sizes[-1] == 1:
+        sizes[-2:] = [batch_size + 1]
+    return sizes
+
+
+@pytest.mark.parametrize(("n", "batch_size", "sizes"), [
+    (10, 5, [5, 5]),        # divides evenly
+    (10, 4, [4, 4, 2]),     # a tail batch of 2 is kept, not dropped
+    (9, 4, [4, 5]),         # a tail of one row joins the batch before
+    (3, 8, [3]),            # fewer rows than a batch: one batch
+    (1, 4, [1]),            # a single row is still trained on
+    (5, 1, [1, 1, 1, 2]),   # batches of one, the last row joining the one before
+])
+def test_batch_bounds(n: int, batch_size: int, sizes: list[int]) -> None:
+    bounds = batch_bounds(n, batch_size)
+    assert bounds[0] == 0 and bounds[-1] == n
+    assert np.diff(bounds).tolist() == sizes == expected_sizes(n, batch_size)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 60), batch_size=st.integers(1, 70), epochs=st.integers(1, 3))
+def test_every_row_once_per_epoch(n: int, batch_size: int, epochs: int) -> None:
+    network = RecordingNetwork()
+    events: list[Any] = []
+    X, Y = rows(n)
+    make_trainer(network, epochs, batch_size, events).fit(X, Y, X[:2], Y[:2])
+    sizes = expected_sizes(n, batch_size)
+    (started,) = [e for e in events if isinstance(e, TrainingStarted)]
+    assert started.batches_per_epoch == len(sizes) and started.n_train == n
+    assert len(network.batches) == epochs * len(sizes)
+    orders = []
+    for epoch in range(epochs):
+        batches = network.batches[epoch * len(sizes) : (epoch + 1) * len(sizes)]
+        assert [len(b) for b in batches] == sizes
+        seen = [i for b in batches for i in b]
+        assert sorted(seen) == list(range(n))  # each row exactly once
+        orders.append(seen)
+    if n >= 8 and epochs > 1:
+        assert orders[0] != orders[1]  # a fresh order each epoch
+
+
+def test_train_loss_is_the_mean_over_rows() -> None:
+    """Batches of unequal size weigh by their rows, not one each."""
+    network = RecordingNetwork()
+    events: list[Any] = []
+    X, Y = rows(10)
+    make_trainer(network, 1, 4, events).fit(X, Y, X[:2], Y[:2])
+    (ended,) = [e for e in events if isinstance(e, EpochEnded)]
+    sizes = [len(b) for b in network.batches]
+    assert sizes == [4, 4, 2]
+    expected = sum(loss * size for loss, size in zip(network.losses, sizes, strict=True)) / 10
+    assert ended.train_loss == pytest.approx(expected, rel=1e-12)
+    assert ended.train_loss != pytest.approx(float(np.mean(network.losses)), rel=1e-6)
+
+
+def test_resume_mid_epoch_sees_the_rest_of_the_rows() -> None:
+    """Stopped after 2 of 5 batches, the resumed epoch trains on the other rows only."""
+    network = RecordingNetwork()
+    events: list[Any] = []
+    calls = iter([False, True])
+    trainer = make_trainer(network, 2, 3, events, should_stop=lambda: next(calls, False))
+    X, Y = rows(15)
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit(X, Y, X[:2], Y[:2])
+    assert trainer.state.batch == 2 and trainer.state.epoch == 0
+    trainer.fit(X, Y, X[:2], Y[:2])
+    first_epoch = [i for b in network.batches[:5] for i in b]
+    second_epoch = [i for b in network.batches[5:] for i in b]
+    assert len(network.batches) == 10
+    assert sorted(first_epoch) == sorted(second_epoch) == list(range(15))
+    assert math.isfinite(trainer.state.best_val_loss)
