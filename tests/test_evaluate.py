@@ -6,6 +6,7 @@ import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -93,8 +94,20 @@ def test_evaluate_regression(runner: CliRunner, in_tmp: Path, write_config: Writ
 
 
 def test_evaluate_plot_writes_a_confusion_matrix_png(runner: CliRunner, in_tmp: Path,
-                                                     write_config: Writer) -> None:
+                                                     write_config: Writer,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import struct
+
+    from bpcli import plots
+
+    figures: list[tuple[Any, Path]] = []
+    write = plots._write_png
+
+    def record(figure: Any, path: Path) -> None:
+        figures.append((figure, path))
+        write(figure, path)
+
+    monkeypatch.setattr(plots, "_write_png", record)
 
     assert runner.invoke(app, ["train", str(write_config(iris_config()))]).exit_code == 0
     (model,) = in_tmp.glob("runs/*/model.npz")
@@ -106,6 +119,22 @@ def test_evaluate_plot_writes_a_confusion_matrix_png(runner: CliRunner, in_tmp: 
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
     assert width > height > 300
+    # what it draws: each cell's count and share of its true class, the classes on the axes
+    figure, path = figures[-1]  # after training's curves.png
+    assert path == picture
+    axes = figure.axes[0]
+    scores = json.loads(runner.invoke(app, ["evaluate", str(model), str(DATASETS / "iris.csv"),
+                                            "--json"]).output)
+    counts = np.array(scores["confusion"])
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    assert [t.get_text() for t in axes.texts] == [
+        f"{counts[i, j]}\n{shares[i, j]:.0%}" for i in range(3) for j in range(3)]
+    assert np.allclose(axes.get_images()[0].get_array(), shares)
+    classes = ["setosa", "versicolor", "virginica"]
+    assert [t.get_text() for t in axes.get_xticklabels()] == classes
+    assert [t.get_text() for t in axes.get_yticklabels()] == classes
+    assert (axes.get_xlabel(), axes.get_ylabel()) == ("predicted class", "true class")
+    assert axes.get_title() == f"iris.csv: accuracy {scores['accuracy']:.3f}"
     result = runner.invoke(app, ["evaluate", str(model), str(DATASETS / "iris.csv"),
                                  "--plot", str(in_tmp / "cm.jpg")])
     assert result.exit_code == 2 and "PNG" in result.output
