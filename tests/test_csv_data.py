@@ -543,7 +543,7 @@ def test_run_with_data_wide_median_trains_again_and_resumes(
     assert "missing: most_frequent" in resolved.read_text()
     result = runner.invoke(app, ["train", str(resolved)])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["train", "--resume", str(model.parent), "--force"])
+    result = runner.invoke(app, ["train", "--resume", str(model.parent), "--epochs", "4"])
     assert result.exit_code == 0, result.output
 
 
