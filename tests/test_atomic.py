@@ -137,3 +137,35 @@ def test_json_text_is_strict() -> None:
     assert text == '{"a": [null, null, 2], "b": [1.5, null]}'
     assert json.loads(text) == {"a": [None, None, 2], "b": [1.5, None]}
     assert json_text({"x": {"y": 1}}, indent=2) == '{\n  "x": {\n    "y": 1\n  }\n}'
+
+
+def test_a_directory_that_cannot_be_synced_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Some systems cannot open or fsync a directory; the file itself is still written."""
+    real_open, real_fsync = os.open, os.fsync
+    fsynced_dirs: list[int] = []
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            fsynced_dirs.append(fd)
+            raise OSError(22, "Invalid argument")
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    closed: list[int] = []
+    real_close = os.close
+    monkeypatch.setattr(atomic.os, "close", lambda fd: (closed.append(fd), real_close(fd)))
+    write_text_atomic(tmp_path / "a.txt", "one")
+    assert (tmp_path / "a.txt").read_text() == "one"
+    assert len(fsynced_dirs) == 1 and closed == fsynced_dirs  # tried, and closed after
+
+    def no_directories(path: Any, flags: int, *args: Any) -> int:
+        if Path(path).is_dir():
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(atomic.os, "open", no_directories)
+    write_text_atomic(tmp_path / "a.txt", "two")
+    assert (tmp_path / "a.txt").read_text() == "two"
+    assert len(fsynced_dirs) == 1  # no directory to sync this time

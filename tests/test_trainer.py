@@ -11,11 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from bpcli.events import EpochEnded, TrainingStarted
+from bpcli.events import EpochEnded, RolledBack, TrainingStarted
 from bpcli.nn import Dense, Network
 from bpcli.nn.losses import MeanSquaredError
 from bpcli.nn.optimizers import SGD
-from bpcli.trainer import Trainer, TrainingInterrupted, batch_bounds
+from bpcli.nn.schedules import ReduceOnPlateau
+from bpcli.trainer import (
+    DivergencePolicy,
+    EarlyStopping,
+    Trainer,
+    TrainingInterrupted,
+    batch_bounds,
+)
 
 
 class RecordingNetwork(Network):
@@ -42,10 +49,12 @@ def rows(n: int) -> tuple[NDArray, NDArray]:
 
 
 def make_trainer(network: Network, epochs: int, batch_size: int, events: list[Any],
-                 should_stop: Any = lambda: False) -> Trainer:
-    return Trainer(network, SGD(learning_rate=1e-3), epochs=epochs, batch_size=batch_size,
-                   rng=np.random.default_rng(1), metric=lambda P, Y: 0.0, metric_name="m",
-                   listeners=[events.append], should_stop=should_stop)
+                 should_stop: Any = lambda: False, learning_rate: float = 1e-3,
+                 **options: Any) -> Trainer:
+    return Trainer(network, SGD(learning_rate=learning_rate), epochs=epochs,
+                   batch_size=batch_size, rng=np.random.default_rng(1),
+                   metric=lambda P, Y: 0.0, metric_name="m", listeners=[events.append],
+                   should_stop=should_stop, **options)
 
 
 def expected_sizes(n: int, batch_size: int) -> list[int]:
@@ -123,3 +132,90 @@ def test_resume_mid_epoch_sees_the_rest_of_the_rows() -> None:
     assert len(network.batches) == 10
     assert sorted(first_epoch) == sorted(second_epoch) == list(range(15))
     assert math.isfinite(trainer.state.best_val_loss)
+
+
+class GradientNormNetwork(RecordingNetwork):
+    """Also records each batch's squared gradient norm, and can diverge once on demand."""
+
+    def __init__(self, diverge_at_call: int | None = None) -> None:
+        super().__init__()
+        self.squared_norms: list[float] = []
+        self.diverge_at_call = diverge_at_call
+
+    def compute_gradients(self, X: Any, Y: NDArray) -> float:
+        loss = super().compute_gradients(X, Y)
+        if len(self.losses) == self.diverge_at_call:
+            return math.nan
+        self.squared_norms.append(float(np.dot(self.flat_grads, self.flat_grads)))
+        return loss
+
+
+def test_clip_value_bounds_every_step() -> None:
+    network = GradientNormNetwork()
+    X, Y = rows(12)
+    X[:, 1] = 1000.0  # a huge input, huge gradients
+    before = network.flat_params.copy()
+    make_trainer(network, 1, 12, [], learning_rate=1.0, clip_value=0.01).fit(X, Y, X, Y)
+    change = np.abs(network.flat_params - before)
+    assert max(network.squared_norms) > 1e6  # the raw gradient was far above the limit
+    assert np.allclose(change, 0.01)  # one step of lr 1 on gradients clipped to 0.01
+
+
+def test_health_reports_the_mean_gradient_norm_and_update_ratio() -> None:
+    network = GradientNormNetwork()
+    events: list[Any] = []
+    X, Y = rows(12)
+    before = network.flat_params.copy()
+    make_trainer(network, 1, 4, events, health=True).fit(X, Y, X, Y)
+    (ended,) = [e for e in events if isinstance(e, EpochEnded)]
+    assert ended.health is not None
+    assert ended.health.grad_norm == pytest.approx(math.sqrt(np.mean(network.squared_norms)))
+    W = network.layers[0].params["W"].reshape(-1)
+    W_before = before[: W.size]
+    ratio = np.linalg.norm(W - W_before) / np.linalg.norm(W_before)
+    assert ended.health.update_ratios == {"0": pytest.approx(ratio)}
+    assert ended.health.dead_relu is None  # no relu layers to count
+
+
+def test_health_after_a_resume_averages_over_the_batches_run() -> None:
+    network = GradientNormNetwork()
+    events: list[Any] = []
+    calls = iter([False, True])
+    trainer = make_trainer(network, 1, 3, events, should_stop=lambda: next(calls, False),
+                           health=True)
+    X, Y = rows(15)
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit(X, Y, X, Y)
+    trainer.fit(X, Y, X, Y)
+    (ended,) = [e for e in events if isinstance(e, EpochEnded)]
+    assert ended.health is not None and len(network.squared_norms) == 5
+    # the resumed session ran batches 3 to 5: their mean, not the sum over 5 batches
+    assert ended.health.grad_norm == pytest.approx(
+        math.sqrt(np.mean(network.squared_norms[2:])))
+
+
+def test_a_non_finite_monitored_value_is_never_the_best() -> None:
+    rule = EarlyStopping()
+    assert not rule.improved(math.nan, None) and not rule.improved(math.inf, 1.0)
+    assert rule.improved(2.0, None) and rule.improved(0.5, 1.0) and not rule.improved(1.0, 1.0)
+    assert EarlyStopping(maximize=True, min_delta=0.1).improved(1.2, 1.0)
+    assert not EarlyStopping(maximize=True, min_delta=0.1).improved(1.05, 1.0)
+
+
+def test_a_rollback_goes_back_an_epoch_with_a_lower_rate() -> None:
+    """Diverging in epoch 3 goes back to the end of epoch 2 and runs epoch 3 again."""
+    network = GradientNormNetwork(diverge_at_call=9)  # 4 batches an epoch: epoch 3, batch 1
+    events: list[Any] = []
+    X, Y = rows(16)
+    schedule = ReduceOnPlateau(0.01, factor=0.5, patience=1)
+    trainer = make_trainer(network, 3, 4, events, learning_rate=0.01, schedule=schedule,
+                           divergence=DivergencePolicy(rollback=True, lr_factor=0.25))
+    trainer.fit(X, Y, X, Y)
+    (rolled,) = [e for e in events if isinstance(e, RolledBack)]
+    assert rolled.to_epoch == 2 and rolled.rollbacks == 1
+    rates = [e.learning_rate for e in events if isinstance(e, EpochEnded)]
+    assert rates == [0.01, 0.01, pytest.approx(0.0025)]  # epochs 1, 2 and 3 (after it)
+    assert rolled.learning_rate == pytest.approx(0.0025)
+    assert trainer.state.epoch == 3 and trainer.state.rollbacks == 1
+    assert len(network.batches) == 3 * 4 + 1  # epoch 3 ran again, whole
+    assert schedule.last_epoch == 3
