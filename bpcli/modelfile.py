@@ -136,10 +136,13 @@ def _read_arrays(path: Path) -> dict[str, NDArray]:
         if not zipfile.is_zipfile(path):
             raise ModelFileError(f"{path}: not a bp model file (not an .npz archive)")
         # Opened here, not by np.load, so that the file is closed whatever np.load finds.
-        with path.open("rb") as f, np.load(f, allow_pickle=False) as archive:
+        with path.open("rb") as f:
+            archive = np.load(f, allow_pickle=False)
+            # checked before `with archive`: a plain array is no context manager
             if not isinstance(archive, np.lib.npyio.NpzFile):
                 raise ModelFileError(f"{path}: a single .npy array, not a bp model (.npz)")
-            return {name: archive[name] for name in archive.files}
+            with archive:
+                return {name: archive[name] for name in archive.files}
     except ModelFileError:
         raise
     except ValueError as exc:
