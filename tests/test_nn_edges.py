@@ -1,0 +1,59 @@
+"""Corners of bpcli/nn that branch coverage found no test reaching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bpcli.nn import Dense, Network
+from bpcli.nn.activations import ACTIVATIONS
+from bpcli.nn.conv import geometry
+from bpcli.nn.layers import BatchNorm
+from bpcli.nn.losses import MeanSquaredError
+from bpcli.nn.optimizers import Adam
+
+
+def test_identity_copies_into_a_given_output_and_passes_its_input_through() -> None:
+    identity = ACTIVATIONS["identity"]()
+    Z = np.array([[1.0, -2.0]])
+    assert identity.forward(Z) is Z and identity.forward(Z, Z) is Z
+    out = np.zeros_like(Z)
+    assert identity.forward(Z, out) is out and out.tolist() == [[1.0, -2.0]]
+
+
+def test_leaky_relu_refuses_a_negative_slope() -> None:
+    with pytest.raises(ValueError, match="leaky_relu slope must be >= 0, got -0.1"):
+        ACTIVATIONS["leaky_relu"](slope=-0.1)
+    assert ACTIVATIONS["leaky_relu"](slope=0.0).slope == 0.0
+
+
+def test_image_layers_refuse_an_empty_input() -> None:
+    with pytest.raises(ValueError, match=r"conv2d got an empty input shape \(1, 0, 4\)"):
+        geometry("conv2d", (1, 0, 4), (1, 1), (1, 1), "valid")
+    assert geometry("conv2d", (1, 1, 4), (1, 1), (1, 1), "valid") is not None
+
+
+def test_saved_buffers_must_match_the_architecture() -> None:
+    network = Network([Dense(3), BatchNorm(), Dense(1)], MeanSquaredError(), (2,),
+                      np.random.default_rng(0))
+    good = {"1.running_mean": np.full(3, 0.5), "1.running_var": np.full(3, 2.0)}
+    network.load_buffers(good)
+    assert network.buffers()["1.running_var"].tolist() == [2.0, 2.0, 2.0]
+    for bad in ({"1.running_mean": np.zeros(3)}, {**good, "1.running_var": np.ones(4)}):
+        with pytest.raises(ValueError, match="running statistics do not match"):
+            network.load_buffers(bad)
+
+
+def test_optimizer_state_without_a_learning_rate_keeps_the_configured_one() -> None:
+    params = [np.zeros(2)]
+    adam = Adam(learning_rate=0.01)
+    adam.step(params, [np.ones(2)])
+    state = adam.state()
+    lowered = {**state, "learning_rate": np.array(0.001)}
+    plain = {k: v for k, v in state.items() if k != "learning_rate"}
+    restored = Adam(learning_rate=0.01)
+    restored.load_state(lowered)
+    assert restored.learning_rate == 0.001 and restored.iterations == 1
+    restored = Adam(learning_rate=0.01)
+    restored.load_state(plain)
+    assert restored.learning_rate == 0.01 and restored.iterations == 1
