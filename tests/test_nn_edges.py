@@ -10,7 +10,8 @@ from bpcli.nn.activations import ACTIVATIONS
 from bpcli.nn.conv import geometry
 from bpcli.nn.layers import BatchNorm
 from bpcli.nn.losses import MeanSquaredError
-from bpcli.nn.optimizers import Adam
+from bpcli.nn.optimizers import Adam, Nadam, Rprop
+from bpcli.nn.regularization import clip_by_global_norm, clip_by_value
 
 
 def test_identity_copies_into_a_given_output_and_passes_its_input_through() -> None:
@@ -57,3 +58,33 @@ def test_optimizer_state_without_a_learning_rate_keeps_the_configured_one() -> N
     restored = Adam(learning_rate=0.01)
     restored.load_state(plain)
     assert restored.learning_rate == 0.01 and restored.iterations == 1
+
+
+def test_clipping_limits_are_named_when_refused() -> None:
+    g = np.ones(3)
+    with pytest.raises(ValueError, match=r"gradient clipping: max_norm must be a positive "
+                       r"number, not -1\.0"):
+        clip_by_global_norm(g, -1.0)
+    with pytest.raises(ValueError, match=r"gradient clipping: limit must be a positive "
+                       r"number, not 0\.0"):
+        clip_by_value(g, 0.0)
+    assert g.tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("label", ["beta1", "beta2"])
+def test_nadam_betas_take_zero_but_not_one(label: str) -> None:
+    assert getattr(Nadam(**{label: 0.0}), label) == 0.0
+    with pytest.raises(ValueError, match=rf"{label} must be in \[0, 1\), got 1\.0"):
+        Nadam(**{label: 1.0})
+    with pytest.raises(ValueError, match=rf"{label} must be in \[0, 1\), got -0\.1"):
+        Nadam(**{label: -0.1})
+
+
+def test_rprop_bounds_are_inclusive_where_documented() -> None:
+    Rprop(delta_min=0.1, delta0=0.1, delta_max=0.1)  # all three equal is allowed
+    for options in ({"eta_minus": 0.0}, {"eta_minus": 1.0}, {"eta_plus": 1.0}):
+        with pytest.raises(ValueError, match="need 0 < eta_minus < 1 < eta_plus"):
+            Rprop(**options)
+    for options in ({"delta_min": 0.0}, {"delta0": 60.0}, {"delta_min": 0.2, "delta0": 0.1}):
+        with pytest.raises(ValueError, match="need 0 < delta_min <= delta0 <= delta_max"):
+            Rprop(**options)
