@@ -219,3 +219,37 @@ def test_a_rollback_goes_back_an_epoch_with_a_lower_rate() -> None:
     assert trainer.state.epoch == 3 and trainer.state.rollbacks == 1
     assert len(network.batches) == 3 * 4 + 1  # epoch 3 ran again, whole
     assert schedule.last_epoch == 3
+
+
+def test_health_counts_silent_relu_units_in_inference_mode() -> None:
+    """Two ReLU layers with 2 of 4 and 2 of 3 units silent: 4 of 7. Only the first 1024
+    validation rows count, and in inference mode (batch norm's running statistics)."""
+    from bpcli.nn import Activation
+    from bpcli.nn.layers import BatchNorm
+    from bpcli.trainer import _health
+
+    network = Network([Dense(4), Activation("relu"), Dense(3), BatchNorm(), Activation("relu"),
+                       Dense(1)], MeanSquaredError(), (1,), np.random.default_rng(0),
+                      np.float64)
+    first, second = network.layers[0].params, network.layers[2].params
+    # x is -1 or -2 on the first 1024 rows, 1 or 2 after them. First layer: unit 0 (= x)
+    # fires only after row 1024, unit 1 never, unit 2 always at 0.5 (not above 1), unit 3
+    # (= 3 + x) always, at 1 or 2.
+    first["W"][...] = [[1.0, 0.0, 0.0, 0.0]]
+    first["b"][...] = [0.0, -1.0, 0.5, 3.0]
+    # Second layer: unit 0 at -4.5 on every row, unit 1 (-4 or -3) below zero with batch
+    # norm's initial running statistics (mean 0, variance 1) but centred by the batch's
+    # own in training mode, unit 2 (1 or 2) firing.
+    second["W"][...] = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0],
+                                 [0.0, 1.0, 1.0]])
+    second["b"][...] = [-5.0, -5.0, 0.0]
+    X_val = np.concatenate([np.full((1024, 1), -1.0), np.full((100, 1), 1.0)])
+    X_val[::2] *= 2
+    start = network.flat_params.copy()
+    start[: first["W"].size] = 0.0  # the first weights started at zero: an infinite ratio
+    health = _health(network, start, 4.0, X_val)
+    assert health.dead_relu == pytest.approx(4 / 7)
+    assert health.grad_norm == 2.0
+    assert health.update_ratios["0"] == math.inf
+    W2 = network.layers[2].params["W"]
+    assert health.update_ratios["2"] == 0.0 and np.linalg.norm(W2) > 0
