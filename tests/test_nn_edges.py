@@ -5,13 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bpcli.nn import Dense, Network
+from bpcli.nn import Activation, Dense, Network
 from bpcli.nn.activations import ACTIVATIONS
 from bpcli.nn.conv import geometry
 from bpcli.nn.layers import BatchNorm
-from bpcli.nn.losses import MeanSquaredError
-from bpcli.nn.optimizers import Adam, Nadam, Rprop
-from bpcli.nn.regularization import clip_by_global_norm, clip_by_value
+from bpcli.nn.losses import MeanAbsoluteError, MeanSquaredError, SoftmaxCrossEntropy
+from bpcli.nn.optimizers import Adagrad, Adam, Nadam, RMSprop, Rprop
+from bpcli.nn.regularization import (
+    Penalties,
+    Penalty,
+    clip_by_global_norm,
+    clip_by_value,
+)
+from bpcli.nn.schedules import Cosine, Exponential, Step
 
 
 def test_identity_copies_into_a_given_output_and_passes_its_input_through() -> None:
@@ -88,3 +94,47 @@ def test_rprop_bounds_are_inclusive_where_documented() -> None:
     for options in ({"delta_min": 0.0}, {"delta0": 60.0}, {"delta_min": 0.2, "delta0": 0.1}):
         with pytest.raises(ValueError, match="need 0 < delta_min <= delta0 <= delta_max"):
             Rprop(**options)
+
+
+def test_boundaries_that_are_allowed() -> None:
+    """Each documented closed end of a range is accepted (mutants turned them open)."""
+    assert Exponential(0.1, gamma=1.0).rate(5) == 0.1  # gamma in (0, 1]
+    assert Step(0.1, step_size=2, gamma=1.0).rate(5) == 0.1
+    assert Cosine(0.1, total_epochs=4, min_lr=0.1).rate(3) == pytest.approx(0.1)
+    assert Adagrad(initial_accumulator=0.0).initial_accumulator == 0.0
+    assert RMSprop(rho=0.0).rho == 0.0
+    for make in (lambda: Exponential(0.1, gamma=0.0), lambda: Step(0.1, 2, gamma=1.5)):
+        with pytest.raises(ValueError, match=r"gamma must be in \(0, 1\]"):
+            make()
+
+
+def test_a_penalty_skips_keys_a_layer_lacks_and_goes_on() -> None:
+    W = np.array([[1.0, -2.0]])
+    penalty = Penalty(l1=0.5, l2=1.0, keys=("gamma", "W"))  # dense layers have no gamma
+    assert penalty.value({"W": W}) == pytest.approx(0.5 * 3 + 1.0 * 5)
+    grads = {"W": np.zeros_like(W)}
+    penalty.add_gradient({"W": W}, grads)
+    assert grads["W"].tolist() == [[0.5 + 2.0, -0.5 - 4.0]]
+
+
+def test_a_penalty_override_must_name_a_layer_with_parameters() -> None:
+    network = Network([Dense(2), Activation("tanh"), Dense(1)], MeanSquaredError(), (2,),
+                      np.random.default_rng(0))
+    Penalties(per_layer={0: Penalty(l2=1.0), 2: Penalty(l2=1.0)}).check(network)
+    with pytest.raises(ValueError, match="penalty for layer 3, but the network has 3 layers"):
+        Penalties(per_layer={3: Penalty(l2=1.0)}).check(network)
+    with pytest.raises(ValueError, match=r"penalty for layer 1 \(activation\), which has no "
+                       "parameters"):
+        Penalties(per_layer={1: Penalty(l2=1.0)}).check(network)
+
+
+def test_weighted_cross_entropy_shifts_each_row_by_its_own_maximum() -> None:
+    """Rows of logits far apart: a shift by the largest logit overall would underflow."""
+    P = np.array([[0.0, 1.0], [-1000.0, -999.0]])
+    loss = SoftmaxCrossEntropy(class_weights=[1.0, 3.0])
+    per_row = np.log(1 + np.exp(-1.0))  # both rows: the target logit is 1 above the other
+    assert loss.value(P, np.array([1, 1])) == pytest.approx(per_row)
+
+
+def test_mean_absolute_error_of_a_single_entry() -> None:
+    assert MeanAbsoluteError().value(np.array([[3.0]]), np.array([[1.0]])) == 2.0
