@@ -53,7 +53,7 @@ def test_the_trained_model_fits_its_preprocessing(iris_model: Path) -> None:
 
 @pytest.mark.parametrize(("network", "change", "message"), [
     (net([Activation("relu")], MeanSquaredError(), (2, 2, 1)), {},
-     "outputs have shape (2, 2, 1)"),
+     "outputs have shape (2, 2, 1); a model ends in flat outputs (one per class or target)"),
     (classifier(5, 3), {}, "4 feature names, 4 means and 4 scales for a network of 5 inputs"),
     (classifier(4, 3), {"mean": np.zeros(3)}, "4 feature names, 3 means"),
     (classifier(4, 3), {"scale": np.ones(5)}, "5 scales"),

@@ -15,11 +15,13 @@ from bpcli.events import EpochEnded, RolledBack, TrainingStarted
 from bpcli.nn import Dense, Network
 from bpcli.nn.losses import MeanSquaredError
 from bpcli.nn.optimizers import SGD
-from bpcli.nn.schedules import ReduceOnPlateau
+from bpcli.nn.schedules import Exponential, ReduceOnPlateau
 from bpcli.trainer import (
     DivergencePolicy,
     EarlyStopping,
     Trainer,
+    TrainerState,
+    TrainingDiverged,
     TrainingInterrupted,
     batch_bounds,
 )
@@ -137,14 +139,14 @@ def test_resume_mid_epoch_sees_the_rest_of_the_rows() -> None:
 class GradientNormNetwork(RecordingNetwork):
     """Also records each batch's squared gradient norm, and can diverge once on demand."""
 
-    def __init__(self, diverge_at_call: int | None = None) -> None:
+    def __init__(self, *diverge_at_calls: int) -> None:
         super().__init__()
         self.squared_norms: list[float] = []
-        self.diverge_at_call = diverge_at_call
+        self.diverge_at_calls = diverge_at_calls
 
     def compute_gradients(self, X: Any, Y: NDArray) -> float:
         loss = super().compute_gradients(X, Y)
-        if len(self.losses) == self.diverge_at_call:
+        if len(self.losses) in self.diverge_at_calls:
             return math.nan
         self.squared_norms.append(float(np.dot(self.flat_grads, self.flat_grads)))
         return loss
@@ -204,7 +206,7 @@ def test_a_non_finite_monitored_value_is_never_the_best() -> None:
 
 def test_a_rollback_goes_back_an_epoch_with_a_lower_rate() -> None:
     """Diverging in epoch 3 goes back to the end of epoch 2 and runs epoch 3 again."""
-    network = GradientNormNetwork(diverge_at_call=9)  # 4 batches an epoch: epoch 3, batch 1
+    network = GradientNormNetwork(9)  # 4 batches an epoch: the 9th is epoch 3, batch 1
     events: list[Any] = []
     X, Y = rows(16)
     schedule = ReduceOnPlateau(0.01, factor=0.5, patience=1)
@@ -253,3 +255,63 @@ def test_health_counts_silent_relu_units_in_inference_mode() -> None:
     assert health.update_ratios["0"] == math.inf
     W2 = network.layers[2].params["W"]
     assert health.update_ratios["2"] == 0.0 and np.linalg.norm(W2) > 0
+
+
+def test_rollbacks_compound_and_restart_the_schedule_where_they_go_back() -> None:
+    """Two divergences in epoch 2: the rate is the schedule's for epoch 2 times 0.5, then
+    times 0.5 again; each RolledBack says why."""
+    network = GradientNormNetwork(5, 6)  # 4 batches an epoch: epoch 2 fails, then again
+    events: list[Any] = []
+    X, Y = rows(16)
+    schedule = Exponential(0.01, gamma=0.5)  # 0.01, 0.005, 0.0025 in epochs 1, 2, 3
+    trainer = make_trainer(network, 3, 4, events, learning_rate=0.01, schedule=schedule,
+                           divergence=DivergencePolicy(rollback=True, lr_factor=0.5))
+    trainer.fit(X, Y, X, Y)
+    rolled = [e for e in events if isinstance(e, RolledBack)]
+    assert [(e.to_epoch, e.rollbacks) for e in rolled] == [(1, 1), (1, 2)]
+    assert [e.learning_rate for e in rolled] == [pytest.approx(0.005 * 0.5),
+                                                 pytest.approx(0.005 * 0.25)]
+    assert all(e.reason.startswith("training diverged at epoch 2, batch 1: ") for e in rolled)
+    rates = [e.learning_rate for e in events if isinstance(e, EpochEnded)]
+    assert rates == [0.01, pytest.approx(0.005 * 0.25), pytest.approx(0.0025 * 0.25)]
+
+
+def test_giving_up_says_where_why_and_after_how_many_rollbacks() -> None:
+    network = GradientNormNetwork(5, 6)
+    X, Y = rows(16)
+    trainer = make_trainer(network, 3, 4, [], learning_rate=0.01,
+                           divergence=DivergencePolicy(rollback=True, max_rollbacks=1))
+    with pytest.raises(TrainingDiverged) as error:
+        trainer.fit(X, Y, X, Y)
+    message = str(error.value)
+    assert message.startswith("training diverged at epoch 2, batch 1: ")
+    assert "(loss nan). Likely causes: a learning rate too high (now 0.005; try 10x " \
+           "smaller) or input columns with huge values (after 1 rollbacks)" in message
+
+
+def test_where_divergence_is_found_when_every_output_is_finite() -> None:
+    """The loss overflowed though no layer's output did: the message gives the largest
+    output, computed in inference mode (dropout would zero some of it in training)."""
+    from bpcli.nn import Dropout
+
+    network = Network([Dense(1), Dropout(0.5)], MeanSquaredError(), (1,),
+                      np.random.default_rng(0), np.float64)
+    network.layers[0].params["W"][...] = 3.0
+    network.layers[0].params["b"][...] = 0.0
+    network.compute_gradients(np.array([[1.0], [2.0]]), np.zeros((2, 1)))
+    trainer = make_trainer(network, 1, 2, [])
+    message = trainer._describe_divergence(math.inf, 1, 1, np.array([[1.0], [-2.0]]))
+    assert message.startswith("training diverged at epoch 1, batch 1: every layer's output "
+                              "is finite (the largest is 6 in size) but the loss overflowed")
+    empty = trainer._describe_divergence(math.inf, 1, 1, np.zeros((0, 1)))
+    assert "(the largest is 0 in size)" in empty
+
+
+def test_trainer_state_round_trips_through_json_with_no_best_yet() -> None:
+    state = TrainerState()
+    data = state.to_json()
+    assert data["best_val_loss"] is None and data["best_val_metric"] is None
+    again = TrainerState.from_json(data)
+    assert again.best_val_loss == math.inf and math.isnan(again.best_val_metric)
+    state.best_val_loss, state.best_val_metric = 0.5, 0.9
+    assert TrainerState.from_json(state.to_json()) == state
