@@ -169,3 +169,22 @@ def test_a_directory_that_cannot_be_synced_is_no_error(
     write_text_atomic(tmp_path / "a.txt", "two")
     assert (tmp_path / "a.txt").read_text() == "two"
     assert len(fsynced_dirs) == 1  # no directory to sync this time
+
+
+def test_the_temporary_file_is_hidden_beside_the_target_and_ends_in_tmp(tmp_path: Path) -> None:
+    """bp train --resume removes stale temporaries by this name (.NAME.*.tmp)."""
+    seen: list[str] = []
+    write_atomic(tmp_path / "model.npz",
+                 lambda f: seen.extend(p.name for p in tmp_path.iterdir()))
+    (name,) = seen
+    assert name.startswith(".model.npz.") and name.endswith(".tmp")
+
+
+def test_with_no_umask_the_result_is_readable_and_writable_by_all(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        write_text_atomic(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666
+
