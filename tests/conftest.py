@@ -12,6 +12,8 @@ import yaml
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
+DATASETS = REPO / "datasets"
+CONFIGS = REPO / "configs"
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -38,8 +40,6 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
     if os.environ.get("CI") == "true" and report.skipped:
         report.outcome = "failed"
         report.longrepr = f"{collector.nodeid} skipped in CI, where every test must run"
-DATASETS = REPO / "datasets"
-CONFIGS = REPO / "configs"
 
 
 @pytest.fixture
