@@ -27,7 +27,8 @@ def test_a_missing_regression_target_names_its_line(tmp_path: Path) -> None:
     # rows given out of order: the message still names the file line of the missing cell
     with pytest.raises(DataError, match=r"d\.csv:4: column 'y': the target is missing"):
         pre.target_values(t, np.array([3, 2]))
-    with pytest.raises(DataError, match=r"d\.csv:4: column 'y': the target is missing"):
+    with pytest.raises(DataError, match=r"d\.csv:4: column 'y': the target is missing; fill "
+                       "it in or remove the row"):
         pre.target_values(t)
 
 
@@ -39,6 +40,9 @@ def test_a_missing_or_unseen_class_label_names_its_line(tmp_path: Path) -> None:
     assert pre.class_indices(t, np.array([1, 0])).tolist() == [1, 0]
     with pytest.raises(DataError, match=r"d\.csv:4: column 'y': the target is missing"):
         pre.class_indices(t, np.array([0, 2]))
+    with pytest.raises(DataError, match=r"d\.csv:4: column 'y': the target is missing; fill "
+                       "it in or remove the row"):
+        pre.class_indices(t)  # every row
     with pytest.raises(DataError, match=r"d\.csv:5: column 'y': label 'c' was not in the "
                        r"training data \(classes: a, b\)"):
         pre.class_indices(t, np.array([3, 0]))
@@ -59,6 +63,9 @@ def test_a_regression_target_of_text_or_infinity_is_an_error(tmp_path: Path) -> 
     column.categories[column.categories.index("z")] = "2.5"
     converted = as_numbers(column, t, "y")
     assert converted.kind == "numeric"
+    numeric = as_numbers(table(tmp_path, "y\n1\n2.5\n").columns["y"], t, "y")
+    assert numeric.kind == "numeric" and numeric.values.dtype == np.float64
+    assert numeric.values.tolist() == [1.0, 2.5]
     assert converted.values.tolist()[:2] == [1.5, 2.5] and np.isnan(converted.values[2])
 
 
