@@ -164,10 +164,11 @@ def _read_arrays(path: Path) -> dict[str, NDArray]:
                 raise ModelFileError(f"{path}: not a bp model file (not an .npz archive)")
             _check_sizes(path, f)
             f.seek(0)
-            with np.load(f, allow_pickle=False) as archive:
-                if not isinstance(archive, np.lib.npyio.NpzFile):
-                    raise ModelFileError(f"{path}: a single .npy array, not a bp model "
-                                         "(.npz)")
+            archive = np.load(f, allow_pickle=False)
+            # checked before `with archive`: a plain array is no context manager
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ModelFileError(f"{path}: a single .npy array, not a bp model (.npz)")
+            with archive:
                 return {name: archive[name] for name in archive.files}
     except ModelFileError:
         raise

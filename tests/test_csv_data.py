@@ -1040,8 +1040,11 @@ def test_identifier_column_is_pointed_out_with_default_settings(
     result = runner.invoke(app, ["train", str(write_config(config(
         {"path": str(path), "target": "y"},
         training={"epochs": 1, "batch_size": 256, "seed": 0})))])
-    assert "Traceback" not in result.output
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.output.startswith("bp: ") and len(result.output.strip().splitlines()) == 1
     assert "data.drop: [id]" in result.output
+    assert not (in_tmp / "runs").exists() or not any((in_tmp / "runs").iterdir())
 
 
 @pytest.mark.parametrize("text", [

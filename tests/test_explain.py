@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from bpcli.cli import app
@@ -40,6 +41,47 @@ def test_trace_follows_the_algorithm_and_the_update_lowers_the_loss() -> None:
     updates = [s for s in trace.stages if s.phase == "update"]
     assert np.allclose(updates[0].values, -0.01 * reference.layers[0].grads["W"])
     assert trace.loss_after < trace.loss_before
+
+
+def test_trace_numbers_match_a_worked_example() -> None:
+    """Two rows through dense(2) - tanh - dense(2) - softmax, derived by hand: the chain
+    rule written out here, not bp's backward, is the oracle."""
+    net = Network([Dense(2), Activation("tanh"), Dense(2), Activation("softmax")],
+                  SoftmaxCrossEntropy(), (2,), np.random.default_rng(0), np.float64)
+    W1, b1 = np.array([[0.5, -1.0], [2.0, 0.25]]), np.array([0.1, -0.2])
+    W2, b2 = np.array([[1.0, -0.5], [-2.0, 0.75]]), np.array([0.0, 0.3])
+    for layer, (W, b) in ((net.layers[0], (W1, b1)), (net.layers[2], (W2, b2))):
+        layer.params["W"][...], layer.params["b"][...] = W, b
+    X, Y = np.array([[1.0, -1.0], [0.5, 2.0]]), np.array([1, 0])
+    trace = explain_step(net, SGD(learning_rate=0.1), X, Y, [1, 2], ["a", "b"])
+    stages = {(s.phase, s.layer.split(" ")[0], s.what.split(" ")[0]): s.values
+              for s in trace.stages}
+
+    # forward: row 1 is [0.5 - 2 + 0.1, -1 - 0.25 - 0.2], row 2 [0.25 + 4 + 0.1, -0.5 + 0.5 - 0.2]
+    Z1 = np.array([[-1.4, -1.45], [4.35, -0.2]])
+    assert np.allclose(stages["forward", "0", "Z"], Z1)
+    H = np.tanh(Z1)
+    assert np.allclose(stages["forward", "1", "A"], H)
+    Z2 = H @ W2 + b2
+    P = np.exp(Z2) / np.exp(Z2).sum(axis=1, keepdims=True)
+    assert np.allclose(stages["forward", "3", "A"], P)
+    T = np.array([[0.0, 1.0], [1.0, 0.0]])  # one-hot targets
+    assert trace.loss_before == pytest.approx(-np.mean(np.log(P[T == 1])))
+
+    # backward: softmax + cross-entropy gives (P - T) / n, then the chain rule
+    dZ2 = (P - T) / 2
+    assert np.allclose(stages["loss", "cross_entropy", "L"], dZ2)
+    assert np.allclose(stages["backward", "2", "dL/dW"], H.T @ dZ2)
+    assert np.allclose(stages["backward", "2", "dL/db"], dZ2.sum(axis=0))
+    dZ1 = dZ2 @ W2.T * (1 - H**2)
+    assert np.allclose(stages["backward", "1", "dL/dX"], dZ1)
+    assert np.allclose(stages["backward", "0", "dL/dW"], X.T @ dZ1)
+    assert np.allclose(stages["backward", "0", "dL/db"], dZ1.sum(axis=0))
+    # the update: plain SGD, -0.1 times the gradient
+    updates = {s.layer.split(" ")[0] + s.what: s.values for s in trace.stages
+               if s.phase == "update"}
+    assert np.allclose(updates["0change in W"], -0.1 * X.T @ dZ1)
+    assert np.allclose(updates["2change in b"], -0.1 * dZ2.sum(axis=0))
 
 
 def test_explain_a_config_and_a_model(runner: CliRunner, in_tmp: Path,

@@ -21,6 +21,7 @@ from bpcli.csvfile import read_csv
 from bpcli.errors import BpError
 from bpcli.experiment import prepare
 from bpcli.modelfile import load_model
+from bpcli.nn import OPTIMIZERS
 from tests.conftest import CONFIGS, iris_config
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
@@ -214,3 +215,99 @@ def test_cli_on_broken_inputs_exits_2_without_traceback(tmp_path: Path, content:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output
+
+
+# -- valid inputs are accepted ----------------------------------------------------------------
+# The tests above would pass if every input were refused; these generate inputs that are
+# valid by construction and require them to load, with the values they hold.
+
+VALID = settings(FUZZ, max_examples=40)
+
+HIDDEN = ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "selu", "gelu", "silu",
+          "softplus", "swish"]
+layer_specs = st.lists(st.builds(lambda units, act: {"type": "dense", "units": units,
+                                                     "activation": act},
+                                 st.integers(1, 12), st.sampled_from(HIDDEN)),
+                       min_size=0, max_size=3)
+
+
+@VALID
+# rprop is full-batch, with rules of its own (test_toolkit.py)
+@given(hidden=layer_specs, optimizer=st.sampled_from(sorted(set(OPTIMIZERS) - {"rprop"})),
+       rate=st.floats(1e-5, 0.5), epochs=st.integers(1, 500), batch_size=st.integers(1, 512),
+       seed=st.integers(0, 2**31), fraction=st.floats(0.05, 0.5))
+def test_valid_configs_are_accepted(tmp_path: Path, hidden: list[dict[str, Any]],
+                                    optimizer: str, rate: float, epochs: int, batch_size: int,
+                                    seed: int, fraction: float) -> None:
+    config = iris_config(
+        model={"layers": [*hidden, {"type": "dense", "activation": "softmax"}]},
+        optimizer={"name": optimizer, "learning_rate": rate},
+        training={"epochs": epochs, "batch_size": batch_size, "seed": seed})
+    config["data"]["validation_fraction"] = fraction
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    experiment = prepare(load_config(path))
+    resolved = experiment.config
+    assert (resolved.training.epochs, resolved.training.batch_size) == (epochs, batch_size)
+    assert resolved.optimizer.name == optimizer
+    assert resolved.optimizer.learning_rate == pytest.approx(rate)
+    n_val = len(experiment.X_val)
+    assert len(experiment.X_train) + n_val == 150 and n_val == pytest.approx(150 * fraction,
+                                                                             abs=1.5)
+    network = experiment.build_network(np.random.default_rng(0))
+    assert network.output_shape == (3,)
+    assert [layer.params["W"].shape[1] for layer in network.layers
+            if "W" in layer.params] == [*(h["units"] for h in hidden), 3]
+
+
+names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8)
+finite = st.floats(-1e6, 1e6, allow_nan=False, width=32)
+
+
+@VALID
+@given(header=st.lists(names, min_size=2, max_size=5, unique=True),
+       rows=st.integers(4, 20), data=st.data(), delimiter=st.sampled_from([",", ";", "\t"]))
+def test_valid_csv_files_load_with_their_values(tmp_path: Path, header: list[str], rows: int,
+                                                 data: st.DataObject, delimiter: str) -> None:
+    numbers = [data.draw(st.lists(finite, min_size=len(header) - 1,
+                                  max_size=len(header) - 1)) for _ in range(rows)]
+    labels = [data.draw(st.sampled_from(["red", "green"])) for _ in range(rows)]
+    labels[:2] = ["red", "green"]  # both classes appear
+    lines = [delimiter.join(header)] + [
+        delimiter.join([label, *(repr(v) for v in row)])
+        for label, row in zip(labels, numbers, strict=True)]
+    path = tmp_path / "d.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    table = read_csv(path)
+    assert table.header == header and len(table) == rows
+    target = table.columns[header[0]]
+    assert [target.categories[code] for code in target.values] == labels
+    for j, name in enumerate(header[1:]):
+        assert np.allclose(np.asarray(table.columns[name].values, dtype=np.float64),
+                           [row[j] for row in numbers], rtol=1e-6)
+    config = iris_config(data={"path": str(path), "target": header[0],
+                               "validation_fraction": 0.25},
+                         model={"layers": [{"type": "dense", "units": 3},
+                                           {"type": "dense", "activation": "softmax"}]})
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    experiment = prepare(load_config(config_path))
+    assert experiment.preprocessor.task == "classification"
+    assert experiment.preprocessor.classes == ["green", "red"]
+    assert experiment.X_train.shape[1] == len(header) - 1
+
+
+def test_an_unmutated_model_loads_and_so_does_a_resaved_one(tmp_path: Path,
+                                                           model_bytes: bytes) -> None:
+    path = tmp_path / "m.npz"
+    path.write_bytes(model_bytes)
+    saved = load_model(path)
+    with np.load(io.BytesIO(model_bytes)) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+    path.write_bytes(buffer.getvalue())
+    again = load_model(path)
+    X = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    assert np.array_equal(saved.network.forward(X), again.network.forward(X))
+    assert again.preprocessor.classes == ["setosa", "versicolor", "virginica"]

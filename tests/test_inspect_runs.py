@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -62,9 +64,14 @@ def test_inspect_model(runner: CliRunner, iris_run: Path) -> None:
     assert "\x1b" not in out  # plain text through a pipe
     for text in ("dense (units=8, init=", "activation=tanh)",
                  "activation=softmax)", "cross_entropy", "setosa, versicolor, virginica",
-                 "sepal_length", "petal_width", "tanh at layer 0", "epoch   5, the best",
+                 "sepal_length", "petal_width", "tanh at layer 0",
                  "val_accuracy", f"run directory  {iris_run}", "/iris.csv"):
         assert text in out, text
+    # the model holds the epoch with the lowest validation loss, as the run's history says
+    with (iris_run / "metrics.csv").open() as f:
+        history = list(csv.DictReader(f))
+    best = min(history, key=lambda row: float(row["val_loss"]))["epoch"]
+    assert re.search(rf"\bepoch +{best}, the best", out), out
     fingerprints = json.loads((iris_run / "fingerprints.json").read_text())
     assert f"{fingerprints['config']}  config.yaml" in out
     saved = load_model(iris_run / "model.npz")
@@ -104,10 +111,14 @@ def test_inspect_json_matches_the_model_file(runner: CliRunner, iris_run: Path) 
     assert [a["name"] for a in report["activations"]] == ["tanh", "softmax"]
     assert report["loss"] == {"name": "cross_entropy", "options": meta["loss_options"]}
     features = report["preprocessing"]["features"]
-    assert [f["name"] for f in features] == pre.features
-    assert np.array_equal([f["mean"] for f in features], pre.mean)
-    assert np.array_equal([f["scale"] for f in features], pre.scale)
-    assert report["preprocessing"]["classes"] == pre.classes
+    with np.load(path) as raw:  # the arrays as stored, not through bp's own loader
+        stored = {key: raw[key] for key in ("pre/features", "pre/mean", "pre/scale",
+                                            "pre/classes")}
+    assert [f["name"] for f in features] == stored["pre/features"].tolist()
+    assert [f["mean"] for f in features] == stored["pre/mean"].tolist()
+    assert [f["scale"] for f in features] == stored["pre/scale"].tolist()
+    assert report["preprocessing"]["classes"] == stored["pre/classes"].tolist()
+    assert report["preprocessing"]["classes"] == ["setosa", "versicolor", "virginica"]
     assert report["preprocessing"]["targets"] == [{"name": "species", "mean": None,
                                                    "scale": None}]
     assert [c["name"] for c in report["preprocessing"]["columns"]] == pre.columns

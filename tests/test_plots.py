@@ -51,6 +51,56 @@ def fake_run(root: Path, name: str, epochs: int = 5, metric: str = "accuracy") -
 
 
 @pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Path]]:
+    """Every figure bp writes, with its path; the PNG is still written."""
+    figures: list[tuple[Any, Path]] = []
+    write = plots._write_png
+
+    def record(figure: Any, path: Path) -> None:
+        figures.append((figure, Path(path)))
+        write(figure, path)
+
+    monkeypatch.setattr(plots, "_write_png", record)
+    return figures
+
+
+def panels(figure: Any) -> dict[str, dict[str, Any]]:
+    """What each of the three panels shows: labels and, by line label, (x, y, style)."""
+    assert len(figure.axes) == 3
+    shown = {}
+    for axes in figure.axes:
+        shown[axes.get_title()] = {
+            "xlabel": axes.get_xlabel(), "ylabel": axes.get_ylabel(),
+            "lines": [(line.get_label(), list(line.get_xdata()), list(line.get_ydata()),
+                       line.get_linestyle()) for line in axes.get_lines()],
+        }
+    return shown
+
+
+def history(path: Path) -> dict[str, list[float]]:
+    """metrics.csv's columns, read with the csv module."""
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return {key: [float(row[key]) for row in rows] for key in rows[0]}
+
+
+def assert_curves_of_one_run(figure: Any, run_dir: Path) -> None:
+    """The picture shows the run's metrics.csv: loss, accuracy and rate against epochs."""
+    h = history(run_dir / "metrics.csv")
+    shown = panels(figure)
+    assert set(shown) == {"Loss", "Validation accuracy", "Learning rate"}
+    assert figure._suptitle.get_text() == run_dir.name
+    assert all(panel["xlabel"] == "epoch" for panel in shown.values())
+    assert shown["Loss"]["lines"] == [("validation", h["epoch"], h["val_loss"], "-"),
+                                      ("training", h["epoch"], h["train_loss"], "--")]
+    assert shown["Validation accuracy"]["ylabel"] == "val_accuracy"
+    assert shown["Validation accuracy"]["lines"] == [
+        (run_dir.name, h["epoch"], h["val_accuracy"], "-")]
+    assert shown["Learning rate"]["lines"] == [
+        (run_dir.name, h["epoch"], h["learning_rate"], "-")]
+
+
+@pytest.fixture
 def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every ``import matplotlib...`` fail, as when it is not installed."""
     for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"] + ["matplotlib"]:
@@ -60,16 +110,22 @@ def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- curves.png in the run directory ---------------------------------------------------------
 
 
-def test_training_writes_curves_png(runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
+def test_training_writes_curves_png(runner: CliRunner, in_tmp: Path, write_config: Writer,
+                                    drawn: list[tuple[Any, Path]]) -> None:
     result = runner.invoke(app, ["train", str(write_config(iris_config()))])
     assert result.exit_code == 0, result.output
     (run_dir,) = run_dirs(in_tmp)
     assert png_size(run_dir / "curves.png") == SIZE
+    figure, path = drawn[-1]
+    assert path.resolve() == (run_dir / "curves.png").resolve()
+    assert_curves_of_one_run(figure, run_dir)
+    assert history(run_dir / "metrics.csv")["epoch"] == [1, 2, 3, 4, 5]
     assert not list(run_dir.glob(".curves.png.*"))  # no temporary file left behind
 
 
 def test_an_interrupted_run_still_gets_its_final_picture(
     runner: CliRunner, in_tmp: Path, write_config: Writer, monkeypatch: pytest.MonkeyPatch,
+    drawn: list[tuple[Any, Path]],
 ) -> None:
     # 120 training rows in batches of 16: 8 batches an epoch; stop in the third epoch
     monkeypatch.setattr(train_command, "StopOnSignal", lambda: StopAfter(20))
@@ -77,6 +133,8 @@ def test_an_interrupted_run_still_gets_its_final_picture(
     assert result.exit_code == 130, result.output
     (run_dir,) = run_dirs(in_tmp)
     assert png_size(run_dir / "curves.png") == SIZE
+    assert history(run_dir / "metrics.csv")["epoch"] == [1, 2]  # the two epochs done
+    assert_curves_of_one_run(drawn[-1][0], run_dir)
 
 
 class InterruptAfter(StopAfter):
@@ -91,12 +149,15 @@ class InterruptAfter(StopAfter):
 
 def test_a_run_ended_by_an_exception_still_gets_its_final_picture(
     runner: CliRunner, in_tmp: Path, write_config: Writer, monkeypatch: pytest.MonkeyPatch,
+    drawn: list[tuple[Any, Path]],
 ) -> None:
     monkeypatch.setattr(train_command, "StopOnSignal", lambda: InterruptAfter(20))
     result = runner.invoke(app, ["train", str(write_config(iris_config()))])
     assert result.exit_code == 130, result.output
     (run_dir,) = run_dirs(in_tmp)
     assert png_size(run_dir / "curves.png") == SIZE
+    assert history(run_dir / "metrics.csv")["epoch"] == [1, 2]
+    assert_curves_of_one_run(drawn[-1][0], run_dir)
 
 
 def test_without_matplotlib_training_works_and_says_so_once(
@@ -202,16 +263,36 @@ def test_slow_pictures_are_drawn_less_often(
 # -- bp plot -----------------------------------------------------------------------------------
 
 
-def test_plot_compares_runs(runner: CliRunner, in_tmp: Path) -> None:
+def test_plot_compares_runs(runner: CliRunner, in_tmp: Path,
+                           drawn: list[tuple[Any, Path]]) -> None:
     a, b = fake_run(in_tmp, "a"), fake_run(in_tmp, "b", epochs=8)
     result = runner.invoke(app, ["plot", str(a), str(b / "metrics.csv"), "--out", "both.png"])
     assert result.exit_code == 0, result.output
     assert png_size(in_tmp / "both.png") == SIZE
     assert "curves of 2 runs written to both.png" in result.output
+    ((figure, path),) = drawn
+    assert path.name == "both.png"
+    shown = panels(figure)
+    ha, hb = history(a / "metrics.csv"), history(b / "metrics.csv")
+    # one colour per run; solid validation and dashed training loss for each
+    assert shown["Loss"]["lines"] == [("a", ha["epoch"], ha["val_loss"], "-"),
+                                      ("_", ha["epoch"], ha["train_loss"], "--"),
+                                      ("b", hb["epoch"], hb["val_loss"], "-"),
+                                      ("_", hb["epoch"], hb["train_loss"], "--")]
+    colours = [line.get_color() for line in figure.axes[0].get_lines()]
+    assert colours[0] == colours[1] != colours[2] == colours[3]
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["a", "b", "validation", "training"]
+    assert shown["Validation accuracy"]["lines"] == [
+        ("a", ha["epoch"], ha["val_accuracy"], "-"), ("b", hb["epoch"], hb["val_accuracy"], "-")]
+    # the rates fall from 0.05 to under 0.001: more than tenfold, so a log axis
+    assert [line[2] for line in shown["Learning rate (log scale)"]["lines"]] == [
+        ha["learning_rate"], hb["learning_rate"]]
+    assert figure.axes[2].get_yscale() == "log"
 
 
 def test_plot_of_real_runs_writes_compare_png_here(
-    runner: CliRunner, in_tmp: Path, write_config: Writer,
+    runner: CliRunner, in_tmp: Path, write_config: Writer, drawn: list[tuple[Any, Path]],
 ) -> None:
     for seed in (0, 1):
         config = iris_config(training={"epochs": 3, "batch_size": 32, "seed": seed})
@@ -219,6 +300,13 @@ def test_plot_of_real_runs_writes_compare_png_here(
     result = runner.invoke(app, ["plot", *map(str, run_dirs(in_tmp))])
     assert result.exit_code == 0, result.output
     assert png_size(in_tmp / "compare.png") == SIZE
+    figure, path = drawn[-1]
+    assert path == Path("compare.png")
+    shown = panels(figure)
+    runs = run_dirs(in_tmp)
+    assert [line[0] for line in shown["Validation accuracy"]["lines"]] == [r.name for r in runs]
+    assert [line[2] for line in shown["Validation accuracy"]["lines"]] == [
+        history(r / "metrics.csv")["val_accuracy"] for r in runs]
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -15,7 +15,6 @@ import pytest
 from typer.testing import CliRunner
 
 from bpcli.cli import app
-from bpcli.config import Config
 from bpcli.modelfile import load_model
 from tests.conftest import CONFIGS, DATASETS, iris_config
 
@@ -47,7 +46,16 @@ def test_every_example_config_validates_and_trains(
     assert "valid;" in result.output and "parameters" in result.output
     run_dir = train_ok(runner, path, "--set", "training.epochs=6", "--set",
                        "output.runs_dir=runs")
-    assert (run_dir / "model.npz").is_file()
+    rows = metrics(run_dir)
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3, 4, 5, 6]
+    losses = np.array([[float(row["train_loss"]), float(row["val_loss"])] for row in rows])
+    assert np.isfinite(losses).all()
+    assert losses[-1, 0] < losses[0, 0]  # it learned something
+    # the model file holds the epoch the summary calls the best, with that epoch's scores
+    best = json.loads((run_dir / "summary.json").read_text())["metrics"]
+    saved = load_model(run_dir / "model.npz")
+    assert saved.meta["epoch"] == best["best_epoch"]
+    assert float(rows[best["best_epoch"] - 1]["val_loss"]) == pytest.approx(best["val_loss"])
 
 
 EVERYTHING = {
@@ -190,6 +198,14 @@ def test_huber_and_mae_regression(runner: CliRunner, in_tmp: Path, write_config:
         run_dir = train_ok(runner, write_config(config))
         saved = load_model(run_dir / "model.npz")
         assert saved.network.loss.name == (loss if isinstance(loss, str) else loss["name"])
+        # the saved loss is the one configured, delta and all: errors 0.25 and 2
+        P, Y = np.array([[0.0], [2.0]]), np.array([[0.25], [0.0]])
+        expected = ((0.25**2 / 2 + 0.5 * (2 - 0.5 / 2)) / 2 if loss != "mae"
+                    else (0.25 + 2) / 2)
+        assert saved.network.loss.value(P, Y) == pytest.approx(expected)
+        # and training lowered it
+        rows = metrics(run_dir)
+        assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
 
 
 def test_batch_norm_statistics_are_saved_and_used(
@@ -204,6 +220,30 @@ def test_batch_norm_statistics_are_saved_and_used(
     result = runner.invoke(app, ["predict", str(run_dir / "model.npz"),
                                  str(DATASETS / "iris.csv")])
     assert result.exit_code == 0, result.output
+    predicted = np.array([[float(row[f"prob_{c}"]) for c in ("setosa", "versicolor",
+                                                              "virginica")]
+                          for row in csv.DictReader(io.StringIO(result.output))])
+    # the same probabilities by hand from the file's arrays: predict normalises with the
+    # saved running statistics, not with those of the rows it is given
+    with np.load(run_dir / "model.npz") as raw:
+        a = {key: raw[key].astype(np.float64) for key in raw.files
+             if key.startswith(("param/", "buffer/", "pre/mean", "pre/scale"))}
+    with (DATASETS / "iris.csv").open() as f:
+        X = np.array([[float(v) for v in row[:4]] for row in list(csv.reader(f))[1:]])
+
+    def by_hand(running_mean: np.ndarray, running_var: np.ndarray) -> np.ndarray:
+        H = np.maximum((X - a["pre/mean"]) / a["pre/scale"] @ a["param/0.W"]
+                       + a["param/0.b"], 0)
+        H = (H - running_mean) / np.sqrt(running_var + 1e-5) * a["param/2.gamma"]
+        Z = (H + a["param/2.beta"]) @ a["param/3.W"] + a["param/3.b"]
+        E = np.exp(Z - Z.max(axis=1, keepdims=True))
+        return E / E.sum(axis=1, keepdims=True)
+
+    assert np.allclose(predicted, by_hand(a["buffer/2.running_mean"],
+                                          a["buffer/2.running_var"]), atol=2e-6)
+    H = np.maximum((X - a["pre/mean"]) / a["pre/scale"] @ a["param/0.W"] + a["param/0.b"], 0)
+    batch_stats = by_hand(H.mean(axis=0), H.var(axis=0))
+    assert np.abs(predicted - batch_stats).max() > 1e-3  # the check tells the two apart
 
 
 def test_settings_that_clash_are_config_errors(runner: CliRunner, write_config: Writer) -> None:
@@ -231,8 +271,38 @@ def test_schema_describes_the_config(runner: CliRunner) -> None:
     schema = json.loads(result.output)
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == {"data", "model"}
-    assert schema == json.loads(json.dumps(Config.model_json_schema()) ) | {
-        "$schema": schema["$schema"], "title": "bp config"}
+    # key fields against what the README and configs/ say, written out by hand
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["title"] == "bp config" and schema["type"] == "object"
+    assert set(schema["properties"]) == {"data", "model", "loss", "optimizer",
+                                         "regularization", "training", "output"}
+    defs = schema["$defs"]
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        ref = node.get("$ref") or next(a["$ref"] for a in node["anyOf"] if "$ref" in a)
+        return defs[ref.removeprefix("#/$defs/")]
+
+    training = resolve(schema["properties"]["training"])["properties"]
+    assert training["epochs"].items() >= {"type": "integer", "minimum": 1,
+                                          "default": 100}.items()
+    assert training["batch_size"].items() >= {"type": "integer", "minimum": 1,
+                                              "default": 32}.items()
+    data = resolve(schema["properties"]["data"])
+    assert set(data["required"]) == {"path", "target"}
+    assert data["properties"]["path"]["type"] == "string"
+    assert data["properties"]["scaling"]["enum"] == ["standard", "minmax", "none"]
+    layers = resolve(schema["properties"]["model"])["properties"]["layers"]
+    assert layers["type"] == "array" and layers["minItems"] == 1
+    assert layers["items"]["discriminator"]["propertyName"] == "type"
+    assert set(layers["items"]["discriminator"]["mapping"]) == {
+        "dense", "dropout", "batch_norm", "layer_norm", "conv2d", "max_pool2d",
+        "avg_pool2d", "global_avg_pool2d", "flatten"}
+    optimizer = schema["properties"]["optimizer"]
+    assert set(optimizer["discriminator"]["mapping"]) == {
+        "sgd", "adam", "adamw", "nadam", "adagrad", "rmsprop", "rprop"}
+    # a typo in any section is an error, not silently ignored
+    objects = [d for d in defs.values() if d.get("type") == "object"]
+    assert len(objects) > 20 and all(d["additionalProperties"] is False for d in objects)
 
 
 def test_set_reaches_train_and_gradcheck(runner: CliRunner, in_tmp: Path,
