@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bpcli.cli import app
-from bpcli.metrics import classification_report, regression_report
+from bpcli.metrics import classification_report, metric_text, regression_report
 from tests.conftest import DATASETS, iris_config
 
 Writer = Callable[..., Path]
@@ -85,7 +85,7 @@ def test_evaluate_regression(runner: CliRunner, in_tmp: Path, write_config: Writ
     assert runner.invoke(app, ["predict", str(model), str(DATASETS / "diabetes.csv"),
                                "-o", str(out)]).exit_code == 0
     with out.open() as f:
-        predicted = np.array([float(row["prediction"]) for row in csv.DictReader(f)])
+        predicted = np.array([float(row["progression"]) for row in csv.DictReader(f)])
     with (DATASETS / "diabetes.csv").open() as f:
         truth = np.array([float(row["progression"]) for row in csv.DictReader(f)])
     errors = predicted - truth
@@ -134,7 +134,7 @@ def test_evaluate_plot_writes_a_confusion_matrix_png(runner: CliRunner, in_tmp: 
     assert [t.get_text() for t in axes.get_xticklabels()] == classes
     assert [t.get_text() for t in axes.get_yticklabels()] == classes
     assert (axes.get_xlabel(), axes.get_ylabel()) == ("predicted class", "true class")
-    assert axes.get_title() == f"iris.csv: accuracy {scores['accuracy']:.3f}"
+    assert axes.get_title() == f"iris.csv: accuracy {metric_text(scores['accuracy'])}"
     result = runner.invoke(app, ["evaluate", str(model), str(DATASETS / "iris.csv"),
                                  "--plot", str(in_tmp / "cm.jpg")])
     assert result.exit_code == 2 and "PNG" in result.output

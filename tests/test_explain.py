@@ -54,34 +54,35 @@ def test_trace_numbers_match_a_worked_example() -> None:
         layer.params["W"][...], layer.params["b"][...] = W, b
     X, Y = np.array([[1.0, -1.0], [0.5, 2.0]]), np.array([1, 0])
     trace = explain_step(net, SGD(learning_rate=0.1), X, Y, [1, 2], ["a", "b"])
-    stages = {(s.phase, s.layer.split(" ")[0], s.what.split(" ")[0]): s.values
+    # layers as the config numbers them: an activation is part of the layer before it
+    stages = {(s.phase, " ".join(s.layer.split(" ")[:2]), s.what.split(" ")[0]): s.values
               for s in trace.stages}
 
     # forward: row 1 is [0.5 - 2 + 0.1, -1 - 0.25 - 0.2], row 2 [0.25 + 4 + 0.1, -0.5 + 0.5 - 0.2]
     Z1 = np.array([[-1.4, -1.45], [4.35, -0.2]])
-    assert np.allclose(stages["forward", "0", "Z"], Z1)
+    assert np.allclose(stages["forward", "0 dense", "Z"], Z1)
     H = np.tanh(Z1)
-    assert np.allclose(stages["forward", "1", "A"], H)
+    assert np.allclose(stages["forward", "0 tanh", "A"], H)
     Z2 = H @ W2 + b2
     P = np.exp(Z2) / np.exp(Z2).sum(axis=1, keepdims=True)
-    assert np.allclose(stages["forward", "3", "A"], P)
+    assert np.allclose(stages["forward", "1 softmax", "A"], P)
     T = np.array([[0.0, 1.0], [1.0, 0.0]])  # one-hot targets
     assert trace.loss_before == pytest.approx(-np.mean(np.log(P[T == 1])))
 
     # backward: softmax + cross-entropy gives (P - T) / n, then the chain rule
     dZ2 = (P - T) / 2
     assert np.allclose(stages["loss", "cross_entropy", "L"], dZ2)
-    assert np.allclose(stages["backward", "2", "dL/dW"], H.T @ dZ2)
-    assert np.allclose(stages["backward", "2", "dL/db"], dZ2.sum(axis=0))
+    assert np.allclose(stages["backward", "1 dense", "dL/dW"], H.T @ dZ2)
+    assert np.allclose(stages["backward", "1 dense", "dL/db"], dZ2.sum(axis=0))
     dZ1 = dZ2 @ W2.T * (1 - H**2)
-    assert np.allclose(stages["backward", "1", "dL/dX"], dZ1)
-    assert np.allclose(stages["backward", "0", "dL/dW"], X.T @ dZ1)
-    assert np.allclose(stages["backward", "0", "dL/db"], dZ1.sum(axis=0))
+    assert np.allclose(stages["backward", "0 tanh", "dL/dX"], dZ1)
+    assert np.allclose(stages["backward", "0 dense", "dL/dW"], X.T @ dZ1)
+    assert np.allclose(stages["backward", "0 dense", "dL/db"], dZ1.sum(axis=0))
     # the update: plain SGD, -0.1 times the gradient
     updates = {s.layer.split(" ")[0] + s.what: s.values for s in trace.stages
                if s.phase == "update"}
     assert np.allclose(updates["0change in W"], -0.1 * X.T @ dZ1)
-    assert np.allclose(updates["2change in b"], -0.1 * dZ2.sum(axis=0))
+    assert np.allclose(updates["1change in b"], -0.1 * dZ2.sum(axis=0))
 
 
 def test_explain_a_config_and_a_model(runner: CliRunner, in_tmp: Path,
