@@ -667,8 +667,8 @@ def test_validation_and_test_fractions_are_stratified(tmp_path: Path,
     exp = experiment(write_config, {"path": str(path), "target": "y",
                                     "validation_fraction": 0.2, "test_fraction": 0.2})
     assert (len(exp.X_train), len(exp.X_val), len(exp.X_test)) == (240, 80, 80)
-    assert "data: 240 training rows, 80 validation rows, 80 test rows; 1 inputs from 1 " \
-           "columns" in exp.notes[-1]
+    assert "data: 240 training rows, 80 validation rows, 80 test rows; 1 input from 1 " \
+           "column" in exp.notes[-1]
     assert exp.Y_test is not None
     for k, label in enumerate("abc"):
         share = np.mean(labels == label)
@@ -1045,7 +1045,7 @@ def test_identifier_column_is_pointed_out_with_default_settings(
     assert result.exit_code == 0, result.output
     assert ("warning: column 'id' left out: 1500 distinct values in 1500 cells, like an "
             "identifier") in result.output and "data.drop: [id]" in result.output
-    assert "1 inputs from 1 columns" in result.output
+    assert "1 input from 1 column" in result.output
 
 
 @pytest.mark.parametrize("text", [
