@@ -79,3 +79,16 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+def train_iris_model(root: Path) -> Path:
+    """Train the small iris config into ``root/runs`` (through the CLI); its model.npz."""
+    from bpcli.cli import app
+
+    config = root / "c.yaml"
+    config.write_text(yaml.safe_dump(iris_config(output={"runs_dir": str(root / "runs"),
+                                                         "name": "m"})))
+    result = CliRunner().invoke(app, ["train", str(config)])
+    assert result.exit_code == 0, result.output
+    (model,) = (root / "runs").glob("*/model.npz")
+    return model

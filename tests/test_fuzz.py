@@ -22,7 +22,7 @@ from bpcli.errors import BpError
 from bpcli.experiment import prepare
 from bpcli.modelfile import load_model
 from bpcli.nn import OPTIMIZERS
-from tests.conftest import CONFIGS, iris_config
+from tests.conftest import CONFIGS, iris_config, train_iris_model
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -130,14 +130,7 @@ class Blob(bytes):
 @pytest.fixture(scope="module")
 def model_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A real model file, trained once for the module."""
-    root = tmp_path_factory.mktemp("model")
-    config = root / "c.yaml"
-    config.write_text(yaml.safe_dump(iris_config(output={"runs_dir": str(root / "runs"),
-                                                         "name": "m"})))
-    result = CliRunner().invoke(app, ["train", str(config)])
-    assert result.exit_code == 0, result.output
-    (model,) = (root / "runs").glob("*/model.npz")
-    return Blob(model.read_bytes())
+    return Blob(train_iris_model(tmp_path_factory.mktemp("model")).read_bytes())
 
 
 def try_load(tmp_path: Path, content: bytes) -> None:

@@ -182,14 +182,21 @@ def test_rare_values_share_the_other_input(tmp_path: Path, write_config: Writer)
     assert capped.preprocessor.inputs[0].other
 
 
-def test_unseen_values_at_predict_go_to_other_with_a_note(
-        tmp_path: Path, write_config: Writer, runner: CliRunner,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def cities_model(tmp_path: Path, write_config: Writer, runner: CliRunner,
+                 monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A model trained (in tmp_path) on cities where 'oslo' is rare: 'other' exists."""
     monkeypatch.chdir(tmp_path)
     path = cities_file(tmp_path / "d.csv", 60, city={3: "oslo"})
     cfg = write_config(config({"path": str(path), "target": "y", "min_frequency": 2}))
     assert runner.invoke(app, ["train", str(cfg)]).exit_code == 0
     (model,) = (tmp_path / "runs").glob("*/model.npz")
+    return model
+
+
+def test_unseen_values_at_predict_go_to_other_with_a_note(
+        tmp_path: Path, write_config: Writer, runner: CliRunner,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    model = cities_model(tmp_path, write_config, runner, monkeypatch)
     new = write_rows(tmp_path / "new.csv", ["city", "x"], [["rome", 1], ["lima", 2],
                                                            ["lima", 3]])
     result = runner.invoke(app, ["predict", str(model), str(new)])
@@ -202,11 +209,7 @@ def test_unseen_values_at_predict_go_to_other_with_a_note(
 def test_unseen_values_follow_the_unseen_option_at_predict_and_evaluate(
         tmp_path: Path, write_config: Writer, runner: CliRunner,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    path = cities_file(tmp_path / "d.csv", 60, city={3: "oslo"})
-    cfg = write_config(config({"path": str(path), "target": "y", "min_frequency": 2}))
-    assert runner.invoke(app, ["train", str(cfg)]).exit_code == 0
-    (model,) = (tmp_path / "runs").glob("*/model.npz")
+    model = cities_model(tmp_path, write_config, runner, monkeypatch)
     new = write_rows(tmp_path / "new.csv", ["city", "x", "y"], [["rome", 1, "a"],
                                                                 ["lima", 2, "b"]])
     refused = runner.invoke(app, ["predict", str(model), str(new), "--unseen", "error"])

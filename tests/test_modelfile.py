@@ -9,28 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from typer.testing import CliRunner
 
-from bpcli.cli import app
 from bpcli.data import Preprocessor
 from bpcli.errors import ModelFileError
 from bpcli.modelfile import _check_consistent, load_model, save_model
 from bpcli.nn import Activation, Dense, Network
 from bpcli.nn.losses import MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
-from tests.conftest import iris_config
+from tests.conftest import train_iris_model
 
 
 @pytest.fixture(scope="module")
 def iris_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("model")
-    config = root / "c.yaml"
-    config.write_text(yaml.safe_dump(iris_config(output={"runs_dir": str(root / "runs"),
-                                                         "name": "m"})))
-    result = CliRunner().invoke(app, ["train", str(config)])
-    assert result.exit_code == 0, result.output
-    (model,) = (root / "runs").glob("*/model.npz")
-    return model
+    return train_iris_model(tmp_path_factory.mktemp("model"))
 
 
 def net(layers: list, loss: object, shape: tuple[int, ...]) -> Network:
