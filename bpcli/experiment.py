@@ -265,9 +265,9 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
                          else []) + ([f"{n_dates} date{'s' if n_dates > 1 else ''}, 8 "
                                       "inputs each"] if n_dates else []))
     encoded = f" ({encoded})" if encoded else ""
-    inputs, columns = X_train.shape[1], len(preprocessor.inputs)
-    notes.append(f"data: {sizes}; {inputs} input{'s' if inputs != 1 else ''} from {columns} "
-                 f"column{'s' if columns != 1 else ''}{encoded}")
+    n_inputs, n_columns = X_train.shape[1], len(preprocessor.inputs)
+    notes.append(f"data: {sizes}; {n_inputs} input{'s' if n_inputs != 1 else ''} from "
+                 f"{n_columns} column{'s' if n_columns != 1 else ''}{encoded}")
     metric, metric_name = _metric(preprocessor, one_column)
     loss_options = _loss_options(loaded, resolved, preprocessor, Y_train, one_column)
     if resolved.optimizer.name == "rprop" and resolved.training.batch_size < len(X_train):

@@ -29,6 +29,7 @@ from tests.test_runs import (
     run_dirs,
     slow_config,
     wait_for,
+    wait_for_run,
 )
 
 Writer = Callable[..., Path]
@@ -127,8 +128,7 @@ def test_sighup_stops_like_sigterm(in_tmp: Path, write_config: Writer) -> None:
     config = write_config(slow_config(in_tmp))
     proc = subprocess.Popen([*BP, "train", str(config)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    wait_for(in_tmp / "runs")
-    (run_dir,) = run_dirs(in_tmp)
+    run_dir = wait_for_run(in_tmp)
     wait_for(run_dir / "checkpoints" / "last.npz")
     proc.send_signal(signal.SIGHUP)
     _, err = proc.communicate(timeout=60)
@@ -194,8 +194,7 @@ def test_a_killed_run_shows_as_crashed_and_resumes_without_its_litter(
     config = write_config(long_run)
     proc = subprocess.Popen([*BP, "train", str(config)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    wait_for(in_tmp / "runs")
-    (run_dir,) = run_dirs(in_tmp)
+    run_dir = wait_for_run(in_tmp)
     wait_for(run_dir / "checkpoints" / "last.npz")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["pid"] == proc.pid and summary["host"] and summary["process_started"]

@@ -260,6 +260,17 @@ def start(config: Path, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def wait_for_run(root: Path, timeout: float = 60.0) -> Path:
+    """The run directory a training process makes under ``root/runs``, once it is there
+    (``runs/`` itself comes a moment before it)."""
+    deadline = time.monotonic() + timeout
+    while not (found := run_dirs(root) if (root / "runs").is_dir() else []):
+        assert time.monotonic() < deadline, "no run directory appeared"
+        time.sleep(0.02)
+    (run_dir,) = found
+    return run_dir
+
+
 def wait_for(path: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -273,8 +284,7 @@ def test_signal_stops_cleanly_and_resume_matches(
 ) -> None:
     config = write_config(slow_config(in_tmp))
     proc = start(config)
-    wait_for(in_tmp / "runs")
-    (run_dir,) = run_dirs(in_tmp)
+    run_dir = wait_for_run(in_tmp)
     wait_for(run_dir / "checkpoints" / "last.npz")
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
@@ -294,8 +304,7 @@ def test_signal_stops_cleanly_and_resume_matches(
 def test_second_ctrl_c_stops_at_once_without_damage(in_tmp: Path, write_config: Writer) -> None:
     config = write_config(slow_config(in_tmp))
     proc = start(config)
-    wait_for(in_tmp / "runs")
-    (run_dir,) = run_dirs(in_tmp)
+    run_dir = wait_for_run(in_tmp)
     wait_for(run_dir / "checkpoints" / "last.npz")
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGINT)
