@@ -319,7 +319,7 @@ def predict(
     def action() -> int:
         with display.working(f"predicting {input.name}") as progress:
             return run_predict(model, input, out, notes, progress, delimiter, keep or [],
-                               unseen)
+                               unseen, threads)
 
     rows = _run(action)
     for note in notes:

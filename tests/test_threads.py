@@ -99,7 +99,10 @@ def test_a_thread_count_gives_the_same_numbers_every_time() -> None:
 
 
 def test_the_run_records_the_threads(runner: CliRunner, in_tmp: Path,
-                                     write_config: Writer) -> None:
+                                     write_config: Writer,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(variable, "2")  # --threads sets them: undone after the test
     path = write_config(iris_config())
     assert runner.invoke(app, ["train", str(path)]).exit_code == 0
     assert runner.invoke(app, ["train", str(path), "--threads", "2"]).exit_code == 0
@@ -142,3 +145,30 @@ def test_niced_work_leaves_its_core_free() -> None:
     assert busy_ticks(stat, {0, 1}, niced=False) == (100 + 50 + 2 + 3 + 1) + (400 + 50 + 3 + 2)
     assert busy_ticks(stat, {0, 1}, niced=True) == 611 + 200 + 100
     assert busy_ticks(stat, {1}, niced=False) == 455
+
+
+def test_predict_and_evaluate_choose_threads_unless_told(
+    runner: CliRunner, in_tmp: Path, write_config: Writer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bpcli.commands import evaluate as evaluate_command
+    from bpcli.commands import predict as predict_command
+    from tests.conftest import DATASETS
+
+    assert runner.invoke(app, ["train", str(write_config(iris_config()))]).exit_code == 0
+    (run_dir,) = run_dirs(in_tmp)
+    works: list[int] = []
+
+    def record(meter: CpuMeter, work: int) -> None:
+        works.append(work)
+
+    monkeypatch.setattr(predict_command, "choose_threads", record)
+    monkeypatch.setattr(evaluate_command, "choose_threads", record)
+    model, data = str(run_dir / "model.npz"), str(DATASETS / "iris.csv")
+    assert runner.invoke(app, ["predict", model, data]).exit_code == 0
+    assert runner.invoke(app, ["evaluate", model, data]).exit_code == 0
+    # iris' largest product over its 150 rows: 150 x 4 x 8
+    assert works == [150 * 4 * 8, 150 * 4 * 8]
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(variable, "2")  # --threads sets them: undone after the test
+    assert runner.invoke(app, ["predict", model, data, "--threads", "1"]).exit_code == 0
+    assert len(works) == 2  # --threads decides

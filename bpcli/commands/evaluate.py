@@ -13,6 +13,8 @@ from bpcli.metrics import (
     metric_text,
 )
 from bpcli.modelfile import load_model
+from bpcli.nn.network import INFERENCE_BATCH
+from bpcli.threads import CpuMeter, choose_threads, largest_product
 
 
 def evaluate(model_path: Path, data_path: Path, notes: list[str] | None = None,
@@ -20,6 +22,7 @@ def evaluate(model_path: Path, data_path: Path, notes: list[str] | None = None,
              unseen: str | None = None) -> ClassificationReport | RegressionReport:
     """Scores of the model on the rows of ``data_path`` that hold the targets (the others
     are counted into ``notes``); ``delimiter`` overrides the model's and detection."""
+    meter = CpuMeter()  # its reading spans the loading
     saved = load_model(model_path)
     pre = saved.preprocessor
     use_unseen(pre, unseen)
@@ -41,6 +44,8 @@ def evaluate(model_path: Path, data_path: Path, notes: list[str] | None = None,
     X = pre.transform_features(table, rows, saved.network.dtype, notes)
     truth = (pre.target_values(table, rows) if pre.task == "regression"
              else pre.class_indices(table, rows))
+    # as bp train chooses, for this network's inference batches
+    choose_threads(meter, largest_product(saved.network.layers, min(len(X), INFERENCE_BATCH)))
     return score(saved.network, pre, X, truth, progress)
 
 

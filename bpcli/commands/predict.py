@@ -21,18 +21,21 @@ from bpcli.inference import (
     use_unseen,
 )
 from bpcli.modelfile import SavedModel, load_model
+from bpcli.nn.network import INFERENCE_BATCH
+from bpcli.threads import CpuMeter, choose_threads, largest_product
 
 
 def predict(model_path: Path, input_path: Path, out: Path | None,
             notes: list[str] | None = None, progress: Progress | None = None,
             delimiter: str | None = None, keep: Sequence[str] = (),
-            unseen: str | None = None) -> int:
+            unseen: str | None = None, threads: int | None = None) -> int:
     """Write predictions for every row of ``input_path`` to ``out`` (standard output when
     ``None`` or ``-``); return the number of rows. The ``keep`` columns of the input come
     first in the output, as they are; the ``delimiter`` overrides the model's and
     detection."""
     if out is not None:
         out = output_path(out, model_path, input_path)
+    meter = CpuMeter() if threads is None else None  # its reading spans the loading
     saved = load_model(model_path)
     pre = saved.preprocessor
     use_unseen(pre, unseen)
@@ -41,6 +44,9 @@ def predict(model_path: Path, input_path: Path, out: Path | None,
     table = read_inputs(pre, input_path, with_targets=False, delimiter=delimiter, keep=keep)
     pre.check_cells(table)
     X = pre.transform_features(table, None, saved.network.dtype, notes)
+    if meter is not None:  # as bp train chooses, for this network's inference batches
+        choose_threads(meter, largest_product(saved.network.layers, min(len(X),
+                                                                        INFERENCE_BATCH)))
     header, columns = prediction_columns(saved, X, progress)
     if progress is not None:
         progress(0, 0, f"writing {len(X):,} predictions")
