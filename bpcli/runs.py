@@ -53,6 +53,15 @@ class RunFiles:
     def model(self) -> Path:  # the best epoch's weights with their preprocessing
         return self.root / "model.npz"
 
+    def read_summary(self) -> dict[str, Any]:
+        """What summary.json says; empty when it is missing or damaged (a run killed at any
+        moment still has a directory to read)."""
+        try:
+            summary = json.loads(self.summary.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return summary if isinstance(summary, dict) else {}
+
     @property
     def test_scores(self) -> Path:  # the model scored once on the test split
         return self.root / "test.json"

@@ -85,7 +85,7 @@ def find_runs(runs_dir: Path) -> list[RunInfo]:
 def read_run(run_dir: Path) -> RunInfo:
     """Read what a run directory records. Missing or damaged files leave gaps (``None``,
     status ``unknown``), never errors: a run killed at any moment is still listed."""
-    summary = _read_summary(run_dir)
+    summary = RunFiles(run_dir).read_summary()
     config = _read_config(run_dir)
     header, rows = _read_metrics(run_dir)
     metric_column = next((h for h in header[1:] if h.startswith("val_") and h != "val_loss"),
@@ -233,14 +233,6 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return {}
     return config if isinstance(config, dict) else {}
-
-
-def _read_summary(run_dir: Path) -> dict[str, Any]:
-    try:
-        summary = json.loads(RunFiles(run_dir).summary.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return summary if isinstance(summary, dict) else {}
 
 
 def _read_metrics(run_dir: Path) -> tuple[list[str], list[dict[str, float | None]]]:

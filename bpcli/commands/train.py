@@ -3,7 +3,6 @@ a stopped run from its last checkpoint (``--resume``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -170,10 +169,7 @@ def _finished(run_dir: Path) -> bool:
     """Whether the run ended as planned and wrote its model (a run killed while finishing
     is not finished: resuming it completes the final writes)."""
     files = RunFiles(run_dir)
-    try:
-        status = json.loads(files.summary.read_text())["status"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+    status = files.read_summary().get("status")
     return status in ("finished", "stopped early") and files.model.is_file()
 
 
@@ -330,11 +326,7 @@ def _use_threads(session: Session, run_dir: Path) -> dict[str, Any]:
 
 
 def _recorded_threads(run_dir: Path) -> dict[str, Any] | None:
-    files = RunFiles(run_dir)
-    try:
-        threads = json.loads(files.summary.read_text())["threads"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    threads = RunFiles(run_dir).read_summary().get("threads")
     if not (isinstance(threads, dict) and isinstance(threads.get("threads"), int)
             and threads["threads"] >= 1):
         return None
@@ -407,12 +399,7 @@ def _headline(report: ClassificationReport | RegressionReport) -> dict[str, Any]
 
 def _started(run_dir: Path, meta: dict[str, Any]) -> str:
     """When the run first started (kept across resumes)."""
-    files = RunFiles(run_dir)
-    try:
-        previous = json.loads(files.summary.read_text())
-        return str(previous["started"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return str(meta["created"])
+    return str(RunFiles(run_dir).read_summary().get("started", meta["created"]))
 
 
 def _shown(path: Path) -> str:
