@@ -1,4 +1,4 @@
-"""Network assembly, state, inference, dtypes, training, and the weight initialisers."""
+"""Network assembly, state, inference, dtypes and training."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 from numpy.typing import NDArray
 
 from bpcli.nn import (
-    INITIALIZERS,
     LAYERS,
     LOSSES,
     Activation,
@@ -17,8 +16,7 @@ from bpcli.nn import (
     Loss,
     Network,
 )
-from bpcli.nn.init import default_initializer
-from bpcli.nn.layers import layer_from_description
+from bpcli.nn.layers import BatchNorm, layer_from_description
 from bpcli.nn.losses import MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from bpcli.nn.optimizers import SGD, Adam
 
@@ -324,55 +322,12 @@ def test_layers_rebuild_from_description() -> None:
         layer_from_description({"type": "conv"})
 
 
-# -- initialisers -----------------------------------------------------------------------
-FAN_IN, FAN_OUT = 400, 300
-# name -> (distribution, scale): the uniform limit l, the normal standard deviation s, or the
-# value of a constant.
-EXPECTED_INIT = {
-    "glorot_uniform": ("uniform", np.sqrt(6.0 / (FAN_IN + FAN_OUT))),
-    "glorot_normal": ("normal", np.sqrt(2.0 / (FAN_IN + FAN_OUT))),
-    "he_uniform": ("uniform", np.sqrt(6.0 / FAN_IN)),
-    "he_normal": ("normal", np.sqrt(2.0 / FAN_IN)),
-    "lecun_uniform": ("uniform", np.sqrt(3.0 / FAN_IN)),
-    "lecun_normal": ("normal", np.sqrt(1.0 / FAN_IN)),
-    "zeros": ("constant", 0.0),
-}
-
-
-def test_every_initialiser_has_expectations() -> None:
-    assert set(INITIALIZERS) == set(EXPECTED_INIT)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", sorted(INITIALIZERS))
-def test_initialiser_statistics(name: str, dtype: type[np.floating]) -> None:
-    W = INITIALIZERS[name]((FAN_IN, FAN_OUT), np.random.default_rng(12), dtype)
-    assert W.shape == (FAN_IN, FAN_OUT)
-    assert W.dtype == dtype
-    distribution, scale = EXPECTED_INIT[name]
-    W64 = W.astype(np.float64)
-    if distribution == "constant":
-        assert np.all(W64 == scale)
-        return
-    assert abs(W64.mean()) < 0.02 * scale
-    if distribution == "uniform":
-        # U(-l, l): within the limits, reaching close to them, std l / sqrt(3).
-        assert np.abs(W64).max() <= scale
-        assert np.abs(W64).max() > 0.99 * scale
-        assert W64.std() == pytest.approx(scale / np.sqrt(3), rel=0.02)
-    else:
-        assert W64.std() == pytest.approx(scale, rel=0.02)
-        assert np.abs(W64).max() > 3 * scale  # tails exist: not a uniform in disguise
-
-
-def test_dense_uses_its_initialiser() -> None:
-    layer = Dense(FAN_OUT, init="he_normal")
-    layer.build((FAN_IN,), np.random.default_rng(13), np.float64)
-    assert layer.params["W"].std() == pytest.approx(np.sqrt(2.0 / FAN_IN), rel=0.02)
-
-
-def test_default_initialiser() -> None:
-    assert default_initializer("relu") == "glorot_uniform"
-    assert default_initializer("leaky_relu") == "glorot_uniform"
-    assert default_initializer("tanh") == "glorot_uniform"
-    assert default_initializer("softmax") == "glorot_uniform"
+def test_saved_buffers_must_match_the_architecture() -> None:
+    network = Network([Dense(3), BatchNorm(), Dense(1)], MeanSquaredError(), (2,),
+                      np.random.default_rng(0))
+    good = {"1.running_mean": np.full(3, 0.5), "1.running_var": np.full(3, 2.0)}
+    network.load_buffers(good)
+    assert network.buffers()["1.running_var"].tolist() == [2.0, 2.0, 2.0]
+    for bad in ({"1.running_mean": np.zeros(3)}, {**good, "1.running_var": np.ones(4)}):
+        with pytest.raises(ValueError, match="running statistics do not match"):
+            network.load_buffers(bad)
