@@ -9,14 +9,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from typer.testing import CliRunner
 
 from bpcli.cli import app
-from bpcli.nn import Activation, Dense, Network
-from bpcli.nn.layers import BatchNorm, Dropout
-from bpcli.nn.losses import SoftmaxCrossEntropy
-from bpcli.nn.network import layer_numbers
 from tests.conftest import iris_config
 
 LAYERS = [{"type": "dense", "units": 8, "activation": "tanh"},
@@ -30,17 +25,6 @@ WITH_WEIGHTS = {0, 3, 4}
 def _table_rows(output: str) -> list[tuple[int, str]]:
     """(number, kind) of each row of a layer table in plain output."""
     return [(int(m[1]), m[2]) for m in re.finditer(r"^\S\s+(\d+)\s+\S\s+(\w+)", output, re.M)]
-
-
-def test_layer_numbers_fold_activations_into_their_layer() -> None:
-    layers = [Dense(8), Activation("tanh"), BatchNorm(), Dropout(0.1), Dense(6),
-              Activation("relu"), Dense(3), Activation("softmax")]
-    assert layer_numbers(layers) == [0, 0, 1, 2, 3, 3, 4, 4]
-    network = Network(layers, SoftmaxCrossEntropy(), (4,), np.random.default_rng(0))
-    assert network.layer_name(5) == "3 relu" and network.layer_name(4) == "3 dense"
-    assert [e["index"] for e in network.summary()] == [0, 1, 2, 3, 4]
-    # an activation that follows no dense or conv2d layer is a layer of its own
-    assert layer_numbers([BatchNorm(), Activation("relu"), Dense(2)]) == [0, 1, 2]
 
 
 def test_every_command_numbers_layers_as_the_config_does(

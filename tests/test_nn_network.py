@@ -1,4 +1,4 @@
-"""Network assembly, state, inference, dtypes and training."""
+"""Network assembly, layer numbering, state, inference, dtypes and training."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 from numpy.typing import NDArray
 
 from bpcli.nn import (
-    LAYERS,
     LOSSES,
     Activation,
     Dense,
@@ -16,8 +15,9 @@ from bpcli.nn import (
     Loss,
     Network,
 )
-from bpcli.nn.layers import BatchNorm, layer_from_description
+from bpcli.nn.layers import BatchNorm
 from bpcli.nn.losses import MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
+from bpcli.nn.network import layer_numbers
 from bpcli.nn.optimizers import SGD, Adam
 
 
@@ -66,6 +66,17 @@ def test_first_layer_skips_its_input_gradient() -> None:
     assert network.input_grad is None
     # The gradients were filled in all the same.
     assert np.any(network.layers[0].grads["W"])
+
+
+def test_layer_numbers_fold_activations_into_their_layer() -> None:
+    layers = [Dense(8), Activation("tanh"), BatchNorm(), Dropout(0.1), Dense(6),
+              Activation("relu"), Dense(3), Activation("softmax")]
+    assert layer_numbers(layers) == [0, 0, 1, 2, 3, 3, 4, 4]
+    network = Network(layers, SoftmaxCrossEntropy(), (4,), np.random.default_rng(0))
+    assert network.layer_name(5) == "3 relu" and network.layer_name(4) == "3 dense"
+    assert [e["index"] for e in network.summary()] == [0, 1, 2, 3, 4]
+    # an activation that follows no dense or conv2d layer is a layer of its own
+    assert layer_numbers([BatchNorm(), Activation("relu"), Dense(2)]) == [0, 1, 2]
 
 
 # -- state ---------------------------------------------------------------------------
@@ -282,44 +293,7 @@ def test_xor_is_learned() -> None:
     np.testing.assert_array_equal(network.forward(X) > 0.5, Y > 0.5)
 
 
-# -- layers ---------------------------------------------------------------------------
-def test_dropout_statistics() -> None:
-    layer = Dropout(0.25)
-    layer.build((1000,), np.random.default_rng(11), np.float64)
-    X = np.ones((50, 1000))
-    out = layer.forward(X, training=True)
-    dropped = np.mean(out == 0)
-    assert dropped == pytest.approx(0.25, abs=0.01)
-    np.testing.assert_allclose(out[out != 0], 1 / 0.75)
-    assert out.mean() == pytest.approx(1.0, abs=0.02)  # inverted dropout keeps the mean
-    np.testing.assert_array_equal(layer.backward(X.copy()), out)  # same mask on the way back
-    np.testing.assert_array_equal(layer.forward(X, training=False), X)
-
-
-def test_layer_validation() -> None:
-    with pytest.raises(ValueError, match="initialiser"):
-        Dense(3, init="he_normal_but_misspelt")
-    with pytest.raises(ValueError, match="activation"):
-        Activation("gelu_but_misspelt")
-    for rate in (-0.1, 1.0):
-        with pytest.raises(ValueError, match="dropout rate"):
-            Dropout(rate)
-    with pytest.raises(ValueError, match="flat"):
-        Network([Dense(3)], MeanSquaredError(), (2, 2), np.random.default_rng(0))
-
-
-def test_layers_rebuild_from_description() -> None:
-    layers: list[Layer] = [Dense(4, init="he_normal"), Activation("leaky_relu", slope=0.2),
-                           Dropout(0.1), Dense(2, init="constant", init_options={"value": 0.5})]
-    for layer in layers:
-        rebuilt = layer_from_description(layer.describe())
-        assert type(rebuilt) is type(layer)
-        assert rebuilt.describe() == layer.describe()
-    assert set(LAYERS) == {"dense", "activation", "dropout", "batch_norm", "layer_norm",
-                           "conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
-                           "flatten"}
-    with pytest.raises(ValueError, match="unknown layer type"):
-        layer_from_description({"type": "conv"})
+# -- running statistics ---------------------------------------------------------------
 
 
 def test_saved_buffers_must_match_the_architecture() -> None:
