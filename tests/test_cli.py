@@ -339,6 +339,35 @@ def test_gradcheck_bad_config_exits_2(runner: CliRunner, write_config: Writer) -
     assert "unknown loss 'nope'" in output
 
 
+EVERYTHING = {
+    "model": {"layers": [
+        {"type": "dense", "units": 8, "activation": {"name": "elu", "alpha": 0.7},
+         "init": "lecun_normal", "l2": 0.01},
+        {"type": "batch_norm"},
+        {"type": "dense", "units": 6, "activation": {"name": "gelu", "approximate": True}},
+        {"type": "layer_norm"},
+        {"type": "dropout", "rate": 0.2},
+        {"type": "dense", "units": 6, "activation": "selu", "l1": 0.001},
+        # A constant start makes a layer's units equal: after layer_norm that would put
+        # selu exactly at its kink, where finite differences cannot follow it.
+        {"type": "dense", "activation": "softmax", "init": {"name": "constant", "value": 0.05}}]},
+    "loss": {"name": "cross_entropy", "label_smoothing": 0.1,
+             "class_weights": {"setosa": 2.0}},
+    "regularization": {"l2": 0.001, "clip_norm": 5.0},
+}
+
+
+def test_gradcheck_covers_every_layer_with_penalties(
+    runner: CliRunner, write_config: Writer
+) -> None:
+    path = write_config(iris_config(**EVERYTHING))
+    result = runner.invoke(app, ["gradcheck", str(path)])
+    assert result.exit_code == 0, result.output
+    for tensor in ("gamma", "beta", " W ", " b "):
+        assert tensor in result.output
+    assert "FAIL" not in result.output
+
+
 def test_version_and_help(runner: CliRunner) -> None:
     assert runner.invoke(app, ["--version"]).output.startswith("bp ")
     result = runner.invoke(app, ["--help"])

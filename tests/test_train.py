@@ -1,5 +1,6 @@
-"""The training toolkit through the command line: every example config, the new layers,
-losses, optimizers, schedules, penalties, early stopping, warm start, validate, schema."""
+"""bp train (bpcli/commands/train.py) through the command line with the training toolkit:
+every example config, every optimizer, schedules, early stopping and the epoch kept, warm
+start, the losses and batch-norm statistics a trained model keeps, and --set."""
 
 from __future__ import annotations
 
@@ -56,35 +57,6 @@ def test_every_example_config_validates_and_trains(
     saved = load_model(run_dir / "model.npz")
     assert saved.meta["epoch"] == best["best_epoch"]
     assert float(rows[best["best_epoch"] - 1]["val_loss"]) == pytest.approx(best["val_loss"])
-
-
-EVERYTHING = {
-    "model": {"layers": [
-        {"type": "dense", "units": 8, "activation": {"name": "elu", "alpha": 0.7},
-         "init": "lecun_normal", "l2": 0.01},
-        {"type": "batch_norm"},
-        {"type": "dense", "units": 6, "activation": {"name": "gelu", "approximate": True}},
-        {"type": "layer_norm"},
-        {"type": "dropout", "rate": 0.2},
-        {"type": "dense", "units": 6, "activation": "selu", "l1": 0.001},
-        # A constant start makes a layer's units equal: after layer_norm that would put
-        # selu exactly at its kink, where finite differences cannot follow it.
-        {"type": "dense", "activation": "softmax", "init": {"name": "constant", "value": 0.05}}]},
-    "loss": {"name": "cross_entropy", "label_smoothing": 0.1,
-             "class_weights": {"setosa": 2.0}},
-    "regularization": {"l2": 0.001, "clip_norm": 5.0},
-}
-
-
-def test_gradcheck_covers_every_layer_with_penalties(
-    runner: CliRunner, write_config: Writer
-) -> None:
-    path = write_config(iris_config(**EVERYTHING))
-    result = runner.invoke(app, ["gradcheck", str(path)])
-    assert result.exit_code == 0, result.output
-    for tensor in ("gamma", "beta", " W ", " b "):
-        assert tensor in result.output
-    assert "FAIL" not in result.output
 
 
 @pytest.mark.parametrize("optimizer", [
@@ -244,65 +216,6 @@ def test_batch_norm_statistics_are_saved_and_used(
     H = np.maximum((X - a["pre/mean"]) / a["pre/scale"] @ a["param/0.W"] + a["param/0.b"], 0)
     batch_stats = by_hand(H.mean(axis=0), H.var(axis=0))
     assert np.abs(predicted - batch_stats).max() > 1e-3  # the check tells the two apart
-
-
-def test_settings_that_clash_are_config_errors(runner: CliRunner, write_config: Writer) -> None:
-    config = iris_config(training={"epochs": 3, "schedule": {"name": "cosine",
-                                                             "warmup_epochs": 5}})
-    result = runner.invoke(app, ["validate", str(write_config(config))])
-    assert result.exit_code == 2, result.output
-    assert "training.schedule.warmup_epochs: the warm-up (5 epochs) must end" in result.output
-
-
-def test_wrong_loss_for_the_task(runner: CliRunner, write_config: Writer) -> None:
-    result = runner.invoke(app, ["validate", str(write_config(iris_config(loss="huber")))])
-    assert result.exit_code == 2 and "'huber' does not fit a 'softmax' output" in result.output
-
-
-def test_unknown_class_in_class_weights(runner: CliRunner, write_config: Writer) -> None:
-    config = iris_config(loss={"name": "cross_entropy", "class_weights": {"setosaa": 2}})
-    result = runner.invoke(app, ["validate", str(write_config(config))])
-    assert result.exit_code == 2 and "did you mean 'setosa'?" in result.output
-
-
-def test_schema_describes_the_config(runner: CliRunner) -> None:
-    result = runner.invoke(app, ["schema"])
-    assert result.exit_code == 0
-    schema = json.loads(result.output)
-    assert schema["additionalProperties"] is False
-    assert set(schema["required"]) == {"data", "model"}
-    # key fields against what the README and configs/ say, written out by hand
-    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert schema["title"] == "bp config" and schema["type"] == "object"
-    assert set(schema["properties"]) == {"data", "model", "loss", "optimizer",
-                                         "regularization", "training", "output"}
-    defs = schema["$defs"]
-
-    def resolve(node: dict[str, Any]) -> dict[str, Any]:
-        ref = node.get("$ref") or next(a["$ref"] for a in node["anyOf"] if "$ref" in a)
-        return defs[ref.removeprefix("#/$defs/")]
-
-    training = resolve(schema["properties"]["training"])["properties"]
-    assert training["epochs"].items() >= {"type": "integer", "minimum": 1,
-                                          "default": 100}.items()
-    assert training["batch_size"].items() >= {"type": "integer", "minimum": 1,
-                                              "default": 32}.items()
-    data = resolve(schema["properties"]["data"])
-    assert set(data["required"]) == {"path", "target"}
-    assert data["properties"]["path"]["type"] == "string"
-    assert data["properties"]["scaling"]["enum"] == ["standard", "minmax", "none"]
-    layers = resolve(schema["properties"]["model"])["properties"]["layers"]
-    assert layers["type"] == "array" and layers["minItems"] == 1
-    assert layers["items"]["discriminator"]["propertyName"] == "type"
-    assert set(layers["items"]["discriminator"]["mapping"]) == {
-        "dense", "dropout", "batch_norm", "layer_norm", "conv2d", "max_pool2d",
-        "avg_pool2d", "global_avg_pool2d", "flatten"}
-    optimizer = schema["properties"]["optimizer"]
-    assert set(optimizer["discriminator"]["mapping"]) == {
-        "sgd", "adam", "adamw", "nadam", "adagrad", "rmsprop", "rprop"}
-    # a typo in any section is an error, not silently ignored
-    objects = [d for d in defs.values() if d.get("type") == "object"]
-    assert len(objects) > 20 and all(d["additionalProperties"] is False for d in objects)
 
 
 def test_set_reaches_train_and_gradcheck(runner: CliRunner, in_tmp: Path,
