@@ -29,7 +29,8 @@ def test_imports_are_found_at_the_top_in_functions_relative_and_for_type_checkin
         "commands/a.py": "import json\n\nfrom bpcli.util import VALUE\n\n\ndef run() -> None:\n"
                          "    from bpcli.commands import b\n",
         "commands/b.py": "from . import c\nfrom ..util import VALUE\n",
-        "commands/c.py": "import bpcli.util\n",
+        # imported at the top and again in a function: the top-level import is the one shown
+        "commands/c.py": "import bpcli.util\n\n\ndef f() -> None:\n    from bpcli import util\n",
     }
     for name, text in files.items():
         path = tmp_path / "bpcli" / name
@@ -41,7 +42,7 @@ def test_imports_are_found_at_the_top_in_functions_relative_and_for_type_checkin
     rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[4:]
             if line and not line.startswith(" ") and "->" not in line}
     assert rows == {"bpcli": ["0"], "commands": ["0"], "commands.a": ["7", "commands.b~", "util"],
-                    "commands.b": ["2", "commands.c", "util"], "commands.c": ["1", "util"],
+                    "commands.b": ["2", "commands.c", "util"], "commands.c": ["5", "util"],
                     "util": ["5", "commands.a?"]}
     assert result.stdout.endswith("command -> command imports (2; there should be none):\n"
                                   "  commands.a -> commands.b~ (line 7)\n"
