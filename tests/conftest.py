@@ -92,3 +92,11 @@ def train_iris_model(root: Path) -> Path:
     assert result.exit_code == 0, result.output
     (model,) = (root / "runs").glob("*/model.npz")
     return model
+
+
+def assert_clean_failure(result: object, code: int = 2) -> str:
+    """The output of a command that failed with ``code`` (2: bad input) and no traceback."""
+    output = getattr(result, "output", "")
+    assert getattr(result, "exit_code", None) == code, output
+    assert "Traceback" not in output
+    return str(output)
