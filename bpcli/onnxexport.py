@@ -112,7 +112,7 @@ def build_model(saved: SavedModel, where: str) -> ModelProto:
                                 "ONNX graph; rename the column and train again")
     opset = TEXT_OPSET if any(c.fold_case for c in pre.inputs if c.kind == "categorical") \
         else OPSET
-    g = _Graph(pre.columns, opset)
+    g = _Graph(pre.columns)
     X, invalid = _preprocessing(g, pre)
     outputs = _network(g, saved, X, where)
     if pre.task == "regression":
@@ -161,25 +161,24 @@ def _properties(saved: SavedModel) -> dict[str, str]:
             "bp.inputs": json.dumps(columns)}
     if pre.task == "classification":
         meta["bp.classes"] = json.dumps(pre.classes)
-    for key in ("created", "run", "data_sha256"):
-        if isinstance(saved.meta.get(key), str):
-            meta[f"bp.{key}"] = saved.meta[key]
+    # where it came from, as bp inspect shows it
+    for key in ("created", "epoch", "metrics"):
+        if key in saved.meta:
+            meta[f"bp.{key}"] = json.dumps(saved.meta[key])
     return meta
 
 
 class _Graph:
     """The nodes and constants of a graph under construction, with unique names."""
 
-    def __init__(self, reserved: list[str], opset: int) -> None:
+    def __init__(self, reserved: list[str]) -> None:
         from onnx import helper, numpy_helper
 
         self._helper, self._numpy_helper = helper, numpy_helper
-        self.opset = opset
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self._taken = set(reserved) | {LABEL, PROBABILITIES, VALUES}
         self._count = 0
-        self._shapes: dict[str, str] = {}
 
     def name(self, hint: str) -> str:
         while True:
@@ -255,6 +254,12 @@ def _numeric(g: _Graph, pre: Preprocessor, run: list[tuple[InputColumn, int]],
                       else float(spec.fill) for spec, _ in run], dtype=np.float32)
     missing = g.op("IsNaN", [X])
     bad = g.op("IsInf", [X])  # bp refuses infinite numbers when it reads them
+    boolean = np.array([spec.kind == "boolean" for spec, _ in run])
+    if boolean.any():  # ... and booleans other than true and false
+        binary = g.op("Or", [g.op("Equal", [X, g.const(np.float32(0))]),
+                             g.op("Equal", [X, g.const(np.float32(1))])])
+        other = g.op("Not", [g.op("Or", [binary, missing])])
+        bad = g.op("Or", [bad, g.op("And", [other, g.const(boolean[None, :])])])
     unfilled = np.isnan(fills)
     if unfilled.any():
         bad = g.op("Or", [bad, g.op("And", [missing, g.const(unfilled[None, :])])])

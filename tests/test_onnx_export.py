@@ -344,6 +344,9 @@ def test_rows_bp_predict_refuses_give_nan_and_no_label(tmp_path: Path,
         assert list(got["label"]) == [bp_predict(model, _one_row(rows, 1))[0]["y"], ""]
         assert not np.isnan(got["probabilities"][0]).any()
         assert np.isnan(got["probabilities"][1]).all()
+    feeds = raw_inputs(model, read_rows(rows)[1][:1])
+    feeds["flag"] = np.array([2], np.float32)  # a boolean neither true (1) nor false (0)
+    assert run_onnx(exported, feeds)["label"].tolist() == [""]
 
 
 def _one_row(path: Path, k: int) -> Path:
@@ -368,7 +371,7 @@ def test_dates_from_year_1_to_9999() -> None:
                                                         (1600, 2, 29), (2024, 12, 31)])]
     spec = InputColumn("d", "date", missing="median", fill="2001-02-03")
     pre = Preprocessor([spec], ["y"], "regression", np.zeros(8), np.ones(8))
-    g = _Graph(["d"], OPSET)
+    g = _Graph(["d"])
     invalid: list[str] = []
     features = _date(g, pre, spec, 0, invalid)
     (refused,) = invalid  # days outside the years 1 to 9999 (missing ones are filled)
