@@ -18,6 +18,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+import bpcli
 from bpcli.cli import app
 from bpcli.csvfile import MISSING_TOKENS
 from bpcli.dates import EPOCH, parse_date
@@ -484,3 +485,17 @@ def test_bp_loads_no_onnx_until_asked() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_readme_example_runs(trained: dict[str, Path], tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (CONFIGS.parent / "README.md").read_text()
+    section = readme[readme.index("### ONNX"):]
+    code = section[section.index("```python\n") + 10:section.index("```\n", 10)]
+    export(trained["iris"], tmp_path / "iris.onnx")
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    model = bpcli.load(trained["iris"])
+    assert scope["label"].tolist() == list(model.predict(scope["rows"]))
+    assert np.abs(scope["probabilities"] - model.predict_proba(scope["rows"])).max() <= TOLERANCE
