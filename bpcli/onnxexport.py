@@ -541,6 +541,15 @@ def _gelu(g: _Graph, layer: Activation, X: str) -> str:
     return g.op("Mul", [X, gate])
 
 
+def _sigmoid(g: _Graph, X: str) -> str:
+    """bp's ``sigmoid``: ``1 / (1 + E)`` or ``E / (1 + E)`` with ``E = exp(-|Z|)``.
+    (onnxruntime's Sigmoid is off by up to 1.2e-7 for large negative inputs, which silu
+    multiplies by the input.)"""
+    E = g.op("Exp", [g.op("Neg", [g.op("Abs", [X])])])
+    top = g.op("Where", [g.op("GreaterOrEqual", [X, g.const(_f32(0))]), g.const(_f32(1)), E])
+    return g.op("Div", [top, g.op("Add", [g.const(_f32(1)), E])])
+
+
 def _softplus(g: _Graph, layer: Activation, X: str) -> str:
     """``max(Z, 0) + log(1 + exp(-|Z|))``: neither overflows, as bp's ``logaddexp``."""
     tail = g.op("Log", [g.op("Add", [g.const(_f32(1)),
@@ -561,13 +570,13 @@ ACTIVATIONS: dict[str, ActivationExport] = {
     "relu": lambda g, layer, X: g.op("Relu", [X]),
     "leaky_relu": lambda g, layer, X: g.op("LeakyRelu", [X],
                                            alpha=float(layer.fn.slope)),  # type: ignore[attr-defined]
-    "sigmoid": lambda g, layer, X: g.op("Sigmoid", [X]),
+    "sigmoid": lambda g, layer, X: _sigmoid(g, X),
     "tanh": lambda g, layer, X: g.op("Tanh", [X]),
     "softmax": lambda g, layer, X: g.op("Softmax", [X], axis=-1),
     "elu": _elu,
     "selu": _elu,
     "gelu": _gelu,
-    "silu": lambda g, layer, X: g.op("Mul", [X, g.op("Sigmoid", [X])]),
-    "swish": lambda g, layer, X: g.op("Mul", [X, g.op("Sigmoid", [X])]),
+    "silu": lambda g, layer, X: g.op("Mul", [X, _sigmoid(g, X)]),
+    "swish": lambda g, layer, X: g.op("Mul", [X, _sigmoid(g, X)]),
     "softplus": _softplus,
 }

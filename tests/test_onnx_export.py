@@ -499,3 +499,34 @@ def test_the_readme_example_runs(trained: dict[str, Path], tmp_path: Path,
     model = bpcli.load(trained["iris"])
     assert scope["label"].tolist() == list(model.predict(scope["rows"]))
     assert np.abs(scope["probabilities"] - model.predict_proba(scope["rows"])).max() <= TOLERANCE
+
+
+ACTIVATION_OPTIONS: dict[str, list[dict[str, Any]]] = {
+    "leaky_relu": [{"slope": 0.1}], "elu": [{"alpha": 0.5}, {}],
+    "gelu": [{"approximate": True}, {"approximate": False}]}
+
+
+@pytest.mark.parametrize("name", sorted(__import__("bpcli.nn").nn.ACTIVATIONS))
+def test_each_activation_over_a_wide_range(name: str) -> None:
+    """Each activation's ONNX form against bp's, from -40 to 40 (tails included)."""
+    from onnx import TensorProto, helper
+
+    from bpcli.nn.layers import Activation
+    from bpcli.onnxexport import ACTIVATIONS, OPSET, _Graph
+
+    Z = np.concatenate([np.linspace(-40, 40, 4001), [-1e-6, 0, 1e-6]]).astype(np.float32)
+    Z = Z.reshape(-1, 1) * np.float32([1, 0.5])  # two units: softmax needs a row
+    for options in ACTIVATION_OPTIONS.get(name, [{}]):
+        layer = Activation(name, **options)
+        g = _Graph(["Z"])
+        out = ACTIVATIONS[name](g, layer, "Z")
+        if out == "Z":
+            out = g.op("Identity", ["Z"])
+        graph = helper.make_graph(g.nodes, "a", [helper.make_tensor_value_info(
+            "Z", TensorProto.FLOAT, ["N", 2])], [helper.make_tensor_value_info(
+                out, TensorProto.FLOAT, ["N", 2])], g.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+        (got,) = ort.InferenceSession(model.SerializeToString(),
+                                      providers=["CPUExecutionProvider"]).run(None, {"Z": Z})
+        expected = layer.forward(Z.copy(), training=False)
+        assert np.allclose(got, expected, rtol=2e-6, atol=1e-6), (name, options)
