@@ -56,6 +56,8 @@ LAST_DAY = (dt.date.max - EPOCH).days
 LOCALE = "C.UTF-8"
 
 Array = NDArray[Any]
+# onnx.TensorProto's element types (onnx itself is imported only when exporting)
+FLOAT, INT64, STRING, BOOL, DOUBLE = 1, 7, 8, 9, 11
 
 
 class OnnxUnavailable(UsageError):
@@ -103,7 +105,7 @@ def _require_onnx() -> Any:
 def build_model(saved: SavedModel, where: str) -> ModelProto:
     """The ONNX model of ``saved`` (``where`` names it in refusals)."""
     onnx = _require_onnx()
-    from onnx import TensorProto, helper
+    from onnx import helper
 
     pre = saved.preprocessor
     for name in pre.columns:
@@ -113,15 +115,15 @@ def build_model(saved: SavedModel, where: str) -> ModelProto:
     opset = TEXT_OPSET if any(c.fold_case for c in pre.inputs if c.kind == "categorical") \
         else OPSET
     g = _Graph(pre.columns)
-    X, invalid = _preprocessing(g, pre)
+    X, invalid = _preprocessing(g, pre, where)
     outputs = _network(g, saved, X, where)
     if pre.task == "regression":
         # (masked in float32: onnxruntime has no Where for doubles)
         outputs = g.op("Where", [g.rows(invalid), g.const(np.float32(np.nan)), outputs])
-        g.op("Add", [g.op("Mul", [g.op("Cast", [outputs], to=TensorProto.DOUBLE),
+        g.op("Add", [g.op("Mul", [g.op("Cast", [outputs], to=DOUBLE),
                                   g.const(pre.target_scale.astype(np.float64))]),
                      g.const(pre.target_mean.astype(np.float64))], out=VALUES)
-        results = [helper.make_tensor_value_info(VALUES, TensorProto.DOUBLE,
+        results = [helper.make_tensor_value_info(VALUES, DOUBLE,
                                                  ["N", len(pre.targets)])]
     else:
         if saved.network.output_shape[0] == 1:  # one sigmoid unit: P(second class)
@@ -132,11 +134,11 @@ def build_model(saved: SavedModel, where: str) -> ModelProto:
         g.op("Where", [invalid, g.const(np.array("", dtype=object)), label], out=LABEL)
         g.op("Where", [g.rows(invalid), g.const(np.float32(np.nan)), outputs],
              out=PROBABILITIES)
-        results = [helper.make_tensor_value_info(LABEL, TensorProto.STRING, ["N"]),
-                   helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT,
+        results = [helper.make_tensor_value_info(LABEL, STRING, ["N"]),
+                   helper.make_tensor_value_info(PROBABILITIES, FLOAT,
                                                  ["N", len(pre.classes)])]
     inputs = [helper.make_tensor_value_info(
-        spec.name, TensorProto.STRING if spec.kind == "categorical" else TensorProto.FLOAT,
+        spec.name, STRING if spec.kind == "categorical" else FLOAT,
         ["N"]) for spec in pre.inputs]
     graph = helper.make_graph(g.nodes, "bp", inputs, results, g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
@@ -212,7 +214,7 @@ class _Graph:
 
 
 # -- preprocessing -------------------------------------------------------------------------
-def _preprocessing(g: _Graph, pre: Preprocessor) -> tuple[str, str]:
+def _preprocessing(g: _Graph, pre: Preprocessor, where: str) -> tuple[str, str]:
     """The network inputs (N, features) float32, and where a row is one bp would refuse
     (N,) bool."""
     pieces: list[str] = []
@@ -231,9 +233,9 @@ def _preprocessing(g: _Graph, pre: Preprocessor) -> tuple[str, str]:
             elif spec.kind == "date":
                 pieces.append(_date(g, pre, spec, j, invalid))
             else:
-                raise NotExportable(f"column {spec.name!r} is of kind {spec.kind!r}, which "
-                                    "this bp cannot export to ONNX; leave it out of the "
-                                    "model (data.drop) to export it")
+                raise NotExportable(f"{where}: column {spec.name!r} is of kind "
+                                    f"{spec.kind!r}, which this bp cannot export to ONNX; "
+                                    "leave it out of the model (data.drop) to export it")
         j += spec.width
     if run:
         pieces.append(_numeric(g, pre, run, invalid))
@@ -273,7 +275,7 @@ def _numeric(g: _Graph, pre: Preprocessor, run: list[tuple[InputColumn, int]],
 def _any(g: _Graph, flags: str) -> str:
     """(N, k) bool -> (N,) bool: any along each row (ReduceSum, whose axes are an input
     from opset 13 on, unlike ReduceMax's)."""
-    count = g.op("ReduceSum", [g.op("Cast", [flags], to=1),
+    count = g.op("ReduceSum", [g.op("Cast", [flags], to=FLOAT),
                                g.const(np.array([1], dtype=np.int64))], keepdims=0)
     return g.op("Greater", [count, g.const(np.float32(0))])
 
@@ -286,7 +288,7 @@ def _categorical(g: _Graph, spec: InputColumn, invalid: list[str]) -> str:
     markers = list(dict.fromkeys(["", *MISSING_TOKENS, *spec.na_values]))
     missing = g.op("Cast", [g.op("LabelEncoder", [x], domain="ai.onnx.ml",
                                  keys_strings=markers, values_int64s=[1] * len(markers),
-                                 default_int64=0)], to=9)  # 9: bool
+                                 default_int64=0)], to=BOOL)
     # a text of more words than any value of the vocabulary cannot be one of them
     words = max((len(c.split()) for c in spec.categories), default=1)
     key = _folded(g, x, words) if spec.fold_case else x
@@ -313,7 +315,7 @@ def _categorical(g: _Graph, spec: InputColumn, invalid: list[str]) -> str:
     if not refusing:  # a False per row all the same: every kind of column adds one
         invalid.append(g.op("And", [missing, g.op("Not", [missing])]))
     width = np.arange(spec.width, dtype=np.int64)[None, :]
-    return g.op("Cast", [g.op("Equal", [g.unsqueeze(index, 1), g.const(width)])], to=1)
+    return g.op("Cast", [g.op("Equal", [g.unsqueeze(index, 1), g.const(width)])], to=FLOAT)
 
 
 def _folded(g: _Graph, x: str, most: int) -> str:
@@ -353,8 +355,6 @@ def _date(g: _Graph, pre: Preprocessor, spec: InputColumn, j: int,
     ``DATE_FEATURES``: computed in float64 from the civil date of the day number (Howard
     Hinnant's ``civil_from_days``, in int64), cast to float32 and scaled, as bp casts and
     scales ``date_features``' values."""
-    from onnx import TensorProto
-
     days = g.op("Floor", [spec.name])
     missing = g.op("IsNaN", [days])
     outside = g.op("Or", [g.op("Less", [days, g.const(np.float32(FIRST_DAY))]),
@@ -367,7 +367,7 @@ def _date(g: _Graph, pre: Preprocessor, spec: InputColumn, j: int,
     else:
         fill_day = (fill - EPOCH).days
     days = g.op("Where", [g.op("Or", [missing, outside]), g.const(np.float32(fill_day)), days])
-    day = g.op("Cast", [days], to=TensorProto.INT64)
+    day = g.op("Cast", [days], to=INT64)
 
     def i64(value: int) -> str:
         return g.const(np.int64(value))
@@ -400,17 +400,17 @@ def _date(g: _Graph, pre: Preprocessor, spec: InputColumn, j: int,
     spring = g.op("Less", [mp, i64(10)])  # March to December
     month = g.op("Where", [spring, add(mp, i64(3)), sub(mp, i64(9))])
     year = add(yoe, mul(era, 400), i64(-eras * 400),
-               g.op("Cast", [g.op("Not", [spring])], to=TensorProto.INT64))
+               g.op("Cast", [g.op("Not", [spring])], to=INT64))
     leap = g.op("Or", [g.op("And", [g.op("Equal", [mod(year, 4), i64(0)]),
                                     g.op("Not", [g.op("Equal", [mod(year, 100), i64(0)])])]),
                        g.op("Equal", [mod(year, 400), i64(0)])])
     yearday = g.op("Where", [spring, add(doy, i64(59),
-                                         g.op("Cast", [leap], to=TensorProto.INT64)),
+                                         g.op("Cast", [leap], to=INT64)),
                              sub(doy, i64(306))])
     weekday = mod(add(day, i64(3 + 7 * 200000)), 7)  # 1970-01-01 was a Thursday (3)
 
     def f64(x: str) -> str:
-        return g.op("Cast", [x], to=TensorProto.DOUBLE)
+        return g.op("Cast", [x], to=DOUBLE)
 
     def circle(x: str, offset: int, period: float) -> list[str]:
         # 2 * pi * (x - offset) / period, in date_features' order of operations
@@ -423,7 +423,7 @@ def _date(g: _Graph, pre: Preprocessor, spec: InputColumn, j: int,
                 *circle(yearday, 0, 365.25)]
     assert len(features) == len(DATE_FEATURES)
     raw = g.op("Concat", [g.unsqueeze(f, 1) for f in features], axis=1)
-    X = g.op("Cast", [raw], to=TensorProto.FLOAT)
+    X = g.op("Cast", [raw], to=FLOAT)
     columns = slice(j, j + spec.width)
     X = g.op("Sub", [X, g.const(pre.mean[columns].astype(np.float32)[None, :])])
     return g.op("Div", [X, g.const(pre.scale[columns].astype(np.float32)[None, :])])

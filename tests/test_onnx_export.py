@@ -437,6 +437,24 @@ def test_a_layer_without_an_onnx_form_is_refused(trained: dict[str, Path], tmp_p
     assert result.exit_code == 2 and "layer 1 softmax has no ONNX form" in result.output
 
 
+def test_a_column_kind_without_an_onnx_form_is_refused(trained: dict[str, Path],
+                                                       tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from bpcli import onnxexport
+
+    def text_column(path: Path) -> Any:  # a kind some later bp may add
+        saved = load_model(path)
+        saved.preprocessor.inputs[1].kind = "text"
+        return saved
+
+    monkeypatch.setattr(onnxexport, "load_model", text_column)
+    result = CliRunner().invoke(app, ["export", str(trained["rentals"]), "--onnx",
+                                      str(tmp_path / "r.onnx")])
+    assert result.exit_code == 2
+    assert "column 'city' is of kind 'text', which this bp cannot export" in result.output
+    assert len(result.output.splitlines()) == 1 and not (tmp_path / "r.onnx").exists()
+
+
 def test_a_column_named_like_an_output_is_refused(tmp_path: Path, write_config: Any) -> None:
     data = tmp_path / "d.csv"
     data.write_text("label,y\n" + "".join(f"{i % 7},{i % 2}\n" for i in range(40)))
