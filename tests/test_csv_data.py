@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 from bpcli.cli import app
 from bpcli.config import load_config
 from bpcli.csvfile import MISSING_TOKENS, Table, as_text, read_csv, read_header
-from bpcli.csvfile import parsing as csvfile_parsing
+from bpcli.csvfile import header as csv_header
+from bpcli.csvfile import records as csv_records
 from bpcli.data import split_rows
 from bpcli.errors import ConfigError, DataError
 from bpcli.experiment import Experiment, prepare
@@ -221,8 +222,8 @@ def test_blank_line_at_the_start_of_a_chunk(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "d.csv"
     path.write_bytes(b"a,b\n1,2\n" + b"3,4\n\n" * 5)
-    monkeypatch.setattr(csvfile_parsing, "SAMPLE_BYTES", 4)
-    monkeypatch.setattr(csvfile_parsing, "CHUNK_BYTES", 8)
+    monkeypatch.setattr(csv_header, "SAMPLE_BYTES", 4)
+    monkeypatch.setattr(csv_records, "CHUNK_BYTES", 8)
     table = read_csv(path)
     assert table.lines.tolist() == [2, 3, 5, 7, 9, 11]
 
@@ -331,8 +332,8 @@ def test_file_bigger_than_a_chunk_reads_the_same(tmp_path: Path,
     whole = read_csv(path)
     check_against_python_csv(whole, path, ["numeric", "boolean", "categorical"])
     assert path.stat().st_size > 100 * 64
-    monkeypatch.setattr(csvfile_parsing, "CHUNK_BYTES", 64)
-    monkeypatch.setattr(csvfile_parsing, "SAMPLE_BYTES", 64)  # so that the chunks start at once
+    monkeypatch.setattr(csv_records, "CHUNK_BYTES", 64)
+    monkeypatch.setattr(csv_header, "SAMPLE_BYTES", 64)  # so that the chunks start at once
     chunked = read_csv(path)
     assert len(whole) == len(chunked) == 301
     assert chunked.lines[:8].tolist() == [2, 4, 5, 6, 7, 8, 9, 10]
@@ -352,8 +353,8 @@ def test_text_columns_bigger_than_a_chunk_read_the_same(tmp_path: Path,
                                                         ) -> None:
     path = chunky_file(tmp_path / "big.csv")
     whole = read_csv(path)
-    monkeypatch.setattr(csvfile_parsing, "CHUNK_BYTES", 64)
-    monkeypatch.setattr(csvfile_parsing, "SAMPLE_BYTES", 64)
+    monkeypatch.setattr(csv_records, "CHUNK_BYTES", 64)
+    monkeypatch.setattr(csv_header, "SAMPLE_BYTES", 64)
     chunked = read_csv(path)
     for name in ("note", "colour"):
         assert whole.columns[name].categories == chunked.columns[name].categories, name
@@ -1119,8 +1120,8 @@ def test_read_csv_reads_what_the_csv_module_writes(tmp_path: Path, chunk: int | 
     path.write_bytes("".join(records).encode("utf-8"))
     with ExitStack() as stack:
         if chunk is not None:
-            stack.enter_context(mock.patch.object(csvfile_parsing, "CHUNK_BYTES", chunk))
-            stack.enter_context(mock.patch.object(csvfile_parsing, "SAMPLE_BYTES", chunk))
+            stack.enter_context(mock.patch.object(csv_records, "CHUNK_BYTES", chunk))
+            stack.enter_context(mock.patch.object(csv_header, "SAMPLE_BYTES", chunk))
         try:
             table = read_csv(path, delimiter=delimiter if spec["explicit"] else None)
         except DataError:
@@ -1189,8 +1190,8 @@ def test_blanks_around_cells_are_trimmed(tmp_path: Path) -> None:
 
 
 def test_the_delimiter_is_found_past_a_quoted_newline() -> None:
-    assert csvfile_parsing.sniff_delimiter('"a";"b"\n"x\ny";"1"\n"z";"2"\n') == ";"
-    assert csvfile_parsing.sniff_delimiter('"a";"b"\n"x\ny";"1') == ";"  # cut inside a record
+    assert csv_header.sniff_delimiter('"a";"b"\n"x\ny";"1"\n"z";"2"\n') == ";"
+    assert csv_header.sniff_delimiter('"a";"b"\n"x\ny";"1') == ";"  # cut inside a record
 
 
 def test_validation_file_has_its_own_delimiter(runner: CliRunner, in_tmp: Path,
