@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from numpy.typing import DTypeLike, NDArray
+from polars.exceptions import ComputeError
 
 from bpcli.csvfile.cells import (
     BLANK,
@@ -29,6 +30,7 @@ from bpcli.csvfile.cells import (
     sorted_codes,
 )
 from bpcli.csvfile.diagnosis import check_structure, diagnose
+from bpcli.csvfile.modes import TEXT, ParseMode
 from bpcli.csvfile.records import QUOTE
 from bpcli.csvfile.storage import Columns
 from bpcli.csvfile.table import BadCells, Column, Table
@@ -41,6 +43,11 @@ HEAD_ROWS = 100  # rows that pick the columns tried as numbers on a whole chunk
 # 90% of its non-missing cells are numbers.
 MAX_TYPOS = 0.10
 _POLARS_TYPE = {"numeric": pl.Float32, "boolean": pl.Boolean, "categorical": pl.String}
+
+
+class _DecimalCommas(Exception):
+    """Cells that did not read as numbers in ``BLANKS`` mode read with decimal commas:
+    parse again with them (and from then on)."""
 
 
 class ChunkReader:
@@ -62,9 +69,9 @@ class ChunkReader:
         self.small_file = size_hint < 2**31 - 1  # so fewer lines than int32 can count
         # categorical columns: text -> code in order of first appearance, over every chunk
         self.texts: dict[str, dict[str, int]] = {n: {} for n in names}
-        self.null_tokens = False  # parse words such as NA as missing (slower)
-        self.decimal_comma = False  # numbers such as 1,5 (only when not comma-separated)
-        self.padded = False  # numbers with blanks around them ("1, 2"): read as text, trim
+        # how chunks are parsed: kinds inference and failed parses switch modes on, for
+        # every chunk after (see ParseMode)
+        self.mode = ParseMode.PLAIN
         self.na = {name: [*MISSING_TOKENS, *na_values.get(name, ())] for name in self.parsed}
         self.bad: dict[str, BadCells] = {}
         # the cells of the chunk being parsed that did not read: frame rows and texts
@@ -129,18 +136,18 @@ class ChunkReader:
         a number and their kind is settled without reading a sample of them as text."""
         undecided = [name for name in self.parsed if name not in self.kinds]
         head = self._safely(chunk, first_line, lambda: self._read(
-            chunk, {}, n_rows=HEAD_ROWS, as_text=True, names=undecided))
+            chunk, {}, TEXT, n_rows=HEAD_ROWS, names=undecided))
         numbers = number_columns(head, undecided)
         others = [name for name in undecided if name not in numbers]
         if others:
             self._infer_from_sample(chunk, first_line, others)
-        if numbers and not self.padded and not self.decimal_comma \
+        if numbers and not self.mode & (ParseMode.BLANKS | ParseMode.DECIMAL_COMMAS) \
                 and not leading_blanks(chunk, self.delimiter):
             # polars' number parser skips blanks before a number, which the sample would
-            # have noted (``padded``): chunks with blanks after a delimiter are not tried
+            # have noted (``BLANKS``): chunks with blanks after a delimiter are not tried
             self.kinds.update(dict.fromkeys(numbers, "numeric"))
             try:
-                frame = self._read(chunk, {n: self._type(n) for n in self.parsed})
+                frame = self._read(chunk, {n: self._type(n) for n in self.parsed}, self.mode)
             except BaseException as exc:  # noqa: B036 - polars' panics are BaseExceptions
                 if isinstance(exc, KeyboardInterrupt | SystemExit):
                     raise
@@ -157,7 +164,7 @@ class ChunkReader:
                            ) -> None:
         """The kinds of ``names`` from the chunk's first ``INFER_ROWS`` rows."""
         sample = self._safely(chunk, first_line, lambda: self._read(
-            chunk, {}, n_rows=INFER_ROWS, as_text=True, names=names))
+            chunk, {}, TEXT, n_rows=INFER_ROWS, names=names))
         numbers = set(number_columns(sample, names))
         for name in names:
             if name in numbers:
@@ -174,59 +181,62 @@ class ChunkReader:
             elif self.delimiter != "," and not_numbers(comma_to_point(text)) <= \
                     MAX_TYPOS * len(text):
                 self.kinds[name] = "numeric"  # decimal commas: 1,5 for 1.5
-                self.decimal_comma = True
+                self.mode |= ParseMode.DECIMAL_COMMAS
             elif booleans(text).all():
                 self.kinds[name] = "boolean"
             else:
                 self.kinds[name] = "categorical"
             if self.kinds[name] != "categorical" and (raw != text).any():
-                self.padded = True
+                self.mode |= ParseMode.BLANKS
 
-    def _read(self, chunk: bytes, schema: dict[str, Any], n_rows: int | None = None,
-              as_text: bool = False, names: Sequence[str] | None = None) -> pl.DataFrame:
+    def _read(self, chunk: bytes, schema: dict[str, Any], mode: ParseMode,
+              n_rows: int | None = None, names: Sequence[str] | None = None) -> pl.DataFrame:
         """The chunk's columns (``names``, default: all parsed) typed as ``schema`` says,
-        text where it says nothing."""
+        text where it says nothing, read as ``mode`` says (but for ``BLANKS``, which is
+        the caller's)."""
         indices = self.indices if names is None else \
             sorted(self.header.index(n) for n in names)
         return pl.read_csv(
             chunk, has_header=False, new_columns=self.header, columns=indices,
             separator=self.delimiter, quote_char='"', schema_overrides=schema,
             infer_schema_length=0, n_rows=n_rows, encoding="utf8", raise_if_empty=False,
-            null_values=list(MISSING_TOKENS) if as_text or self.null_tokens else None,
-            decimal_comma=self.decimal_comma and not as_text,
+            null_values=list(MISSING_TOKENS) if ParseMode.MISSING_WORDS in mode else None,
+            decimal_comma=ParseMode.DECIMAL_COMMAS in mode,
         )
 
     def _parse(self, chunk: bytes, first_line: int) -> pl.DataFrame:
+        """The chunk parsed in the reader's mode; while polars fails, in the next one
+        (``ParseMode.after_failure``), which the chunks after it keep."""
         def read() -> pl.DataFrame:
             while True:
-                self.pending = {}
                 try:
-                    if not self.padded:
-                        return self._read(chunk, {n: self._type(n) for n in self.parsed})
-                    frame = self._read(chunk, dict.fromkeys(self.parsed, pl.String))
-                    return frame.with_columns(self._from_text(frame, n) for n in self.parsed
-                                              if self.kinds[n] != "categorical")
-                except Exception:
-                    # Words such as NA may mark missing numbers, numbers may have blanks
-                    # around them, and a file that is not comma-separated may write 1,5
-                    # for 1.5: parse them from now on.
-                    if not self.null_tokens:
-                        self.null_tokens = True
-                    elif not self.padded:
-                        self.padded = True
-                    elif self.delimiter != "," and not self.decimal_comma:
-                        self.decimal_comma = True
-                    else:
+                    return self._parse_as(chunk, self.mode)
+                except (ComputeError, _DecimalCommas):
+                    # polars raises ComputeError for a cell it cannot read as the column's
+                    # type (NA or " 7 " among numbers, 1,5 for 1.5), and for a record it
+                    # cannot split; a failure no mode mends ends in ``diagnose``
+                    fallback = self.mode.after_failure(self.delimiter)
+                    if fallback is None:
                         raise
+                    self.mode = fallback
 
         return self._safely(chunk, first_line, read)
+
+    def _parse_as(self, chunk: bytes, mode: ParseMode) -> pl.DataFrame:
+        """One try: the chunk parsed in ``mode``."""
+        self.pending = {}
+        if ParseMode.BLANKS not in mode:
+            return self._read(chunk, {n: self._type(n) for n in self.parsed}, mode)
+        frame = self._read(chunk, dict.fromkeys(self.parsed, pl.String), mode)
+        return frame.with_columns(self._from_text(frame, n, mode) for n in self.parsed
+                                  if self.kinds[n] != "categorical")
 
     def _type(self, name: str) -> Any:
         if self.kinds[name] == "numeric" and self._wide(name):
             return pl.Float64
         return _POLARS_TYPE[self.kinds[name]]
 
-    def _from_text(self, frame: pl.DataFrame, name: str) -> pl.Series:
+    def _from_text(self, frame: pl.DataFrame, name: str, mode: ParseMode) -> pl.Series:
         """A numeric or boolean column read as text, trimmed and converted; a cell that
         does not convert is missing, and noted in ``pending``."""
         text = frame.get_column(name).str.strip_chars(BLANK)
@@ -235,14 +245,15 @@ class ChunkReader:
             lower = text.str.to_lowercase()
             out = (lower == "true").set(~lower.is_in(["true", "false"]), None).alias(name)
         else:
-            numbers = comma_to_point(text) if self.decimal_comma else text
+            decimal_commas = ParseMode.DECIMAL_COMMAS in mode
+            numbers = comma_to_point(text) if decimal_commas else text
             out = numbers.cast(self._type(name), strict=False)
         bad = out.is_null() & text.is_not_null()
         if bad.any():
             words = text.filter(bad)
             if self.kinds[name] == "numeric" and self.delimiter != "," and \
-                    not self.decimal_comma and not_numbers(comma_to_point(words)) < len(words):
-                raise ValueError("decimal commas")  # read the file with them from now on
+                    not decimal_commas and not_numbers(comma_to_point(words)) < len(words):
+                raise _DecimalCommas
             self.pending[name] = (bad.arg_true().to_numpy().astype(np.int64),
                                   frame.get_column(name).filter(bad).to_list())
         return out
@@ -257,9 +268,9 @@ class ChunkReader:
                 raise
             raise diagnose(
                 self.path, chunk, first_line, exc, delimiter=self.delimiter,
-                width=len(self.header), read_text=lambda: self._read(chunk, {}, as_text=True),
+                width=len(self.header), read_text=lambda: self._read(chunk, {}, TEXT),
                 kinds={name: self.kinds.get(name) for name in self.parsed}, na=self.na,
-                decimal_commas=self.decimal_comma) from None
+                decimal_commas=ParseMode.DECIMAL_COMMAS in self.mode) from None
 
     def table(self) -> Table:
         if not self.out.rows:
