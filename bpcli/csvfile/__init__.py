@@ -14,11 +14,12 @@ not read as their column's type are collected (every one, per column) rather tha
 at the first, so that one run lists everything to fix.
 
 A package with one module per job: ``header`` (the header row and the delimiter),
-``records`` (chunks on record boundaries, the quote-aware scan), ``parsing`` (polars, the
-parse modes, the kinds of columns), ``diagnosis`` (what a failed parse stumbled on),
-``cells`` (missing cells, numbers, true/false, codes), ``storage`` (memory-mapped
-columns), ``table`` (the result and its messages), and ``reading`` (``read_csv``, which
-joins them). What the rest of bp uses is named here.
+``records`` (chunks on record boundaries, the quote-aware scan), ``parsing`` (polars and
+the kinds of columns), ``modes`` (the parse modes and the order they are tried in),
+``diagnosis`` (what a failed parse stumbled on), ``cells`` (missing cells, numbers,
+true/false, codes), ``storage`` (memory-mapped columns), ``table`` (the result and its
+messages), and ``reading`` (``read_csv``, which joins them). What the rest of bp uses is
+named here.
 """
 
 from bpcli.csvfile.cells import KINDS, MISSING_TOKENS, Kind
