@@ -111,12 +111,9 @@ class Experiment:
         """The rule for the best epoch (and, when configured, for stopping early)."""
         spec = self.config.training.early_stopping
         if spec is None:
-            return EarlyStopping(monitor="val_loss", maximize=False, patience=None,
-                                 min_delta=0.0)
-        on_metric = spec.monitor == "val_metric"
-        return EarlyStopping(monitor=f"val_{self.metric_name}" if on_metric else "val_loss",
-                             maximize=on_metric and self.metric_name == "accuracy",
-                             patience=spec.patience, min_delta=spec.min_delta)
+            return EarlyStopping.watching(self.metric_name, on_metric=False)
+        return EarlyStopping.watching(self.metric_name, spec.monitor == "val_metric",
+                                      spec.patience, spec.min_delta)
 
 
 @dataclass

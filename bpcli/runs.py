@@ -53,6 +53,11 @@ class RunFiles:
     def model(self) -> Path:  # the best epoch's weights with their preprocessing
         return self.root / "model.npz"
 
+    def read_metrics(self) -> MetricsFile:
+        """What metrics.csv holds; raises ``OSError``, ``UnicodeDecodeError`` or
+        ``csv.Error`` when it cannot be read (each reader says what that means for it)."""
+        return MetricsFile.read(self.metrics)
+
     def read_summary(self) -> dict[str, Any]:
         """What summary.json says; empty when it is missing or damaged (a run killed at any
         moment still has a directory to read)."""
@@ -328,11 +333,36 @@ def metrics_header(metric_name: str) -> list[str]:
             "rollbacks", "seconds"]
 
 
+@dataclass(frozen=True)
+class MetricsFile:
+    """A ``metrics.csv`` as written: its header and the records after it, cells as text.
+    A blank line is an empty record, so that record ``i`` is on line ``i + 2``."""
+
+    path: Path
+    header: list[str]
+    records: list[list[str]]
+
+    @classmethod
+    def read(cls, path: Path) -> MetricsFile:
+        lines = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+        return cls(path, lines[0] if lines else [], lines[1:])
+
+    def epochs(self) -> list[list[str]]:
+        """The records of epochs: those that start with an epoch number."""
+        return [row for row in self.records if row and row[0].isdigit()]
+
+    @property
+    def metric_column(self) -> str | None:
+        """The validation metric's column, such as ``val_accuracy``."""
+        return next((name for name in self.header[1:]
+                     if name.startswith("val_") and name != "val_loss"), None)
+
+
 def read_metrics(run_dir: Path, up_to_epoch: int) -> list[list[str]]:
     """The rows of ``metrics.csv`` for epochs up to ``up_to_epoch`` (a run killed between
     writing a row and its checkpoint has a row more than its checkpoint)."""
     try:
-        rows = list(csv.reader(io.StringIO(RunFiles(run_dir).metrics.read_text())))
+        rows = RunFiles(run_dir).read_metrics().epochs()
     except FileNotFoundError:
         return []
-    return [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) <= up_to_epoch]
+    return [row for row in rows if int(row[0]) <= up_to_epoch]

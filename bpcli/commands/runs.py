@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -21,6 +20,7 @@ from bpcli.display import Display
 from bpcli.errors import UsageError
 from bpcli.metrics import metric_text
 from bpcli.runs import RunFiles, run_is_live
+from bpcli.trainer import EarlyStopping
 
 #: The timestamp ``create_run_dir`` puts in a run's name: ``<name>-YYYYmmdd-HHMMSS[-N]``.
 STAMP = re.compile(r"-(\d{8}-\d{6})(?:-(\d+))?$")
@@ -87,9 +87,7 @@ def read_run(run_dir: Path) -> RunInfo:
     status ``unknown``), never errors: a run killed at any moment is still listed."""
     summary = RunFiles(run_dir).read_summary()
     config = _read_config(run_dir)
-    header, rows = _read_metrics(run_dir)
-    metric_column = next((h for h in header[1:] if h.startswith("val_") and h != "val_loss"),
-                         None)
+    metric_column, rows = _read_metrics(run_dir)
     status = summary.get("status")
     if status == "running" and _process_gone(run_dir, summary):
         status = "crashed"
@@ -235,36 +233,30 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def _read_metrics(run_dir: Path) -> tuple[list[str], list[dict[str, float | None]]]:
-    """The header of ``metrics.csv`` and its epoch rows, as numbers by column name."""
+def _read_metrics(run_dir: Path) -> tuple[str | None, list[dict[str, float | None]]]:
+    """The metric's column of ``metrics.csv`` and its epoch rows, as numbers by column
+    name; nothing when the file is missing or unreadable."""
     try:
-        lines = list(csv.reader(io.StringIO(RunFiles(run_dir).metrics.read_text(
-            encoding="utf-8"))))
+        metrics = RunFiles(run_dir).read_metrics()
     except (OSError, UnicodeDecodeError, csv.Error):
-        return [], []
-    if not lines:
-        return [], []
-    header, rows = lines[0], []
-    for line in lines[1:]:
-        if not line or not line[0].isdigit():
-            continue
-        rows.append({name: _float(_parse(cell)) for name, cell in zip(header, line,
-                                                                      strict=False)})
-    return header, rows
+        return None, []
+    rows = [{name: _float(_parse(cell)) for name, cell in zip(metrics.header, row,
+                                                               strict=False)}
+            for row in metrics.epochs()]
+    return metrics.metric_column, rows
 
 
 def _best_row(rows: list[dict[str, float | None]], metric_column: str | None,
               config: dict[str, Any]) -> dict[str, float | None]:
-    """The best epoch's row as the trainer picks it: by the validation loss, or by the
-    metric when early stopping monitors it (``min_delta`` aside)."""
-    monitor = _get(config, "training", "early_stopping", "monitor")
-    column = metric_column if monitor == "val_metric" and metric_column else "val_loss"
-    sign = -1.0 if column == "val_accuracy" else 1.0  # higher accuracy is better
-    scored = [(sign * value, i) for i, row in enumerate(rows)
-              if (value := row.get(column)) is not None and math.isfinite(value)]
-    if not scored:
-        return rows[-1]
-    return rows[min(scored)[1]]  # the first of equal values wins, as in the trainer
+    """The best epoch's row, by the rule that picks it in training (the last row when
+    no epoch has a validation score)."""
+    spec = _get(config, "training", "early_stopping")
+    on_metric = _get(spec, "monitor") == "val_metric" and metric_column is not None
+    rule = EarlyStopping.watching((metric_column or "").removeprefix("val_"), on_metric,
+                                  min_delta=_float(_get(spec, "min_delta")) or 0.0)
+    monitored = [row.get(rule.monitor) for row in rows]
+    best = rule.best(math.nan if value is None else value for value in monitored)
+    return rows[-1] if best is None else rows[best]
 
 
 def _started(run_dir: Path) -> tuple[datetime, tuple[float, int, int]]:
