@@ -39,6 +39,7 @@ from bpcli.events import (
 from bpcli.explain import Trace
 from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
 from bpcli.nn.gradcheck import TensorCheck
+from bpcli.runs import RunFiles
 
 if TYPE_CHECKING:  # only named in annotations: the profile reads data files
     from bpcli.profile import ColumnProfile
@@ -424,7 +425,7 @@ class TrainingView:
     def _gap(self, first: int, last: int, width: int) -> Text:
         count = last - first + 1
         which = f"{first}" if count == 1 else f"{first}-{last}"
-        where = "; every epoch is in metrics.csv" if self.finished else ""
+        where = f"; every epoch is in {RunFiles.METRICS}" if self.finished else ""
         text = f"   ⋮ {count} epoch{'s' if count > 1 else ''} hidden ({which}{where})"
         if len(text) > width:
             text = f"   ⋮ {count} hidden"

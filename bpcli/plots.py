@@ -69,11 +69,11 @@ def read_curves(path: Path, name: str | None = None) -> Curves:
     try:
         metrics = MetricsFile.read(file)
     except FileNotFoundError:
-        raise UsageError(f"{path}: no metrics.csv (not a bp run directory, or a run that "
-                         "has not finished its first epoch)") from None
+        raise UsageError(f"{path}: no {RunFiles.METRICS} (not a bp run directory, or a run "
+                         "that has not finished its first epoch)") from None
     except (UnicodeDecodeError, csv.Error):
         raise UsageError(f"{file}: not a bp metrics file (not CSV text); give a run "
-                         "directory or its metrics.csv") from None
+                         f"directory or its {RunFiles.METRICS}") from None
     header = metrics.header
     metric = header[3].removeprefix("val_") if len(header) > 3 else ""
     if not metric or header != metrics_header(metric):

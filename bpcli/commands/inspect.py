@@ -12,7 +12,7 @@ from bpcli.atomic import json_text
 from bpcli.display import Display, layer_row
 from bpcli.metrics import metric_text
 from bpcli.modelfile import SavedModel, load_model
-from bpcli.runs import CHECKPOINTS, RunFiles
+from bpcli.runs import RunFiles
 
 
 def inspect(path: Path, display: Display, as_json: bool = False) -> None:
@@ -129,7 +129,7 @@ def show(report: dict[str, Any], display: Display) -> None:
     rows_origin.append(("run directory", _shown(origin["run_dir"])))
     fingerprints = origin["fingerprints"]
     if fingerprints is not None:
-        rows_origin.append(("sha256", f"{_shown(fingerprints.get('config'))}  config.yaml"))
+        rows_origin.append(("sha256", f"{_shown(fingerprints.get('config'))}  {RunFiles.CONFIG}"))
         data = fingerprints.get("data")
         for name, digest in (data.items() if isinstance(data, dict) else []):
             rows_origin.append(("sha256", f"{_shown(digest)}  {name}"))
@@ -173,7 +173,7 @@ def _run_dir(path: Path) -> Path | None:
     level down), if it sits in one: a directory with the files only bp train writes (a
     config.yaml alone could be anyone's)."""
     parent = path.parent
-    if parent.name == CHECKPOINTS:
+    if parent.name == RunFiles.CHECKPOINTS:
         parent = parent.parent
     is_run = RunFiles(parent).fingerprints.is_file() or RunFiles(parent).summary.is_file()
     return parent if is_run else None

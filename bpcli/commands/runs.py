@@ -213,7 +213,7 @@ def _check_run_dir(path: Path) -> None:
     if not path.is_dir():
         raise UsageError(f"{path}: not a run directory; give a directory under runs/")
     if not RunFiles(path).config.is_file():
-        raise UsageError(f"{path}: not a bp run directory (no config.yaml)")
+        raise UsageError(f"{path}: not a bp run directory (no {RunFiles.CONFIG})")
 
 
 def _config_or_error(run_dir: Path) -> Any:
