@@ -39,6 +39,7 @@ from bpcli.events import (
 from bpcli.explain import Trace
 from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
 from bpcli.nn.gradcheck import TensorCheck
+from bpcli.nn.layers import KIND_KEY
 from bpcli.runs import RunFiles
 
 if TYPE_CHECKING:  # only named in annotations: the profile reads data files
@@ -507,7 +508,7 @@ def layer_row(entry: dict[str, Any]) -> tuple[str, str, str, int]:
         options = layer_options({k: v for k, v in activation.items() if k != "name"})
         named = activation["name"] + (f" ({options})" if options else "")
         detail = ", ".join(filter(None, [detail, f"activation={named}"]))
-    return (str(entry["index"]), entry["type"] + (f" ({detail})" if detail else ""),
+    return (str(entry["index"]), entry[KIND_KEY] + (f" ({detail})" if detail else ""),
             "x".join(map(str, entry["output_shape"])), entry["parameters"])
 
 

@@ -1,8 +1,8 @@
 """Convolution and pooling layers for images: inputs of shape ``(batch, channels, height, width)``.
 
-Every layer here follows the contract of ``bpcli.nn.layers``: training-mode buffers reused
-from step to step, ``dX`` skipped when ``needs_input_grad`` is false. Shapes without the
-batch axis are ``(C, H, W)`` in and ``(F, H', W')`` (or ``(C, H', W')``) out.
+Every layer here follows the contract of ``bpcli.nn.layers``: training-mode scratch arrays
+reused from step to step, ``dX`` skipped when ``needs_input_grad`` is false. Shapes without
+the batch axis are ``(C, H, W)`` in and ``(F, H', W')`` (or ``(C, H', W')``) out.
 
 Windows and padding
 -------------------
@@ -347,15 +347,15 @@ class Conv2D(Layer):
         _add_windows(dXp, g, lambda i, j: dcols[:, i, j])
         return images(g.interior(dXp))
 
-    def describe(self) -> dict[str, Any]:
-        described: dict[str, Any] = {
-            "type": self.kind, "filters": self.filters, "kernel_size": list(self.kernel_size),
+    def settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = {
+            "filters": self.filters, "kernel_size": list(self.kernel_size),
             "stride": list(self.stride), "padding": _describe_padding(self.padding),
             "use_bias": self.use_bias, "init": self.init,
         }
         if self.init_options:
-            described["init_options"] = self.init_options
-        return described
+            settings["init_options"] = self.init_options
+        return settings
 
 
 def _add_windows(dXp: Array, g: Geometry, part: Callable[[int, int], Array]) -> None:
@@ -422,9 +422,9 @@ class _Pool2D(Layer):
         assert self._geometry is not None, f"{self.kind} used before build"
         return self._geometry
 
-    def describe(self) -> dict[str, Any]:
-        return {"type": self.kind, "pool_size": list(self.pool_size),
-                "stride": list(self.stride), "padding": _describe_padding(self.padding)}
+    def settings(self) -> dict[str, Any]:
+        return {"pool_size": list(self.pool_size), "stride": list(self.stride),
+                "padding": _describe_padding(self.padding)}
 
 
 class MaxPool2D(_Pool2D):
