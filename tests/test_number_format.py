@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bpcli.cli import app
-from bpcli.metrics import metric_text
+from bpcli.metrics import metric_text, value_text
 from tests.conftest import DATASETS, iris_config
 
 
@@ -24,6 +24,12 @@ from tests.conftest import DATASETS, iris_config
 ])
 def test_metric_text(value: float, text: str) -> None:
     assert metric_text(value) == text
+
+
+def test_value_text_shows_recorded_values_as_metrics_and_gaps_as_asked() -> None:
+    assert value_text(61.684321) == "61.6843"
+    assert value_text(12) == "12" and value_text("3.2.1") == "3.2.1"
+    assert value_text(None) == "-" and value_text(None, "unknown") == "unknown"
 
 
 def test_train_evaluate_runs_and_inspect_print_a_metric_alike(

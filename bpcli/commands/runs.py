@@ -18,7 +18,7 @@ import yaml
 
 from bpcli.display import Display
 from bpcli.errors import UsageError
-from bpcli.metrics import metric_text
+from bpcli.metrics import metric_text, value_text
 from bpcli.runs import RunFiles, run_is_live
 from bpcli.trainer import EarlyStopping
 
@@ -52,7 +52,7 @@ class RunInfo:
         """The best epoch's validation metric, e.g. ``val_accuracy 0.9333``."""
         if self.metric_name is None or self.metric is None:
             return "-"
-        return f"{self.metric_name} {_number(self.metric)}"
+        return f"{self.metric_name} {metric_text(self.metric)}"
 
     def epochs_text(self) -> str:
         planned = f"/{self.epochs_planned}" if self.epochs_planned is not None else ""
@@ -174,11 +174,11 @@ def result_rows(a: RunInfo, b: RunInfo) -> list[tuple[str, str, str]]:
     rows = [("status", a.status, b.status),
             ("started", _when(a.started), _when(b.started)),
             ("epochs", a.epochs_text(), b.epochs_text()),
-            ("best epoch", _text(a.best_epoch), _text(b.best_epoch)),
-            ("val_loss", _text(a.val_loss), _text(b.val_loss))]
+            ("best epoch", value_text(a.best_epoch), value_text(b.best_epoch)),
+            ("val_loss", value_text(a.val_loss), value_text(b.val_loss))]
     for name in dict.fromkeys(n for n in (a.metric_name, b.metric_name) if n is not None):
-        rows.append((name, _text(a.metric if a.metric_name == name else None),
-                     _text(b.metric if b.metric_name == name else None)))
+        rows.append((name, value_text(a.metric if a.metric_name == name else None),
+                     value_text(b.metric if b.metric_name == name else None)))
     rows.append(("wall time", a.wall_time_text(), b.wall_time_text()))
     return rows
 
@@ -203,7 +203,7 @@ def config_differences(a: Any, b: Any) -> list[tuple[str, str, str]]:
     """Each dotted key whose value differs, or that only one config has, in file order."""
     flat_a, flat_b = flatten(a), flatten(b)
     keys = list(dict.fromkeys([*flat_a, *flat_b]))
-    return [(key, _shown(flat_a, key), _shown(flat_b, key)) for key in keys
+    return [(key, _config_text(flat_a, key), _config_text(flat_b, key)) for key in keys
             if key not in flat_a or key not in flat_b or flat_a[key] != flat_b[key]]
 
 
@@ -307,16 +307,6 @@ def _int(value: Any) -> int | None:
     return int(number) if number is not None and math.isfinite(number) else None
 
 
-def _number(value: float) -> str:
-    return metric_text(value)
-
-
-def _text(value: float | int | None) -> str:
-    if value is None:
-        return "-"
-    return str(value) if isinstance(value, int) else _number(value)
-
-
 def _when(started: datetime) -> str:
     return started.strftime("%Y-%m-%d %H:%M:%S")
 
@@ -333,7 +323,8 @@ def _duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def _shown(flat: dict[str, Any], key: str) -> str:
+def _config_text(flat: dict[str, Any], key: str) -> str:
+    """A config value as the YAML would hold it (JSON for all but text), or ``ABSENT``."""
     if key not in flat:
         return ABSENT
     value = flat[key]
