@@ -40,7 +40,7 @@ from bpcli.explain import Trace
 from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
 from bpcli.nn.gradcheck import TensorCheck
 from bpcli.nn.layers import KIND_KEY
-from bpcli.runs import RunFiles
+from bpcli.rundir import RunFiles
 
 if TYPE_CHECKING:  # only named in annotations: the profile reads data files
     from bpcli.profile import ColumnProfile

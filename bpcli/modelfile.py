@@ -23,7 +23,7 @@ from bpcli.files import human_size, open_regular
 from bpcli.memory import layer_needs, memory_limit, too_big
 from bpcli.nn import LOSSES, Layer, Network
 from bpcli.nn.layers import layer_from_description
-from bpcli.runs import RunFiles
+from bpcli.rundir import RunFiles
 
 FORMAT = "bp-model"
 FORMAT_VERSION = 3

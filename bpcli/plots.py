@@ -21,7 +21,7 @@ from bpcli.atomic import write_atomic
 from bpcli.errors import UsageError
 from bpcli.events import EpochEnded, Event, Stopped, TrainingEnded
 from bpcli.files import regular_file
-from bpcli.runs import MetricsFile, RunFiles, metrics_header
+from bpcli.rundir import MetricsFile, RunFiles, metrics_header
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -17,7 +17,7 @@ from bpcli.cli import app
 from bpcli.commands import train as train_command
 from bpcli.commands.runs import config_differences, flatten, read_run
 from bpcli.modelfile import load_model
-from bpcli.runs import RunLock
+from bpcli.rundir import RunLock
 from tests.conftest import DATASETS, iris_config
 from tests.test_runs import StopAfter
 

@@ -18,7 +18,7 @@ from bpcli import plots
 from bpcli.cli import app
 from bpcli.commands import train as train_command
 from bpcli.events import EpochEnded, Stopped, TrainingEnded
-from bpcli.runs import metrics_header
+from bpcli.rundir import metrics_header
 from tests.conftest import REPO, iris_config
 from tests.test_runs import StopAfter, run_dirs
 

@@ -12,7 +12,7 @@ from bpcli.atomic import json_text
 from bpcli.display import Display, layer_row
 from bpcli.metrics import value_text
 from bpcli.modelfile import SavedModel, load_model
-from bpcli.runs import RunFiles
+from bpcli.rundir import RunFiles
 
 UNKNOWN = "unknown"  # what a file does not record
 

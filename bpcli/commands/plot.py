@@ -8,7 +8,7 @@ from pathlib import Path
 from bpcli.errors import UsageError
 from bpcli.files import output_path
 from bpcli.plots import Curves, learning_curves, read_curves
-from bpcli.runs import RunFiles
+from bpcli.rundir import RunFiles
 
 DEFAULT_OUT = Path("compare.png")
 

@@ -19,7 +19,7 @@ import yaml
 from bpcli.display import Display
 from bpcli.errors import UsageError
 from bpcli.metrics import metric_text, value_text
-from bpcli.runs import RunFiles, run_is_live
+from bpcli.rundir import RunFiles, run_is_live
 from bpcli.trainer import EarlyStopping
 
 #: The timestamp ``create_run_dir`` puts in a run's name: ``<name>-YYYYmmdd-HHMMSS[-N]``.

@@ -1,5 +1,5 @@
-"""Run directories: creating them, fingerprinting their inputs, and recording a run's
-files as training goes."""
+"""Run directories: their files by name (``RunFiles``), creating them, fingerprinting
+their inputs, recording a run's files as training goes, and reading them back."""
 
 from __future__ import annotations
 
