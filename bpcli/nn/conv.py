@@ -236,12 +236,14 @@ class Conv2D(Layer):
         ``kh, kw``.
     stride : int or (int, int)
         ``sh, sw``.
-    padding : "valid", "same", int or (int, int)
+    padding : {"valid", "same"}, int or (int, int)
         See the module docstring.
     use_bias : bool
         Without a bias there is no ``b`` parameter (e.g. before ``BatchNorm``).
-    init, init_options
+    init : str
         The kernel's initialiser, as for ``Dense``; He's suits the ReLU family.
+    init_options : dict of str to float, optional
+        The initialiser's options, as for ``Dense``.
     """
 
     kind = "conv2d"
@@ -442,7 +444,7 @@ class MaxPool2D(_Pool2D):
         ``kh, kw``.
     stride : int, (int, int) or None
         ``sh, sw``; ``None`` for the pool size (windows side by side).
-    padding : "valid", "same", int or (int, int)
+    padding : {"valid", "same"}, int or (int, int)
         See the module docstring; an int may be at most half the pool size.
     """
 
