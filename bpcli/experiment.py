@@ -122,7 +122,7 @@ class _TrainingFile:
 
     task: str
     inputs: list[InputColumn]  # the feature columns used, with their settings
-    keep: NDArray[np.intp]  # the rows to use: those with a target, unless it must be there
+    keep: NDArray[np.intp]  # the rows to use (data.missing_target: drop leaves some out)
     read_like: Callable[[Path, str], Table]  # reads a validation or test file alike
 
 
