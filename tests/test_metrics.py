@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bpcli.cli import app
-from bpcli.metrics import classification_report, metric_text, regression_report
+from bpcli.metrics import classification_report, metric_text, regression_report, value_text
 from tests.conftest import DATASETS, iris_config
 
 
@@ -57,6 +57,12 @@ def test_regression_scores_by_hand() -> None:
     assert y.mae == pytest.approx(2 / 3)
     assert y.r2 == pytest.approx(1 - 4 / 2)
     assert z.rmse == pytest.approx(np.sqrt(1 / 3)) and z.r2 == pytest.approx(1 - 1 / 200)
+
+
+def test_value_text_shows_recorded_values_as_metrics_and_gaps_as_asked() -> None:
+    assert value_text(61.684321) == "61.6843"
+    assert value_text(12) == "12" and value_text("3.2.1") == "3.2.1"
+    assert value_text(None) == "-" and value_text(None, "unknown") == "unknown"
 
 
 def test_train_evaluate_runs_and_inspect_print_a_metric_alike(
