@@ -182,7 +182,7 @@ def test_predictions_are_bp_predicts_in_the_rows_order(server: Server,
     answered = body["predictions"]
     assert [p["species"] for p in answered] == [row["species"] for row in expected]
     assert [p["species"] for p in answered] == list(model.predict(records))
-    assert len(set(p["species"] for p in answered)) == 3  # not one class for every row
+    assert len({p["species"] for p in answered}) == 3  # not one class for every row
     probabilities = np.array([[p["probabilities"][c] for c in model.classes or []]
                               for p in answered])
     np.testing.assert_array_equal(probabilities, model.predict_proba(records))
