@@ -294,7 +294,9 @@ def bind(host: str, port: int) -> socket.socket:
     """A listening socket at ``host:port``, bound before the server starts so that an
     address in use is one line of bp's, not a server log."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so, and without
+    # it a response's headers and body wait for the client's delayed ACK (40 ms a request)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -300,6 +300,20 @@ def test_a_body_too_large_gets_413(server: Server) -> None:
     assert status == 200, body
 
 
+def test_answers_do_not_wait_for_delayed_acks(server: Server) -> None:
+    """Without TCP_NODELAY a response's second segment waits for the client's delayed ACK:
+    40 ms or more a request on a keep-alive connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    times = []
+    for _ in range(21):
+        start = time.perf_counter()
+        connection.request("GET", "/health")
+        connection.getresponse().read()
+        times.append(time.perf_counter() - start)
+    connection.close()
+    assert sorted(times)[10] < 0.02, times
+
+
 # -- the model and the API -------------------------------------------------------------------
 
 
