@@ -351,15 +351,29 @@ def test_the_openapi_page_describes_both_bodies(server: Server) -> None:
 # -- starting and stopping -------------------------------------------------------------------
 
 
-def test_workers_share_the_port_and_sigterm_stops_them_cleanly(
-        garden: tuple[Path, Path], tmp_path: Path) -> None:
-    with serving(garden[0], tmp_path / "serve.log", "--workers", "2") as server:
+@pytest.mark.parametrize(("workers", "sig", "code"), [
+    (2, signal.SIGTERM, 0), (2, signal.SIGINT, 130), (1, signal.SIGTERM, 0)])
+def test_sigterm_stops_cleanly_and_ctrl_c_is_interrupted(
+        garden: tuple[Path, Path], tmp_path: Path, workers: int, sig: int, code: int) -> None:
+    """SIGTERM is how service managers stop a server: exit 0. Ctrl-C is bp's 130."""
+    with serving(garden[0], tmp_path / "serve.log", "--workers", str(workers)) as server:
         answers = [server.predict([ROW]) for _ in range(4)]
         assert answers[0][0] == 200 and all(a == answers[0] for a in answers)
-        code, seconds = server.stop(signal.SIGTERM)
+        exit_code, seconds = server.stop(sig)
     log = server.log.read_text()
-    assert code == 0 and seconds < 15, log
-    assert log.count("Finished server process") == 2 and "Traceback" not in log
+    assert exit_code == code and seconds < 15, log
+    assert log.count("Finished server process") == workers and "Traceback" not in log
+    assert log.rstrip().endswith("bp: interrupted") == (code == 130)
+
+
+def test_a_second_server_cannot_take_the_port_while_the_first_starts() -> None:
+    from bpcli import serving
+    from bpcli.errors import UsageError
+
+    with serving.bind("127.0.0.1", 0) as first:
+        port = first.getsockname()[1]
+        with pytest.raises(UsageError, match="address already in use"):
+            serving.bind("127.0.0.1", port)
 
 
 def test_a_bad_model_path_is_one_line_before_any_server(runner: CliRunner, tmp_path: Path,
