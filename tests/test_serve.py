@@ -275,6 +275,18 @@ def test_malformed_bodies_are_refused_without_a_traceback(
     assert server.request("GET", "/health")[0] == 200
 
 
+def test_odd_cells_are_answered_or_refused_never_a_server_error(server: Server) -> None:
+    cells = ["1e400", "-1e400", "true", '{"a": 1}', "[1, 2]", '"line\\nbreak"', '""',
+             "null", '"\\u0000"', '"\\"quoted\\", comma"']
+    for column in ("sepal_width", "garden", "", "a,b", 'q"q'):
+        for cell in cells:
+            record = json.dumps({k: v for k, v in ROW.items() if k != column})[:-1]
+            body = f'[{record}, {json.dumps(column)}: {cell}}}]'
+            status, answer = server.request("POST", "/predict", body)
+            assert status in (200, 422), (body, answer)
+            assert "Traceback" not in json.dumps(answer)
+
+
 def raw_request(port: int, head: str, body_parts: list[bytes]) -> str:
     """Send a request byte for byte; the response's status line."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
