@@ -494,6 +494,33 @@ def inspect(
     _run(lambda: run_inspect(model, Display(), as_json=json_))
 
 
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Argument(help="A model.npz written by bp train.",
+                                          metavar="MODEL", show_default=False)],
+    host: Annotated[str, typer.Option(help="The address to listen on (0.0.0.0: every "
+                                      "interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="The port (0: any free "
+                                      "one).")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes, each with the "
+                                         "model loaded.")] = 1,
+    max_body: Annotated[float, typer.Option(
+        "--max-body", min=0.001, metavar="MB", help="Larger request bodies get 413.")] = 16,
+    unseen: UnseenOption = None,
+    threads: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--threads", min=1, help="BLAS threads per worker (default 1: requests are small, "
+        "and the workers run side by side).")] = None,
+) -> None:
+    """Serve a model's predictions over HTTP: POST /predict, GET /model, GET /health, and
+    the API docs at /docs (needs the serve extra)."""
+    if threads is not None or not any(v in os.environ for v in THREAD_VARIABLES):
+        _use_threads(threads or 1)
+    from bpcli.commands.serve import serve as run_serve
+
+    _run(lambda: run_serve(model, host, port, workers, unseen, max_body,
+                           lambda line: typer.echo(f"bp: {line}", err=True)))
+
+
 DEFAULT_RUNS_DIR = "runs"
 
 
