@@ -22,16 +22,22 @@ from bpcli.config import (
     BatchNormConfig,
     ColumnConfig,
     Config,
+    Conv1DConfig,
     Conv2DConfig,
     CosineScheduleConfig,
     DenseConfig,
     DropoutConfig,
+    EmbeddingConfig,
+    GlobalAvgPool1DConfig,
     GlobalAvgPool2DConfig,
+    GlobalMaxPool1DConfig,
+    GRUConfig,
     InitConfig,
     LayerConfig,
     LayerNormConfig,
     LoadedConfig,
     LossConfig,
+    LSTMConfig,
     MaxPool2DConfig,
     PlateauScheduleConfig,
     did_you_mean,
@@ -55,15 +61,21 @@ from bpcli.errors import ConfigError, DataError, DataProblems
 from bpcli.inference import predicted_classes
 from bpcli.memory import INFERENCE_ROWS, layer_needs, too_big
 from bpcli.nn import (
+    GRU,
     LOSSES,
+    LSTM,
     OPTIMIZERS,
     Activation,
     AvgPool2D,
+    Conv1D,
     Conv2D,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
+    GlobalAvgPool1D,
     GlobalAvgPool2D,
+    GlobalMaxPool1D,
     Layer,
     MaxPool2D,
     Network,
@@ -73,6 +85,7 @@ from bpcli.nn.init import default_initializer
 from bpcli.nn.layers import BatchNorm, LayerNorm
 from bpcli.nn.regularization import Penalties, Penalty
 from bpcli.nn.schedules import SCHEDULES, Schedule
+from bpcli.text import FIRST_WORD_ID, WORD_PATTERN, TextSpec, looks_like_text
 from bpcli.trainer import EarlyStopping, Metric
 
 FUSED_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}
@@ -184,8 +197,8 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     elif task == "classification" and len(targets) > 1:
         raise loaded.error(("data", "target"), "several targets are for regression; a "
                            "classifier predicts one column")
-    inputs = _leave_out_identifiers(loaded, table,
-                                    _input_columns(loaded, table, features, notes), notes)
+    inputs = _order_text_inputs(loaded, _leave_out_identifiers(
+        loaded, table, _input_columns(loaded, table, features, notes), notes))
     for name in set(features) - {spec.name for spec in inputs}:
         del table.columns[name]  # left out: an identifier
     keep = _check_rows(loaded, table, inputs, problems, notes)
@@ -261,9 +274,11 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
         f", {len(X_test)} test rows" if X_test is not None else "")
     n_categorical = sum(c.kind == "categorical" for c in preprocessor.inputs)
     n_dates = sum(c.kind == "date" for c in preprocessor.inputs)
+    texts = [f"text {c.name!r}: {_text_inputs(c.text)}" for c in preprocessor.inputs
+             if c.text is not None]
     encoded = ", ".join(([f"{n_categorical} categorical, one-hot encoded"] if n_categorical
                          else []) + ([f"{n_dates} date{'s' if n_dates > 1 else ''}, 8 "
-                                      "inputs each"] if n_dates else []))
+                                      "inputs each"] if n_dates else []) + texts)
     encoded = f" ({encoded})" if encoded else ""
     n_inputs, n_columns = X_train.shape[1], len(preprocessor.inputs)
     notes.append(f"data: {sizes}; {n_inputs} input{'s' if n_inputs != 1 else ''} from "
@@ -275,6 +290,13 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
                            f"batch_size to at least {len(X_train)} (the training rows)")
     return Experiment(loaded, resolved, preprocessor, X_train, Y_train, X_val, Y_val,
                       metric, metric_name, loss_options, notes, X_test, Y_test)
+
+
+def _text_inputs(spec: TextSpec) -> str:
+    if spec.encoding == "sequence":
+        return (f"{spec.max_length} word ids from a vocabulary of {len(spec.vocabulary):,} "
+                "words")
+    return f"tfidf of {len(spec.vocabulary):,} tokens"
 
 
 def _check_no_validation(loaded: LoadedConfig) -> None:
@@ -328,7 +350,7 @@ def read_settings(loaded: LoadedConfig, columns: Sequence[str]
     the task; dates as text, each distinct text converted once) and each column's texts
     for a missing cell."""
     data = loaded.config.data
-    kinds: dict[str, Kind] = {n: "categorical" if c.type == "date" else c.type
+    kinds: dict[str, Kind] = {n: "categorical" if c.type in ("date", "text") else c.type
                               for n, c in data.columns.items() if c.type}
     for target in data.targets:
         kinds[target] = "numeric" if data.task == "regression" else "categorical"
@@ -426,6 +448,14 @@ def _input_columns(loaded: LoadedConfig, table: Table, features: list[str],
         elif settings.type is None and kind == "categorical" and settings.date_format:
             raise loaded.error(("data", "columns", name, "date_format"), f"column {name!r} "
                                "does not hold dates; declare it: type: date")
+        elif settings.type == "text" or (settings.type is None and kind == "categorical" and (
+                settings.encoding is not None or looks_like_text(
+                    texts, int(np.count_nonzero(table.columns[name].values >= 0))))):
+            inputs.append(_text_input(loaded, name, settings, notes))
+            continue
+        elif settings.encoding is not None:
+            raise loaded.error(("data", "columns", name, "encoding"), f"column {name!r} "
+                               "is not text; declare it: type: text")
         if kind == "categorical" and missing in ("mean", "median"):
             if name in data.columns and data.columns[name].missing is not None:
                 raise loaded.error((*loc, "missing"), f"column {name!r} holds text; impute "
@@ -448,6 +478,46 @@ def _input_columns(loaded: LoadedConfig, table: Table, features: list[str],
                                   date_format=settings.date_format, day_first=day_first,
                                   min_frequency=settings.min_frequency or 1))
     return inputs
+
+
+def _text_input(loaded: LoadedConfig, name: str, settings: ColumnConfig,
+                notes: list[str]) -> InputColumn:
+    encoding = settings.encoding or "tfidf"
+    if settings.max_length is not None and encoding != "sequence":
+        raise loaded.error(("data", "columns", name, "max_length"), "max_length is for "
+                           "encoding: sequence (a tfidf bag of words has no length)")
+    spec = TextSpec(encoding=encoding, lowercase=settings.lowercase is not False,
+                    token_pattern=settings.token_pattern or WORD_PATTERN,
+                    ngrams=settings.ngrams or (1, 1), char_ngrams=settings.char_ngrams,
+                    max_tokens=settings.max_tokens, min_count=settings.min_count or 1,
+                    max_length=settings.max_length)
+    if settings.type is None:
+        notes.append(f"column {name!r}: free text, encoded as {encoding}; to treat it as "
+                     f"categories instead: data.columns.{name}.type: categorical")
+    return InputColumn(name, "text", missing=settings.missing or "error", text=spec)
+
+
+def _order_text_inputs(loaded: LoadedConfig, inputs: list[InputColumn]) -> list[InputColumn]:
+    """A sequence text column comes first in the network's inputs, where the embedding
+    reads its word ids; there is at most one, and only with an embedding (and the other
+    way round)."""
+    sequences = [c for c in inputs if c.text is not None and c.text.encoding == "sequence"]
+    layers = loaded.config.model.layers
+    embeddings = [i for i, layer in enumerate(layers) if isinstance(layer, EmbeddingConfig)]
+    if len(sequences) > 1:
+        raise loaded.error(("data", "columns", sequences[1].name, "encoding"),
+                           f"only one text column can be a sequence (here "
+                           f"{', '.join(repr(c.name) for c in sequences)}); encode the "
+                           "others as tfidf")
+    if sequences and not embeddings:
+        raise loaded.error(("model", "layers", 0), f"text column {sequences[0].name!r} is "
+                           "a sequence of word ids; start model.layers with {type: "
+                           "embedding, dimension: 32}, or encode it as tfidf")
+    if embeddings and not sequences:
+        raise loaded.error(("model", "layers", embeddings[0]), "an embedding reads a text "
+                           "column's word ids: set data.columns.<text column>.encoding: "
+                           "sequence")
+    return sequences + [c for c in inputs if c not in sequences]
 
 
 def _leave_out_identifiers(loaded: LoadedConfig, table: Table, inputs: list[InputColumn],
@@ -580,6 +650,14 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
 
     resolved_layers: list[LayerConfig] = []
     for i, layer in enumerate(layers):
+        if isinstance(layer, EmbeddingConfig):
+            layer = _resolve_embedding(loaded, i, layer, pre)
+        if isinstance(layer, Conv1DConfig):
+            act = layer.activation or ActivationConfig(name="relu")
+            init = layer.init
+            if init.name == "auto":
+                init = InitConfig(name=default_initializer(act.name, convolution=True))
+            layer = layer.model_copy(update={"activation": act, "init": init})
         if isinstance(layer, Conv2DConfig):
             act = layer.activation or ActivationConfig(name="relu")
             init = layer.init
@@ -630,6 +708,25 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
     model = config.model.model_copy(update={"layers": resolved_layers})
     return config.model_copy(update={"data": data, "model": model, "loss": loss,
                                      "output": output, "training": training})
+
+
+def _resolve_embedding(loaded: LoadedConfig, index: int, layer: EmbeddingConfig,
+                       pre: Preprocessor) -> EmbeddingConfig:
+    """The embedding's vocabulary and length, from the sequence text column (first in the
+    inputs): its vocabulary with padding and unknown words, its max_length."""
+    if index != 0:
+        raise loaded.error(("model", "layers", index), "an embedding must be the first "
+                           "layer: it reads the text column's word ids")
+    text = pre.inputs[0].text
+    assert text is not None and text.encoding == "sequence"  # _order_text_inputs
+    found = {"vocabulary": len(text.vocabulary) + FIRST_WORD_ID, "length": text.max_length}
+    for key, value in found.items():
+        given = getattr(layer, key)
+        if given is not None and given != value:
+            raise loaded.error(("model", "layers", index, key), f"the data sets the "
+                               f"embedding's {key} ({value} for column "
+                               f"{pre.inputs[0].name!r}); leave it out")
+    return layer.model_copy(update=found)
 
 
 def _loss_name(config: Config) -> str:
@@ -709,6 +806,24 @@ def build_network(config: Config, n_features: int, rng: np.random.Generator,
 
 
 def _layers_of(spec: LayerConfig) -> list[Layer]:
+    if isinstance(spec, EmbeddingConfig):
+        assert spec.vocabulary is not None and spec.length is not None  # resolved
+        return [Embedding(spec.vocabulary, spec.dimension, length=spec.length)]
+    if isinstance(spec, Conv1DConfig):
+        assert spec.activation is not None
+        options = {"value": spec.init.value} if spec.init.value is not None else None
+        conv = Conv1D(spec.filters, spec.kernel_size, spec.stride, spec.padding,
+                      spec.init.name, options)
+        act = spec.activation
+        return [conv] if act.name == "identity" else [conv, Activation(act.name,
+                                                                       **act.options())]
+    if isinstance(spec, GlobalMaxPool1DConfig):
+        return [GlobalMaxPool1D()]
+    if isinstance(spec, GlobalAvgPool1DConfig):
+        return [GlobalAvgPool1D()]
+    if isinstance(spec, GRUConfig | LSTMConfig):
+        return [(GRU if isinstance(spec, GRUConfig) else LSTM)(spec.units,
+                                                             spec.return_sequences)]
     if isinstance(spec, DenseConfig | Conv2DConfig):
         assert spec.activation is not None
         init = spec.init
@@ -744,7 +859,10 @@ def _check_shapes(layers: list[Layer], owners: list[int], shape: tuple[int, ...]
             shape = layer.compute_output_shape(shape)
         except ValueError as exc:
             hint = ""
-            if isinstance(layer, Dense) and len(shape) > 1:
+            if isinstance(layer, Dense) and len(shape) == 2:
+                hint = ("; a sequence needs {type: global_max_pool1d} (or an average "
+                        "pool, or a gru or lstm) before it")
+            elif isinstance(layer, Dense) and len(shape) > 1:
                 hint = "; add {type: flatten} (or global_avg_pool2d) before it"
             elif len(shape) == 1 and isinstance(layer, Conv2D | MaxPool2D | AvgPool2D |
                                                 GlobalAvgPool2D | Flatten):
