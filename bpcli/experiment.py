@@ -350,8 +350,9 @@ def read_settings(loaded: LoadedConfig, columns: Sequence[str]
     the task; dates as text, each distinct text converted once) and each column's texts
     for a missing cell."""
     data = loaded.config.data
-    kinds: dict[str, Kind] = {n: "categorical" if c.type in ("date", "text") else c.type
-                              for n, c in data.columns.items() if c.type}
+    kinds: dict[str, Kind] = {
+        n: "categorical" if c.type == "date" or c.type == "text" else c.type
+        for n, c in data.columns.items() if c.type}
     for target in data.targets:
         kinds[target] = "numeric" if data.task == "regression" else "categorical"
     na_values = {n: [t.strip(" \t") for t in data.column(n).na_values or []]
