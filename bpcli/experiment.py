@@ -454,9 +454,10 @@ def _input_columns(loaded: LoadedConfig, table: Table, features: list[str],
                     texts, int(np.count_nonzero(table.columns[name].values >= 0))))):
             inputs.append(_text_input(loaded, name, settings, notes))
             continue
-        elif settings.encoding is not None:
+        if settings.encoding is not None:
             raise loaded.error(("data", "columns", name, "encoding"), f"column {name!r} "
-                               "is not text; declare it: type: text")
+                               f"is {settings.type or kind}, not text; encoding is for "
+                               "text columns (type: text)")
         if kind == "categorical" and missing in ("mean", "median"):
             if name in data.columns and data.columns[name].missing is not None:
                 raise loaded.error((*loc, "missing"), f"column {name!r} holds text; impute "

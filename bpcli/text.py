@@ -109,7 +109,8 @@ class TextSpec:
             self.vocabulary = kept
             if self.max_length is None:
                 lengths = np.repeat([len(t) for t in tokenised], weights)
-                quantile = np.quantile(lengths, LENGTH_QUANTILE) if len(lengths) else 1
+                quantile = (np.quantile(lengths, LENGTH_QUANTILE, method="inverted_cdf")
+                            if len(lengths) else 1)
                 self.max_length = int(min(max(math.ceil(quantile), 1), MAX_DEFAULT_LENGTH))
 
     # -- encoding ----------------------------------------------------------------------
