@@ -10,7 +10,7 @@ products alone (the bound for a NumPy core). PyTorch and scikit-learn are measur
 when installed: `pip install torch scikit-learn`; neither is a dependency of bp.
 
 bp is driven through its real training path: the network is built from a config by
-`bpcli.experiment.build_network` and trained by `bpcli.trainer.Trainer.fit`, as `bp train`
+`bpcli.building.build_network` and trained by `bpcli.trainer.Trainer.fit`, as `bp train`
 does. Every contender trains float32 with plain SGD on the same shapes for the same steps.
 """
 
@@ -72,8 +72,8 @@ def make_data(case: Case) -> tuple[Any, Any]:
 def run_bp(case: Case) -> dict[str, float]:
     import numpy as np
 
+    from bpcli.building import build_network
     from bpcli.config import Config
-    from bpcli.experiment import build_network
     from bpcli.trainer import Trainer
 
     hidden = [{"type": "dense", "units": u, "activation": "relu", "init": "he_uniform"}

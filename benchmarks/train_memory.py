@@ -15,8 +15,8 @@ import resource
 
 import numpy as np
 
+from bpcli.building import build_network
 from bpcli.config import Config
-from bpcli.experiment import build_network
 from bpcli.nn.optimizers import Adam
 from bpcli.trainer import Trainer
 

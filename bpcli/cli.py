@@ -466,6 +466,20 @@ def plot(
 
 
 @app.command()
+def export(
+    model: Annotated[Path, typer.Argument(help="A model.npz written by bp train.",
+                                          metavar="MODEL", show_default=False)],
+    onnx: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--onnx", help="Write the model, preprocessing included, as this ONNX file (needs "
+        "onnx: pip install 'bp\\[onnx]').")] = None,
+) -> None:
+    """Export a model for other runtimes: ONNX, raw columns in, bp predict's numbers out."""
+    from bpcli.commands.export import export as run_export
+
+    typer.echo(_run(lambda: run_export(model, onnx)), err=True)
+
+
+@app.command()
 def inspect(
     model: Annotated[Path, typer.Argument(help="A model.npz, or a checkpoint in a run's "
                                           "checkpoints/.", metavar="MODEL",

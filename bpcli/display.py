@@ -39,6 +39,8 @@ from bpcli.events import (
 from bpcli.explain import Trace
 from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
 from bpcli.nn.gradcheck import TensorCheck
+from bpcli.nn.layers import KIND_KEY
+from bpcli.rundir import RunFiles
 
 if TYPE_CHECKING:  # only named in annotations: the profile reads data files
     from bpcli.profile import ColumnProfile
@@ -424,7 +426,7 @@ class TrainingView:
     def _gap(self, first: int, last: int, width: int) -> Text:
         count = last - first + 1
         which = f"{first}" if count == 1 else f"{first}-{last}"
-        where = "; every epoch is in metrics.csv" if self.finished else ""
+        where = f"; every epoch is in {RunFiles.METRICS}" if self.finished else ""
         text = f"   ⋮ {count} epoch{'s' if count > 1 else ''} hidden ({which}{where})"
         if len(text) > width:
             text = f"   ⋮ {count} hidden"
@@ -506,7 +508,7 @@ def layer_row(entry: dict[str, Any]) -> tuple[str, str, str, int]:
         options = layer_options({k: v for k, v in activation.items() if k != "name"})
         named = activation["name"] + (f" ({options})" if options else "")
         detail = ", ".join(filter(None, [detail, f"activation={named}"]))
-    return (str(entry["index"]), entry["type"] + (f" ({detail})" if detail else ""),
+    return (str(entry["index"]), entry[KIND_KEY] + (f" ({detail})" if detail else ""),
             "x".join(map(str, entry["output_shape"])), entry["parameters"])
 
 

@@ -1,13 +1,16 @@
 """From a validated config and its data to everything training needs.
 
-This is where the config meets the data: columns are checked, the task, output width,
-output activation and loss are inferred where the config leaves them out, and the
-resolved config (every default filled in) is produced for the run directory.
+This is where the config meets the data, in four steps (``prepare``): read the training
+file (its columns checked against the config by ``bpcli.columns``), split its rows, fit the
+preprocessing on the training rows, and encode every part as arrays. The task, output
+width, output activation and loss are inferred where the config leaves them out, and the
+resolved config (every default filled in) is produced for the run directory. The network
+itself is built from the resolved config by ``bpcli.building``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,77 +18,42 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from bpcli.building import LayerError, build_network, penalties, weight_mask
+from bpcli.columns import (
+    feature_columns,
+    input_columns,
+    leave_out_identifiers,
+    note_variants,
+    note_vocabularies,
+    order_text_inputs,
+    read_settings,
+    rows_to_use,
+)
 from bpcli.config import (
-    MAX_PROBLEMS,
     ActivationConfig,
-    AvgPool2DConfig,
-    BatchNormConfig,
     ColumnConfig,
     Config,
     Conv1DConfig,
     Conv2DConfig,
     CosineScheduleConfig,
     DenseConfig,
-    DropoutConfig,
     EmbeddingConfig,
-    GlobalAvgPool1DConfig,
-    GlobalAvgPool2DConfig,
-    GlobalMaxPool1DConfig,
-    GRUConfig,
     InitConfig,
     LayerConfig,
-    LayerNormConfig,
     LoadedConfig,
     LossConfig,
-    LSTMConfig,
-    MaxPool2DConfig,
     PlateauScheduleConfig,
     did_you_mean,
 )
-from bpcli.csvfile import Kind, Table, listed, read_csv, read_header, release_freed_memory
-from bpcli.data import (
-    ID_MIN_VALUES,
-    ID_SHARE,
-    MANY_CATEGORIES,
-    OTHER,
-    InputColumn,
-    Preprocessor,
-    as_numbers,
-    cell_problems,
-    infer_task,
-    is_number,
-    split_rows,
-)
-from bpcli.dates import day_first_order, looks_like_dates, parse_date
+from bpcli.csvfile import Kind, Table, read_csv, read_header, release_freed_memory
+from bpcli.data import InputColumn, Preprocessor, as_numbers, infer_task, split_rows
 from bpcli.errors import ConfigError, DataError, DataProblems
 from bpcli.inference import predicted_classes
-from bpcli.memory import INFERENCE_ROWS, layer_needs, too_big
-from bpcli.nn import (
-    GRU,
-    LOSSES,
-    LSTM,
-    OPTIMIZERS,
-    Activation,
-    AvgPool2D,
-    Conv1D,
-    Conv2D,
-    Dense,
-    Dropout,
-    Embedding,
-    Flatten,
-    GlobalAvgPool1D,
-    GlobalAvgPool2D,
-    GlobalMaxPool1D,
-    Layer,
-    MaxPool2D,
-    Network,
-    Optimizer,
-)
+from bpcli.memory import INFERENCE_ROWS
+from bpcli.nn import OPTIMIZERS, Network, Optimizer
 from bpcli.nn.init import default_initializer
-from bpcli.nn.layers import BatchNorm, LayerNorm
-from bpcli.nn.regularization import Penalties, Penalty
 from bpcli.nn.schedules import SCHEDULES, Schedule
-from bpcli.text import FIRST_WORD_ID, WORD_PATTERN, TextSpec, looks_like_text
+from bpcli.text import FIRST_WORD_ID, TextSpec
 from bpcli.trainer import EarlyStopping, Metric
 
 FUSED_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}
@@ -147,21 +115,65 @@ class Experiment:
         """The rule for the best epoch (and, when configured, for stopping early)."""
         spec = self.config.training.early_stopping
         if spec is None:
-            return EarlyStopping(monitor="val_loss", maximize=False, patience=None,
-                                 min_delta=0.0)
-        on_metric = spec.monitor == "val_metric"
-        return EarlyStopping(monitor=f"val_{self.metric_name}" if on_metric else "val_loss",
-                             maximize=on_metric and self.metric_name == "accuracy",
-                             patience=spec.patience, min_delta=spec.min_delta)
+            return EarlyStopping.watching(self.metric_name, on_metric=False)
+        return EarlyStopping.watching(self.metric_name, spec.monitor == "val_metric",
+                                      spec.patience, spec.min_delta)
+
+
+@dataclass
+class _TrainingFile:
+    """What reading the training file settled, besides its table."""
+
+    task: str
+    inputs: list[InputColumn]  # the feature columns used, with their settings
+    keep: NDArray[np.intp]  # the rows to use (data.missing_target: drop leaves some out)
+    read_like: Callable[[Path, str], Table]  # reads a validation or test file alike
 
 
 def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
-    """Read the data named by the config and resolve the config against it. Every problem
-    in the data of the training file is reported at once (``DataProblems``)."""
+    """Read the data named by the config and resolve the config against it, in four steps:
+    read the training file (every problem in its data reported at once, ``DataProblems``),
+    split its rows, fit the preprocessing on the training rows, and encode every part."""
+    notes: list[str] = []
+    table, training = _read(loaded, dtype, notes)
+    rows = _split(loaded, table, training)
+    preprocessor = _fit(loaded, table, training, rows["train"], notes)
+    resolved = _resolve(loaded, preprocessor)
+    one_column = _loss_name(resolved) == "binary_cross_entropy"
+    n_rows = len(table)
+    Xs, Ys = _encode_parts(table, rows, preprocessor, one_column, dtype, notes)
+    del table  # its columns went as they were encoded; its row bookkeeping goes now
+    _check_parts(loaded, rows, n_rows)  # checked after the data, whose errors come first
+    data = loaded.config.data
+    for part, path in (("validation", data.validation_path), ("test", data.test_path)):
+        if path is not None:
+            source = training.read_like(loaded.resolve_path(path), part)
+            Xs[part], Ys[part] = _encode_file(loaded, source, part, preprocessor, one_column,
+                                              dtype, notes)
+    if "validation" not in Xs:  # validation_fraction: 0, every row trains
+        Xs["validation"] = np.zeros((0, Xs["train"].shape[1]), dtype)
+        Ys["validation"] = Ys["train"][:0]
+    notes.append(_data_note(Xs, preprocessor))
+    metric, metric_name = _metric(preprocessor, one_column)
+    loss_options = _loss_options(loaded, resolved, preprocessor, Ys["train"], one_column)
+    n_train = len(Xs["train"])
+    if resolved.optimizer.name == "rprop" and resolved.training.batch_size < n_train:
+        raise loaded.error(("training", "batch_size"), "rprop is a full-batch method: set "
+                           f"batch_size to at least {n_train} (the training rows)")
+    return Experiment(loaded, resolved, preprocessor, Xs["train"], Ys["train"],
+                      Xs["validation"], Ys["validation"], metric, metric_name, loss_options,
+                      notes, Xs.get("test"), Ys.get("test"))
+
+
+def _read(loaded: LoadedConfig, dtype: Any, notes: list[str]
+          ) -> tuple[Table, _TrainingFile]:
+    """Read step: the training file's feature and target columns, checked against the
+    config; the task, the input columns and the rows to use. Every problem in its data is
+    raised at once (``DataProblems``)."""
     data = loaded.config.data
     path = loaded.resolve_path(data.path)
     header, _ = read_header(path, data.delimiter)
-    features = _check_columns(loaded, header)
+    features = feature_columns(loaded, header)
     if data.validation_fraction == 0 and data.validation_path is None:
         _check_no_validation(loaded)
     targets = data.targets
@@ -178,7 +190,25 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     table = read(path, "training")
     problems = table.problems()
     kinds.update({n: c.kind for n, c in table.columns.items()})  # the later files follow
-    notes = []
+    task = _task(loaded, table, kinds, problems, notes)
+    inputs = order_text_inputs(loaded, leave_out_identifiers(
+        loaded, table, input_columns(loaded, table, features, notes), notes))
+    for name in set(features) - {spec.name for spec in inputs}:
+        del table.columns[name]  # left out: an identifier
+    keep = rows_to_use(loaded, table, inputs, problems, notes)
+    note_variants(table, inputs, [n for n, c in data.columns.items() if c.type], notes)
+    if problems:
+        raise DataProblems(problems, str(path),
+                           [n for n in notes if n.startswith("warning:")])
+    return table, _TrainingFile(task, inputs, keep, read)
+
+
+def _task(loaded: LoadedConfig, table: Table, kinds: dict[str, Kind], problems: list[str],
+          notes: list[str]) -> str:
+    """The task, as the config says or as the first target's values suggest; a regression
+    target's cells become numbers (in ``table``, and in ``kinds`` for the later files)."""
+    data = loaded.config.data
+    targets = data.targets
     task: str | None = data.task
     if task is None:
         try:
@@ -197,99 +227,110 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     elif task == "classification" and len(targets) > 1:
         raise loaded.error(("data", "target"), "several targets are for regression; a "
                            "classifier predicts one column")
-    inputs = _order_text_inputs(loaded, _leave_out_identifiers(
-        loaded, table, _input_columns(loaded, table, features, notes), notes))
-    for name in set(features) - {spec.name for spec in inputs}:
-        del table.columns[name]  # left out: an identifier
-    keep = _check_rows(loaded, table, inputs, problems, notes)
-    _check_variants(table, inputs, [n for n, c in data.columns.items() if c.type], notes)
-    if problems:
-        raise DataProblems(problems, str(path),
-                           [n for n in notes if n.startswith("warning:")])
-    labels = table.columns[targets[0]].values[keep] if task == "classification" else None
+    return task
 
+
+def _split(loaded: LoadedConfig, table: Table, training: _TrainingFile
+           ) -> dict[str, NDArray[np.intp]]:
+    """Split step: the rows of each part of the training file ("train", and "validation"
+    and "test" unless they have files of their own), stratified by class."""
+    data = loaded.config.data
+    keep = training.keep
+    labels = (table.columns[data.targets[0]].values[keep]
+              if training.task == "classification" else None)
     fractions = {}
     if data.validation_path is None and data.validation_fraction != 0:
         fractions["validation"] = data.validation_fraction or 0.2
     if data.test_fraction is not None:
         fractions["test"] = data.test_fraction
     parts_of_kept = split_rows(len(keep), list(fractions.values()), data.split_seed, labels)
-    rows = dict(zip(["train", *fractions], [keep[p] for p in parts_of_kept], strict=True))
-    preprocessor = Preprocessor.fit(table, rows["train"], inputs, targets, task,
-                                    data.scale_target)
+    return dict(zip(["train", *fractions], [keep[p] for p in parts_of_kept], strict=True))
+
+
+def _fit(loaded: LoadedConfig, table: Table, training: _TrainingFile,
+         train_rows: NDArray[np.intp], notes: list[str]) -> Preprocessor:
+    """Fit step: imputation, scaling and vocabularies learnt from the training rows."""
+    data = loaded.config.data
+    preprocessor = Preprocessor.fit(table, train_rows, training.inputs, data.targets,
+                                    training.task, data.scale_target)
     preprocessor.delimiter = data.delimiter
     preprocessor.na_values = [t.strip(" \t") for t in data.na_values]
-    _check_many_categories(preprocessor, notes)
+    note_vocabularies(preprocessor, notes)
     _check_input_shape(loaded, preprocessor)
-    resolved = _resolve(loaded, preprocessor)
-    one_column = _loss_name(resolved) == "binary_cross_entropy"
+    return preprocessor
 
-    def targets_of(source: Table, part: NDArray[np.intp] | None) -> NDArray:
-        return preprocessor.transform_target(source, part, one_column, dtype)
 
-    def test_targets_of(source: Table, part: NDArray[np.intp] | None) -> NDArray:
-        # scored in the targets' own units, or as class indices
-        return (preprocessor.target_values(source, part) if task == "regression"
-                else preprocessor.class_indices(source, part))
+def _encode_parts(table: Table, rows: dict[str, NDArray[np.intp]], pre: Preprocessor,
+                  one_column: bool, dtype: Any, notes: list[str]
+                  ) -> tuple[dict[str, NDArray], dict[str, NDArray]]:
+    """Encode step for the training file: the inputs and targets of each part.
 
-    # The parts of the training file, encoded together in file order; the columns' rows
-    # are released as they are encoded (the file's columns and the arrays are never both
-    # whole), after the targets and the memory reading left free.
+    The parts are encoded together in file order, and the columns' rows are released as
+    they are encoded (the file's columns and the arrays are never both whole), after the
+    targets and the memory reading left free. ``table`` is left without its columns."""
     parts = list(rows)
-    n_rows = len(table)
-    Ys = {part: (test_targets_of if part == "test" else targets_of)(table, rows[part])
-          for part in parts}
-    for target in set(targets) - set(features):
+    Ys = {part: _targets(pre, part, table, rows[part], one_column, dtype) for part in parts}
+    for target in pre.targets:
         del table.columns[target]
     release_freed_memory()
-    Xs = dict(zip(parts, preprocessor.transform_parts(table, [rows[p] for p in parts],
-                                                      dtype, notes, release=True),
-                  strict=True))
-    del table
+    Xs = dict(zip(parts, pre.transform_parts(table, [rows[p] for p in parts], dtype, notes,
+                                             release=True), strict=True))
+    return Xs, Ys
+
+
+def _encode_file(loaded: LoadedConfig, source: Table, part: str, pre: Preprocessor,
+                 one_column: bool, dtype: Any, notes: list[str]) -> tuple[NDArray, NDArray]:
+    """Encode step for a validation or test file of its own, its rows checked as the
+    training file's were."""
+    problems = source.problems()
+    kept = rows_to_use(loaded, source, pre.inputs, problems, notes)
+    if problems:
+        raise DataProblems(problems, str(source.path))
+    some: NDArray[np.intp] | None = None if len(kept) == len(source) else kept
+    return (pre.transform_features(source, some, dtype, notes),
+            _targets(pre, part, source, some, one_column, dtype))
+
+
+def _targets(pre: Preprocessor, part: str, source: Table, rows: NDArray[np.intp] | None,
+             one_column: bool, dtype: Any) -> NDArray:
+    """The targets of ``rows`` as the loss takes them; the test part's as it is scored:
+    in the targets' own units, or as class indices."""
+    if part != "test":
+        return pre.transform_target(source, rows, one_column, dtype)
+    return (pre.target_values(source, rows) if pre.task == "regression"
+            else pre.class_indices(source, rows))
+
+
+def _check_parts(loaded: LoadedConfig, rows: dict[str, NDArray[np.intp]], n_rows: int
+                 ) -> None:
+    """Every part of the training file has rows."""
+    name = loaded.resolve_path(loaded.config.data.path).name
     for part, part_rows in rows.items():
-        if not len(part_rows):  # checked after the data, whose errors come first
+        if not len(part_rows):
             field = "validation_fraction" if part in ("train", "validation") else \
                 "test_fraction"
-            raise loaded.error(("data", field), f"the {part} split of {path.name} gets no "
+            raise loaded.error(("data", field), f"the {part} split of {name} gets no "
                                f"rows ({n_rows} rows in the file); use more rows, or "
                                "give the split a file of its own (data.validation_path, "
                                "data.test_path)")
-    for part, path_ in (("validation", data.validation_path), ("test", data.test_path)):
-        if path_ is not None:
-            source = read(loaded.resolve_path(path_), part)
-            problems = source.problems()
-            kept = _check_rows(loaded, source, preprocessor.inputs, problems, notes)
-            if problems:
-                raise DataProblems(problems, str(source.path))
-            some: NDArray[np.intp] | None = None if len(kept) == len(source) else kept
-            Xs[part] = preprocessor.transform_features(source, some, dtype, notes)
-            Ys[part] = (test_targets_of if part == "test" else targets_of)(source, some)
-    if "validation" not in Xs:  # validation_fraction: 0, every row trains
-        Xs["validation"] = np.zeros((0, Xs["train"].shape[1]), dtype)
-        Ys["validation"] = Ys["train"][:0]
-    X_train, Y_train, X_val, Y_val = Xs["train"], Ys["train"], Xs["validation"], Ys[
-        "validation"]
-    X_test, Y_test = Xs.get("test"), Ys.get("test")
+
+
+def _data_note(Xs: dict[str, NDArray], pre: Preprocessor) -> str:
+    """``data: 120 training rows, 30 validation rows; 4 inputs from 4 columns``."""
+    X_train, X_val, X_test = Xs["train"], Xs["validation"], Xs.get("test")
     sizes = f"{len(X_train)} training rows, {len(X_val)} validation rows" + (
         f", {len(X_test)} test rows" if X_test is not None else "")
-    n_categorical = sum(c.kind == "categorical" for c in preprocessor.inputs)
-    n_dates = sum(c.kind == "date" for c in preprocessor.inputs)
-    texts = [f"text {c.name!r}: {_text_inputs(c.text)}" for c in preprocessor.inputs
+    n_categorical = sum(c.kind == "categorical" for c in pre.inputs)
+    n_dates = sum(c.kind == "date" for c in pre.inputs)
+    texts = [f"text {c.name!r}: {_text_inputs(c.text)}" for c in pre.inputs
              if c.text is not None]
     encoded = ", ".join(([f"{n_categorical} categorical, one-hot encoded"] if n_categorical
                          else []) + ([f"{n_dates} date{'s' if n_dates > 1 else ''}, 8 "
                                       "inputs each"] if n_dates else []) + texts)
     encoded = f" ({encoded})" if encoded else ""
-    n_inputs, n_columns = X_train.shape[1], len(preprocessor.inputs)
-    notes.append(f"data: {sizes}; {n_inputs} input{'s' if n_inputs != 1 else ''} from "
-                 f"{n_columns} column{'s' if n_columns != 1 else ''}{encoded}")
-    metric, metric_name = _metric(preprocessor, one_column)
-    loss_options = _loss_options(loaded, resolved, preprocessor, Y_train, one_column)
-    if resolved.optimizer.name == "rprop" and resolved.training.batch_size < len(X_train):
-        raise loaded.error(("training", "batch_size"), "rprop is a full-batch method: set "
-                           f"batch_size to at least {len(X_train)} (the training rows)")
-    return Experiment(loaded, resolved, preprocessor, X_train, Y_train, X_val, Y_val,
-                      metric, metric_name, loss_options, notes, X_test, Y_test)
+    n_inputs, n_columns = X_train.shape[1], len(pre.inputs)
+    return (f"data: {sizes}; {n_inputs} input{'s' if n_inputs != 1 else ''} from "
+            f"{n_columns} column{'s' if n_columns != 1 else ''}{encoded}")
 
 
 def _text_inputs(spec: TextSpec) -> str:
@@ -317,238 +358,6 @@ def _check_no_validation(loaded: LoadedConfig) -> None:
         raise ConfigError(problems, str(loaded.path))
 
 
-def _check_rows(loaded: LoadedConfig, table: Table, inputs: list[InputColumn],
-                problems: list[str], notes: list[str]) -> NDArray[np.intp]:
-    """The rows of ``table`` to use. A missing target is a problem, or with
-    ``data.missing_target: drop`` leaves its row out (noted); so is a missing input cell
-    that is not imputed. Cells that did not read are reported already, not again."""
-    data = loaded.config.data
-    dropped = np.zeros(len(table), dtype=np.bool_)
-    for target in data.targets:
-        missing = table.columns[target].missing() & ~table.unreadable(target)
-        if not missing.any():
-            continue
-        if data.missing_target == "drop":
-            dropped |= missing
-        else:
-            problems.append(table.cells(np.flatnonzero(missing), target, "the target is "
-                                        "missing", "fill it in, or leave such rows out: "
-                                        "data.missing_target: drop"))
-    if dropped.any():
-        count = int(dropped.sum())
-        notes.append(f"{table.path}: {count} row{'s' if count > 1 else ''} without a target "
-                     "left out (data.missing_target: drop)")
-    kept = np.flatnonzero(~dropped)
-    for spec in inputs:
-        problems += cell_problems(table, spec, kept)
-    return kept
-
-
-def read_settings(loaded: LoadedConfig, columns: Sequence[str]
-                  ) -> tuple[dict[str, Kind], dict[str, list[str]]]:
-    """How the config asks for ``columns`` to be read: the kinds it declares (targets by
-    the task; dates as text, each distinct text converted once) and each column's texts
-    for a missing cell."""
-    data = loaded.config.data
-    kinds: dict[str, Kind] = {
-        n: "categorical" if c.type == "date" or c.type == "text" else c.type
-        for n, c in data.columns.items() if c.type}
-    for target in data.targets:
-        kinds[target] = "numeric" if data.task == "regression" else "categorical"
-    na_values = {n: [t.strip(" \t") for t in data.column(n).na_values or []]
-                 for n in columns}
-    return kinds, na_values
-
-
-def _check_columns(loaded: LoadedConfig, header: list[str]) -> list[str]:
-    """The feature columns; every column the config names must be in the file."""
-    data = loaded.config.data
-    where = f"in {Path(data.path).name}"
-    problems: list[str] = []
-    omitted = 0
-
-    def absent(loc: tuple[str | int, ...], name: str) -> None:
-        nonlocal omitted
-        if len(problems) >= MAX_PROBLEMS:  # only counted: a hint searches the header
-            omitted += 1
-            return
-        problems.append(loaded.problem(loc, f"no column {name!r} {where}"
-                                            f"{did_you_mean(name, header)}; columns: "
-                                            f"{', '.join(header)}"))
-
-    targets = data.targets
-    if not targets:
-        problems.append(loaded.problem(("data", "target"), "name at least one target column"))
-    for i, name in enumerate(targets):
-        loc: tuple[str | int, ...] = ("data", "target") if isinstance(data.target, str) \
-            else ("data", "target", i)
-        if name not in header:
-            absent(loc, name)
-        elif targets.index(name) != i:
-            problems.append(loaded.problem(loc, f"{name!r} is named twice"))
-    for i, name in enumerate(data.features or []):
-        if name not in header:
-            absent(("data", "features", i), name)
-        elif name in targets:
-            problems.append(loaded.problem(("data", "features", i),
-                                           f"{name!r} is a target; it cannot be a feature"))
-    for i, name in enumerate(data.drop):
-        if name not in header:
-            absent(("data", "drop", i), name)
-        elif data.features is not None:
-            problems.append(loaded.problem(("data", "drop", i), "drop is for leaving columns "
-                                           "out of the default features; with features "
-                                           "given, simply do not list it"))
-    for name in data.columns:
-        if name not in header:
-            absent(("data", "columns", name), name)
-        elif name in targets:
-            problems.append(loaded.problem(("data", "columns", name), f"{name!r} is a target; "
-                                           "its encoding follows data.task"))
-        settings = data.column(name)
-        if settings.missing == "constant" and settings.fill_value is None:
-            problems.append(loaded.problem(("data", "columns", name, "missing"), "constant "
-                                           "needs a fill_value (here or under data)"))
-    if data.missing == "constant" and data.fill_value is None:
-        problems.append(loaded.problem(("data", "missing"), "constant needs data.fill_value"))
-    if problems:
-        raise ConfigError(problems, str(loaded.path), omitted)
-    features = data.features or [c for c in header if c not in targets and c not in data.drop]
-    if not features:
-        raise loaded.error(("data",), "no feature columns are left; the file has only "
-                           f"{', '.join(header)}")
-    return features
-
-
-def _input_columns(loaded: LoadedConfig, table: Table, features: list[str],
-                   notes: list[str]) -> list[InputColumn]:
-    """Each feature column's settings, checked against its type. A text column of dates
-    (or one declared a date) is a date column."""
-    data = loaded.config.data
-    inputs = []
-    for name in features:
-        kind: str = table.columns[name].kind
-        settings = data.column(name)
-        loc = ("data", "columns", name) if name in data.columns else ("data",)
-        fill = settings.fill_value
-        missing = settings.missing or "error"
-        day_first = True
-        texts = table.columns[name].categories
-        if settings.type == "date" or (settings.type is None and kind == "categorical"
-                                       and looks_like_dates(texts)):
-            kind = "date"
-            day_first, certain = day_first_order(texts)
-            if not certain and settings.date_format is None:
-                notes.append(f"column {name!r}: dates such as {texts[0]!r} read day first "
-                             f"(day/month/year); if the month comes first: "
-                             f"data.columns.{name}.date_format: '%m/%d/%Y'")
-            if settings.missing == "constant" and parse_date(str(fill)) is None:
-                raise loaded.error((*loc, "fill_value"), f"column {name!r} holds dates; its "
-                                   f"fill_value must be a date such as 2012-01-31, not "
-                                   f"{fill!r}")
-        elif settings.type is None and kind == "categorical" and settings.date_format:
-            raise loaded.error(("data", "columns", name, "date_format"), f"column {name!r} "
-                               "does not hold dates; declare it: type: date")
-        elif settings.type == "text" or (settings.type is None and kind == "categorical" and (
-                settings.encoding is not None or looks_like_text(
-                    texts, int(np.count_nonzero(table.columns[name].values >= 0))))):
-            inputs.append(_text_input(loaded, name, settings, notes))
-            continue
-        if settings.encoding is not None:
-            raise loaded.error(("data", "columns", name, "encoding"), f"column {name!r} "
-                               f"is {settings.type or kind}, not text; encoding is for "
-                               "text columns (type: text)")
-        if kind == "categorical" and missing in ("mean", "median"):
-            if name in data.columns and data.columns[name].missing is not None:
-                raise loaded.error((*loc, "missing"), f"column {name!r} holds text; impute "
-                                   f"it with most_frequent or constant, not {missing}")
-            missing = "most_frequent"  # the data-wide mean/median, for a text column
-        if kind in ("numeric", "boolean") and settings.missing == "constant" and \
-                not isinstance(fill, int | float):
-            raise loaded.error((*loc, "fill_value"), f"column {name!r} is {kind}; its "
-                               f"fill_value must be a number, not {fill!r}")
-        scaling: str = settings.scaling or "standard"
-        if data.pixel_scale is not None and kind == "numeric":
-            scaling = "fixed"  # x / pixel_scale
-        inputs.append(InputColumn(name, kind, scaling=scaling,
-                                  scale_by=data.pixel_scale if scaling == "fixed" else None,
-                                  missing=missing, fill=fill,
-                                  unseen=settings.unseen or "other",
-                                  na_values=[t.strip(" \t") for t in settings.na_values or []],
-                                  fold_case=bool(settings.fold_case),
-                                  max_categories=settings.max_categories,
-                                  date_format=settings.date_format, day_first=day_first,
-                                  min_frequency=settings.min_frequency or 1))
-    return inputs
-
-
-def _text_input(loaded: LoadedConfig, name: str, settings: ColumnConfig,
-                notes: list[str]) -> InputColumn:
-    encoding = settings.encoding or "tfidf"
-    if settings.max_length is not None and encoding != "sequence":
-        raise loaded.error(("data", "columns", name, "max_length"), "max_length is for "
-                           "encoding: sequence (a tfidf bag of words has no length)")
-    spec = TextSpec(encoding=encoding, lowercase=settings.lowercase is not False,
-                    token_pattern=settings.token_pattern or WORD_PATTERN,
-                    ngrams=settings.ngrams or (1, 1), char_ngrams=settings.char_ngrams,
-                    max_tokens=settings.max_tokens, min_count=settings.min_count or 1,
-                    max_length=settings.max_length)
-    if settings.type is None:
-        notes.append(f"column {name!r}: free text, encoded as {encoding}; to treat it as "
-                     f"categories instead: data.columns.{name}.type: categorical")
-    return InputColumn(name, "text", missing=settings.missing or "error", text=spec)
-
-
-def _order_text_inputs(loaded: LoadedConfig, inputs: list[InputColumn]) -> list[InputColumn]:
-    """A sequence text column comes first in the network's inputs, where the embedding
-    reads its word ids; there is at most one, and only with an embedding (and the other
-    way round)."""
-    sequences = [c for c in inputs if c.text is not None and c.text.encoding == "sequence"]
-    layers = loaded.config.model.layers
-    embeddings = [i for i, layer in enumerate(layers) if isinstance(layer, EmbeddingConfig)]
-    if len(sequences) > 1:
-        raise loaded.error(("data", "columns", sequences[1].name, "encoding"),
-                           f"only one text column can be a sequence (here "
-                           f"{', '.join(repr(c.name) for c in sequences)}); encode the "
-                           "others as tfidf")
-    if sequences and not embeddings:
-        raise loaded.error(("model", "layers", 0), f"text column {sequences[0].name!r} is "
-                           "a sequence of word ids; start model.layers with {type: "
-                           "embedding, dimension: 32}, or encode it as tfidf")
-    if embeddings and not sequences:
-        raise loaded.error(("model", "layers", embeddings[0]), "an embedding reads a text "
-                           "column's word ids: set data.columns.<text column>.encoding: "
-                           "sequence")
-    return sequences + [c for c in inputs if c not in sequences]
-
-
-def _leave_out_identifiers(loaded: LoadedConfig, table: Table, inputs: list[InputColumn],
-                           notes: list[str]) -> list[InputColumn]:
-    """The inputs without the text columns whose values are nearly all distinct (ids,
-    free text): one-hot inputs that each match one row teach nothing and match no new
-    row. A column declared categorical stays."""
-    data = loaded.config.data
-    kept = []
-    for spec in inputs:
-        column = table.columns[spec.name]
-        declared = spec.name in data.columns and data.columns[spec.name].type is not None
-        if spec.kind == "categorical" and not declared:
-            present = int(np.count_nonzero(column.values >= 0))
-            distinct = len(column.categories)  # the texts present, missing ones aside
-            if distinct > ID_MIN_VALUES and distinct >= ID_SHARE * present:
-                notes.append(f"warning: column {spec.name!r} left out: {distinct} distinct "
-                             f"values in {present} cells, like an identifier; to use it "
-                             f"anyway: data.columns.{spec.name}.type: categorical (and "
-                             "max_categories), or drop it yourself: data.drop: "
-                             f"[{spec.name}]")
-                continue
-        kept.append(spec)
-    if not kept:
-        raise loaded.error(("data",), "no feature columns are left once identifiers are left "
-                           "out; declare the ones to use: data.columns.<name>.type")
-    return kept
-
-
 def _check_input_shape(loaded: LoadedConfig, pre: Preprocessor) -> None:
     shape = loaded.config.data.input_shape
     if shape is not None and int(np.prod(shape)) != len(pre.features):
@@ -556,58 +365,6 @@ def _check_input_shape(loaded: LoadedConfig, pre: Preprocessor) -> None:
                            f"{int(np.prod(shape))} input columns, but the data gives "
                            f"{len(pre.features)}; list the pixel columns in data.features "
                            "or fix the shape")
-
-
-def _check_many_categories(pre: Preprocessor, notes: list[str]) -> None:
-    """Notes on the vocabularies: very large ones, values grouped into "other", and values
-    that differ only in case or spaces."""
-    for column in pre.inputs:
-        if column.kind != "categorical":
-            continue
-        name = column.name
-        if len(column.categories) > MANY_CATEGORIES:
-            notes.append(f"warning: column {name!r} has {len(column.categories)} distinct "
-                         "values, one network input each; keep the most frequent: "
-                         f"data.columns.{name}.max_categories: 100, or leave it out: "
-                         f"data.drop: [{name}]")
-        if column.grouped:
-            notes.append(f"column {name!r}: {len(column.grouped)} rare value"
-                         f"{'s' if len(column.grouped) > 1 else ''} (such as "
-                         f"{sorted(column.grouped)[0]!r}) share the input "
-                         f"{name}={OTHER}")
-
-
-def _check_variants(table: Table, inputs: list[InputColumn], declared: Collection[str],
-                    notes: list[str]) -> None:
-    """A warning for each text column with values that differ only in case or spaces
-    (Berlin, berlin, BERLIN), which are separate values unless folded; and for each that
-    holds mostly numbers, made text by a few words (markers of missing cells, likely)."""
-    for spec in inputs:
-        if spec.kind != "categorical":
-            continue
-        column = table.columns[spec.name]
-        numbers = np.array([is_number(c) for c in column.categories] + [False])
-        counts = np.bincount(column.values[column.values >= 0],
-                             minlength=len(column.categories))
-        share = counts[numbers[:-1]].sum() / max(1, counts.sum())
-        if 0.5 <= share < 1 and spec.name not in declared:
-            words = [c for c, n in zip(column.categories, numbers, strict=False) if not n]
-            notes.append(f"warning: column {spec.name!r} is read as text, but "
-                         f"{share:.0%} of its cells are numbers; if its other values "
-                         f"({listed(words, 5)}) mark missing cells: data.na_values: "
-                         f"[{', '.join(map(repr, words[:5]))}], or to list them as "
-                         f"problems: data.columns.{spec.name}.type: numeric")
-        if spec.fold_case:
-            continue
-        variants: dict[str, list[str]] = {}
-        for category in table.columns[spec.name].categories:
-            variants.setdefault(" ".join(category.split()).lower(), []).append(category)
-        alike = [group for group in variants.values() if len(group) > 1]
-        if alike:
-            shown = "; ".join(", ".join(map(repr, group)) for group in alike[:3])
-            notes.append(f"warning: column {spec.name!r}: {shown} differ only in case or "
-                         "spaces and are separate values; to make them one: "
-                         f"data.columns.{spec.name}.fold_case: true")
 
 
 def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
@@ -720,7 +477,7 @@ def _resolve_embedding(loaded: LoadedConfig, index: int, layer: EmbeddingConfig,
         raise loaded.error(("model", "layers", index), "an embedding must be the first "
                            "layer: it reads the text column's word ids")
     text = pre.inputs[0].text
-    assert text is not None and text.encoding == "sequence"  # _order_text_inputs
+    assert text is not None and text.encoding == "sequence"  # order_text_inputs
     found = {"vocabulary": len(text.vocabulary) + FIRST_WORD_ID, "length": text.max_length}
     for key, value in found.items():
         given = getattr(layer, key)
@@ -766,134 +523,6 @@ def _loss_options(loaded: LoadedConfig, config: Config, pre: Preprocessor, Y_tra
 def _run_name(loaded: LoadedConfig) -> str:
     stem = "".join(c if c.isalnum() or c in "._-" else "-" for c in loaded.path.stem)
     return stem.lstrip("._-") or "run"
-
-
-class LayerError(ValueError):
-    """A layer that cannot be built (bad settings, or its input's shape); ``index`` is its
-    place in the config."""
-
-    def __init__(self, index: int, message: str) -> None:
-        super().__init__(message)
-        self.index = index
-
-
-def build_network(config: Config, n_features: int, rng: np.random.Generator,
-                  dtype: Any = np.float32, loss_options: dict[str, Any] | None = None,
-                  batch: int = 1, inference_batch: int = 1) -> Network:
-    """The network a resolved config describes: each dense or conv2d layer is followed by
-    its activation (none for identity). Inputs are ``data.input_shape`` when given.
-
-    Refused (``LayerError`` at the layer needing most) when training it on ``batch`` rows
-    and evaluating ``inference_batch`` rows at a time would not fit in memory."""
-    layers: list[Layer] = []
-    owners: list[int] = []  # the config layer each network layer comes from
-    for index, spec in enumerate(config.model.layers):
-        try:
-            made = _layers_of(spec)
-        except ValueError as exc:
-            raise LayerError(index, str(exc)) from None
-        layers.extend(made)
-        owners.extend([index] * len(made))
-    shape = config.data.input_shape or (n_features,)
-    _check_shapes(layers, owners, tuple(shape))
-    needs = layer_needs(layers, tuple(shape), np.dtype(dtype).itemsize, batch,
-                        inference_batch)
-    problem = too_big(needs)
-    if problem is not None:
-        index, message = problem
-        raise LayerError(owners[index], f"{message}; use fewer units or filters, or a "
-                         f"smaller training.batch_size (now {config.training.batch_size})")
-    loss = LOSSES[_loss_name(config)](**(loss_options or {}))
-    return Network(layers, loss, tuple(shape), rng, dtype)
-
-
-def _layers_of(spec: LayerConfig) -> list[Layer]:
-    if isinstance(spec, EmbeddingConfig):
-        assert spec.vocabulary is not None and spec.length is not None  # resolved
-        return [Embedding(spec.vocabulary, spec.dimension, length=spec.length)]
-    if isinstance(spec, Conv1DConfig):
-        assert spec.activation is not None
-        options = {"value": spec.init.value} if spec.init.value is not None else None
-        conv = Conv1D(spec.filters, spec.kernel_size, spec.stride, spec.padding,
-                      spec.init.name, options)
-        act = spec.activation
-        return [conv] if act.name == "identity" else [conv, Activation(act.name,
-                                                                       **act.options())]
-    if isinstance(spec, GlobalMaxPool1DConfig):
-        return [GlobalMaxPool1D()]
-    if isinstance(spec, GlobalAvgPool1DConfig):
-        return [GlobalAvgPool1D()]
-    if isinstance(spec, GRUConfig | LSTMConfig):
-        return [(GRU if isinstance(spec, GRUConfig) else LSTM)(spec.units,
-                                                             spec.return_sequences)]
-    if isinstance(spec, DenseConfig | Conv2DConfig):
-        assert spec.activation is not None
-        init = spec.init
-        options = {"value": init.value} if init.value is not None else None
-        if isinstance(spec, DenseConfig):
-            assert spec.units is not None
-            main: Layer = Dense(spec.units, init.name, options)
-        else:
-            main = Conv2D(spec.filters, spec.kernel_size, spec.stride, spec.padding,
-                          spec.use_bias, init.name, options)
-        act = spec.activation
-        return [main] if act.name == "identity" else [main, Activation(act.name,
-                                                                       **act.options())]
-    if isinstance(spec, DropoutConfig):
-        return [Dropout(spec.rate)]
-    if isinstance(spec, BatchNormConfig):
-        return [BatchNorm(momentum=spec.momentum, epsilon=spec.epsilon)]
-    if isinstance(spec, LayerNormConfig):
-        return [LayerNorm(epsilon=spec.epsilon)]
-    if isinstance(spec, MaxPool2DConfig):
-        return [MaxPool2D(spec.pool_size, spec.stride, spec.padding)]
-    if isinstance(spec, AvgPool2DConfig):
-        return [AvgPool2D(spec.pool_size, spec.stride, spec.padding)]
-    if isinstance(spec, GlobalAvgPool2DConfig):
-        return [GlobalAvgPool2D()]
-    return [Flatten()]
-
-
-def _check_shapes(layers: list[Layer], owners: list[int], shape: tuple[int, ...]) -> None:
-    """Each layer's output shape from its input's, or the first layer that cannot."""
-    for layer, index in zip(layers, owners, strict=True):
-        try:
-            shape = layer.compute_output_shape(shape)
-        except ValueError as exc:
-            hint = ""
-            if isinstance(layer, Dense) and len(shape) == 2:
-                hint = ("; a sequence needs {type: global_max_pool1d} (or an average "
-                        "pool, or a gru or lstm) before it")
-            elif isinstance(layer, Dense) and len(shape) > 1:
-                hint = "; add {type: flatten} (or global_avg_pool2d) before it"
-            elif len(shape) == 1 and isinstance(layer, Conv2D | MaxPool2D | AvgPool2D |
-                                                GlobalAvgPool2D | Flatten):
-                hint = ("; image layers need data.input_shape: [channels, height, width], "
-                        "and come before any flatten or dense layer")
-            raise LayerError(index, f"{exc}{hint}") from None
-
-
-def penalties(config: Config, network: Network) -> Penalties | None:
-    """L1/L2 penalties: the global ones, and a dense layer's own where it sets them."""
-    reg = config.regularization
-    dense_specs = [s for s in config.model.layers if isinstance(s, DenseConfig)]
-    dense_layers = [i for i, layer in enumerate(network.layers) if isinstance(layer, Dense)]
-    per_layer = {
-        index: Penalty(l1=spec.l1 if spec.l1 is not None else reg.l1,
-                       l2=spec.l2 if spec.l2 is not None else reg.l2)
-        for spec, index in zip(dense_specs, dense_layers, strict=True)
-        if spec.l1 is not None or spec.l2 is not None
-    }
-    default = Penalty(l1=reg.l1, l2=reg.l2) if reg.l1 or reg.l2 else None
-    if default is None and not any(not p.is_zero for p in per_layer.values()):
-        return None
-    return Penalties(default=default, per_layer=per_layer)
-
-
-def weight_mask(network: Network) -> NDArray[np.bool_]:
-    """True at the entries of the flat parameter vector that are weight matrices."""
-    return np.concatenate([np.full(param.size, name.endswith(".W"))
-                           for name, param, _ in network.parameters()])
 
 
 def _metric(pre: Preprocessor, one_column: bool) -> tuple[Metric, str]:

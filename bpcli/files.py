@@ -118,3 +118,10 @@ def output_path(out: Path, *inputs: Path, option: str = "--out") -> Path | None:
             raise UsageError(f"{option} {out}: is the input file {source}; write the "
                              "output to another file")
     return out
+
+
+def short_path(path: Path) -> str:
+    """``path`` as typed in a command shown to the user: relative to the current directory
+    when that is shorter."""
+    relative = os.path.relpath(path)
+    return relative if len(relative) < len(str(path)) else str(path)

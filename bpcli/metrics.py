@@ -23,6 +23,16 @@ def metric_text(value: float) -> str:
     return f"{value:.1f}" if size >= 1e4 else f"{value:.4f}"
 
 
+def value_text(value: object, missing: str = "-") -> str:
+    """A value a run or model file records, as commands show it: a float as
+    ``metric_text``, anything else as it prints, and ``missing`` for none."""
+    if value is None:
+        return missing
+    if isinstance(value, float):
+        return metric_text(value)
+    return str(value)
+
+
 @dataclass(frozen=True)
 class ClassScores:
     label: str

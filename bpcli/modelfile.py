@@ -23,6 +23,7 @@ from bpcli.files import human_size, open_regular
 from bpcli.memory import layer_needs, memory_limit, too_big
 from bpcli.nn import LOSSES, Layer, Network
 from bpcli.nn.layers import layer_from_description
+from bpcli.rundir import RunFiles
 
 FORMAT = "bp-model"
 FORMAT_VERSION = 3
@@ -156,7 +157,7 @@ def _check_consistent(network: Network, pre: Preprocessor) -> None:
 
 def _read_arrays(path: Path) -> dict[str, NDArray]:
     if path.is_dir():
-        raise ModelFileError(f"{path}: is a directory; give the model.npz inside it")
+        raise ModelFileError(f"{path}: is a directory; give the {RunFiles.MODEL} inside it")
     try:
         # Opened here, not by np.load, so that the file is closed whatever np.load finds.
         with open_regular(path, ModelFileError, "model file") as f:

@@ -7,7 +7,6 @@ bp never touches matplotlib's global state or needs a display.
 from __future__ import annotations
 
 import csv
-import io
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from bpcli.atomic import write_atomic
 from bpcli.errors import UsageError
 from bpcli.events import EpochEnded, Event, Stopped, TrainingEnded
 from bpcli.files import regular_file
-from bpcli.runs import RunFiles, metrics_header
+from bpcli.rundir import MetricsFile, RunFiles, metrics_header
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -68,18 +67,20 @@ def read_curves(path: Path, name: str | None = None) -> Curves:
     if file.exists():  # a FIFO or device here would block or never end
         regular_file(file, UsageError)
     try:
-        text = file.read_text()
+        metrics = MetricsFile.read(file)
     except FileNotFoundError:
-        raise UsageError(f"{path}: no metrics.csv (not a bp run directory, or a run that "
-                         "has not finished its first epoch)") from None
-    rows = list(csv.reader(io.StringIO(text)))
-    header = rows[0] if rows else []
+        raise UsageError(f"{path}: no {RunFiles.METRICS} (not a bp run directory, or a run "
+                         "that has not finished its first epoch)") from None
+    except (UnicodeDecodeError, csv.Error):
+        raise UsageError(f"{file}: not a bp metrics file (not CSV text); give a run "
+                         f"directory or its {RunFiles.METRICS}") from None
+    header = metrics.header
     metric = header[3].removeprefix("val_") if len(header) > 3 else ""
     if not metric or header != metrics_header(metric):
         raise UsageError(f"{file}:1: not a bp metrics file (expected the columns "
                          f"{', '.join(metrics_header('<metric>'))})")
     curves = Curves(name or file.resolve().parent.name, metric, [], [], [], [], [])
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in enumerate(metrics.records, start=2):
         if not row:
             continue
         try:

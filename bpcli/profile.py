@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from bpcli.columns import read_settings
 from bpcli.config import LoadedConfig
 from bpcli.csvfile import Column, Table, read_csv, read_header
 from bpcli.dates import looks_like_dates
-from bpcli.experiment import read_settings
 
 EXAMPLES = 3
 #: an identifier: at least this many distinct values, nearly all of them distinct

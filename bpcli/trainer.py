@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -101,12 +101,31 @@ class EarlyStopping:
     patience: int | None = None
     min_delta: float = 0.0
 
+    @classmethod
+    def watching(cls, metric_name: str, on_metric: bool, patience: int | None = None,
+                 min_delta: float = 0.0) -> EarlyStopping:
+        """The rule that watches the validation loss, or with ``on_metric`` the validation
+        metric ``metric_name`` (higher accuracy is better; lower RMSE)."""
+        return cls(monitor=f"val_{metric_name}" if on_metric else "val_loss",
+                   maximize=on_metric and metric_name == "accuracy", patience=patience,
+                   min_delta=min_delta)
+
     def improved(self, value: float, best: float | None) -> bool:
+        """Whether an epoch's monitored ``value`` makes it the best epoch so far."""
         if not math.isfinite(value):
             return False
         if best is None:
             return True
         return value > best + self.min_delta if self.maximize else value < best - self.min_delta
+
+    def best(self, values: Iterable[float]) -> int | None:
+        """Which of the epochs whose monitored values are ``values`` (in order) training
+        keeps, as an index; ``None`` when no value is finite."""
+        best, index = None, None
+        for i, value in enumerate(values):
+            if self.improved(value, best):
+                best, index = value, i
+        return index
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,14 @@
-"""Shared fixtures: paths into the repository and small configs written to tmp_path."""
+"""Shared fixtures: paths into the repository and small configs written to tmp_path.
+
+Test files follow the modules they specify: ``test_nn_X.py`` for ``bpcli/nn/X.py``,
+``test_X.py`` for ``bpcli/X.py`` or for the command ``bp X`` (``bpcli/commands/X.py``). A
+few suites check a property across modules instead, and say so in their first line:
+test_cli.py (the command line as a whole), test_nn_gradients.py (every backward pass
+against finite differences), test_cnn.py (image models end to end), test_fuzz.py and
+test_hostile_input.py (bad input anywhere), test_processes.py (bp among other processes),
+test_docs.py and test_model_format.py (documents against the code), test_layering.py (the
+package's import rules).
+"""
 
 from __future__ import annotations
 
@@ -92,3 +102,11 @@ def train_iris_model(root: Path) -> Path:
     assert result.exit_code == 0, result.output
     (model,) = (root / "runs").glob("*/model.npz")
     return model
+
+
+def assert_clean_failure(result: object, code: int = 2) -> str:
+    """The output of a command that failed with ``code`` (2: bad input) and no traceback."""
+    output = getattr(result, "output", "")
+    assert getattr(result, "exit_code", None) == code, output
+    assert "Traceback" not in output
+    return str(output)

@@ -1,16 +1,24 @@
-"""Config loading: every problem reported at once, located, with what is allowed."""
+"""Config loading: every problem reported at once, located, with what is allowed; settings
+that clash or do not fit the data (a loss for another task, a class weight for no class); and
+the JSON schema ``bp schema`` prints."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from bpcli.cli import app
 from bpcli.config import Config, dotted, load_config
 from bpcli.errors import ConfigError
 from bpcli.nn import ACTIVATIONS, LOSSES
 from tests.conftest import CONFIGS, iris_config
+
+Writer = Callable[..., Path]
 
 BAD = """\
 data:
@@ -178,3 +186,64 @@ def problems_with(path: Path, overrides: list[str]) -> list[str]:
     with pytest.raises(ConfigError) as info:
         load_config(path, overrides)
     return info.value.problems
+
+
+# -- settings checked when a run is prepared, and the schema ----------------------------
+def test_settings_that_clash_are_config_errors(runner: CliRunner, write_config: Writer) -> None:
+    config = iris_config(training={"epochs": 3, "schedule": {"name": "cosine",
+                                                             "warmup_epochs": 5}})
+    result = runner.invoke(app, ["validate", str(write_config(config))])
+    assert result.exit_code == 2, result.output
+    assert "training.schedule.warmup_epochs: the warm-up (5 epochs) must end" in result.output
+
+
+def test_wrong_loss_for_the_task(runner: CliRunner, write_config: Writer) -> None:
+    result = runner.invoke(app, ["validate", str(write_config(iris_config(loss="huber")))])
+    assert result.exit_code == 2 and "'huber' does not fit a 'softmax' output" in result.output
+
+
+def test_unknown_class_in_class_weights(runner: CliRunner, write_config: Writer) -> None:
+    config = iris_config(loss={"name": "cross_entropy", "class_weights": {"setosaa": 2}})
+    result = runner.invoke(app, ["validate", str(write_config(config))])
+    assert result.exit_code == 2 and "did you mean 'setosa'?" in result.output
+
+
+def test_schema_describes_the_config(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"data", "model"}
+    # key fields against what the README and configs/ say, written out by hand
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["title"] == "bp config" and schema["type"] == "object"
+    assert set(schema["properties"]) == {"data", "model", "loss", "optimizer",
+                                         "regularization", "training", "output"}
+    defs = schema["$defs"]
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        ref = node.get("$ref") or next(a["$ref"] for a in node["anyOf"] if "$ref" in a)
+        return defs[ref.removeprefix("#/$defs/")]
+
+    training = resolve(schema["properties"]["training"])["properties"]
+    assert training["epochs"].items() >= {"type": "integer", "minimum": 1,
+                                          "default": 100}.items()
+    assert training["batch_size"].items() >= {"type": "integer", "minimum": 1,
+                                              "default": 32}.items()
+    data = resolve(schema["properties"]["data"])
+    assert set(data["required"]) == {"path", "target"}
+    assert data["properties"]["path"]["type"] == "string"
+    assert data["properties"]["scaling"]["enum"] == ["standard", "minmax", "none"]
+    layers = resolve(schema["properties"]["model"])["properties"]["layers"]
+    assert layers["type"] == "array" and layers["minItems"] == 1
+    assert layers["items"]["discriminator"]["propertyName"] == "type"
+    assert set(layers["items"]["discriminator"]["mapping"]) == {
+        "dense", "dropout", "batch_norm", "layer_norm", "conv2d", "max_pool2d",
+        "avg_pool2d", "global_avg_pool2d", "flatten", "embedding", "conv1d",
+        "global_max_pool1d", "global_avg_pool1d", "gru", "lstm"}
+    optimizer = schema["properties"]["optimizer"]
+    assert set(optimizer["discriminator"]["mapping"]) == {
+        "sgd", "adam", "adamw", "nadam", "adagrad", "rmsprop", "rprop"}
+    # a typo in any section is an error, not silently ignored
+    objects = [d for d in defs.values() if d.get("type") == "object"]
+    assert len(objects) > 20 and all(d["additionalProperties"] is False for d in objects)

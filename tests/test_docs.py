@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shlex
@@ -52,3 +53,26 @@ def test_readme_usage_mistake_sample_is_what_bp_prints() -> None:
                           capture_output=True, text=True, check=False, cwd=REPO)
     assert proc.returncode == 2
     assert proc.stderr == found["line"] + "\n"
+
+
+#: numpydoc's section names (numpydoc's format guide); DESIGN.md promises its style
+NUMPYDOC_SECTIONS = {"Parameters", "Returns", "Yields", "Receives", "Other Parameters",
+                     "Raises", "Warns", "Warnings", "See Also", "Notes", "References",
+                     "Examples", "Attributes", "Methods"}
+
+
+def test_the_core_docstrings_use_numpydoc_sections() -> None:
+    """A class's or function's docstring sections in bpcli/nn are numpydoc's (a module's
+    docstring may head its own chapters), each underlined to its length."""
+    found = []
+    for path in sorted((REPO / "bpcli" / "nn").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ClassDef | ast.FunctionDef):
+                continue
+            lines = (ast.get_docstring(node) or "").splitlines()
+            for heading, underline in zip(lines, lines[1:], strict=False):
+                if re.fullmatch(r"\s*-{3,}\s*", underline) and (
+                        heading.strip() not in NUMPYDOC_SECTIONS
+                        or len(underline.strip()) != len(heading.strip())):
+                    found.append(f"{path.name}:{node.lineno} {node.name}: {heading.strip()}")
+    assert not found, found

@@ -15,9 +15,9 @@ from typer.testing import CliRunner, Result
 
 from bpcli.cli import app
 from bpcli.commands import train as train_command
-from bpcli.commands.runs import config_differences, flatten
+from bpcli.commands.runs import config_differences, flatten, read_run
 from bpcli.modelfile import load_model
-from bpcli.runs import RunLock
+from bpcli.rundir import RunLock
 from tests.conftest import DATASETS, iris_config
 from tests.test_runs import StopAfter
 
@@ -307,3 +307,30 @@ def test_flatten_and_differences() -> None:
         ("loss.delta", "(absent)", "1.0"),
         ("features[0]", "(absent)", "a"),
     ]
+
+
+@pytest.mark.parametrize(("early_stopping", "min_delta_matters"), [
+    (None, False),
+    ({"monitor": "val_loss", "patience": 50, "min_delta": 0.05}, True),
+    ({"monitor": "val_metric", "patience": 50, "min_delta": 0.04}, True),
+])
+def test_runs_picks_a_best_epoch_as_training_picked_it(
+    runner: CliRunner, in_tmp: Path, write_config: Writer,
+    early_stopping: dict[str, object] | None, min_delta_matters: bool,
+) -> None:
+    training = {"epochs": 12, "batch_size": 16, "seed": 0,
+                **({"early_stopping": early_stopping} if early_stopping else {})}
+    run = train(runner, write_config(iris_config(training=training)))
+    summary = json.loads((run / "summary.json").read_text())
+    trained = summary.pop("metrics")["best_epoch"]
+    # as a run still training (or killed) records it: the listing reads metrics.csv
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert read_run(run).best_epoch == trained
+    # the case tells the trainer's rule from "the lowest loss" or "the highest accuracy"
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    column = "val_accuracy" if early_stopping and early_stopping["monitor"] == "val_metric" \
+        else "val_loss"
+    sign = -1 if column == "val_accuracy" else 1
+    plain_best = min(range(len(rows)), key=lambda i: (sign * float(rows[i][column]), i)) + 1
+    assert (plain_best != trained) == min_delta_matters

@@ -25,7 +25,7 @@ from bpcli.errors import ConfigError, DataError, DataProblems
 from bpcli.experiment import prepare
 from bpcli.modelfile import load_model
 from tests.conftest import CONFIGS, DATASETS, REPO
-from tests.test_csv_data import config, experiment, write_rows
+from tests.datafiles import config, experiment, write_rows
 
 Writer = Callable[..., Path]
 

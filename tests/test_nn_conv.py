@@ -33,6 +33,7 @@ from bpcli.nn import (
     Network,
 )
 from bpcli.nn import conv as conv_module
+from bpcli.nn.conv import geometry
 from bpcli.nn.gradcheck import check_gradients
 from bpcli.nn.init import INITIALIZERS, fans
 from bpcli.nn.layers import BatchNorm, layer_from_description
@@ -519,3 +520,9 @@ def test_windows_larger_than_the_input_are_refused() -> None:
 def test_bad_arguments(make: Callable[[], Layer], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_image_layers_refuse_an_empty_input() -> None:
+    with pytest.raises(ValueError, match=r"conv2d got an empty input shape \(1, 0, 4\)"):
+        geometry("conv2d", (1, 0, 4), (1, 1), (1, 1), "valid")
+    assert geometry("conv2d", (1, 1, 4), (1, 1), (1, 1), "valid") is not None

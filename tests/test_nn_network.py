@@ -1,4 +1,4 @@
-"""Network assembly, state, inference, dtypes, training, and the weight initialisers."""
+"""Network assembly, layer numbering, state, inference, dtypes and training."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import pytest
 from numpy.typing import NDArray
 
 from bpcli.nn import (
-    INITIALIZERS,
-    LAYERS,
     LOSSES,
     Activation,
     Dense,
@@ -17,9 +15,9 @@ from bpcli.nn import (
     Loss,
     Network,
 )
-from bpcli.nn.init import default_initializer, make_initializer
-from bpcli.nn.layers import layer_from_description
+from bpcli.nn.layers import BatchNorm
 from bpcli.nn.losses import MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
+from bpcli.nn.network import layer_numbers
 from bpcli.nn.optimizers import SGD, Adam
 
 
@@ -68,6 +66,17 @@ def test_first_layer_skips_its_input_gradient() -> None:
     assert network.input_grad is None
     # The gradients were filled in all the same.
     assert np.any(network.layers[0].grads["W"])
+
+
+def test_layer_numbers_fold_activations_into_their_layer() -> None:
+    layers = [Dense(8), Activation("tanh"), BatchNorm(), Dropout(0.1), Dense(6),
+              Activation("relu"), Dense(3), Activation("softmax")]
+    assert layer_numbers(layers) == [0, 0, 1, 2, 3, 3, 4, 4]
+    network = Network(layers, SoftmaxCrossEntropy(), (4,), np.random.default_rng(0))
+    assert network.layer_name(5) == "3 relu" and network.layer_name(4) == "3 dense"
+    assert [e["index"] for e in network.summary()] == [0, 1, 2, 3, 4]
+    # an activation that follows no dense or conv2d layer is a layer of its own
+    assert layer_numbers([BatchNorm(), Activation("relu"), Dense(2)]) == [0, 1, 2]
 
 
 # -- state ---------------------------------------------------------------------------
@@ -284,111 +293,15 @@ def test_xor_is_learned() -> None:
     np.testing.assert_array_equal(network.forward(X) > 0.5, Y > 0.5)
 
 
-# -- layers ---------------------------------------------------------------------------
-def test_dropout_statistics() -> None:
-    layer = Dropout(0.25)
-    layer.build((1000,), np.random.default_rng(11), np.float64)
-    X = np.ones((50, 1000))
-    out = layer.forward(X, training=True)
-    dropped = np.mean(out == 0)
-    assert dropped == pytest.approx(0.25, abs=0.01)
-    np.testing.assert_allclose(out[out != 0], 1 / 0.75)
-    assert out.mean() == pytest.approx(1.0, abs=0.02)  # inverted dropout keeps the mean
-    np.testing.assert_array_equal(layer.backward(X.copy()), out)  # same mask on the way back
-    np.testing.assert_array_equal(layer.forward(X, training=False), X)
+# -- running statistics ---------------------------------------------------------------
 
 
-def test_layer_validation() -> None:
-    with pytest.raises(ValueError, match="initialiser"):
-        Dense(3, init="he_normal_but_misspelt")
-    with pytest.raises(ValueError, match="activation"):
-        Activation("gelu_but_misspelt")
-    for rate in (-0.1, 1.0):
-        with pytest.raises(ValueError, match="dropout rate"):
-            Dropout(rate)
-    with pytest.raises(ValueError, match="flat"):
-        Network([Dense(3)], MeanSquaredError(), (2, 2), np.random.default_rng(0))
-
-
-def test_layers_rebuild_from_description() -> None:
-    layers: list[Layer] = [Dense(4, init="he_normal"), Activation("leaky_relu", slope=0.2),
-                           Dropout(0.1), Dense(2, init="constant", init_options={"value": 0.5})]
-    for layer in layers:
-        rebuilt = layer_from_description(layer.describe())
-        assert type(rebuilt) is type(layer)
-        assert rebuilt.describe() == layer.describe()
-    assert set(LAYERS) == {"dense", "activation", "dropout", "batch_norm", "layer_norm",
-                           "conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
-                           "flatten", "embedding", "conv1d", "global_max_pool1d",
-                           "global_avg_pool1d", "gru", "lstm"}
-    with pytest.raises(ValueError, match="unknown layer type"):
-        layer_from_description({"type": "conv"})
-
-
-# -- initialisers -----------------------------------------------------------------------
-FAN_IN, FAN_OUT = 400, 300
-# name -> (distribution, scale): the uniform limit l, the normal standard deviation s, or the
-# value of a constant.
-EXPECTED_INIT = {
-    "glorot_uniform": ("uniform", np.sqrt(6.0 / (FAN_IN + FAN_OUT))),
-    "glorot_normal": ("normal", np.sqrt(2.0 / (FAN_IN + FAN_OUT))),
-    "he_uniform": ("uniform", np.sqrt(6.0 / FAN_IN)),
-    "he_normal": ("normal", np.sqrt(2.0 / FAN_IN)),
-    "lecun_uniform": ("uniform", np.sqrt(3.0 / FAN_IN)),
-    "lecun_normal": ("normal", np.sqrt(1.0 / FAN_IN)),
-    "zeros": ("constant", 0.0),
-    "orthogonal": ("orthogonal", 1.0),
-}
-
-
-def test_every_initialiser_has_expectations() -> None:
-    assert set(INITIALIZERS) == set(EXPECTED_INIT)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", sorted(INITIALIZERS))
-def test_initialiser_statistics(name: str, dtype: type[np.floating]) -> None:
-    W = INITIALIZERS[name]((FAN_IN, FAN_OUT), np.random.default_rng(12), dtype)
-    assert W.shape == (FAN_IN, FAN_OUT)
-    assert W.dtype == dtype
-    distribution, scale = EXPECTED_INIT[name]
-    W64 = W.astype(np.float64)
-    if distribution == "constant":
-        assert np.all(W64 == scale)
-        return
-    if distribution == "orthogonal":  # (400, 300): orthonormal columns, no two alike
-        tolerance = 1e-5 if dtype == np.float32 else 1e-12
-        np.testing.assert_allclose(W64.T @ W64, np.eye(FAN_OUT), atol=tolerance)
-        other = INITIALIZERS[name]((FAN_IN, FAN_OUT), np.random.default_rng(13), dtype)
-        assert not np.allclose(W, other)
-        return
-    assert abs(W64.mean()) < 0.02 * scale
-    if distribution == "uniform":
-        # U(-l, l): within the limits, reaching close to them, std l / sqrt(3).
-        assert np.abs(W64).max() <= scale
-        assert np.abs(W64).max() > 0.99 * scale
-        assert W64.std() == pytest.approx(scale / np.sqrt(3), rel=0.02)
-    else:
-        assert W64.std() == pytest.approx(scale, rel=0.02)
-        assert np.abs(W64).max() > 3 * scale  # tails exist: not a uniform in disguise
-
-
-def test_uniform_initialiser_takes_its_limit() -> None:
-    W = make_initializer("uniform", limit=0.05)((FAN_IN, FAN_OUT), np.random.default_rng(1),
-                                                np.float64)
-    assert np.abs(W).max() <= 0.05 and np.abs(W).max() > 0.0499
-    with pytest.raises(ValueError, match="limit"):
-        make_initializer("uniform", limit=0.0)
-
-
-def test_dense_uses_its_initialiser() -> None:
-    layer = Dense(FAN_OUT, init="he_normal")
-    layer.build((FAN_IN,), np.random.default_rng(13), np.float64)
-    assert layer.params["W"].std() == pytest.approx(np.sqrt(2.0 / FAN_IN), rel=0.02)
-
-
-def test_default_initialiser() -> None:
-    assert default_initializer("relu") == "glorot_uniform"
-    assert default_initializer("leaky_relu") == "glorot_uniform"
-    assert default_initializer("tanh") == "glorot_uniform"
-    assert default_initializer("softmax") == "glorot_uniform"
+def test_saved_buffers_must_match_the_architecture() -> None:
+    network = Network([Dense(3), BatchNorm(), Dense(1)], MeanSquaredError(), (2,),
+                      np.random.default_rng(0))
+    good = {"1.running_mean": np.full(3, 0.5), "1.running_var": np.full(3, 2.0)}
+    network.load_buffers(good)
+    assert network.buffers()["1.running_var"].tolist() == [2.0, 2.0, 2.0]
+    for bad in ({"1.running_mean": np.zeros(3)}, {**good, "1.running_var": np.ones(4)}):
+        with pytest.raises(ValueError, match="running statistics do not match"):
+            network.load_buffers(bad)

@@ -297,3 +297,34 @@ def test_clipping_wants_the_flat_vector() -> None:
         clip_by_global_norm(np.ones((2, 2)), 1.0)
     with pytest.raises(ValueError, match="1-D"):
         clip_by_value(np.ones((2, 2)), 1.0)
+
+
+def test_clipping_limits_are_named_when_refused() -> None:
+    g = np.ones(3)
+    with pytest.raises(ValueError, match=r"gradient clipping: max_norm must be a positive "
+                       r"number, not -1\.0"):
+        clip_by_global_norm(g, -1.0)
+    with pytest.raises(ValueError, match=r"gradient clipping: limit must be a positive "
+                       r"number, not 0\.0"):
+        clip_by_value(g, 0.0)
+    assert g.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_a_penalty_skips_keys_a_layer_lacks_and_goes_on() -> None:
+    W = np.array([[1.0, -2.0]])
+    penalty = Penalty(l1=0.5, l2=1.0, keys=("gamma", "W"))  # dense layers have no gamma
+    assert penalty.value({"W": W}) == pytest.approx(0.5 * 3 + 1.0 * 5)
+    grads = {"W": np.zeros_like(W)}
+    penalty.add_gradient({"W": W}, grads)
+    assert grads["W"].tolist() == [[0.5 + 2.0, -0.5 - 4.0]]
+
+
+def test_a_penalty_override_must_name_a_layer_with_parameters() -> None:
+    network = Network([Dense(2), Activation("tanh"), Dense(1)], MeanSquaredError(), (2,),
+                      np.random.default_rng(0))
+    Penalties(per_layer={0: Penalty(l2=1.0), 2: Penalty(l2=1.0)}).check(network)
+    with pytest.raises(ValueError, match="penalty for layer 3, but the network has 3 layers"):
+        Penalties(per_layer={3: Penalty(l2=1.0)}).check(network)
+    with pytest.raises(ValueError, match=r"penalty for layer 1 \(activation\), which has no "
+                       "parameters"):
+        Penalties(per_layer={1: Penalty(l2=1.0)}).check(network)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bpcli.nn.optimizers import Adagrad, RMSprop
 from bpcli.nn.schedules import (
     SCHEDULES,
     Constant,
@@ -245,3 +246,15 @@ def test_epochs_count_from_one(name: str) -> None:
     assert schedule.rate(1) == 0.1
     with pytest.raises(ValueError, match="from 1"):
         schedule.rate(0)
+
+
+def test_boundaries_that_are_allowed() -> None:
+    """Each documented closed end of a range is accepted (mutants turned them open)."""
+    assert Exponential(0.1, gamma=1.0).rate(5) == 0.1  # gamma in (0, 1]
+    assert Step(0.1, step_size=2, gamma=1.0).rate(5) == 0.1
+    assert Cosine(0.1, total_epochs=4, min_lr=0.1).rate(3) == pytest.approx(0.1)
+    assert Adagrad(initial_accumulator=0.0).initial_accumulator == 0.0
+    assert RMSprop(rho=0.0).rho == 0.0
+    for make in (lambda: Exponential(0.1, gamma=0.0), lambda: Step(0.1, 2, gamma=1.5)):
+        with pytest.raises(ValueError, match=r"gamma must be in \(0, 1\]"):
+            make()

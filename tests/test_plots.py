@@ -18,7 +18,7 @@ from bpcli import plots
 from bpcli.cli import app
 from bpcli.commands import train as train_command
 from bpcli.events import EpochEnded, Stopped, TrainingEnded
-from bpcli.runs import metrics_header
+from bpcli.rundir import metrics_header
 from tests.conftest import REPO, iris_config
 from tests.test_runs import StopAfter, run_dirs
 
@@ -315,6 +315,7 @@ def test_plot_of_real_runs_writes_compare_png_here(
     (["run", "other"], "measures val_rmse but run measures val_accuracy"),
     (["empty"], "empty: metrics.csv has no epochs yet"),
     (["junk"], "not a bp metrics file"),
+    (["binary/metrics.csv"], "binary/metrics.csv: not a bp metrics file (not CSV text)"),
 ])
 def test_plot_refuses_what_it_cannot_draw(
     runner: CliRunner, in_tmp: Path, args: list[str], message: str,
@@ -324,6 +325,8 @@ def test_plot_refuses_what_it_cannot_draw(
     fake_run(in_tmp, "empty", epochs=0)
     (in_tmp / "junk").mkdir()
     (in_tmp / "junk" / "metrics.csv").write_text("a,b\n1,2\n")
+    (in_tmp / "binary").mkdir()
+    (in_tmp / "binary" / "metrics.csv").write_bytes(b"\xff\xfe\x00epoch")
     result = runner.invoke(app, ["plot", *args])
     assert result.exit_code == 2
     assert message in result.output

@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 from bpcli.cli import app
 from bpcli.commands import train as train_command
 from bpcli.commands.runs import read_run
-from bpcli.streams import GuardedStream
 from tests.conftest import CONFIGS, DATASETS, iris_config
 from tests.test_runs import (
     StopAfter,
@@ -49,31 +48,6 @@ def closed_reader(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str
 
 
 # -- a reader that goes away -------------------------------------------------------------
-
-
-def test_guarded_stream_survives_a_closed_pipe() -> None:
-    read, write = os.pipe()
-    stream = GuardedStream(os.fdopen(write, "w", buffering=1))
-    stream.write("seen\n")
-    assert os.read(read, 100) == b"seen\n"
-    os.close(read)
-    stream.write("nobody reads this\n")  # EPIPE, swallowed
-    stream.flush()
-    assert stream.reader_gone
-    stream.write("x" * 100_000)  # and everything after it
-    stream.flush()
-    stream.close()
-
-
-def test_guarded_stream_still_reports_other_errors(tmp_path: Path) -> None:
-    if not Path("/dev/full").exists():
-        pytest.skip("needs /dev/full")
-    with open("/dev/full", "w") as full:
-        stream = GuardedStream(full)
-        stream.write("x")
-        with pytest.raises(OSError, match="No space"):
-            stream.flush()  # a full disk is not a reader going away
-        full.buffer.raw.close()  # drop the unwritable byte, or closing tries again
 
 
 def test_training_through_a_closed_pipe_finishes_the_run(in_tmp: Path,

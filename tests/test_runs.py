@@ -157,12 +157,12 @@ def test_train_argument_errors(runner: CliRunner, in_tmp: Path, args: list[str])
 def test_not_enough_space_is_detected_before_training(
     runner: CliRunner, in_tmp: Path, write_config: Writer, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from bpcli import runs
+    from bpcli import rundir
 
     class Usage:
         free = 1000
 
-    monkeypatch.setattr(runs.shutil, "disk_usage", lambda path: Usage())
+    monkeypatch.setattr(rundir.shutil, "disk_usage", lambda path: Usage())
     result = runner.invoke(app, ["train", str(write_config(iris_config()))])
     assert result.exit_code == 2 and "MiB free" in result.output
     assert run_dirs(in_tmp) == []

@@ -15,8 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from bpcli.cli import app
-from bpcli.text import FIRST_WORD_ID, PADDING, UNKNOWN, TextSpec, check_pattern, \
-    looks_like_text
+from bpcli.text import FIRST_WORD_ID, PADDING, UNKNOWN, TextSpec, check_pattern, looks_like_text
 
 TEXTS = ["The film was great, great fun", "A dull film", "", "great acting; dull plot 2024"]
 

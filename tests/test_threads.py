@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -172,3 +174,15 @@ def test_predict_and_evaluate_choose_threads_unless_told(
         monkeypatch.setenv(variable, "2")  # --threads sets them: undone after the test
     assert runner.invoke(app, ["predict", model, data, "--threads", "1"]).exit_code == 0
     assert len(works) == 2  # --threads decides
+
+
+def test_threads_option_reaches_the_run_summary(in_tmp: Path, write_config: Writer) -> None:
+    config = write_config(iris_config())
+    proc = subprocess.run([sys.executable, "-m", "bpcli", "train", "--threads", "1",
+                           str(config)], capture_output=True, text=True, check=False,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = run_dirs(in_tmp)
+    environment = json.loads((run_dir / "summary.json").read_text())["environment"]
+    assert environment["blas_threads"] == "1"
+    assert environment["blas"] != "unknown"

@@ -1,4 +1,7 @@
-"""The training loop's batching: which rows each step sees, how many steps an epoch has."""
+"""The training loop of bpcli/trainer.py: batching (which rows each step sees, how many steps
+an epoch has), clipping, health, early stopping, rollbacks and its state; and float32
+training, which follows the learning curves of float64 (the precision gradcheck proves the
+gradients in) on the example configs."""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
+from bpcli.config import load_config
 from bpcli.events import EpochEnded, RolledBack, TrainingStarted
+from bpcli.experiment import prepare
 from bpcli.nn import Dense, Network
 from bpcli.nn.losses import MeanSquaredError
 from bpcli.nn.optimizers import SGD
@@ -25,6 +30,7 @@ from bpcli.trainer import (
     TrainingInterrupted,
     batch_bounds,
 )
+from tests.conftest import CONFIGS
 
 
 class RecordingNetwork(Network):
@@ -315,3 +321,46 @@ def test_trainer_state_round_trips_through_json_with_no_best_yet() -> None:
     assert again.best_val_loss == math.inf and math.isnan(again.best_val_metric)
     state.best_val_loss, state.best_val_metric = 0.5, 0.9
     assert TrainerState.from_json(state.to_json()) == state
+
+
+# -- float32 follows float64 ----------------------------------------------------------
+# (config, settings, epochs, the largest relative difference of a loss allowed). Dropout
+# draws its masks in the network's dtype, a different random stream in float32 and float64,
+# so the diabetes example is compared without it: what differs then is rounding alone.
+CASES = [("iris.yaml", [], 40, 1e-5), ("spirals.yaml", [], 40, 1e-5),
+         ("diabetes.yaml", ["model.layers.1.rate=0"], 30, 1e-5),
+         ("diabetes-advanced.yaml", ["model.layers.2.rate=0"], 30, 1e-5)]
+
+
+def curve(name: str, settings: list[str], epochs: int, dtype: Any) -> np.ndarray:
+    """Training and validation loss per epoch of ``name`` trained in ``dtype``."""
+    loaded = load_config(CONFIGS / name, [*settings, f"training.epochs={epochs}"])
+    experiment = prepare(loaded, dtype)
+    init_seed, shuffle_seed = np.random.SeedSequence(0).spawn(2)
+    network = experiment.build_network(np.random.default_rng(init_seed), dtype)
+    rows: list[tuple[float, float]] = []
+
+    def listen(event: Any) -> None:
+        if hasattr(event, "val_loss") and hasattr(event, "train_loss"):
+            rows.append((event.train_loss, event.val_loss))
+
+    optimizer = experiment.build_optimizer(network)
+    trainer = Trainer(network, optimizer, epochs=epochs,
+                      batch_size=experiment.config.training.batch_size,
+                      rng=np.random.default_rng(shuffle_seed), metric=experiment.metric,
+                      metric_name=experiment.metric_name, listeners=[listen],
+                      schedule=experiment.build_schedule(optimizer))
+    trainer.fit(experiment.X_train, experiment.Y_train, experiment.X_val, experiment.Y_val)
+    return np.array(rows)
+
+
+@pytest.mark.parametrize(("name", "settings", "epochs", "tolerance"), CASES)
+def test_float32_follows_the_float64_curve(name: str, settings: list[str], epochs: int,
+                                           tolerance: float) -> None:
+    single = curve(name, settings, epochs, np.float32)
+    double = curve(name, settings, epochs, np.float64)
+    assert single.shape == double.shape == (epochs, 2)
+    relative = np.abs(single - double) / np.abs(double)
+    assert relative.max() < tolerance, (name, relative.max())
+    # and float32 is not float64 in disguise: the numbers differ in the last places
+    assert not np.array_equal(single, double)

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import yaml
 
-from bpcli import csvfile
 from bpcli.config import load_config
 from bpcli.csvfile import MISSING_TOKENS, read_csv
+from bpcli.csvfile import records as csv_records
 from bpcli.experiment import prepare
 
-ROWS = 250  # more than csvfile.HEAD_ROWS: some columns change character further down
+ROWS = 250  # more than csvfile.parsing.HEAD_ROWS: some columns change character further down
 PIXELS = 60
 
 
@@ -56,7 +56,7 @@ def number(cell: str) -> float:
 def test_wide_file_of_mixed_kinds_reads_each_column_as_on_its_own(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int | None) -> None:
     if chunk_bytes:  # many chunks, the first shorter than the rows that decide the kinds
-        monkeypatch.setattr(csvfile, "CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(csv_records, "CHUNK_BYTES", chunk_bytes)
     path, cells = wide_file(tmp_path / "wide.csv")
     table = read_csv(path, collect=True)
     kinds = {name: column.kind for name, column in table.columns.items()}

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bpcli.building import build_network
 from bpcli.config import Config, load_config
 from bpcli.data import Preprocessor
 from bpcli.display import Display
 from bpcli.errors import UsageError
-from bpcli.experiment import build_network, prepare
+from bpcli.experiment import prepare
 from bpcli.explain import explain_step
 from bpcli.inference import read_inputs
 from bpcli.modelfile import load_model

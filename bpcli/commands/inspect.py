@@ -10,9 +10,11 @@ from typing import Any
 
 from bpcli.atomic import json_text
 from bpcli.display import Display, layer_row
-from bpcli.metrics import metric_text
+from bpcli.metrics import value_text
 from bpcli.modelfile import SavedModel, load_model
-from bpcli.runs import CHECKPOINTS, RunFiles
+from bpcli.rundir import RunFiles
+
+UNKNOWN = "unknown"  # what a file does not record
 
 
 def inspect(path: Path, display: Display, as_json: bool = False) -> None:
@@ -102,37 +104,38 @@ def show(report: dict[str, Any], display: Display) -> None:
     training = report["training"]
     metrics = dict(training["metrics"])
     best_epoch = metrics.pop("best_epoch", None)
-    scores = ", ".join(f"{k} {_shown(metrics[k])}"
+    scores = ", ".join(f"{k} {value_text(metrics[k], UNKNOWN)}"
                        for k in sorted(metrics, key=lambda k: k != "val_loss")) or "unknown"
     if kind == "checkpoint":
-        epoch = f"{_shown(training['epoch'])} completed"
+        epoch = f"{value_text(training['epoch'], UNKNOWN)} completed"
         if training["batch"]:
             epoch += f", and {training['batch']} batches of the next"
         rows_training = [("epoch", epoch),
-                         ("best so far", f"epoch {_shown(best_epoch)}: {scores}")]
+                         ("best so far", f"epoch {value_text(best_epoch, UNKNOWN)}: {scores}")]
     else:
-        rows_training = [("epoch", f"{_shown(training['epoch'])}, the best: these are its "
-                          "weights"), ("scores", scores)]
+        rows_training = [("epoch", f"{value_text(training['epoch'], UNKNOWN)}, the best: "
+                          "these are its weights"), ("scores", scores)]
     display.details("training", rows_training)
 
     origin = report["origin"]
     environment = origin["environment"]
     software = ", ".join(f"{k} {environment[k]}" for k in ("numpy", "python")
                          if k in environment)
-    rows_origin = [("created", _shown(origin["created"])),
-                   ("bp", _shown(origin["bp_version"])),
+    rows_origin = [("created", value_text(origin["created"], UNKNOWN)),
+                   ("bp", value_text(origin["bp_version"], UNKNOWN)),
                    ("environment", software or "unknown")]
     for key in ("platform", "blas", "blas_threads"):
         if key in environment:
-            rows_origin.append((key.replace("_", " "), _shown(environment[key])))
+            rows_origin.append((key.replace("_", " "), value_text(environment[key], UNKNOWN)))
     rows_origin += [("data", path) for path in origin["data_paths"]] or [("data", "unknown")]
-    rows_origin.append(("run directory", _shown(origin["run_dir"])))
+    rows_origin.append(("run directory", value_text(origin["run_dir"], UNKNOWN)))
     fingerprints = origin["fingerprints"]
     if fingerprints is not None:
-        rows_origin.append(("sha256", f"{_shown(fingerprints.get('config'))}  config.yaml"))
+        config_digest = value_text(fingerprints.get("config"), UNKNOWN)
+        rows_origin.append(("sha256", f"{config_digest}  {RunFiles.CONFIG}"))
         data = fingerprints.get("data")
         for name, digest in (data.items() if isinstance(data, dict) else []):
-            rows_origin.append(("sha256", f"{_shown(digest)}  {name}"))
+            rows_origin.append(("sha256", f"{value_text(digest, UNKNOWN)}  {name}"))
     display.details("origin", rows_origin)
 
 
@@ -173,7 +176,7 @@ def _run_dir(path: Path) -> Path | None:
     level down), if it sits in one: a directory with the files only bp train writes (a
     config.yaml alone could be anyone's)."""
     parent = path.parent
-    if parent.name == CHECKPOINTS:
+    if parent.name == RunFiles.CHECKPOINTS:
         parent = parent.parent
     is_run = RunFiles(parent).fingerprints.is_file() or RunFiles(parent).summary.is_file()
     return parent if is_run else None
@@ -206,11 +209,3 @@ def _named(name: Any, options: dict[str, Any]) -> str:
     """``huber (delta=1.0)``: a name with the options that are set."""
     detail = ", ".join(f"{k}={v}" for k, v in options.items() if v is not None)
     return f"{name} ({detail})" if detail else str(name)
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "unknown"
-    if isinstance(value, float):
-        return metric_text(value)
-    return str(value)

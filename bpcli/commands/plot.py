@@ -8,7 +8,7 @@ from pathlib import Path
 from bpcli.errors import UsageError
 from bpcli.files import output_path
 from bpcli.plots import Curves, learning_curves, read_curves
-from bpcli.runs import RunFiles
+from bpcli.rundir import RunFiles
 
 DEFAULT_OUT = Path("compare.png")
 
@@ -25,7 +25,7 @@ def plot(run_dirs: Sequence[Path], out: Path = DEFAULT_OUT) -> Path:
         # two runs with the same directory name are told apart by the path given
         curves = read_curves(path, str(path) if names.count(name) > 1 else name)
         if not curves.epoch:
-            raise UsageError(f"{path}: metrics.csv has no epochs yet")
+            raise UsageError(f"{path}: {RunFiles.METRICS} has no epochs yet")
         if runs and curves.metric_name != runs[0].metric_name:
             raise UsageError(f"{path} measures val_{curves.metric_name} but {run_dirs[0]} "
                              f"measures val_{runs[0].metric_name}: compare runs of the same "

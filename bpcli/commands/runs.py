@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -19,8 +18,9 @@ import yaml
 
 from bpcli.display import Display
 from bpcli.errors import UsageError
-from bpcli.metrics import metric_text
-from bpcli.runs import RunFiles, run_is_live
+from bpcli.metrics import metric_text, value_text
+from bpcli.rundir import RunFiles, run_is_live
+from bpcli.trainer import EarlyStopping
 
 #: The timestamp ``create_run_dir`` puts in a run's name: ``<name>-YYYYmmdd-HHMMSS[-N]``.
 STAMP = re.compile(r"-(\d{8}-\d{6})(?:-(\d+))?$")
@@ -52,7 +52,7 @@ class RunInfo:
         """The best epoch's validation metric, e.g. ``val_accuracy 0.9333``."""
         if self.metric_name is None or self.metric is None:
             return "-"
-        return f"{self.metric_name} {_number(self.metric)}"
+        return f"{self.metric_name} {metric_text(self.metric)}"
 
     def epochs_text(self) -> str:
         planned = f"/{self.epochs_planned}" if self.epochs_planned is not None else ""
@@ -87,9 +87,7 @@ def read_run(run_dir: Path) -> RunInfo:
     status ``unknown``), never errors: a run killed at any moment is still listed."""
     summary = RunFiles(run_dir).read_summary()
     config = _read_config(run_dir)
-    header, rows = _read_metrics(run_dir)
-    metric_column = next((h for h in header[1:] if h.startswith("val_") and h != "val_loss"),
-                         None)
+    metric_column, rows = _read_metrics(run_dir)
     status = summary.get("status")
     if status == "running" and _process_gone(run_dir, summary):
         status = "crashed"
@@ -176,11 +174,11 @@ def result_rows(a: RunInfo, b: RunInfo) -> list[tuple[str, str, str]]:
     rows = [("status", a.status, b.status),
             ("started", _when(a.started), _when(b.started)),
             ("epochs", a.epochs_text(), b.epochs_text()),
-            ("best epoch", _text(a.best_epoch), _text(b.best_epoch)),
-            ("val_loss", _text(a.val_loss), _text(b.val_loss))]
+            ("best epoch", value_text(a.best_epoch), value_text(b.best_epoch)),
+            ("val_loss", value_text(a.val_loss), value_text(b.val_loss))]
     for name in dict.fromkeys(n for n in (a.metric_name, b.metric_name) if n is not None):
-        rows.append((name, _text(a.metric if a.metric_name == name else None),
-                     _text(b.metric if b.metric_name == name else None)))
+        rows.append((name, value_text(a.metric if a.metric_name == name else None),
+                     value_text(b.metric if b.metric_name == name else None)))
     rows.append(("wall time", a.wall_time_text(), b.wall_time_text()))
     return rows
 
@@ -205,7 +203,7 @@ def config_differences(a: Any, b: Any) -> list[tuple[str, str, str]]:
     """Each dotted key whose value differs, or that only one config has, in file order."""
     flat_a, flat_b = flatten(a), flatten(b)
     keys = list(dict.fromkeys([*flat_a, *flat_b]))
-    return [(key, _shown(flat_a, key), _shown(flat_b, key)) for key in keys
+    return [(key, _config_text(flat_a, key), _config_text(flat_b, key)) for key in keys
             if key not in flat_a or key not in flat_b or flat_a[key] != flat_b[key]]
 
 
@@ -215,7 +213,7 @@ def _check_run_dir(path: Path) -> None:
     if not path.is_dir():
         raise UsageError(f"{path}: not a run directory; give a directory under runs/")
     if not RunFiles(path).config.is_file():
-        raise UsageError(f"{path}: not a bp run directory (no config.yaml)")
+        raise UsageError(f"{path}: not a bp run directory (no {RunFiles.CONFIG})")
 
 
 def _config_or_error(run_dir: Path) -> Any:
@@ -235,36 +233,30 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def _read_metrics(run_dir: Path) -> tuple[list[str], list[dict[str, float | None]]]:
-    """The header of ``metrics.csv`` and its epoch rows, as numbers by column name."""
+def _read_metrics(run_dir: Path) -> tuple[str | None, list[dict[str, float | None]]]:
+    """The metric's column of ``metrics.csv`` and its epoch rows, as numbers by column
+    name; nothing when the file is missing or unreadable."""
     try:
-        lines = list(csv.reader(io.StringIO(RunFiles(run_dir).metrics.read_text(
-            encoding="utf-8"))))
+        metrics = RunFiles(run_dir).read_metrics()
     except (OSError, UnicodeDecodeError, csv.Error):
-        return [], []
-    if not lines:
-        return [], []
-    header, rows = lines[0], []
-    for line in lines[1:]:
-        if not line or not line[0].isdigit():
-            continue
-        rows.append({name: _float(_parse(cell)) for name, cell in zip(header, line,
-                                                                      strict=False)})
-    return header, rows
+        return None, []
+    rows = [{name: _float(_parse(cell)) for name, cell in zip(metrics.header, row,
+                                                               strict=False)}
+            for row in metrics.epochs()]
+    return metrics.metric_column, rows
 
 
 def _best_row(rows: list[dict[str, float | None]], metric_column: str | None,
               config: dict[str, Any]) -> dict[str, float | None]:
-    """The best epoch's row as the trainer picks it: by the validation loss, or by the
-    metric when early stopping monitors it (``min_delta`` aside)."""
-    monitor = _get(config, "training", "early_stopping", "monitor")
-    column = metric_column if monitor == "val_metric" and metric_column else "val_loss"
-    sign = -1.0 if column == "val_accuracy" else 1.0  # higher accuracy is better
-    scored = [(sign * value, i) for i, row in enumerate(rows)
-              if (value := row.get(column)) is not None and math.isfinite(value)]
-    if not scored:
-        return rows[-1]
-    return rows[min(scored)[1]]  # the first of equal values wins, as in the trainer
+    """The best epoch's row, by the rule that picks it in training (the last row when
+    no epoch has a validation score)."""
+    spec = _get(config, "training", "early_stopping")
+    on_metric = _get(spec, "monitor") == "val_metric" and metric_column is not None
+    rule = EarlyStopping.watching((metric_column or "").removeprefix("val_"), on_metric,
+                                  min_delta=_float(_get(spec, "min_delta")) or 0.0)
+    monitored = [row.get(rule.monitor) for row in rows]
+    best = rule.best(math.nan if value is None else value for value in monitored)
+    return rows[-1] if best is None else rows[best]
 
 
 def _started(run_dir: Path) -> tuple[datetime, tuple[float, int, int]]:
@@ -315,16 +307,6 @@ def _int(value: Any) -> int | None:
     return int(number) if number is not None and math.isfinite(number) else None
 
 
-def _number(value: float) -> str:
-    return metric_text(value)
-
-
-def _text(value: float | int | None) -> str:
-    if value is None:
-        return "-"
-    return str(value) if isinstance(value, int) else _number(value)
-
-
 def _when(started: datetime) -> str:
     return started.strftime("%Y-%m-%d %H:%M:%S")
 
@@ -341,7 +323,8 @@ def _duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def _shown(flat: dict[str, Any], key: str) -> str:
+def _config_text(flat: dict[str, Any], key: str) -> str:
+    """A config value as the YAML would hold it (JSON for all but text), or ``ABSENT``."""
     if key not in flat:
         return ABSENT
     value = flat[key]

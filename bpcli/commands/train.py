@@ -25,7 +25,7 @@ from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
 from bpcli.modelfile import load_model, model_arrays, save_model, write_arrays
 from bpcli.nn import Network, Optimizer
 from bpcli.plots import CurvesWriter
-from bpcli.runs import (
+from bpcli.rundir import (
     RunFiles,
     RunLock,
     RunRecorder,

@@ -19,6 +19,11 @@ Unseen = Literal["other", "error", "zeros"]
 
 NaValues = list[Annotated[str, Field(min_length=1)]]
 
+WordGrams = Annotated[tuple[Annotated[int, Field(ge=1, le=3)], Annotated[int, Field(ge=1, le=3)]],
+                      Either("[low, high], whole numbers from 1 to 3")]
+CharGrams = Annotated[tuple[Annotated[int, Field(ge=1, le=8)], Annotated[int, Field(ge=1, le=8)]],
+                      Either("[low, high], whole numbers from 1 to 8")]
+
 
 class ColumnConfig(Strict):
     """How one CSV column becomes network inputs; unset fields take the data-wide default."""
@@ -53,12 +58,11 @@ class ColumnConfig(Strict):
     token_pattern: str | None = Field(None, min_length=1, description="Text: a regular "
                                       "expression for one token (default: words of two or "
                                       r"more letters or digits, '(?u)\b\w\w+\b').")
-    ngrams: tuple[Annotated[int, Field(ge=1, le=3)], Annotated[int, Field(ge=1, le=3)]
-                  ] | None = Field(None, description="Text, tfidf: the word n-grams, [1, 2] "
-                                   "for words and pairs of words (default [1, 1]).")
-    char_ngrams: tuple[Annotated[int, Field(ge=1, le=8)], Annotated[int, Field(ge=1, le=8)]
-                       ] | None = Field(None, description="Text, tfidf: add character "
-                                        "n-grams within words, e.g. [2, 4] (default none).")
+    ngrams: WordGrams | None = Field(None, description="Text, tfidf: the word n-grams, "
+                                     "[1, 2] for words and pairs of words (default [1, 1]).")
+    char_ngrams: CharGrams | None = Field(None, description="Text, tfidf: add character "
+                                          "n-grams within words, e.g. [2, 4] (default "
+                                          "none).")
     max_tokens: Count | None = Field(None, description="Text: the vocabulary's size, the "
                                      "most frequent tokens of the training rows (default "
                                      "5,000 for tfidf, 20,000 for sequence).")

@@ -1,8 +1,8 @@
 """Convolution and pooling layers for images: inputs of shape ``(batch, channels, height, width)``.
 
-Every layer here follows the contract of ``bpcli.nn.layers``: training-mode buffers reused
-from step to step, ``dX`` skipped when ``needs_input_grad`` is false. Shapes without the
-batch axis are ``(C, H, W)`` in and ``(F, H', W')`` (or ``(C, H', W')``) out.
+Every layer here follows the contract of ``bpcli.nn.layers``: training-mode scratch arrays
+reused from step to step, ``dX`` skipped when ``needs_input_grad`` is false. Shapes without
+the batch axis are ``(C, H, W)`` in and ``(F, H', W')`` (or ``(C, H', W')``) out.
 
 Windows and padding
 -------------------
@@ -236,12 +236,14 @@ class Conv2D(Layer):
         ``kh, kw``.
     stride : int or (int, int)
         ``sh, sw``.
-    padding : "valid", "same", int or (int, int)
+    padding : {"valid", "same"}, int or (int, int)
         See the module docstring.
     use_bias : bool
         Without a bias there is no ``b`` parameter (e.g. before ``BatchNorm``).
-    init, init_options
+    init : str
         The kernel's initialiser, as for ``Dense``; He's suits the ReLU family.
+    init_options : dict of str to float, optional
+        The initialiser's options, as for ``Dense``.
     """
 
     kind = "conv2d"
@@ -347,15 +349,15 @@ class Conv2D(Layer):
         _add_windows(dXp, g, lambda i, j: dcols[:, i, j])
         return images(g.interior(dXp))
 
-    def describe(self) -> dict[str, Any]:
-        described: dict[str, Any] = {
-            "type": self.kind, "filters": self.filters, "kernel_size": list(self.kernel_size),
+    def settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = {
+            "filters": self.filters, "kernel_size": list(self.kernel_size),
             "stride": list(self.stride), "padding": _describe_padding(self.padding),
             "use_bias": self.use_bias, "init": self.init,
         }
         if self.init_options:
-            described["init_options"] = self.init_options
-        return described
+            settings["init_options"] = self.init_options
+        return settings
 
 
 def _add_windows(dXp: Array, g: Geometry, part: Callable[[int, int], Array]) -> None:
@@ -422,9 +424,9 @@ class _Pool2D(Layer):
         assert self._geometry is not None, f"{self.kind} used before build"
         return self._geometry
 
-    def describe(self) -> dict[str, Any]:
-        return {"type": self.kind, "pool_size": list(self.pool_size),
-                "stride": list(self.stride), "padding": _describe_padding(self.padding)}
+    def settings(self) -> dict[str, Any]:
+        return {"pool_size": list(self.pool_size), "stride": list(self.stride),
+                "padding": _describe_padding(self.padding)}
 
 
 class MaxPool2D(_Pool2D):
@@ -442,7 +444,7 @@ class MaxPool2D(_Pool2D):
         ``kh, kw``.
     stride : int, (int, int) or None
         ``sh, sw``; ``None`` for the pool size (windows side by side).
-    padding : "valid", "same", int or (int, int)
+    padding : {"valid", "same"}, int or (int, int)
         See the module docstring; an int may be at most half the pool size.
     """
 

@@ -6,8 +6,8 @@ under the same key as ``params`` and returns ``dX`` (``None`` when the input gra
 not needed, which saves a matrix product in the first layer). Shapes exclude the batch
 axis: a layer maps ``(batch, *input_shape)`` to ``(batch, *output_shape)``.
 
-Speed rules, for training mode only: a layer may return a buffer it reuses on the next
-call (so callers must not keep outputs across training steps), may overwrite its input
+Speed rules, for training mode only: a layer may return a scratch array it reuses on the
+next call (so callers must not keep outputs across training steps), may overwrite its input
 when ``may_overwrite_input`` is set (the network sets it where no other layer holds on to
 that array), and its ``backward`` may overwrite ``dY``. Inference mode allocates fresh
 outputs and never overwrites its input.
@@ -31,6 +31,9 @@ from bpcli.nn.init import make_initializer
 
 Array = NDArray[np.floating]
 Shape = tuple[int, ...]
+#: The key of a layer's ``kind`` in its description: "type", the word of the config's
+#: layers, in model files and ``bp inspect``. Code says ``kind``; this is the one mapping.
+KIND_KEY = "type"
 
 
 class Layer:
@@ -109,16 +112,21 @@ class Layer:
         """While held, a stochastic layer reuses its last random draw (for gradient checks)."""
 
     def describe(self) -> dict[str, Any]:
-        """The layer's hyperparameters, enough to rebuild it (``kind`` included)."""
-        return {"type": self.kind}
+        """The layer's kind and settings, enough to rebuild it: what model files store
+        (the kind under ``KIND_KEY``)."""
+        return {KIND_KEY: self.kind, **self.settings()}
+
+    def settings(self) -> dict[str, Any]:
+        """The layer's hyperparameters, as its constructor takes them."""
+        return {}
 
     def _scratch(self, name: str, shape: Shape, dtype: DTypeLike) -> Array:
         """A reusable array for training outputs: allocating a fresh large one every
         step costs page faults that rival the matrix products."""
-        buffer = self._scratch_arrays.get(name)
-        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
-            buffer = self._scratch_arrays[name] = np.empty(shape, dtype=dtype)
-        return buffer
+        array = self._scratch_arrays.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = self._scratch_arrays[name] = np.empty(shape, dtype=dtype)
+        return array
 
     @property
     def n_params(self) -> int:
@@ -181,11 +189,11 @@ class Dense(Layer):
         W = self.params["W"]
         return np.matmul(dY, W.T, out=self._scratch("dX", (len(dY), W.shape[0]), dY.dtype))
 
-    def describe(self) -> dict[str, Any]:
-        described: dict[str, Any] = {"type": self.kind, "units": self.units, "init": self.init}
+    def settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = {"units": self.units, "init": self.init}
         if self.init_options:
-            described["init_options"] = self.init_options
-        return described
+            settings["init_options"] = self.init_options
+        return settings
 
 
 class Activation(Layer):
@@ -215,8 +223,8 @@ class Activation(Layer):
         assert self._A is not None, "backward called before forward"
         return self.fn.backward(dY, self._Z, self._A)
 
-    def describe(self) -> dict[str, Any]:
-        return {"type": self.kind, "name": self.name, **self.options}
+    def settings(self) -> dict[str, Any]:
+        return {"name": self.name, **self.options}
 
 
 class Dropout(Layer):
@@ -256,8 +264,8 @@ class Dropout(Layer):
         assert self._mask is not None, "backward called before a training forward"
         return np.multiply(dY, self._mask, out=dY)
 
-    def describe(self) -> dict[str, Any]:
-        return {"type": self.kind, "rate": self.rate}
+    def settings(self) -> dict[str, Any]:
+        return {"rate": self.rate}
 
 
 def _normalise(
@@ -416,8 +424,8 @@ class BatchNorm(Layer):
         dX *= self._per_feature(self.params["gamma"], dY.ndim) * inv_std
         return dX
 
-    def describe(self) -> dict[str, Any]:
-        return {"type": self.kind, "momentum": self.momentum, "epsilon": self.epsilon}
+    def settings(self) -> dict[str, Any]:
+        return {"momentum": self.momentum, "epsilon": self.epsilon}
 
 
 class LayerNorm(Layer):
@@ -500,8 +508,8 @@ class LayerNorm(Layer):
         dX *= inv_std
         return dX
 
-    def describe(self) -> dict[str, Any]:
-        return {"type": self.kind, "epsilon": self.epsilon}
+    def settings(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon}
 
 
 #: Every layer type by ``kind``. The image layers of ``bpcli.nn.conv`` (which import this
@@ -514,7 +522,7 @@ LAYERS: dict[str, type[Layer]] = {
 def layer_from_description(description: dict[str, Any]) -> Layer:
     """Rebuild a layer from ``Layer.describe()`` output (used when loading model files)."""
     options = dict(description)
-    kind = options.pop("type")
+    kind = options.pop(KIND_KEY)
     if kind not in LAYERS:
         raise ValueError(f"unknown layer type {kind!r}")
     layer: Layer = LAYERS[kind](**options)

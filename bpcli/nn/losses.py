@@ -127,18 +127,18 @@ class SoftmaxCrossEntropy(Loss):
 
     Plain: ``L = mean_i(logsumexp(Z_i) - Z_i[y_i])``; ``dZ = (softmax(Z) - onehot(y)) / n``.
 
-    Options
-    -------
-    label_smoothing : float, 0 <= s < 1 (default 0)
+    Parameters
+    ----------
+    label_smoothing : float, 0 <= s < 1, default 0
         The targets become ``t_i = (1 - s) onehot(y_i) + s / k``, and each sample costs
         ``l_i = logsumexp(Z_i) - sum_j t_ij Z_ij`` (the cross-entropy of ``t_i`` with
         ``softmax(Z_i)``), with gradient ``softmax(Z_i) - t_i``.
-    class_weights : sequence of k floats >= 0, not all zero (default None: all equal)
+    class_weights : sequence of k floats >= 0, not all zero, optional
         ``L = sum_i w[y_i] l_i / sum_i w[y_i]`` (the normalised weighted mean, as PyTorch's
         ``CrossEntropyLoss(weight=w)``); ``dZ_i = w[y_i] (softmax(Z_i) - t_i) /
         sum_i w[y_i]``. With label smoothing too, each sample's whole smoothed loss is
         weighted by its label's class weight (PyTorch instead weights the smoothing term
-        class by class).
+        class by class). Without weights every class weighs the same.
     """
 
     name = "cross_entropy"
@@ -230,9 +230,9 @@ class SigmoidBinaryCrossEntropy(Loss):
     exp(-|Z|))``, the overflow-free form of ``-[Y log s(Z) + (1 - Y) log(1 - s(Z))]``;
     ``dZ = (s(Z) - Y) / Z.size``.
 
-    Options
-    -------
-    class_weights : two floats ``[w_negative, w_positive]`` >= 0, not both zero
+    Parameters
+    ----------
+    class_weights : two floats ``[w_negative, w_positive]`` >= 0, not both zero, optional
         Each entry is weighted by its own target, ``w = w_negative (1 - Y) + w_positive Y``
         (for 0/1 targets: the weight of that entry's class, column by column), and
         ``L = sum(w l) / sum(w)`` (the normalised weighted mean);

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from bpcli.nn.conv import Conv2D
-from bpcli.nn.layers import Activation, Dense, Layer, Shape
+from bpcli.nn.layers import KIND_KEY, Activation, Dense, Layer, Shape
 from bpcli.nn.losses import Loss
 from bpcli.nn.regularization import Penalties, add_penalty_gradients, penalty_value
 from bpcli.nn.sequence import Conv1D
@@ -100,13 +100,13 @@ class Network:
         or None), ``output_shape`` and ``parameters``."""
         entries: list[dict[str, Any]] = []
         for number, layer in zip(self.layer_numbers, self.layers, strict=True):
-            described = {k: v for k, v in layer.describe().items() if k != "type"}
+            described = layer.settings()
             if entries and entries[-1]["index"] == number:  # the activation of the last
                 entries[-1]["activation"] = described
                 entries[-1]["output_shape"] = list(layer.output_shape)
                 entries[-1]["parameters"] += layer.n_params
                 continue
-            entries.append({"index": number, "type": layer.kind, "options": described,
+            entries.append({"index": number, KIND_KEY: layer.kind, "options": described,
                             "activation": None, "output_shape": list(layer.output_shape),
                             "parameters": layer.n_params})
         return entries

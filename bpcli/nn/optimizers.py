@@ -34,13 +34,14 @@ class Optimizer:
 
     def _scratch(self, params: list[Array], kind: str = "work") -> list[Array]:
         """Reusable work arrays, one per parameter (one set per ``kind``), like the
-        parameters in shape and dtype, so that a step allocates nothing."""
-        buffers: dict[str, list[Array]] = self.__dict__.setdefault("_buffers", {})
-        scratch = buffers.get(kind)
+        parameters in shape and dtype, so that a step allocates nothing. Not state: never
+        saved (``state`` holds what a checkpoint needs)."""
+        sets: dict[str, list[Array]] = self.__dict__.setdefault("_scratch_arrays", {})
+        scratch = sets.get(kind)
         if scratch is None or [(a.shape, a.dtype) for a in scratch] != [
             (p.shape, p.dtype) for p in params
         ]:
-            scratch = buffers[kind] = [np.empty_like(p) for p in params]
+            scratch = sets[kind] = [np.empty_like(p) for p in params]
         return scratch
 
     #: Per-parameter state: its name in checkpoints (``"<slot>/<i>"``) -> the attribute

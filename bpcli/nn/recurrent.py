@@ -111,8 +111,8 @@ class _Recurrent(Layer):
         dX: Array = dXW @ self.params["W"].T
         return dX
 
-    def describe(self) -> dict[str, Any]:
-        return {"type": self.kind, "units": self.units,
+    def settings(self) -> dict[str, Any]:
+        return {"units": self.units,
                 "return_sequences": self.return_sequences, "init": self.init,
                 "recurrent_init": self.recurrent_init}
 

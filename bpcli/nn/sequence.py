@@ -161,8 +161,8 @@ class Embedding(Layer):
         np.add.at(dW, self._ids[used], dY[used])
         return None  # token ids have no gradient
 
-    def describe(self) -> dict[str, Any]:
-        described: dict[str, Any] = {"type": self.kind, "vocabulary": self.vocabulary,
+    def settings(self) -> dict[str, Any]:
+        described: dict[str, Any] = {"vocabulary": self.vocabulary,
                                      "dimension": self.dimension, "init": self.init,
                                      "init_options": self.init_options}
         if self.length is not None:
@@ -326,8 +326,8 @@ class Conv1D(Layer):
             dX *= self._input_mask[..., None]
         return dX
 
-    def describe(self) -> dict[str, Any]:
-        described: dict[str, Any] = {"type": self.kind, "filters": self.filters,
+    def settings(self) -> dict[str, Any]:
+        described: dict[str, Any] = {"filters": self.filters,
                                      "kernel_size": self.kernel_size, "stride": self.stride,
                                      "padding": self.padding, "init": self.init}
         if self.init_options:
@@ -353,8 +353,8 @@ class _GlobalPool1D(Layer):
         """The gradient of the pooled part of the output (the side features need none)."""
         return dY[:, : self.input_shape[1]]
 
-    def describe(self) -> dict[str, Any]:
-        return {"type": self.kind}
+    def settings(self) -> dict[str, Any]:
+        return {}
 
 
 class GlobalMaxPool1D(_GlobalPool1D):

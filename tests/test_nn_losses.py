@@ -1,10 +1,12 @@
-"""The losses beyond the plain three, and the options of the classification losses.
+"""The losses of bpcli/nn/losses.py: their options, values and numerical corners. (Every
+loss's gradient against central differences, and the plain three's values against their
+definitions, are checked with every layer's in test_nn_gradients.py.)
 
 Mean absolute error, Huber, cross-entropy with label smoothing and class weights, and
 binary cross-entropy with class weights: gradients against central differences (float64)
 on the loss alone and end to end through a small network, values against hand-computed
 numbers and against references written straight from the formulas, and the defaults
-against the original implementation, bit for bit.
+against the original implementation, bit for bit; rows of logits far apart.
 """
 
 from __future__ import annotations
@@ -525,3 +527,15 @@ def test_cross_entropy_weights_must_match_the_classes() -> None:
 def test_binary_cross_entropy_rejects_bad_weights(weights: list[float]) -> None:
     with pytest.raises(ValueError, match="weight"):
         SigmoidBinaryCrossEntropy(class_weights=weights)
+
+
+def test_weighted_cross_entropy_shifts_each_row_by_its_own_maximum() -> None:
+    """Rows of logits far apart: a shift by the largest logit overall would underflow."""
+    P = np.array([[0.0, 1.0], [-1000.0, -999.0]])
+    loss = SoftmaxCrossEntropy(class_weights=[1.0, 3.0])
+    per_row = np.log(1 + np.exp(-1.0))  # both rows: the target logit is 1 above the other
+    assert loss.value(P, np.array([1, 1])) == pytest.approx(per_row)
+
+
+def test_mean_absolute_error_of_a_single_entry() -> None:
+    assert MeanAbsoluteError().value(np.array([[3.0]]), np.array([[1.0]])) == 2.0

@@ -1,5 +1,6 @@
-"""ELU, SELU, GELU, SiLU/swish and softplus, the erf behind exact GELU, and the LeCun, zeros
-and constant initialisers.
+"""The activations of bpcli/nn/activations.py: ELU, SELU, GELU, SiLU/swish and softplus, the
+erf behind exact GELU, identity's output buffer and leaky ReLU's slope. (Every activation's
+backward pass against central differences is checked in test_nn_gradients.py too.)
 
 Forward passes are compared with the textbook formulas evaluated element-wise with the
 ``math`` module, backward passes with central differences (alone and inside a network).
@@ -16,14 +17,9 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from bpcli.nn import ACTIVATIONS, INITIALIZERS, Activation, Dense, Layer, Network
+from bpcli.nn import ACTIVATIONS, Activation, Dense, Layer, Network
 from bpcli.nn.activations import ELU, GELU, SELU, ActivationFn, erf
 from bpcli.nn.gradcheck import check_gradients
-from bpcli.nn.init import (
-    PARAMETRIC_INITIALIZERS,
-    default_initializer,
-    make_initializer,
-)
 from bpcli.nn.layers import layer_from_description
 from bpcli.nn.losses import MeanSquaredError
 from tests.numeric import numeric_grad
@@ -267,65 +263,15 @@ def test_options_survive_describe(name: str, options: dict[str, Any]) -> None:
     np.testing.assert_array_equal(rebuilt.forward(Z, False), layer.forward(Z, False))
 
 
-# -- initialisers ---------------------------------------------------------------------------
-FAN_IN, FAN_OUT = 500, 400
+def test_identity_copies_into_a_given_output_and_passes_its_input_through() -> None:
+    identity = ACTIVATIONS["identity"]()
+    Z = np.array([[1.0, -2.0]])
+    assert identity.forward(Z) is Z and identity.forward(Z, Z) is Z
+    out = np.zeros_like(Z)
+    assert identity.forward(Z, out) is out and out.tolist() == [[1.0, -2.0]]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", ["lecun_normal", "lecun_uniform", "zeros"])
-def test_new_initialisers_shape_and_dtype(name: str, dtype: type[np.floating]) -> None:
-    W = INITIALIZERS[name]((FAN_IN, FAN_OUT), np.random.default_rng(40), dtype)
-    assert W.shape == (FAN_IN, FAN_OUT)
-    assert W.dtype == dtype
-
-
-def test_lecun_statistics() -> None:
-    rng = np.random.default_rng(41)
-    W = INITIALIZERS["lecun_normal"]((FAN_IN, FAN_OUT), rng, np.float64)
-    assert W.std() == pytest.approx(math.sqrt(1 / FAN_IN), rel=0.02)
-    assert abs(W.mean()) < 0.02 * math.sqrt(1 / FAN_IN)
-    assert np.abs(W).max() > 3 * math.sqrt(1 / FAN_IN)  # a normal, not a uniform
-    W = INITIALIZERS["lecun_uniform"]((FAN_IN, FAN_OUT), rng, np.float64)
-    limit = math.sqrt(3 / FAN_IN)
-    assert limit * 0.99 < np.abs(W).max() <= limit
-    assert W.std() == pytest.approx(math.sqrt(1 / FAN_IN), rel=0.02)  # same variance
-
-
-def test_zeros_and_constant() -> None:
-    rng = np.random.default_rng(42)
-    assert not np.any(INITIALIZERS["zeros"]((3, 4), rng, np.float32))
-    W = make_initializer("constant", value=0.25)((3, 4), rng, np.float32)
-    assert W.shape == (3, 4) and W.dtype == np.float32
-    assert np.all(W == np.float32(0.25))
-    assert "constant" in PARAMETRIC_INITIALIZERS and "constant" not in INITIALIZERS
-
-
-def test_make_initializer_by_name() -> None:
-    for name, init in INITIALIZERS.items():
-        assert make_initializer(name) is init
-
-
-@pytest.mark.parametrize(
-    ("name", "options", "message"),
-    [
-        ("nope", {}, "unknown initialiser 'nope'; known: glorot_uniform"),
-        ("he_normal", {"value": 1.0}, "takes no options"),
-        ("constant", {}, "missing a required argument: 'value'"),
-        ("constant", {"value": 1.0, "scale": 2.0}, "unexpected keyword argument 'scale'"),
-        ("constant", {"value": math.nan}, "must be finite"),
-    ],
-)
-def test_make_initializer_rejects(name: str, options: dict[str, float], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        make_initializer(name, **options)
-
-
-def test_default_initialisers_for_new_activations() -> None:
-    assert default_initializer("selu") == "lecun_normal"
-    assert default_initializer("elu") == "glorot_uniform"
-    assert default_initializer("elu", convolution=True) == "he_uniform"
-    assert default_initializer("selu", convolution=True) == "lecun_normal"
-    assert default_initializer("tanh", convolution=True) == "glorot_uniform"
-    for name in ("gelu", "silu", "swish", "softplus"):
-        assert default_initializer(name) == "glorot_uniform"
-    assert all(default_initializer(name) in INITIALIZERS for name in ACTIVATIONS)
+def test_leaky_relu_refuses_a_negative_slope() -> None:
+    with pytest.raises(ValueError, match="leaky_relu slope must be >= 0, got -0.1"):
+        ACTIVATIONS["leaky_relu"](slope=-0.1)
+    assert ACTIVATIONS["leaky_relu"](slope=0.0).slope == 0.0

@@ -1,4 +1,7 @@
-"""BatchNorm and LayerNorm: gradients, statistics, running state, modes and descriptions."""
+"""The layers of bpcli/nn/layers.py: BatchNorm and LayerNorm (gradients, statistics, running
+state, modes and descriptions), Dropout's masks, and every layer's validation and rebuilding
+from its description. (Dense's and Dropout's gradients are checked in test_nn_gradients.py,
+the image layers of conv.py in test_nn_conv.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from bpcli.nn import LAYERS, Activation, Dense, Layer, Network
+from bpcli.nn import LAYERS, Activation, Dense, Dropout, Layer, Network
 from bpcli.nn.gradcheck import check_gradients
 from bpcli.nn.layers import BatchNorm, LayerNorm, layer_from_description
 from bpcli.nn.losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
@@ -433,3 +436,44 @@ def test_float32_network_trains_without_upcasting() -> None:
         network.compute_gradients(X, y)
         network.flat_params -= f32(0.1) * network.flat_grads
     assert network.loss_value(X, y, training=True) < value
+
+
+# -- dense, activation and dropout ----------------------------------------------------
+def test_dropout_statistics() -> None:
+    layer = Dropout(0.25)
+    layer.build((1000,), np.random.default_rng(11), np.float64)
+    X = np.ones((50, 1000))
+    out = layer.forward(X, training=True)
+    dropped = np.mean(out == 0)
+    assert dropped == pytest.approx(0.25, abs=0.01)
+    np.testing.assert_allclose(out[out != 0], 1 / 0.75)
+    assert out.mean() == pytest.approx(1.0, abs=0.02)  # inverted dropout keeps the mean
+    np.testing.assert_array_equal(layer.backward(X.copy()), out)  # same mask on the way back
+    np.testing.assert_array_equal(layer.forward(X, training=False), X)
+
+
+def test_layer_validation() -> None:
+    with pytest.raises(ValueError, match="initialiser"):
+        Dense(3, init="he_normal_but_misspelt")
+    with pytest.raises(ValueError, match="activation"):
+        Activation("gelu_but_misspelt")
+    for rate in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="dropout rate"):
+            Dropout(rate)
+    with pytest.raises(ValueError, match="flat"):
+        Network([Dense(3)], MeanSquaredError(), (2, 2), np.random.default_rng(0))
+
+
+def test_layers_rebuild_from_description() -> None:
+    layers: list[Layer] = [Dense(4, init="he_normal"), Activation("leaky_relu", slope=0.2),
+                           Dropout(0.1), Dense(2, init="constant", init_options={"value": 0.5})]
+    for layer in layers:
+        rebuilt = layer_from_description(layer.describe())
+        assert type(rebuilt) is type(layer)
+        assert rebuilt.describe() == layer.describe()
+    assert set(LAYERS) == {"dense", "activation", "dropout", "batch_norm", "layer_norm",
+                           "conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
+                           "flatten", "embedding", "conv1d", "global_max_pool1d",
+                           "global_avg_pool1d", "gru", "lstm"}
+    with pytest.raises(ValueError, match="unknown layer type"):
+        layer_from_description({"type": "conv"})

@@ -1,11 +1,16 @@
-"""The training toolkit through the command line: every example config, the new layers,
-losses, optimizers, schedules, penalties, early stopping, warm start, validate, schema."""
+"""bp train (bpcli/commands/train.py) through the command line: a run and its directory,
+same seed same numbers, plain output in a pipe; the training toolkit (every example config,
+every optimizer, schedules, early stopping and the epoch kept, warm start, the losses and
+batch-norm statistics a trained model keeps, --set); and bad input, refused in one line
+with nothing written. (Resume, stops and kills: test_runs.py.)"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +21,7 @@ from typer.testing import CliRunner
 
 from bpcli.cli import app
 from bpcli.modelfile import load_model
-from tests.conftest import CONFIGS, DATASETS, iris_config
+from tests.conftest import CONFIGS, DATASETS, assert_clean_failure, iris_config
 
 Writer = Callable[..., Path]
 
@@ -26,6 +31,7 @@ def run_dirs(root: Path) -> list[Path]:
 
 
 def train_ok(runner: CliRunner, config: Path, *args: str) -> Path:
+    """The run directory a successful ``bp train config *args`` made."""
     before = set(run_dirs(Path.cwd()))
     result = runner.invoke(app, ["train", str(config), *args])
     assert result.exit_code == 0, result.output
@@ -37,6 +43,117 @@ def metrics(run_dir: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO((run_dir / "metrics.csv").read_text())))
 
 
+def train(runner: CliRunner, config: Path) -> Path:
+    """The run directory of a successful ``bp train config``, the only run in ./runs."""
+    result = runner.invoke(app, ["train", str(config)])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = run_dirs(Path.cwd())
+    return run_dir
+
+
+def read_csv_text(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+# -- a run and its directory ---------------------------------------------------------------
+def test_shipped_iris_config_reaches_093(runner: CliRunner, in_tmp: Path) -> None:
+    run_dir = train(runner, CONFIGS / "iris.yaml")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    assert summary["metrics"]["val_accuracy"] >= 0.93
+
+
+def test_run_directory_contents(runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
+    run_dir = train(runner, write_config(iris_config()))
+    assert run_dir.name.startswith("t-")
+    for name in ("config.yaml", "metrics.csv", "model.npz", "summary.json",
+                 "checkpoints/last.npz", "checkpoints/best.npz"):
+        assert (run_dir / name).is_file(), name
+    rows = read_csv_text((run_dir / "metrics.csv").read_text())
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "val_accuracy",
+                            "learning_rate", "rollbacks", "seconds"}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["epochs"] == 5 and summary["seed"] == 0
+    assert {"bp", "numpy", "python"} <= set(summary["environment"])
+    # no temporary files left behind by the atomic writes
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_resolved_config_is_complete_and_trains_again(
+    runner: CliRunner, in_tmp: Path, write_config: Writer
+) -> None:
+    first = train(runner, write_config(iris_config()))
+    text = (first / "config.yaml").read_text()
+    assert "task: classification" in text and "loss: cross_entropy" in text
+    assert "units: 3" in text and "init: glorot_uniform" in text
+    result = runner.invoke(app, ["train", str(first / "config.yaml")])
+    assert result.exit_code == 0, result.output
+
+
+def test_runs_never_overwrite(runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
+    config = write_config(iris_config())
+    for _ in range(2):
+        assert runner.invoke(app, ["train", str(config)]).exit_code == 0
+    assert len(run_dirs(in_tmp)) == 2
+
+
+def test_same_seed_same_numbers(runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
+    config = iris_config(model={"layers": [{"type": "dense", "units": 8},
+                                           {"type": "dropout", "rate": 0.2},
+                                           {"type": "dense"}]})
+    path = write_config(config)
+    for _ in range(2):
+        assert runner.invoke(app, ["train", str(path)]).exit_code == 0
+    a, b = run_dirs(in_tmp)
+
+    def metrics(run: Path) -> list[list[str]]:
+        text = (run / "metrics.csv").read_text()
+        return [row[:-1] for row in csv.reader(io.StringIO(text))]  # not seconds
+
+    assert metrics(a) == metrics(b)
+    for name in ("model.npz", "checkpoints/last.npz", "checkpoints/best.npz"):
+        with np.load(a / name) as fa, np.load(b / name) as fb:
+            assert fa.files == fb.files
+            for key in fa.files:
+                if key != "meta":  # holds the creation time
+                    assert np.array_equal(fa[key], fb[key]), (name, key)
+            meta_a, meta_b = json.loads(str(fa["meta"])), json.loads(str(fb["meta"]))
+            assert meta_a.pop("created") and meta_b.pop("created")
+            for meta in (meta_a, meta_b):  # checkpoints count the time spent training
+                assert meta.get("trainer", {}).pop("seconds", 1.0) > 0
+            assert meta_a == meta_b
+
+
+def test_plain_output_through_a_pipe(in_tmp: Path, write_config: Writer) -> None:
+    """The real entry point with stdout a pipe: one line per epoch, no escape codes."""
+    config = write_config(iris_config())
+    proc = subprocess.run([sys.executable, "-m", "bpcli", "train", str(config)],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout
+    epoch_lines = [line for line in proc.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 5
+    assert "val_accuracy" in epoch_lines[0]
+    assert "bp predict runs/" in proc.stdout
+
+
+def test_regression_reports_rmse_in_target_units(
+    runner: CliRunner, in_tmp: Path, write_config: Writer
+) -> None:
+    config = {
+        "data": {"path": str(DATASETS / "diabetes.csv"), "target": "progression"},
+        "model": {"layers": [{"type": "dense", "units": 8}, {"type": "dense"}]},
+        "training": {"epochs": 3, "batch_size": 32},
+    }
+    run_dir = train(runner, write_config(config))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["task"] == "regression"
+    # progression spans about 25..346: an RMSE in those units, not standardised ones
+    assert 20 < summary["metrics"]["val_rmse"] < 200
+
+
+# -- the training toolkit ------------------------------------------------------------------
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_example_config_validates_and_trains(
     runner: CliRunner, in_tmp: Path, path: Path
@@ -56,35 +173,6 @@ def test_every_example_config_validates_and_trains(
     saved = load_model(run_dir / "model.npz")
     assert saved.meta["epoch"] == best["best_epoch"]
     assert float(rows[best["best_epoch"] - 1]["val_loss"]) == pytest.approx(best["val_loss"])
-
-
-EVERYTHING = {
-    "model": {"layers": [
-        {"type": "dense", "units": 8, "activation": {"name": "elu", "alpha": 0.7},
-         "init": "lecun_normal", "l2": 0.01},
-        {"type": "batch_norm"},
-        {"type": "dense", "units": 6, "activation": {"name": "gelu", "approximate": True}},
-        {"type": "layer_norm"},
-        {"type": "dropout", "rate": 0.2},
-        {"type": "dense", "units": 6, "activation": "selu", "l1": 0.001},
-        # A constant start makes a layer's units equal: after layer_norm that would put
-        # selu exactly at its kink, where finite differences cannot follow it.
-        {"type": "dense", "activation": "softmax", "init": {"name": "constant", "value": 0.05}}]},
-    "loss": {"name": "cross_entropy", "label_smoothing": 0.1,
-             "class_weights": {"setosa": 2.0}},
-    "regularization": {"l2": 0.001, "clip_norm": 5.0},
-}
-
-
-def test_gradcheck_covers_every_layer_with_penalties(
-    runner: CliRunner, write_config: Writer
-) -> None:
-    path = write_config(iris_config(**EVERYTHING))
-    result = runner.invoke(app, ["gradcheck", str(path)])
-    assert result.exit_code == 0, result.output
-    for tensor in ("gamma", "beta", " W ", " b "):
-        assert tensor in result.output
-    assert "FAIL" not in result.output
 
 
 @pytest.mark.parametrize("optimizer", [
@@ -246,65 +334,6 @@ def test_batch_norm_statistics_are_saved_and_used(
     assert np.abs(predicted - batch_stats).max() > 1e-3  # the check tells the two apart
 
 
-def test_settings_that_clash_are_config_errors(runner: CliRunner, write_config: Writer) -> None:
-    config = iris_config(training={"epochs": 3, "schedule": {"name": "cosine",
-                                                             "warmup_epochs": 5}})
-    result = runner.invoke(app, ["validate", str(write_config(config))])
-    assert result.exit_code == 2, result.output
-    assert "training.schedule.warmup_epochs: the warm-up (5 epochs) must end" in result.output
-
-
-def test_wrong_loss_for_the_task(runner: CliRunner, write_config: Writer) -> None:
-    result = runner.invoke(app, ["validate", str(write_config(iris_config(loss="huber")))])
-    assert result.exit_code == 2 and "'huber' does not fit a 'softmax' output" in result.output
-
-
-def test_unknown_class_in_class_weights(runner: CliRunner, write_config: Writer) -> None:
-    config = iris_config(loss={"name": "cross_entropy", "class_weights": {"setosaa": 2}})
-    result = runner.invoke(app, ["validate", str(write_config(config))])
-    assert result.exit_code == 2 and "did you mean 'setosa'?" in result.output
-
-
-def test_schema_describes_the_config(runner: CliRunner) -> None:
-    result = runner.invoke(app, ["schema"])
-    assert result.exit_code == 0
-    schema = json.loads(result.output)
-    assert schema["additionalProperties"] is False
-    assert set(schema["required"]) == {"data", "model"}
-    # key fields against what the README and configs/ say, written out by hand
-    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert schema["title"] == "bp config" and schema["type"] == "object"
-    assert set(schema["properties"]) == {"data", "model", "loss", "optimizer",
-                                         "regularization", "training", "output"}
-    defs = schema["$defs"]
-
-    def resolve(node: dict[str, Any]) -> dict[str, Any]:
-        ref = node.get("$ref") or next(a["$ref"] for a in node["anyOf"] if "$ref" in a)
-        return defs[ref.removeprefix("#/$defs/")]
-
-    training = resolve(schema["properties"]["training"])["properties"]
-    assert training["epochs"].items() >= {"type": "integer", "minimum": 1,
-                                          "default": 100}.items()
-    assert training["batch_size"].items() >= {"type": "integer", "minimum": 1,
-                                              "default": 32}.items()
-    data = resolve(schema["properties"]["data"])
-    assert set(data["required"]) == {"path", "target"}
-    assert data["properties"]["path"]["type"] == "string"
-    assert data["properties"]["scaling"]["enum"] == ["standard", "minmax", "none"]
-    layers = resolve(schema["properties"]["model"])["properties"]["layers"]
-    assert layers["type"] == "array" and layers["minItems"] == 1
-    assert layers["items"]["discriminator"]["propertyName"] == "type"
-    assert set(layers["items"]["discriminator"]["mapping"]) == {
-        "dense", "dropout", "batch_norm", "layer_norm", "conv2d", "max_pool2d",
-        "avg_pool2d", "global_avg_pool2d", "flatten"}
-    optimizer = schema["properties"]["optimizer"]
-    assert set(optimizer["discriminator"]["mapping"]) == {
-        "sgd", "adam", "adamw", "nadam", "adagrad", "rmsprop", "rprop"}
-    # a typo in any section is an error, not silently ignored
-    objects = [d for d in defs.values() if d.get("type") == "object"]
-    assert len(objects) > 20 and all(d["additionalProperties"] is False for d in objects)
-
-
 def test_set_reaches_train_and_gradcheck(runner: CliRunner, in_tmp: Path,
                                          write_config: Writer) -> None:
     path = write_config(iris_config())
@@ -313,3 +342,77 @@ def test_set_reaches_train_and_gradcheck(runner: CliRunner, in_tmp: Path,
     assert "epochs: 2" in (run_dir / "config.yaml").read_text()
     result = runner.invoke(app, ["gradcheck", str(path), "--set", "model.layers.0.units=3"])
     assert result.exit_code == 0 and "4x3" in result.output
+
+
+# -- bad input -----------------------------------------------------------------------------
+def test_bad_config_exits_2_and_writes_nothing(
+    runner: CliRunner, in_tmp: Path, write_config: Writer
+) -> None:
+    config = iris_config(training={"epochs": 0, "batchsize": 8})
+    result = runner.invoke(app, ["train", str(write_config(config))])
+    output = assert_clean_failure(result)
+    assert "training.epochs" in output and "did you mean 'batch_size'?" in output
+    assert "2 problems in" in output
+    assert not (in_tmp / "runs").exists()
+
+
+def test_unknown_target_column_points_at_the_config(
+    runner: CliRunner, in_tmp: Path, write_config: Writer
+) -> None:
+    config = iris_config()
+    config["data"]["target"] = "specie"
+    path = write_config(config)
+    output = assert_clean_failure(runner.invoke(app, ["train", str(path)]))
+    assert f"{path}:3:" in output and "data.target" in output
+    assert "did you mean 'species'?" in output
+    assert not (in_tmp / "runs").exists()
+
+
+def test_non_numeric_feature_names_row_and_column(
+    runner: CliRunner, in_tmp: Path, write_config: Writer
+) -> None:
+    lines = (DATASETS / "iris.csv").read_text().splitlines()
+    lines[6] = lines[6].replace("5.4", "five", 1)
+    data = in_tmp / "broken.csv"
+    data.write_text("\n".join(lines) + "\n")
+    config = iris_config(data={"path": str(data), "target": "species"})
+    output = assert_clean_failure(runner.invoke(app, ["train", str(write_config(config))]))
+    assert f"{data}:7: column 'sepal_length': 'five' is not a number" in output
+
+
+def test_missing_value_and_ragged_row(runner: CliRunner, in_tmp: Path,
+                                      write_config: Writer) -> None:
+    data = in_tmp / "d.csv"
+    data.write_text("a,b,y\n1,2,x\n3,,y\n")
+    config = iris_config(data={"path": str(data), "target": "y"})
+    output = assert_clean_failure(runner.invoke(app, ["train", str(write_config(config))]))
+    assert ":3: column 'b': missing value" in output
+    data.write_text("a,b,y\n1,2,x\n3,4\n")
+    output = assert_clean_failure(runner.invoke(app, ["train", str(write_config(config))]))
+    assert ":3: 2 fields where the header has 3" in output
+
+
+def test_output_units_that_do_not_match_the_classes(
+    runner: CliRunner, in_tmp: Path, write_config: Writer
+) -> None:
+    config = iris_config(model={"layers": [{"type": "dense", "units": 4, "activation": "softmax"}]})
+    output = assert_clean_failure(runner.invoke(app, ["train", str(write_config(config))]))
+    assert "model.layers[0].units" in output and "needs 3 units" in output
+
+
+def test_unwritable_runs_dir(runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
+    (in_tmp / "runs").write_text("a file where the runs directory should be")
+    output = assert_clean_failure(runner.invoke(app, ["train", str(write_config(iris_config()))]))
+    assert "runs" in output
+
+
+def test_diverging_training_exits_1(runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
+    config = {"data": {"path": str(DATASETS / "diabetes.csv"), "target": "progression"},
+              "model": {"layers": [{"type": "dense", "units": 16}, {"type": "dense"}]},
+              "optimizer": {"name": "sgd", "learning_rate": 5.0},
+              "training": {"epochs": 20}}
+    result = runner.invoke(app, ["train", str(write_config(config))])
+    output = assert_clean_failure(result, code=1)
+    assert "diverged" in output and "epoch 1, batch" in output and "learning rate" in output
+    (run_dir,) = run_dirs(in_tmp)
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "diverged"

@@ -1,5 +1,5 @@
-"""Run directories: creating them, fingerprinting their inputs, and recording a run's
-files as training goes."""
+"""Run directories: their files by name (``RunFiles``), creating them, fingerprinting
+their inputs, recording a run's files as training goes, and reading them back."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import numpy as np
 
@@ -26,32 +26,77 @@ from bpcli.atomic import json_text, write_text_atomic
 from bpcli.errors import UsageError
 from bpcli.events import EpochEnded, Event, Stopped
 
-CHECKPOINTS = "checkpoints"
 MiB = 1 << 20
 
 
 @dataclass(frozen=True)
 class RunFiles:
     """The files of a run directory, by what they hold: every name in one place
-    (README's "What a run leaves behind" describes them)."""
+    (README's "What a run leaves behind" describes them). The names alone, for messages,
+    are the class's constants: ``RunFiles.METRICS``."""
 
     root: Path
 
-    @property
-    def config(self) -> Path:  # the resolved config
-        return self.root / "config.yaml"
+    CONFIG: ClassVar[str] = "config.yaml"  # the resolved config
+    METRICS: ClassVar[str] = "metrics.csv"  # a row per epoch
+    SUMMARY: ClassVar[str] = "summary.json"  # status, best epoch, wall time, the process
+    MODEL: ClassVar[str] = "model.npz"  # the best epoch's weights with their preprocessing
+    TEST_SCORES: ClassVar[str] = "test.json"  # the model scored once on the test split
+    CURVES: ClassVar[str] = "curves.png"  # the learning curves, with matplotlib
+    FINGERPRINTS: ClassVar[str] = "fingerprints.json"  # SHA-256 of the config and data
+    LOCK: ClassVar[str] = ".lock"  # held by the process training the run
+    CHECKPOINTS: ClassVar[str] = "checkpoints"
+    LAST: ClassVar[str] = "last.npz"  # the newest checkpoint, which --resume carries on from
+    BEST: ClassVar[str] = "best.npz"  # the checkpoint of the best epoch so far
 
     @property
-    def metrics(self) -> Path:  # a row per epoch
-        return self.root / "metrics.csv"
+    def config(self) -> Path:
+        return self.root / self.CONFIG
 
     @property
-    def summary(self) -> Path:  # status, best epoch, wall time, the training process
-        return self.root / "summary.json"
+    def metrics(self) -> Path:
+        return self.root / self.METRICS
 
     @property
-    def model(self) -> Path:  # the best epoch's weights with their preprocessing
-        return self.root / "model.npz"
+    def summary(self) -> Path:
+        return self.root / self.SUMMARY
+
+    @property
+    def model(self) -> Path:
+        return self.root / self.MODEL
+
+    @property
+    def test_scores(self) -> Path:
+        return self.root / self.TEST_SCORES
+
+    @property
+    def curves(self) -> Path:
+        return self.root / self.CURVES
+
+    @property
+    def fingerprints(self) -> Path:  # checked on resume
+        return self.root / self.FINGERPRINTS
+
+    @property
+    def lock(self) -> Path:
+        return self.root / self.LOCK
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / self.CHECKPOINTS
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / self.LAST
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / self.BEST
+
+    def read_metrics(self) -> MetricsFile:
+        """What metrics.csv holds; raises ``OSError``, ``UnicodeDecodeError`` or
+        ``csv.Error`` when it cannot be read (each reader says what that means for it)."""
+        return MetricsFile.read(self.metrics)
 
     def read_summary(self) -> dict[str, Any]:
         """What summary.json says; empty when it is missing or damaged (a run killed at any
@@ -62,33 +107,6 @@ class RunFiles:
             return {}
         return summary if isinstance(summary, dict) else {}
 
-    @property
-    def test_scores(self) -> Path:  # the model scored once on the test split
-        return self.root / "test.json"
-
-    @property
-    def curves(self) -> Path:  # the learning curves, with matplotlib
-        return self.root / "curves.png"
-
-    @property
-    def fingerprints(self) -> Path:  # SHA-256 of the config and data, checked on resume
-        return self.root / "fingerprints.json"
-
-    @property
-    def lock(self) -> Path:  # held by the process training the run
-        return self.root / ".lock"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / CHECKPOINTS
-
-    @property
-    def last(self) -> Path:  # the newest checkpoint, which --resume carries on from
-        return self.checkpoints / "last.npz"
-
-    @property
-    def best(self) -> Path:  # the checkpoint of the best epoch so far
-        return self.checkpoints / "best.npz"
 
 try:
     import fcntl
@@ -119,7 +137,7 @@ def create_run_dir(runs_dir: Path, name: str, bytes_needed: int) -> Path:
             run_dir.mkdir()
         except FileExistsError:
             continue
-        (run_dir / CHECKPOINTS).mkdir()
+        RunFiles(run_dir).checkpoints.mkdir()
         return run_dir
     raise UsageError(f"{runs_dir}: too many runs named {name!r} this second")
 
@@ -182,7 +200,7 @@ def remove_stale_temporaries(run_dir: Path) -> int:
     """Delete the temporary files of writes that a dead process never finished (every
     bp write goes to ``.NAME.*.tmp`` before its rename); only call with the run's lock."""
     removed = 0
-    for directory in (run_dir, run_dir / CHECKPOINTS):
+    for directory in (run_dir, RunFiles(run_dir).checkpoints):
         for tmp in directory.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
             removed += 1
@@ -328,11 +346,36 @@ def metrics_header(metric_name: str) -> list[str]:
             "rollbacks", "seconds"]
 
 
+@dataclass(frozen=True)
+class MetricsFile:
+    """A ``metrics.csv`` as written: its header and the records after it, cells as text.
+    A blank line is an empty record, so that record ``i`` is on line ``i + 2``."""
+
+    path: Path
+    header: list[str]
+    records: list[list[str]]
+
+    @classmethod
+    def read(cls, path: Path) -> MetricsFile:
+        lines = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+        return cls(path, lines[0] if lines else [], lines[1:])
+
+    def epochs(self) -> list[list[str]]:
+        """The records of epochs: those that start with an epoch number."""
+        return [row for row in self.records if row and row[0].isdigit()]
+
+    @property
+    def metric_column(self) -> str | None:
+        """The validation metric's column, such as ``val_accuracy``."""
+        return next((name for name in self.header[1:]
+                     if name.startswith("val_") and name != "val_loss"), None)
+
+
 def read_metrics(run_dir: Path, up_to_epoch: int) -> list[list[str]]:
     """The rows of ``metrics.csv`` for epochs up to ``up_to_epoch`` (a run killed between
     writing a row and its checkpoint has a row more than its checkpoint)."""
     try:
-        rows = list(csv.reader(io.StringIO(RunFiles(run_dir).metrics.read_text())))
+        rows = RunFiles(run_dir).read_metrics().epochs()
     except FileNotFoundError:
         return []
-    return [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) <= up_to_epoch]
+    return [row for row in rows if int(row[0]) <= up_to_epoch]
