@@ -329,8 +329,15 @@ def _data_note(Xs: dict[str, NDArray], pre: Preprocessor) -> str:
                                       "inputs each"] if n_dates else []) + texts)
     encoded = f" ({encoded})" if encoded else ""
     n_inputs, n_columns = X_train.shape[1], len(pre.inputs)
+    # text makes wide inputs (a tfidf column, one per token): say what they cost
+    size = (f"; the inputs take {_megabytes(sum(X.nbytes for X in Xs.values()))}"
+            if texts else "")
     return (f"data: {sizes}; {n_inputs} input{'s' if n_inputs != 1 else ''} from "
-            f"{n_columns} column{'s' if n_columns != 1 else ''}{encoded}")
+            f"{n_columns} column{'s' if n_columns != 1 else ''}{encoded}{size}")
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
 
 
 def _text_inputs(spec: TextSpec) -> str:

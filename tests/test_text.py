@@ -248,3 +248,72 @@ def test_two_sequence_columns_are_refused(tmp_path: Path) -> None:
     result = train(tmp_path, config(path, MODELS["lstm"][0], review={"encoding": "sequence"},
                                     again={"encoding": "sequence"}))
     assert result.exit_code == 2 and "only one text column can be a sequence" in result.output
+
+
+# -- explain, inspect and validate on text --------------------------------------------
+def trained(tmp_path: Path, reviews: Path, layers: list[dict[str, Any]],
+            **columns: Any) -> Path:
+    result = train(tmp_path, config(reviews, layers, **columns))
+    assert result.exit_code == 0, result.output
+    (model,) = (tmp_path / "runs").glob("*/model.npz")
+    return model
+
+
+def test_word_shares_are_weight_times_input_for_a_linear_tfidf_model(
+        tmp_path: Path, reviews: Path) -> None:
+    from bpcli.explain import token_shares
+    from bpcli.inference import read_inputs
+    from bpcli.modelfile import load_model
+
+    saved = load_model(trained(tmp_path, reviews, [{"type": "dense"}]))
+    pre, network = saved.preprocessor, saved.network
+    X = pre.transform_features(read_inputs(pre, reviews, with_targets=False),
+                               np.arange(3), np.float64).astype(np.float64)
+    (W,) = [layer.params["W"] for layer in network.layers[:1]]
+    for k, found in enumerate(token_shares(network, pre, X, [1, 2, 3])):
+        unit = int(np.argmax(X[k] @ W))
+        assert found.output.endswith(f"{pre.classes[unit]!r}")
+        vocabulary = pre.inputs[0].text.vocabulary  # type: ignore[union-attr]
+        expected = {vocabulary[j]: X[k, j] * W[j, unit] for j in np.flatnonzero(X[k, :len(
+            vocabulary)])}
+        assert dict(found.shares) == pytest.approx(expected, abs=1e-6)
+        magnitudes = [abs(s) for _, s in found.shares]
+        assert magnitudes == sorted(magnitudes, reverse=True)
+
+
+def test_word_shares_of_an_embedding_bag_are_each_words_part_of_the_mean(
+        tmp_path: Path, reviews: Path) -> None:
+    from bpcli.explain import token_shares
+    from bpcli.inference import read_inputs
+    from bpcli.modelfile import load_model
+
+    saved = load_model(trained(tmp_path, reviews, MODELS["embedding bag"][0], **SEQUENCE))
+    pre, network = saved.preprocessor, saved.network
+    row = tmp_path / "row.csv"
+    row.write_text("review,site\nloved the loved zzzz,web\n")
+    X = pre.transform_features(read_inputs(pre, row, with_targets=False), None,
+                               np.float64).astype(np.float64)
+    (found,) = token_shares(network, pre, X, [1])
+    E, W = network.layers[0].params["W"], network.layers[2].params["W"]
+    unit = int(np.argmax(network.forward(X)[0]))
+    ids = X[0, :4].astype(int)
+    expected = [E[i] @ W[: E.shape[1], unit] / 4 for i in ids]
+    assert sorted(s for _, s in found.shares) == pytest.approx(sorted(expected), abs=1e-6)
+    assert sorted(w for w, _ in found.shares) == ["<unknown>", "loved", "loved", "the"]
+
+
+def test_explain_inspect_and_validate_speak_of_the_words(tmp_path: Path,
+                                                        reviews: Path) -> None:
+    model = trained(tmp_path, reviews, MODELS["text cnn"][0], **SEQUENCE)
+    explained = CliRunner().invoke(app, ["explain", str(model), "--row", "2"])
+    assert explained.exit_code == 0, explained.output
+    assert "The words that carried the prediction" in explained.output
+    assert "row 2, 'review': the logit of the predicted class" in explained.output
+    shown = CliRunner().invoke(app, ["inspect", str(model)])
+    assert shown.exit_code == 0, shown.output
+    assert "text as a sequence of" in shown.output and "most common:" in shown.output
+    assert "review[0]" not in shown.output  # word ids are not scaled features
+    checked = CliRunner().invoke(app, ["validate", str(tmp_path / "c.yaml")])
+    assert checked.exit_code == 0, checked.output
+    assert "free text" in checked.output and "looks like an identifier" not in checked.output
+    assert "the inputs take" in checked.output
