@@ -182,7 +182,8 @@ def _text_input(loaded: LoadedConfig, name: str, settings: ColumnConfig,
     if settings.type is None:
         notes.append(f"column {name!r}: free text, encoded as {encoding}; to treat it as "
                      f"categories instead: data.columns.{name}.type: categorical")
-    return InputColumn(name, "text", missing=settings.missing or "error", text=spec)
+    # a missing cell is an empty text: nothing to impute (and nothing refused)
+    return InputColumn(name, "text", missing="error", text=spec)
 
 
 def order_text_inputs(loaded: LoadedConfig, inputs: list[InputColumn]) -> list[InputColumn]:
