@@ -209,6 +209,14 @@ def test_text_models_train_predict_and_check(tmp_path: Path, reviews: Path, name
         assert labels[:2] == ["positive", "negative"]
     checked = CliRunner().invoke(app, ["gradcheck", str(tmp_path / "c.yaml")])
     assert checked.exit_code == 0, checked.output
+    evaluated = CliRunner().invoke(app, ["evaluate", str(model), str(reviews)])
+    assert evaluated.exit_code == 0 and "accuracy" in evaluated.output, evaluated.output
+    import bpcli
+
+    loaded = bpcli.load(model)  # the Python API reads raw text as predict does
+    assert list(loaded.predict({"review": ["loved it superb", "hated it awful poor",
+                                           "never seen words", ""],
+                                "site": ["web", "shop", "web", "shop"]})) == labels
 
 
 @pytest.mark.parametrize("columns,layers,message", [

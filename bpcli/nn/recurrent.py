@@ -19,16 +19,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.typing import DTypeLike
+from numpy.typing import DTypeLike, NDArray
 
 from bpcli.nn.init import make_initializer
 from bpcli.nn.layers import LAYERS, Array, Layer, Shape
 from bpcli.nn.sequence import sequence_mask, side_features, side_width
 
 
-def _sigmoid(x: Array) -> Array:
-    out: Array = 0.5 * (np.tanh(0.5 * x) + 1.0)  # stable for any x
-    return out
+def _sigmoid_in_place(x: Array) -> None:
+    """σ(x) = (tanh(x / 2) + 1) / 2: stable for any x, and no new arrays."""
+    x *= 0.5
+    np.tanh(x, out=x)
+    x += 1.0
+    x *= 0.5
 
 
 class _Recurrent(Layer):
@@ -73,12 +76,19 @@ class _Recurrent(Layer):
     def next_mask_source(self) -> Layer | None:
         return self.mask_source if self.return_sequences else None
 
-    def _real(self, X: Array) -> Array:
-        """1.0 at real positions, 0.0 at padding: (batch, length, 1)."""
+    def _positions(self, X: Array) -> tuple[Array, NDArray[np.bool_], int]:
+        """``(m, every, steps)``: ``m`` 1.0 at real positions and 0.0 at padding, (batch,
+        length, 1); ``every[t]`` whether position t is real in every row (no blending
+        needed); and how many positions hold a real word in some row: after them every
+        state is carried over, so the loops stop there."""
         mask = sequence_mask(self)
         if mask is None:
-            return np.ones((*X.shape[:2], 1), dtype=X.dtype)
-        return mask[..., None].astype(X.dtype)
+            length = X.shape[1]
+            return (np.ones((*X.shape[:2], 1), dtype=X.dtype),
+                    np.ones(length, dtype=np.bool_), length)
+        anywhere = np.flatnonzero(mask.any(axis=0))
+        steps = int(anywhere[-1]) + 1 if len(anywhere) else 0
+        return mask[..., None].astype(X.dtype), np.asarray(mask.all(axis=0)), steps
 
     def _output(self, states: Array) -> Array:
         """``states`` (batch, length + 1, units), the initial state first."""
@@ -146,47 +156,66 @@ class GRU(_Recurrent):
         H = self.units
         W, U, b, c = (self.params[k] for k in ("W", "U", "b", "c"))
         XW = X @ W + b  # every position's input part at once: (n, length, 3H)
-        m = self._real(X)
+        m, every, steps = self._positions(X)
         states = np.zeros((n, length + 1, H), dtype=X.dtype)
-        gates = np.empty((n, length, 3, H), dtype=X.dtype)  # r, z, n
+        rz = np.empty((n, length, 2 * H), dtype=X.dtype)  # the r and z gates
+        cands = np.empty((n, length, H), dtype=X.dtype)  # n, the candidate state
         hn = np.empty((n, length, H), dtype=X.dtype)  # h U_n + c_n, before the reset
-        for t in range(length):
+        hU = np.empty((n, 3 * H), dtype=X.dtype)
+        for t in range(steps):
             h = states[:, t]
-            hU = h @ U + c
-            rz = _sigmoid(XW[:, t, : 2 * H] + hU[:, : 2 * H])
-            r, z = rz[:, :H], rz[:, H:]
-            cand = np.tanh(XW[:, t, 2 * H :] + r * hU[:, 2 * H :])
-            new = (1 - z) * cand + z * h
-            states[:, t + 1] = m[:, t] * new + (1 - m[:, t]) * h
-            if training:
-                gates[:, t, 0], gates[:, t, 1], gates[:, t, 2] = r, z, cand
-                hn[:, t] = hU[:, 2 * H :]
+            np.matmul(h, U, out=hU)
+            hU += c
+            gate = rz[:, t]
+            np.add(XW[:, t, : 2 * H], hU[:, : 2 * H], out=gate)
+            _sigmoid_in_place(gate)
+            r, z = gate[:, :H], gate[:, H:]
+            hn[:, t] = hU[:, 2 * H :]
+            cand = cands[:, t]
+            np.multiply(r, hn[:, t], out=cand)
+            cand += XW[:, t, 2 * H :]
+            np.tanh(cand, out=cand)
+            new = states[:, t + 1]  # (1 - z) * cand + z * h
+            np.subtract(h, cand, out=new)
+            new *= z
+            new += cand
+            if not every[t]:  # padding carries the state over
+                np.copyto(new, h, where=m[:, t] == 0)
+        states[:, steps + 1 :] = states[:, steps : steps + 1]
         if training:
-            self._cache = (X, m, states, gates, hn)
+            self._cache = (X, m, every, steps, states, rz, cands, hn)
         return self._output(states)
 
     def backward(self, dY: Array) -> Array | None:
-        X, m, states, gates, hn = self._cache
+        X, m, every, steps, states, rz, cands, hn = self._cache
         n, length, _ = X.shape
         H = self.units
-        U = self.params["U"]
+        UT = np.ascontiguousarray(self.params["U"].T)
         dH = self._state_gradients(dY)
-        dXW = np.empty((n, length, 3 * H), dtype=dY.dtype)  # gradients of the input part
-        dHU = np.empty((n, length, 3 * H), dtype=dY.dtype)  # ... and of h U + c
-        dh = np.zeros((n, H), dtype=dY.dtype)
-        for t in reversed(range(length)):
-            dh = dh + dH[:, t]
-            h = states[:, t]
-            r, z, cand = gates[:, t, 0], gates[:, t, 1], gates[:, t, 2]
-            dnew = m[:, t] * dh
-            dcand_pre = dnew * (1 - z) * (1 - cand * cand)
-            dz_pre = dnew * (h - cand) * z * (1 - z)
-            dr_pre = dcand_pre * hn[:, t] * r * (1 - r)
-            dXW[:, t, :H], dXW[:, t, H : 2 * H], dXW[:, t, 2 * H :] = dr_pre, dz_pre, dcand_pre
-            dHU[:, t, :H], dHU[:, t, H : 2 * H] = dr_pre, dz_pre
-            dHU[:, t, 2 * H :] = dcand_pre * r
-            dh = (1 - m[:, t]) * dh + dnew * z + dHU[:, t] @ U.T
+        # what each step's gradients are multiplied by, for every step at once
+        R, Z, C = rz[:, :steps, :H], rz[:, :steps, H:], cands[:, :steps]
+        to_cand = (1 - Z) * (1 - C * C)
+        to_z = (states[:, :steps] - C) * Z * (1 - Z)
+        to_r = hn[:, :steps] * R * (1 - R)
+        dXW = np.zeros((n, length, 3 * H), dtype=dY.dtype)  # gradients of the input part
+        dHU = np.zeros((n, length, 3 * H), dtype=dY.dtype)  # ... and of h U + c
+        dh = dH[:, steps:].sum(axis=1)  # positions after the last word carry the state
+        for t in reversed(range(steps)):
+            dh += dH[:, t]
+            dnew = dh if every[t] else m[:, t] * dh
+            d, e = dXW[:, t], dHU[:, t]
+            np.multiply(dnew, to_cand[:, t], out=d[:, 2 * H :])
+            np.multiply(dnew, to_z[:, t], out=d[:, H : 2 * H])
+            np.multiply(d[:, 2 * H :], to_r[:, t], out=d[:, :H])
+            e[:, : 2 * H] = d[:, : 2 * H]
+            np.multiply(d[:, 2 * H :], R[:, t], out=e[:, 2 * H :])
+            carried = dh if not every[t] else None
+            dh = dnew * Z[:, t]
+            dh += e @ UT
+            if carried is not None:
+                dh += (1 - m[:, t]) * carried
         return self._weight_gradients(X, states, dXW, dHU, bias_of_hU="c")
+
 
 class LSTM(_Recurrent):
     """Long short-term memory, as PyTorch's (gates i, f, g, o):
@@ -218,48 +247,74 @@ class LSTM(_Recurrent):
         H = self.units
         XW = X @ self.params["W"] + self.params["b"]
         U = self.params["U"]
-        m = self._real(X)
+        m, every, steps = self._positions(X)
         states = np.zeros((n, length + 1, H), dtype=X.dtype)
         cells = np.zeros((n, length + 1, H), dtype=X.dtype)
-        acts = np.empty((n, length, 4, H), dtype=X.dtype)  # i, f, g, o after σ/tanh
-        for t in range(length):
+        acts = np.empty((n, length, 4 * H), dtype=X.dtype)  # i, f, g, o after σ/tanh
+        tanh_cells = np.empty((n, length, H), dtype=X.dtype)
+        for t in range(steps):
             h, cell = states[:, t], cells[:, t]
-            pre = XW[:, t] + h @ U
-            ifo = _sigmoid(pre)  # the g quarter is unused: one call beats three slices
-            i, f, o = ifo[:, :H], ifo[:, H : 2 * H], ifo[:, 3 * H :]
-            g = np.tanh(pre[:, 2 * H : 3 * H])
-            new_cell = f * cell + i * g
-            new = o * np.tanh(new_cell)
-            cells[:, t + 1] = m[:, t] * new_cell + (1 - m[:, t]) * cell
-            states[:, t + 1] = m[:, t] * new + (1 - m[:, t]) * h
-            if training:
-                acts[:, t, 0], acts[:, t, 1], acts[:, t, 2], acts[:, t, 3] = i, f, g, o
+            a = acts[:, t]
+            np.matmul(h, U, out=a)
+            a += XW[:, t]
+            # one σ over all four gates, g's inputs doubled first: tanh(x) = 2σ(2x) - 1
+            a[:, 2 * H : 3 * H] *= 2
+            _sigmoid_in_place(a)
+            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            g *= 2
+            g -= 1
+            new_cell = cells[:, t + 1]
+            np.multiply(f, cell, out=new_cell)
+            new_cell += i * g
+            np.tanh(new_cell, out=tanh_cells[:, t])
+            np.multiply(o, tanh_cells[:, t], out=states[:, t + 1])
+            if not every[t]:  # padding carries the state over
+                padding = m[:, t] == 0
+                np.copyto(new_cell, cell, where=padding)
+                np.copyto(states[:, t + 1], h, where=padding)
+        states[:, steps + 1 :] = states[:, steps : steps + 1]
         if training:
-            self._lstm_cache = (X, m, states, cells, acts)
+            self._lstm_cache = (X, m, every, steps, states, cells, acts, tanh_cells)
         return self._output(states)
 
     def backward(self, dY: Array) -> Array | None:
-        X, m, states, cells, acts = self._lstm_cache
+        X, m, every, steps, states, cells, acts, tanh_cells = self._lstm_cache
         n, length, _ = X.shape
         H = self.units
-        U = self.params["U"]
+        UT = np.ascontiguousarray(self.params["U"].T)
         dH = self._state_gradients(dY)
-        dG = np.empty((n, length, 4 * H), dtype=dY.dtype)  # gradients of the gates' inputs
-        dh = np.zeros((n, H), dtype=dY.dtype)
+        # what each step's gradients are multiplied by, for every step at once
+        gates = acts[:, :steps]
+        gi, gf = gates[..., :H], gates[..., H : 2 * H]
+        gg, go = gates[..., 2 * H : 3 * H], gates[..., 3 * H :]
+        TC = tanh_cells[:, :steps]
+        to_cell = go * (1 - TC * TC)
+        to_i, to_f = gg * gi * (1 - gi), cells[:, :steps] * gf * (1 - gf)
+        to_g, to_o = gi * (1 - gg * gg), TC * go * (1 - go)
+        dG = np.zeros((n, length, 4 * H), dtype=dY.dtype)  # gradients of the gates' inputs
+        dh = dH[:, steps:].sum(axis=1)  # positions after the last word carry the state
         dc = np.zeros((n, H), dtype=dY.dtype)
-        for t in reversed(range(length)):
-            dh = dh + dH[:, t]
-            i, f, g, o = acts[:, t, 0], acts[:, t, 1], acts[:, t, 2], acts[:, t, 3]
-            real = m[:, t]
-            tanh_cell = np.tanh(f * cells[:, t] + i * g)
-            dnew = real * dh
-            dcell = real * dc + dnew * o * (1 - tanh_cell * tanh_cell)
-            dG[:, t, :H] = dcell * g * i * (1 - i)
-            dG[:, t, H : 2 * H] = dcell * cells[:, t] * f * (1 - f)
-            dG[:, t, 2 * H : 3 * H] = dcell * i * (1 - g * g)
-            dG[:, t, 3 * H :] = dnew * tanh_cell * o * (1 - o)
-            dc = (1 - real) * dc + dcell * f
-            dh = (1 - real) * dh + dG[:, t] @ U.T
+        for t in reversed(range(steps)):
+            dh += dH[:, t]
+            if every[t]:
+                dnew = dh
+                dcell = dh * to_cell[:, t]
+                dcell += dc
+            else:  # at padding the gradients pass to the carried state untouched
+                real = m[:, t]
+                dnew = real * dh
+                dcell = real * dc + dnew * to_cell[:, t]
+            d = dG[:, t]
+            np.multiply(dcell, to_i[:, t], out=d[:, :H])
+            np.multiply(dcell, to_f[:, t], out=d[:, H : 2 * H])
+            np.multiply(dcell, to_g[:, t], out=d[:, 2 * H : 3 * H])
+            np.multiply(dnew, to_o[:, t], out=d[:, 3 * H :])
+            if every[t]:
+                dc = dcell * gf[:, t]
+                dh = d @ UT
+            else:
+                dc = (1 - real) * dc + dcell * gf[:, t]
+                dh = (1 - real) * dh + d @ UT
         return self._weight_gradients(X, states, dG, dG, bias_of_hU=None)
 
 

@@ -141,7 +141,9 @@ class Embedding(Layer):
         ids_in = X[:, :length]
         ids = ids_in.astype(np.intp)
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocabulary
-                         or not np.array_equal(ids, ids_in)):
+                         or not (training or np.array_equal(ids, ids_in))):
+            # (whole numbers: checked where ids come from outside, in inference; training
+            # ids come from bp's own encoder)
             raise ValueError(f"token ids must be whole numbers in [0, {self.vocabulary})")
         self._ids = ids
         self._mask = ids != PADDING
@@ -158,7 +160,14 @@ class Embedding(Layer):
         dW.fill(0)
         used = self._mask
         assert used is not None
-        np.add.at(dW, self._ids[used], dY[used])
+        ids, rows = self._ids[used], dY[used]
+        # the rows of each id summed at once: sorted by id, each run of one id reduced
+        # (several times faster than np.add.at's one row at a time)
+        order = np.argsort(ids, kind="stable")
+        ids = ids[order]
+        starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+        if len(starts):
+            dW[ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)
         return None  # token ids have no gradient
 
     def settings(self) -> dict[str, Any]:
@@ -183,9 +192,12 @@ class Conv1D(Layer):
     ``Y[n, t, f] = b[f] + sum_{j, c} Xp[n, t * stride + j, c] * W[f, c, j]`` with ``Xp`` the
     input padded with zeros (``padding`` as ``conv2d`` takes it: ``"same"``, ``"valid"`` or an
     int on each end) and ``W`` of shape ``(filters, channels, kernel_size)``, as PyTorch's
-    ``Conv1d`` stores it. Computed as one matrix product over every window of the batch (the
-    windows unrolled to rows of ``kernel_size * channels``); backward is ``dW = cols.T @ dZ``,
-    ``dcols = dZ @ Wm.T``, added back onto the input one kernel offset at a time. The loop
+    ``Conv1d`` stores it. With stride 1, the batch's padded sequences are laid end to end and
+    each kernel offset is one matrix product of the rows shifted by it (no unrolled
+    windows: on benchmarks/text_speed.py's shapes this is about twice as fast); with a
+    larger stride, one product over every window of the batch (unrolled to rows of
+    ``kernel_size * channels``), backward ``dW = cols.T @ dZ``, ``dcols = dZ @ Wm.T`` added
+    back onto the input one kernel offset at a time. The loop
     form is ``bpcli.nn.reference.conv1d_forward``/``conv1d_backward``.
     """
 
@@ -211,7 +223,8 @@ class Conv1D(Layer):
         self.init = init
         self.init_options = dict(init_options or {})
         self._initializer = make_initializer(init, **self.init_options)
-        self._cols: Array | None = None
+        self._cols: Array | None = None  # stride > 1: the unrolled windows
+        self._Xp: Array | None = None  # the padded input of the last training pass
         self._mask: Mask | None = None
         self._input_mask: Mask | None = None
         self._pads = (0, 0)
@@ -260,11 +273,9 @@ class Conv1D(Layer):
     def output_mask(self) -> Mask | None:
         return self._mask
 
-    def _windows(self, X: Array) -> Array:
+    def _windows(self, Xp: Array) -> Array:
         """Every window of the padded input as rows ``(batch * L', kernel * channels)``."""
-        n, length, channels = X.shape
-        left, right = self._pads
-        Xp = np.pad(X, ((0, 0), (left, right), (0, 0))) if left or right else X
+        n, _, channels = Xp.shape
         out = self.output_shape[0]
         s = Xp.strides
         view = np.lib.stride_tricks.as_strided(
@@ -287,44 +298,101 @@ class Conv1D(Layer):
         centres = np.arange(self.output_shape[0]) * self.stride + (self.kernel_size - 1) // 2
         return padded[:, centres]
 
+    def _padded(self, X: Array, mask: Mask | None) -> Array:
+        """The input with its padding rows, and padding positions as zeros: what earlier
+        layers made of them (a bias, a sigmoid's 0.5) reads as the zeros beyond a text's
+        end, so a text's outputs do not depend on how much padding follows it."""
+        n, length, channels = X.shape
+        left, right = self._pads
+        Xp = np.zeros((n, length + left + right, channels), dtype=X.dtype)
+        inner = Xp[:, left : left + length]
+        if mask is None:
+            inner[...] = X
+        else:
+            np.multiply(X, mask[..., None], out=inner)
+        return Xp
+
     def forward(self, X: Array, training: bool) -> Array:
         mask = sequence_mask(self)
-        if mask is not None:
-            # What earlier layers made of padding positions (a bias, a sigmoid's 0.5) reads
-            # as the zeros beyond a text's end: a text's outputs do not depend on how much
-            # padding follows it.
-            X = X * mask[..., None]
-        cols = self._windows(X)
-        Z = cols @ self._matrix()
-        Z += self.params["b"]
-        self._cols = cols if training else None
+        Xp = self._padded(X, mask)
         self._input_mask = mask
         self._mask = self._window_mask(mask)
-        return Z.reshape(len(X), *self.output_shape)
+        if self.stride == 1:
+            Z = self._shifted_products(Xp)
+        else:
+            cols = self._windows(Xp)
+            Z = (cols @ self._matrix()).reshape(len(X), *self.output_shape)
+            self._cols = cols if training else None
+        Z += self.params["b"]
+        self._Xp = Xp if training else None
+        return Z
+
+    def _kernels(self) -> Array:
+        """``W`` as one ``(channels, filters)`` matrix per kernel offset."""
+        return np.ascontiguousarray(self.params["W"].transpose(2, 1, 0))
+
+    def _shifted_products(self, Xp: Array) -> Array:
+        """Stride 1: the batch's padded sequences end to end, ``(n * Lp, channels)``, and
+        for each kernel offset ``j`` one product of the rows shifted by ``j`` with
+        ``W[:, :, j]``: no unrolled windows. Rows whose window runs into the next sequence
+        are computed and dropped."""
+        n, padded, channels = Xp.shape
+        flat = Xp.reshape(n * padded, channels)
+        rows = n * padded - self.kernel_size + 1
+        Zf = np.zeros((n * padded, self.filters), dtype=Xp.dtype)
+        for j, Wj in enumerate(self._kernels()):
+            Zf[:rows] += flat[j : j + rows] @ Wj
+        return Zf.reshape(n, padded, self.filters)[:, : self.output_shape[0]]
 
     def backward(self, dY: Array) -> Array | None:
-        assert self._cols is not None, "backward called before a training forward"
-        n = len(dY)
-        dZ = dY.reshape(-1, self.filters)
+        assert self._Xp is not None, "backward called before a training forward"
+        n, out = len(dY), self.output_shape[0]
         channels = self.input_shape[1]
-        dWm = self._cols.T @ dZ  # (kernel * channels, filters)
-        self.grads["W"][...] = dWm.reshape(self.kernel_size, channels, self.filters
-                                           ).transpose(2, 1, 0)
-        np.add.reduce(dZ, axis=0, out=self.grads["b"])
-        if not self.needs_input_grad:
+        np.add.reduce(dY.reshape(-1, self.filters), axis=0, out=self.grads["b"])
+        if self.stride == 1:
+            dXp = self._shifted_backward(dY)
+        else:
+            assert self._cols is not None
+            dZ = dY.reshape(-1, self.filters)
+            dWm = self._cols.T @ dZ  # (kernel * channels, filters)
+            self.grads["W"][...] = dWm.reshape(self.kernel_size, channels, self.filters
+                                               ).transpose(2, 1, 0)
+            if not self.needs_input_grad:
+                return None
+            dcols = (dZ @ self._matrix().T).reshape(n, out, self.kernel_size, channels)
+            dXp = np.zeros(self._Xp.shape, dtype=dY.dtype)
+            end = self.stride * (out - 1) + 1
+            for j in range(self.kernel_size):
+                dXp[:, j : j + end : self.stride] += dcols[:, :, j]
+        if dXp is None:
             return None
-        dcols = (dZ @ self._matrix().T).reshape(n, self.output_shape[0], self.kernel_size,
-                                               channels)
-        left, right = self._pads
-        length = self.input_shape[0]
-        dXp = np.zeros((n, length + left + right, channels), dtype=dY.dtype)
-        end = self.stride * (self.output_shape[0] - 1) + 1
-        for j in range(self.kernel_size):
-            dXp[:, j : j + end : self.stride] += dcols[:, :, j]
+        left, length = self._pads[0], self.input_shape[0]
         dX = dXp[:, left : left + length]
         if self._input_mask is not None:
             dX *= self._input_mask[..., None]
         return dX
+
+    def _shifted_backward(self, dY: Array) -> Array | None:
+        """The backward pass of ``_shifted_products``: ``dW[:, :, j] = (rows shifted by
+        j).T @ dZ`` and ``dX`` (rows shifted by j) ``+= dZ @ W[:, :, j].T``, with ``dZ``
+        zero at the dropped rows."""
+        assert self._Xp is not None
+        n, padded, channels = self._Xp.shape
+        flat = self._Xp.reshape(n * padded, channels)
+        rows = n * padded - self.kernel_size + 1
+        dZf = np.zeros((n, padded, self.filters), dtype=dY.dtype)
+        dZf[:, : self.output_shape[0]] = dY
+        dZ = dZf.reshape(n * padded, self.filters)[:rows]
+        dW = self.grads["W"]
+        kernels = self._kernels()
+        for j in range(self.kernel_size):
+            dW[:, :, j] = (flat[j : j + rows].T @ dZ).T
+        if not self.needs_input_grad:
+            return None
+        dXf = np.zeros((n * padded, channels), dtype=dY.dtype)
+        for j, Wj in enumerate(kernels):
+            dXf[j : j + rows] += dZ @ Wj.T
+        return dXf.reshape(n, padded, channels)
 
     def settings(self) -> dict[str, Any]:
         described: dict[str, Any] = {"filters": self.filters,
@@ -370,10 +438,12 @@ class GlobalMaxPool1D(_GlobalPool1D):
 
     def forward(self, X: Array, training: bool) -> Array:
         mask = sequence_mask(self)
+        # positions last: argmax runs along contiguous rows, several times faster
+        along = X.transpose(0, 2, 1).copy()  # (batch, channels, length); never X itself
         if mask is not None:
-            X = np.where(mask[..., None], X, -np.inf)
-        argmax = np.argmax(X, axis=1)  # (batch, channels)
-        pooled = np.take_along_axis(X, argmax[:, None, :], axis=1)[:, 0]
+            along[~np.broadcast_to(mask[:, None, :], along.shape)] = -np.inf
+        argmax = np.argmax(along, axis=2)  # (batch, channels)
+        pooled = np.take_along_axis(along, argmax[..., None], axis=2)[..., 0]
         rows_with_tokens: Mask = (np.ones(len(X), dtype=bool) if mask is None
                                   else np.asarray(mask.any(axis=1)))
         pooled = np.where(rows_with_tokens[:, None], pooled, 0).astype(X.dtype, copy=False)
