@@ -17,24 +17,36 @@ from bpcli.config import (
     AvgPool2DConfig,
     BatchNormConfig,
     Config,
+    Conv1DConfig,
     Conv2DConfig,
     DenseConfig,
     DropoutConfig,
+    EmbeddingConfig,
+    GlobalAvgPool1DConfig,
     GlobalAvgPool2DConfig,
+    GlobalMaxPool1DConfig,
+    GRUConfig,
     LayerConfig,
     LayerNormConfig,
+    LSTMConfig,
     MaxPool2DConfig,
 )
 from bpcli.memory import layer_needs, too_big
 from bpcli.nn import (
+    GRU,
     LOSSES,
+    LSTM,
     Activation,
     AvgPool2D,
+    Conv1D,
     Conv2D,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
+    GlobalAvgPool1D,
     GlobalAvgPool2D,
+    GlobalMaxPool1D,
     Layer,
     MaxPool2D,
     Network,
@@ -84,6 +96,24 @@ def build_network(config: Config, n_features: int, rng: np.random.Generator,
 
 
 def _layers_of(spec: LayerConfig) -> list[Layer]:
+    if isinstance(spec, EmbeddingConfig):
+        assert spec.vocabulary is not None and spec.length is not None  # resolved
+        return [Embedding(spec.vocabulary, spec.dimension, length=spec.length)]
+    if isinstance(spec, Conv1DConfig):
+        assert spec.activation is not None
+        options = {"value": spec.init.value} if spec.init.value is not None else None
+        conv = Conv1D(spec.filters, spec.kernel_size, spec.stride, spec.padding,
+                      spec.init.name, options)
+        act = spec.activation
+        return [conv] if act.name == "identity" else [conv, Activation(act.name,
+                                                                       **act.options())]
+    if isinstance(spec, GlobalMaxPool1DConfig):
+        return [GlobalMaxPool1D()]
+    if isinstance(spec, GlobalAvgPool1DConfig):
+        return [GlobalAvgPool1D()]
+    if isinstance(spec, GRUConfig | LSTMConfig):
+        return [(GRU if isinstance(spec, GRUConfig) else LSTM)(spec.units,
+                                                             spec.return_sequences)]
     if isinstance(spec, DenseConfig | Conv2DConfig):
         assert spec.activation is not None
         init = spec.init
@@ -119,7 +149,10 @@ def _check_shapes(layers: list[Layer], owners: list[int], shape: tuple[int, ...]
             shape = layer.compute_output_shape(shape)
         except ValueError as exc:
             hint = ""
-            if isinstance(layer, Dense) and len(shape) > 1:
+            if isinstance(layer, Dense) and len(shape) == 2:
+                hint = ("; a sequence needs {type: global_max_pool1d} (or an average "
+                        "pool, or a gru or lstm) before it")
+            elif isinstance(layer, Dense) and len(shape) > 1:
                 hint = "; add {type: flatten} (or global_avg_pool2d) before it"
             elif len(shape) == 1 and isinstance(layer, Conv2D | MaxPool2D | AvgPool2D |
                                                 GlobalAvgPool2D | Flatten):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from bpcli.config import MAX_PROBLEMS, LoadedConfig, did_you_mean
+from bpcli.config import MAX_PROBLEMS, ColumnConfig, EmbeddingConfig, LoadedConfig, did_you_mean
 from bpcli.csvfile import Kind, Table, listed
 from bpcli.data import (
     ID_MIN_VALUES,
@@ -26,6 +26,7 @@ from bpcli.data import (
 )
 from bpcli.dates import day_first_order, looks_like_dates, parse_date
 from bpcli.errors import ConfigError
+from bpcli.text import WORD_PATTERN, TextSpec, looks_like_text
 
 
 def feature_columns(loaded: LoadedConfig, header: list[str]) -> list[str]:
@@ -94,8 +95,9 @@ def read_settings(loaded: LoadedConfig, columns: Sequence[str]
     the task; dates as text, each distinct text converted once) and each column's texts
     for a missing cell."""
     data = loaded.config.data
-    kinds: dict[str, Kind] = {n: "categorical" if c.type == "date" else c.type
-                              for n, c in data.columns.items() if c.type}
+    kinds: dict[str, Kind] = {
+        n: "categorical" if c.type == "date" or c.type == "text" else c.type
+        for n, c in data.columns.items() if c.type}
     for target in data.targets:
         kinds[target] = "numeric" if data.task == "regression" else "categorical"
     na_values = {n: [t.strip(" \t") for t in data.column(n).na_values or []]
@@ -106,7 +108,8 @@ def read_settings(loaded: LoadedConfig, columns: Sequence[str]
 def input_columns(loaded: LoadedConfig, table: Table, features: list[str],
                   notes: list[str]) -> list[InputColumn]:
     """Each feature column's settings, checked against its type. A text column of dates
-    (or one declared a date) is a date column."""
+    (or one declared a date) is a date column; one of free text (or declared text, or
+    given a text encoding) is a text column."""
     data = loaded.config.data
     inputs = []
     for name in features:
@@ -132,6 +135,15 @@ def input_columns(loaded: LoadedConfig, table: Table, features: list[str],
         elif settings.type is None and kind == "categorical" and settings.date_format:
             raise loaded.error(("data", "columns", name, "date_format"), f"column {name!r} "
                                "does not hold dates; declare it: type: date")
+        elif settings.type == "text" or (settings.type is None and kind == "categorical" and (
+                settings.encoding is not None or looks_like_text(
+                    texts, int(np.count_nonzero(table.columns[name].values >= 0))))):
+            inputs.append(_text_input(loaded, name, settings, notes))
+            continue
+        if settings.encoding is not None:
+            raise loaded.error(("data", "columns", name, "encoding"), f"column {name!r} "
+                               f"is {settings.type or kind}, not text; encoding is for "
+                               "text columns (type: text)")
         if kind == "categorical" and missing in ("mean", "median"):
             if name in data.columns and data.columns[name].missing is not None:
                 raise loaded.error((*loc, "missing"), f"column {name!r} holds text; impute "
@@ -154,6 +166,47 @@ def input_columns(loaded: LoadedConfig, table: Table, features: list[str],
                                   date_format=settings.date_format, day_first=day_first,
                                   min_frequency=settings.min_frequency or 1))
     return inputs
+
+
+def _text_input(loaded: LoadedConfig, name: str, settings: ColumnConfig,
+                notes: list[str]) -> InputColumn:
+    encoding = settings.encoding or "tfidf"
+    if settings.max_length is not None and encoding != "sequence":
+        raise loaded.error(("data", "columns", name, "max_length"), "max_length is for "
+                           "encoding: sequence (a tfidf bag of words has no length)")
+    spec = TextSpec(encoding=encoding, lowercase=settings.lowercase is not False,
+                    token_pattern=settings.token_pattern or WORD_PATTERN,
+                    ngrams=settings.ngrams or (1, 1), char_ngrams=settings.char_ngrams,
+                    max_tokens=settings.max_tokens, min_count=settings.min_count or 1,
+                    max_length=settings.max_length)
+    if settings.type is None:
+        notes.append(f"column {name!r}: free text, encoded as {encoding}; to treat it as "
+                     f"categories instead: data.columns.{name}.type: categorical")
+    # a missing cell is an empty text: nothing to impute (and nothing refused)
+    return InputColumn(name, "text", missing="error", text=spec)
+
+
+def order_text_inputs(loaded: LoadedConfig, inputs: list[InputColumn]) -> list[InputColumn]:
+    """A sequence text column comes first in the network's inputs, where the embedding
+    reads its word ids; there is at most one, and only with an embedding (and the other
+    way round)."""
+    sequences = [c for c in inputs if c.text is not None and c.text.encoding == "sequence"]
+    layers = loaded.config.model.layers
+    embeddings = [i for i, layer in enumerate(layers) if isinstance(layer, EmbeddingConfig)]
+    if len(sequences) > 1:
+        raise loaded.error(("data", "columns", sequences[1].name, "encoding"),
+                           f"only one text column can be a sequence (here "
+                           f"{', '.join(repr(c.name) for c in sequences)}); encode the "
+                           "others as tfidf")
+    if sequences and not embeddings:
+        raise loaded.error(("model", "layers", 0), f"text column {sequences[0].name!r} is "
+                           "a sequence of word ids; start model.layers with {type: "
+                           "embedding, dimension: 32}, or encode it as tfidf")
+    if embeddings and not sequences:
+        raise loaded.error(("model", "layers", embeddings[0]), "an embedding reads a text "
+                           "column's word ids: set data.columns.<text column>.encoding: "
+                           "sequence")
+    return sequences + [c for c in inputs if c not in sequences]
 
 
 def leave_out_identifiers(loaded: LoadedConfig, table: Table, inputs: list[InputColumn],

@@ -18,6 +18,7 @@ from numpy.typing import DTypeLike, NDArray
 from bpcli.csvfile import DELIMITERS, SHOWN, Column, Kind, Table, cells_problem, listed
 from bpcli.dates import DATE_FEATURES, EPOCH, date_features, features_of, parse_date
 from bpcli.errors import DataError, DataProblems
+from bpcli.text import EncodedTexts, TextSpec
 
 # An integer target with at most this many distinct values is taken for class labels.
 MAX_INFERRED_CLASSES = 20
@@ -40,7 +41,7 @@ class InputColumn:
     """One CSV column the model reads, with what was fitted on the training rows."""
 
     name: str
-    kind: str  # numeric | boolean | categorical | date
+    kind: str  # numeric | boolean | categorical | date | text
     scaling: str = "standard"  # numeric and boolean columns: standard, minmax, none, fixed
     missing: str = "error"  # error | mean | median | most_frequent | constant
     fill: float | str | None = None  # the value that replaces a missing cell
@@ -60,14 +61,19 @@ class InputColumn:
     grouped: set[str] = field(default_factory=set, repr=False, compare=False)
     date_format: str | None = None  # date: strftime codes, or None for the usual forms
     day_first: bool = True  # date: 03/01/2012 is the 3rd of January
+    text: TextSpec | None = None  # text: tokenising, encoding and the fitted vocabulary
 
     @property
     def width(self) -> int:
+        if self.text is not None:
+            return self.text.width
         if self.kind == "date":
             return len(DATE_FEATURES)
         return len(self.categories) + self.other if self.kind == "categorical" else 1
 
     def input_names(self) -> list[str]:
+        if self.text is not None:
+            return self.text.input_names(self.name)
         if self.kind == "categorical":
             return [f"{self.name}={c}" for c in [*self.categories, *[OTHER] * self.other]]
         if self.kind == "date":
@@ -93,6 +99,8 @@ class InputColumn:
         elif self.kind == "date":
             data.update(scaling=self.scaling, date_format=self.date_format,
                         day_first=self.day_first)
+        elif self.text is not None:
+            data["text"] = self.text.to_json()
         else:
             data["scaling"] = self.scaling
             if self.scaling == "fixed":
@@ -104,7 +112,10 @@ class InputColumn:
     def from_json(cls, data: dict[str, Any]) -> InputColumn:
         known = {"name", "kind", "missing", "fill", "unseen", "categories", "scaling",
                  "scale_by", "na_values", "other", "fold_case", "date_format", "day_first"}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        column = cls(**{k: v for k, v in data.items() if k in known})
+        if column.kind == "text":
+            column.text = TextSpec.from_json(data["text"])
+        return column
 
 
 @dataclass
@@ -133,6 +144,9 @@ class Preprocessor:
     #: the raw inputs of each date column's texts, for the table being encoded
     _dates: dict[str, NDArray[np.float64]] = field(default_factory=dict, init=False,
                                                    repr=False, compare=False)
+    #: ... and each text column's
+    _texts: dict[str, EncodedTexts] = field(default_factory=dict, init=False, repr=False,
+                                            compare=False)
 
     @property
     def columns(self) -> list[str]:
@@ -146,8 +160,9 @@ class Preprocessor:
 
     @property
     def kinds(self) -> dict[str, Kind]:
-        """How the input columns are read (dates as text)."""
-        return {c.name: "categorical" if c.kind == "date" else c.kind  # type: ignore[misc]
+        """How the input columns are read (dates and free text as text)."""
+        return {c.name: "categorical" if c.kind in ("date", "text")
+                else c.kind  # type: ignore[misc]
                 for c in self.inputs}
 
     # -- fitting --------------------------------------------------------------------
@@ -162,6 +177,12 @@ class Preprocessor:
             column = table.columns[spec.name]
             if spec.kind == "categorical":
                 _fit_categorical(table, rows, spec, column)
+                means.append(np.zeros(spec.width))
+                scales.append(np.ones(spec.width))
+            elif spec.text is not None:
+                codes = _take(column.values, rows)
+                weights = np.bincount(codes[codes >= 0], minlength=len(column.categories))
+                spec.text.fit(column.categories, weights)
                 means.append(np.zeros(spec.width))
                 scales.append(np.ones(spec.width))
             elif spec.kind == "date":
@@ -210,6 +231,8 @@ class Preprocessor:
         unseen: dict[str, _Unseen] = {}
         self._dates = {spec.name: spec.date_table(table.columns[spec.name])
                        for spec in self.inputs if spec.kind == "date"}
+        self._texts = {spec.name: spec.text.encode_texts(table.columns[spec.name].categories)
+                       for spec in self.inputs if spec.text is not None}
         owner = _owner(len(table), parts)
         step = _block_rows(len(self.mean) * np.dtype(dtype).itemsize)
         if owner is not None:
@@ -265,6 +288,8 @@ class Preprocessor:
             column = table.columns[spec.name]
             if spec.kind == "categorical":
                 self._one_hot(table, rows, spec, column, unseen, out[:, j:j + spec.width])
+            elif spec.kind == "text":
+                self._texts[spec.name].write(column.values[rows], out[:, j:j + spec.width])
             else:
                 self._date(table, rows, spec, column, j, out[:, j:j + spec.width])
             j += spec.width
@@ -499,7 +524,7 @@ def _owner(n: int, parts: Sequence[Rows]) -> NDArray[np.int8] | None:
 
 def _check_fillable(table: Table, rows: Rows | Block, spec: InputColumn,
                     missing: NDArray[np.bool_]) -> None:
-    if spec.missing != "error":
+    if spec.missing != "error" or spec.kind == "text":  # a missing text is an empty one
         return
     positions = np.flatnonzero(missing)
     found = np.array([_row(rows, int(i)) for i in positions[:SHOWN]])
@@ -530,7 +555,7 @@ def cell_problems(table: Table, spec: InputColumn, rows: Rows = None) -> list[st
                 found, spec.name, f"{first!r} is not a date"
                 + (f" (nor {', '.join(map(repr, others))})" if others else ""),
                 f"write {how}, or leave the cell empty"))
-    if spec.missing == "error" and (cells := column.missing()).any():
+    if spec.missing == "error" and spec.kind != "text" and (cells := column.missing()).any():
         # cells that did not read are reported as such, not again as missing
         missing = np.flatnonzero(_take(cells & ~table.unreadable(spec.name), rows))
         if len(missing):

@@ -49,6 +49,10 @@ REFRESHES_PER_SECOND = 4
 ECHO_ROOM = 3  # columns kept free at the end of the live screen's last line
 
 
+#: bp explain: the words shown per text, the largest contributions first
+TOKENS_SHOWN = 10
+
+
 class Display:
     """Renders bp's output to ``stream`` (stdout by default)."""
 
@@ -162,6 +166,21 @@ class Display:
         self.console.print(Text(f"Loss on these rows: {trace.loss_before:.6g} before the "
                                 f"update, {trace.loss_after:.6g} after ({change:+.3g})",
                                 style="bold"))
+        if trace.tokens:
+            self.console.print()
+            self.console.print(Text("5. The words that carried the prediction (gradient x "
+                                    "input, before the update)", style="bold underline"))
+        for found in trace.tokens:
+            self.console.print(Text(f"row {found.row}, {found.column!r}: {found.output}",
+                                    style="cyan"))
+            if not found.shares:
+                self.console.print("    (no word of the vocabulary in this text)")
+            for token, share in found.shares[:TOKENS_SHOWN]:
+                self.console.print(f"    {share:+.4f}  {token}", markup=False)
+            if len(found.shares) > TOKENS_SHOWN:
+                rest = sum(share for _, share in found.shares[TOKENS_SHOWN:])
+                self.console.print(f"    {rest:+.4f}  ({len(found.shares) - TOKENS_SHOWN} "
+                                   "more)", markup=False)
 
     def evaluation(self, report: ClassificationReport | RegressionReport, source: str) -> None:
         """Classification: per-class scores and the confusion matrix; regression: errors."""

@@ -25,6 +25,7 @@ from bpcli.columns import (
     leave_out_identifiers,
     note_variants,
     note_vocabularies,
+    order_text_inputs,
     read_settings,
     rows_to_use,
 )
@@ -32,9 +33,11 @@ from bpcli.config import (
     ActivationConfig,
     ColumnConfig,
     Config,
+    Conv1DConfig,
     Conv2DConfig,
     CosineScheduleConfig,
     DenseConfig,
+    EmbeddingConfig,
     InitConfig,
     LayerConfig,
     LoadedConfig,
@@ -50,6 +53,7 @@ from bpcli.memory import INFERENCE_ROWS
 from bpcli.nn import OPTIMIZERS, Network, Optimizer
 from bpcli.nn.init import default_initializer
 from bpcli.nn.schedules import SCHEDULES, Schedule
+from bpcli.text import FIRST_WORD_ID, TextSpec
 from bpcli.trainer import EarlyStopping, Metric
 
 FUSED_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}
@@ -187,8 +191,8 @@ def _read(loaded: LoadedConfig, dtype: Any, notes: list[str]
     problems = table.problems()
     kinds.update({n: c.kind for n, c in table.columns.items()})  # the later files follow
     task = _task(loaded, table, kinds, problems, notes)
-    inputs = leave_out_identifiers(loaded, table,
-                                   input_columns(loaded, table, features, notes), notes)
+    inputs = order_text_inputs(loaded, leave_out_identifiers(
+        loaded, table, input_columns(loaded, table, features, notes), notes))
     for name in set(features) - {spec.name for spec in inputs}:
         del table.columns[name]  # left out: an identifier
     keep = rows_to_use(loaded, table, inputs, problems, notes)
@@ -318,13 +322,29 @@ def _data_note(Xs: dict[str, NDArray], pre: Preprocessor) -> str:
         f", {len(X_test)} test rows" if X_test is not None else "")
     n_categorical = sum(c.kind == "categorical" for c in pre.inputs)
     n_dates = sum(c.kind == "date" for c in pre.inputs)
+    texts = [f"text {c.name!r}: {_text_inputs(c.text)}" for c in pre.inputs
+             if c.text is not None]
     encoded = ", ".join(([f"{n_categorical} categorical, one-hot encoded"] if n_categorical
                          else []) + ([f"{n_dates} date{'s' if n_dates > 1 else ''}, 8 "
-                                      "inputs each"] if n_dates else []))
+                                      "inputs each"] if n_dates else []) + texts)
     encoded = f" ({encoded})" if encoded else ""
     n_inputs, n_columns = X_train.shape[1], len(pre.inputs)
+    # text makes wide inputs (a tfidf column, one per token): say what they cost
+    size = (f"; the inputs take {_megabytes(sum(X.nbytes for X in Xs.values()))}"
+            if texts else "")
     return (f"data: {sizes}; {n_inputs} input{'s' if n_inputs != 1 else ''} from "
-            f"{n_columns} column{'s' if n_columns != 1 else ''}{encoded}")
+            f"{n_columns} column{'s' if n_columns != 1 else ''}{encoded}{size}")
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def _text_inputs(spec: TextSpec) -> str:
+    if spec.encoding == "sequence":
+        return (f"{spec.max_length} word ids from a vocabulary of {len(spec.vocabulary):,} "
+                "words")
+    return f"tfidf of {len(spec.vocabulary):,} tokens"
 
 
 def _check_no_validation(loaded: LoadedConfig) -> None:
@@ -396,6 +416,14 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
 
     resolved_layers: list[LayerConfig] = []
     for i, layer in enumerate(layers):
+        if isinstance(layer, EmbeddingConfig):
+            layer = _resolve_embedding(loaded, i, layer, pre)
+        if isinstance(layer, Conv1DConfig):
+            act = layer.activation or ActivationConfig(name="relu")
+            init = layer.init
+            if init.name == "auto":
+                init = InitConfig(name=default_initializer(act.name, convolution=True))
+            layer = layer.model_copy(update={"activation": act, "init": init})
         if isinstance(layer, Conv2DConfig):
             act = layer.activation or ActivationConfig(name="relu")
             init = layer.init
@@ -446,6 +474,25 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
     model = config.model.model_copy(update={"layers": resolved_layers})
     return config.model_copy(update={"data": data, "model": model, "loss": loss,
                                      "output": output, "training": training})
+
+
+def _resolve_embedding(loaded: LoadedConfig, index: int, layer: EmbeddingConfig,
+                       pre: Preprocessor) -> EmbeddingConfig:
+    """The embedding's vocabulary and length, from the sequence text column (first in the
+    inputs): its vocabulary with padding and unknown words, its max_length."""
+    if index != 0:
+        raise loaded.error(("model", "layers", index), "an embedding must be the first "
+                           "layer: it reads the text column's word ids")
+    text = pre.inputs[0].text
+    assert text is not None and text.encoding == "sequence"  # order_text_inputs
+    found = {"vocabulary": len(text.vocabulary) + FIRST_WORD_ID, "length": text.max_length}
+    for key, value in found.items():
+        given = getattr(layer, key)
+        if given is not None and given != value:
+            raise loaded.error(("model", "layers", index, key), f"the data sets the "
+                               f"embedding's {key} ({value} for column "
+                               f"{pre.inputs[0].name!r}); leave it out")
+    return layer.model_copy(update=found)
 
 
 def _loss_name(config: Config) -> str:

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from bpcli.nn import Activation, Dense, Network, Optimizer
+from bpcli.data import Preprocessor
+from bpcli.nn import Activation, Dense, Layer, Network, Optimizer
+from bpcli.text import FIRST_WORD_ID, PADDING, UNKNOWN
 
 Array = NDArray[np.float64]
 
@@ -35,6 +37,7 @@ class Trace:
     stages: list[Stage] = field(default_factory=list)
     loss_before: float = 0.0
     loss_after: float = 0.0
+    tokens: list[TokenShares] = field(default_factory=list)  # text models
 
     def add(self, phase: str, layer: str, what: str, values: NDArray, note: str = "") -> None:
         self.stages.append(Stage(phase, layer, what, np.array(values, dtype=np.float64),
@@ -103,3 +106,92 @@ def explain_step(network: Network, optimizer: Optimizer, X: Array, Y: NDArray,
             trace.add("update", label(int(position), network), f"change in {key}", delta, note)
         trace.loss_after = network.loss_value(X, Y, training=True)
     return trace
+
+
+@dataclass
+class TokenShares:
+    """What each token of one row's text contributed to the output the model chose."""
+
+    row: int  # data row, 1 = the first under the header
+    column: str
+    output: str  # e.g. "class 'spam' (logit)"
+    shares: list[tuple[str, float]]  # (token, contribution), largest |contribution| first
+
+
+#: central differences of the output along one input (or one word's vector), in float64
+_STEP = 1e-6
+
+
+def token_shares(network: Network, pre: Preprocessor, X: Array, rows: list[int],
+                 ) -> list[TokenShares]:
+    """Each text column's tokens, by how much they moved the chosen output (the logit of
+    the predicted class, or the predicted value) for each row of ``X``: gradient × input.
+    For tfidf that is a token's input times the output's slope along it (its weight, for a
+    linear model); for a sequence, the slope along each word's embedding vector times that
+    vector. Slopes are central differences of inference passes, so dropout and batch norm
+    act as they do in prediction."""
+    found: list[TokenShares] = []
+    start = 0
+    for column in pre.inputs:
+        spec = column.text
+        if spec is not None:
+            for k, row in enumerate(rows):
+                x = X[k : k + 1].astype(np.float64)
+                unit, what = _chosen_output(network, pre, x)
+                if spec.encoding == "tfidf":
+                    shares = _tfidf_shares(network, x, start, spec.vocabulary, unit)
+                else:
+                    shares = _sequence_shares(network, x, spec.vocabulary, unit)
+                shares.sort(key=lambda item: -abs(item[1]))
+                found.append(TokenShares(row, column.name, what, shares))
+        start += column.width
+    return found
+
+
+def _logits(network: Network, layers: list[Layer], A: NDArray) -> NDArray:
+    for layer in layers:
+        A = layer.forward(A, False)
+    return A
+
+
+def _chosen_output(network: Network, pre: Preprocessor, x: Array) -> tuple[int, str]:
+    outputs = _logits(network, network._loss_layers, network.shaped(x))[0]
+    if pre.task == "regression":
+        return 0, f"the predicted {pre.targets[0]!r} (scaled)"
+    if len(outputs) == 1:  # one sigmoid unit: the logit of the second class
+        return 0, f"the logit of class {pre.classes[1]!r} (against {pre.classes[0]!r})"
+    unit = int(np.argmax(outputs))
+    return unit, f"the logit of the predicted class {pre.classes[unit]!r}"
+
+
+def _tfidf_shares(network: Network, x: Array, start: int, vocabulary: list[str],
+                  unit: int) -> list[tuple[str, float]]:
+    shares = []
+    for j in np.flatnonzero(x[0, start : start + len(vocabulary)]):
+        column = start + int(j)
+        up, down = x.copy(), x.copy()
+        up[0, column] += _STEP
+        down[0, column] -= _STEP
+        slope = (_logits(network, network._loss_layers, network.shaped(up))[0, unit]
+                 - _logits(network, network._loss_layers, network.shaped(down))[0, unit]
+                 ) / (2 * _STEP)
+        shares.append((vocabulary[int(j)], float(x[0, column] * slope)))
+    return shares
+
+
+def _sequence_shares(network: Network, x: Array, vocabulary: list[str],
+                     unit: int) -> list[tuple[str, float]]:
+    embedding, rest = network.layers[0], network._loss_layers[1:]
+    # float64 whatever the network's precision, for the differences; the embedding also
+    # keeps the mask and the other columns aside for the layers after it
+    vectors = embedding.forward(x, False).astype(np.float64)
+    ids = x[0, : vectors.shape[1]].astype(np.intp)
+    shares = []
+    for t in np.flatnonzero(ids != PADDING):
+        up, down = vectors.copy(), vectors.copy()
+        up[0, t] *= 1 + _STEP
+        down[0, t] *= 1 - _STEP
+        change = _logits(network, rest, up)[0, unit] - _logits(network, rest, down)[0, unit]
+        word = "<unknown>" if ids[t] == UNKNOWN else vocabulary[ids[t] - FIRST_WORD_ID]
+        shares.append((word, float(change / (2 * _STEP))))
+    return shares

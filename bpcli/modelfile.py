@@ -26,8 +26,8 @@ from bpcli.nn.layers import layer_from_description
 from bpcli.rundir import RunFiles
 
 FORMAT = "bp-model"
-FORMAT_VERSION = 3
-READS = (2, 3)  # format versions this bp reads
+FORMAT_VERSION = 4
+READS = (2, 3, 4)  # format versions this bp reads
 #: Limits on the JSON metadata, far beyond what bp writes (see docs/model-format.md).
 MAX_META_CHARS = 16 << 20
 MAX_META_DEPTH = 64
@@ -258,9 +258,9 @@ def _read_meta(path: Path, arrays: dict[str, NDArray]) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a bp model file")
     version = meta.get("format_version")
-    if version not in READS:  # a version 2 file is a version 3 file without the new keys
+    if version not in READS:  # an older file is a newer one without the new keys
         raise ModelFileError(
             f"{path}: model format version {version} is not supported by this bp "
-            f"(it reads versions 2 and {FORMAT_VERSION}); use the bp version that wrote it"
+            f"(it reads versions 2 to {FORMAT_VERSION}); use the bp version that wrote it"
         )
     return meta

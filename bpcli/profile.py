@@ -20,8 +20,10 @@ from bpcli.columns import read_settings
 from bpcli.config import LoadedConfig
 from bpcli.csvfile import Column, Table, read_csv, read_header
 from bpcli.dates import looks_like_dates
+from bpcli.text import looks_like_text
 
 EXAMPLES = 3
+EXAMPLE_CHARS = 40  # an example longer than this is cut (free text)
 #: an identifier: at least this many distinct values, nearly all of them distinct
 ID_MIN_DISTINCT = 20
 ID_DISTINCT_SHARE = 0.9
@@ -66,7 +68,11 @@ def _column(table: Table, name: str, role: str, folded: bool) -> ColumnProfile:
     values = column.values[~missing]
     present = len(values)
     distinct = len(np.unique(values))
-    kind = "text" if column.kind == "categorical" else column.kind
+    kind: str = "text" if column.kind == "categorical" else column.kind
+    free_text = column.kind == "categorical" and role != "target" and looks_like_text(
+        column.categories, present)
+    if free_text:
+        kind = "free text"
     found = ColumnProfile(name, role, kind, int(missing.sum()), distinct,
                           _examples(column, values))
     if distinct == 1:
@@ -75,10 +81,10 @@ def _column(table: Table, name: str, role: str, folded: bool) -> ColumnProfile:
     if dates:
         found.flags.append("looks like dates")
     elif distinct >= ID_MIN_DISTINCT and distinct >= ID_DISTINCT_SHARE * present \
-            and role != "target" and column.kind != "numeric":
+            and role != "target" and column.kind != "numeric" and not free_text:
         found.flags.append(f"looks like an identifier: {distinct} distinct values in "
                            f"{present} rows")
-    if column.kind == "categorical":
+    if column.kind == "categorical" and not free_text:
         variants = _variants(column.categories)
         if variants and not folded:  # fold_case makes them one value already
             shown = "; ".join(", ".join(repr(v) for v in group) for group in variants[:3])
@@ -98,11 +104,15 @@ def _examples(column: Column, values: np.ndarray) -> list[str]:
     first = values[:1000]
     _, where = np.unique(first, return_index=True)
     chosen = first[np.sort(where)][:EXAMPLES].tolist()
-    if column.kind == "categorical":
-        return [column.categories[c] for c in chosen]
+    if column.kind == "categorical":  # long texts cut, so that the table stays readable
+        return [_cut(column.categories[c]) for c in chosen]
     if column.kind == "boolean":
         return ["true" if v else "false" for v in chosen]
     return [f"{v:g}" for v in chosen]
+
+
+def _cut(text: str, most: int = EXAMPLE_CHARS) -> str:
+    return text if len(text) <= most else text[: most - 1].rstrip() + "…"
 
 
 def _variants(categories: list[str]) -> list[list[str]]:

@@ -239,7 +239,8 @@ def test_schema_describes_the_config(runner: CliRunner) -> None:
     assert layers["items"]["discriminator"]["propertyName"] == "type"
     assert set(layers["items"]["discriminator"]["mapping"]) == {
         "dense", "dropout", "batch_norm", "layer_norm", "conv2d", "max_pool2d",
-        "avg_pool2d", "global_avg_pool2d", "flatten"}
+        "avg_pool2d", "global_avg_pool2d", "flatten", "embedding", "conv1d",
+        "global_max_pool1d", "global_avg_pool1d", "gru", "lstm"}
     optimizer = schema["properties"]["optimizer"]
     assert set(optimizer["discriminator"]["mapping"]) == {
         "sgd", "adam", "adamw", "nadam", "adagrad", "rmsprop", "rprop"}

@@ -198,6 +198,58 @@ CASES: dict[str, dict[str, Any]] = {
         "epochs": 2,
         "shapes": [(4, 4, 5), (4, 4, 5), (6, 4, 3), (6, 2, 2)],
     },
+    # version 4's text, on the SMS spam dataset: tfidf of words, word pairs and character
+    # n-grams; word ids into an embedding, a "same" conv1d, a strided "valid" conv1d (whose
+    # mask follows its windows' centres) and a masked max pool; stacked recurrent layers
+    # carrying their state over padding; an embedding bag, with side inputs joining it
+    "text_tfidf": {
+        "csv": "sms_spam.csv",
+        "data": {"target": "label", "columns": {"text": {
+            "type": "text", "ngrams": [1, 2], "char_ngrams": [2, 3], "max_tokens": 400}}},
+        "layers": [{"type": "dense", "units": 8}, {"type": "dense"}],
+        "loss": "cross_entropy",
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "epochs": 1,
+        "kinds": {"text": "text"},
+    },
+    "text_cnn": {
+        "csv": "sms_spam.csv",
+        "data": {"target": "label", "columns": {"text": {
+            "encoding": "sequence", "max_tokens": 500, "max_length": 25}}},
+        "layers": [{"type": "embedding", "dimension": 6},
+                   {"type": "conv1d", "filters": 5, "kernel_size": 3},
+                   {"type": "conv1d", "filters": 4, "kernel_size": 2, "stride": 2,
+                    "padding": "valid", "activation": "tanh"},
+                   {"type": "global_max_pool1d"}, {"type": "dense"}],
+        "loss": "cross_entropy",
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "epochs": 1,
+        "kinds": {"text": "text"},
+    },
+    "text_recurrent": {
+        "csv": "sms_spam.csv",
+        "data": {"target": "label", "columns": {"text": {
+            "encoding": "sequence", "max_tokens": 300, "max_length": 15}}},
+        "layers": [{"type": "embedding", "dimension": 4},
+                   {"type": "gru", "units": 5, "return_sequences": True},
+                   {"type": "lstm", "units": 3}, {"type": "dense"}],
+        "loss": "cross_entropy",
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "epochs": 1,
+        "kinds": {"text": "text"},
+    },
+    "text_bag": {
+        "csv": FRUIT,
+        "data": {"target": "label", "drop": ["a", "b"], "missing": "mean",
+                 "columns": {"colour": {"type": "text", "encoding": "sequence",
+                                        "token_pattern": r"\w+"}}},
+        "layers": [{"type": "embedding", "dimension": 3}, {"type": "global_avg_pool1d"},
+                   {"type": "dense", "units": 4}, {"type": "dense"}],
+        "loss": "cross_entropy",
+        "optimizer": {"name": "adam", "learning_rate": 0.02},
+        "kinds": {"colour": "text", "size": "numeric", "fresh": "boolean",
+                  "weight": "numeric"},
+    },
 }
 FRUIT_CASES = [name for name, case in CASES.items() if case["csv"] == FRUIT]
 IMAGE_CASES = [name for name, case in CASES.items() if "input_shape" in case["data"]]
@@ -472,8 +524,14 @@ def layer_arrays(meta: dict[str, Any]) -> tuple[list[str], list[str]]:
     params: list[str] = []
     buffers: list[str] = []
     for i, layer in enumerate(meta["layers"]):
-        if layer["type"] == "dense" or layer["type"] == "conv2d" and layer["use_bias"]:
+        if layer["type"] in ("dense", "conv1d") or layer["type"] == "conv2d" and layer[
+                "use_bias"]:
             params += [f"param/{i}.W", f"param/{i}.b"]
+        elif layer["type"] == "embedding":
+            params.append(f"param/{i}.W")
+        elif layer["type"] in ("gru", "lstm"):
+            params += [f"param/{i}.{key}" for key in ("W", "U", "b", "c")[
+                : 4 if layer["type"] == "gru" else 3]]
         elif layer["type"] == "conv2d":
             params.append(f"param/{i}.W")
         elif layer["type"] in ("batch_norm", "layer_norm"):
@@ -497,12 +555,26 @@ def documented_paddings(size: tuple[int, int], window: list[int], stride: list[i
     return [(padding[0], padding[0]), (padding[1], padding[1])]
 
 
-def documented_output_shape(layer: dict[str, Any], shape: tuple[int, ...]
+def documented_output_shape(layer: dict[str, Any], shape: tuple[int, ...], side: int = 0
                             ) -> tuple[int, ...]:
-    """A layer's output shape (no batch axis) for inputs of ``shape``, by the document."""
+    """A layer's output shape (no batch axis) for inputs of ``shape``, by the document;
+    ``side``: the inputs a text model's embedding keeps aside."""
     kind = layer["type"]
     if kind == "dense":
         return (layer["units"],)
+    if kind == "embedding":
+        return (layer["length"], layer["dimension"])
+    if kind == "conv1d":
+        length, k, stride = shape[0], layer["kernel_size"], layer["stride"]
+        padding = layer["padding"]
+        total = (max((math.ceil(length / stride) - 1) * stride + k - length, 0)
+                 if padding == "same" else 0 if padding == "valid" else 2 * padding)
+        return ((length + total - k) // stride + 1, layer["filters"])
+    if kind in ("global_max_pool1d", "global_avg_pool1d"):
+        return (shape[1] + side,)
+    if kind in ("gru", "lstm"):
+        return (shape[0], layer["units"]) if layer["return_sequences"] else (
+            layer["units"] + side,)
     if kind == "flatten":
         return (math.prod(shape),)
     if kind == "global_avg_pool2d":
@@ -579,6 +651,14 @@ def test_network_inputs_follow_the_document(
     for r, row in enumerate(NEW_ROWS.values()):
         for column_name, column in columns.items():
             cell = row[column_name]
+            if column["kind"] == "text":  # word ids, from the first input on
+                vocabulary = column["text"]["vocabulary"]
+                words = [] if cell in ("", "NA") else cell.lower().split()
+                ids = [vocabulary.index(w) + 2 if w in vocabulary else 1 for w in words]
+                length = column["text"]["max_length"]
+                assert features.index(f"{column_name}[0]") == 0
+                assert x[r, :length].tolist() == ids + [0] * (length - len(ids)), (r, cell)
+                continue
             if column["kind"] == "categorical":
                 value = column["fill"] if cell in ("", "NA") else cell
                 if column["fold_case"]:
@@ -814,7 +894,7 @@ def test_archive_layout_matches_the_document(
     targets = targets_of(name)
 
     # metadata keys and their values
-    assert meta["format"] == "bp-model" and meta["format_version"] == 3
+    assert meta["format"] == "bp-model" and meta["format_version"] == 4
     assert set(meta) == {"format", "format_version", "task", "targets", "preprocessing",
                          "loss", "loss_options", "input_shape", "output_shape", "layers",
                          "created", "environment", "config", "epoch", "metrics"}
@@ -829,6 +909,7 @@ def test_archive_layout_matches_the_document(
                                    "training", "output"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}", meta["created"])
     pool = {"type", "pool_size", "stride", "padding"}
+    recurrent = {"type", "units", "return_sequences", "init", "recurrent_init"}
     for layer in meta["layers"]:
         expected = {"dense": {"type", "units", "init"}, "activation": {"type", "name"},
                     "dropout": {"type", "rate"}, "batch_norm": {"type", "momentum", "epsilon"},
@@ -836,14 +917,23 @@ def test_archive_layout_matches_the_document(
                     "conv2d": {"type", "filters", "kernel_size", "stride", "padding",
                                "use_bias", "init"},
                     "max_pool2d": pool, "avg_pool2d": pool, "global_avg_pool2d": {"type"},
-                    "flatten": {"type"}}[layer["type"]]
+                    "flatten": {"type"},
+                    "embedding": {"type", "vocabulary", "dimension", "length", "init",
+                                  "init_options"},
+                    "conv1d": {"type", "filters", "kernel_size", "stride", "padding", "init"},
+                    "global_max_pool1d": {"type"}, "global_avg_pool1d": {"type"},
+                    "gru": recurrent, "lstm": recurrent}[layer["type"]]
         options = {"slope", "alpha", "approximate"} if layer["type"] == "activation" else set()
         assert expected <= set(layer) <= expected | options, layer
         # sizes as [rows, columns]; numeric padding as [ph, pw]
         for key in ("kernel_size", "stride", "pool_size"):
-            if key in layer:
+            if layer["type"] == "conv1d":  # one axis: ints
+                assert isinstance(layer[key] if key in layer else 1, int)
+            elif key in layer:
                 assert len(layer[key]) == 2 and all(isinstance(v, int) for v in layer[key])
-        if "padding" in layer:
+        if "padding" in layer and layer["type"] == "conv1d":
+            assert layer["padding"] in ("valid", "same") or isinstance(layer["padding"], int)
+        elif "padding" in layer:
             assert layer["padding"] in ("valid", "same") or (
                 len(layer["padding"]) == 2 and all(isinstance(v, int) for v in layer["padding"]))
     assert not any(layer.get("name") == "identity" for layer in meta["layers"])
@@ -875,6 +965,14 @@ def test_archive_layout_matches_the_document(
             assert column["fill"] is None or column["fill"] in column["categories"]
             features += [f"{column['name']}={c}" for c in column["categories"]]
             features += [f"{column['name']}=<other>"] * column["other"]
+        elif column["kind"] == "text":
+            assert set(column) == common | {"text"}
+            text = column["text"]
+            if text["encoding"] == "sequence":
+                features += [f"{column['name']}[{t}]" for t in range(text["max_length"])]
+            else:
+                assert text["vocabulary"] == sorted(text["vocabulary"])
+                features += [f"{column['name']}:{token}" for token in text["vocabulary"]]
         elif column["kind"] == "date":
             assert set(column) == common | {"scaling", "date_format", "day_first"}
             assert column["fill"] is None or dt.date.fromisoformat(column["fill"])
@@ -900,7 +998,15 @@ def test_archive_layout_matches_the_document(
     else:
         assert meta["input_shape"] == [len(features)]
     mean, scale = arrays["pre/mean"], arrays["pre/scale"]
+    start = 0
     for column in pre["inputs"]:
+        width = sum(f.startswith((f"{column['name']}:", f"{column['name']}["))
+                    for f in features) if column["kind"] == "text" else 0
+        if column["kind"] == "text":  # word ids and tfidf weights are not scaled
+            assert width and (mean[start:start + width] == 0).all()
+            assert (scale[start:start + width] == 1).all()
+            start += width
+            continue
         if column["kind"] == "categorical":
             j = features.index(f"{column['name']}={column['categories'][0]}")
             assert (mean[j:j + len(column["categories"])] == 0).all()
@@ -935,6 +1041,7 @@ def test_archive_layout_matches_the_document(
     # each layer's input shape, by the document's formulas; the members' shapes
     shape = tuple(meta["input_shape"])
     image_shapes = []
+    side = 0
     for i, layer in enumerate(meta["layers"]):
         kind = layer["type"]
         if kind == "dense":
@@ -958,7 +1065,13 @@ def test_archive_layout_matches_the_document(
                     if kind == "batch_norm" else ()):
                 member = arrays[key.format(i)]
                 assert member.dtype == np.float32 and member.shape == expected
-        shape = documented_output_shape(layer, shape)
+        if kind == "embedding":
+            side = shape[0] - layer["length"]
+            W = arrays[f"param/{i}.W"]
+            assert W.dtype == np.float32
+            assert W.shape == (layer["vocabulary"], layer["dimension"])
+            assert not W[0].any()  # padding's row is never trained
+        shape = documented_output_shape(layer, shape, side)
         if kind in ("conv2d", "max_pool2d", "avg_pool2d"):
             image_shapes.append(shape)
     if "shapes" in case:
@@ -1022,7 +1135,7 @@ def test_unknown_versions_and_formats_are_refused(
     data = DATASETS / "iris.csv"
     for change, message in (
         ({"format_version": 1}, "model format version 1 is not supported by this bp"),
-        ({"format_version": 4}, "model format version 4 is not supported by this bp"),
+        ({"format_version": 5}, "model format version 5 is not supported by this bp"),
         ({"format": "other"}, "not a bp model"),
     ):
         altered = with_meta(arrays, {**meta, **change}, workdir / "altered.npz")

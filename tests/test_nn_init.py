@@ -22,6 +22,7 @@ EXPECTED_INIT = {
     "lecun_uniform": ("uniform", np.sqrt(3.0 / FAN_IN)),
     "lecun_normal": ("normal", np.sqrt(1.0 / FAN_IN)),
     "zeros": ("constant", 0.0),
+    "orthogonal": ("orthogonal", 1.0),
 }
 
 
@@ -40,6 +41,12 @@ def test_initialiser_statistics(name: str, dtype: type[np.floating]) -> None:
     if distribution == "constant":
         assert np.all(W64 == scale)
         return
+    if distribution == "orthogonal":  # (400, 300): orthonormal columns, no two alike
+        tolerance = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(W64.T @ W64, np.eye(FAN_OUT), atol=tolerance)
+        other = INITIALIZERS[name]((FAN_IN, FAN_OUT), np.random.default_rng(13), dtype)
+        assert not np.allclose(W, other)
+        return
     assert abs(W64.mean()) < 0.02 * scale
     if distribution == "uniform":
         # U(-l, l): within the limits, reaching close to them, std l / sqrt(3).
@@ -49,6 +56,14 @@ def test_initialiser_statistics(name: str, dtype: type[np.floating]) -> None:
     else:
         assert W64.std() == pytest.approx(scale, rel=0.02)
         assert np.abs(W64).max() > 3 * scale  # tails exist: not a uniform in disguise
+
+
+def test_uniform_initialiser_takes_its_limit() -> None:
+    W = make_initializer("uniform", limit=0.05)((FAN_IN, FAN_OUT), np.random.default_rng(1),
+                                                np.float64)
+    assert np.abs(W).max() <= 0.05 and np.abs(W).max() > 0.0499
+    with pytest.raises(ValueError, match="limit"):
+        make_initializer("uniform", limit=0.0)
 
 
 def test_dense_uses_its_initialiser() -> None:

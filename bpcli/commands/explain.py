@@ -12,7 +12,7 @@ from bpcli.data import Preprocessor
 from bpcli.display import Display
 from bpcli.errors import UsageError
 from bpcli.experiment import prepare
-from bpcli.explain import explain_step
+from bpcli.explain import explain_step, token_shares
 from bpcli.inference import read_inputs
 from bpcli.modelfile import load_model
 from bpcli.nn import OPTIMIZERS, Network
@@ -45,7 +45,10 @@ def explain(source: Path, display: Display, *, row: int, rows: int,
     X = pre.transform_features(table, index, np.float64).astype(np.float64)
     one_column = network.loss.name == "binary_cross_entropy"
     Y = pre.transform_target(table, index, one_column, np.float64)
-    trace = explain_step(network, optimizer, X, Y, [int(i) + 1 for i in index], pre.features)
+    numbers = [int(i) + 1 for i in index]
+    tokens = token_shares(network, pre, X, numbers)  # before the step changes the weights
+    trace = explain_step(network, optimizer, X, Y, numbers, pre.features)
+    trace.tokens = tokens
     display.explain_report(trace, detail_limit=64)
 
 

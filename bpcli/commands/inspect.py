@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bpcli.atomic import json_text
+from bpcli.data import Preprocessor
 from bpcli.display import Display, layer_row
 from bpcli.metrics import value_text
 from bpcli.modelfile import SavedModel, load_model
@@ -50,9 +51,10 @@ def describe(path: Path, saved: SavedModel) -> dict[str, Any]:
         "activations": activations,
         "loss": {"name": network.loss.name, "options": _dict(meta.get("loss_options"))},
         "preprocessing": {
-            "features": [{"name": name, "mean": float(mean), "scale": float(scale)}
-                         for name, mean, scale in zip(pre.features, pre.mean, pre.scale,
-                                                      strict=True)],
+            "features": [{"name": name, "mean": float(mean), "scale": float(scale),
+                          "text": text}
+                         for name, mean, scale, text in zip(pre.features, pre.mean, pre.scale,
+                                                            _text_inputs(pre), strict=True)],
             "columns": [column.to_json() for column in pre.inputs],
             "classes": list(pre.classes),
             "targets": [{"name": name,
@@ -98,7 +100,9 @@ def show(report: dict[str, Any], display: Display) -> None:
         ("activations", activations),
         ("loss", _named(loss["name"], loss["options"])),
     ])
-    display.feature_table([(f["name"], f["mean"], f["scale"]) for f in pre["features"]])
+    # a text column's inputs are not scaled (tfidf weights or word ids): its line says more
+    display.feature_table([(f["name"], f["mean"], f["scale"]) for f in pre["features"]
+                           if not f.get("text")])
     display.details("columns", [(c["name"], _column(c)) for c in pre["columns"]])
 
     training = report["training"]
@@ -153,8 +157,39 @@ def _training(meta: dict[str, Any], task: str, checkpoint: bool) -> dict[str, An
                         metric: trainer.get("best_val_metric")}}
 
 
+def _text_inputs(pre: Preprocessor) -> list[bool]:
+    """Which network inputs come from text columns."""
+    return [column.text is not None for column in pre.inputs for _ in range(column.width)]
+
+
+#: bp inspect: the words shown of a text column's vocabulary
+TOKENS_SHOWN = 8
+
+
+def _text_column(column: dict[str, Any]) -> str:
+    text = column["text"]
+    vocabulary = text["vocabulary"]
+    if text["encoding"] == "sequence":
+        common = vocabulary[:TOKENS_SHOWN]  # most frequent first
+        how = (f"text as a sequence of {text['max_length']} word ids; vocabulary "
+               f"{len(vocabulary):,} words (+ padding and unknown)")
+    else:
+        order = sorted(range(len(vocabulary)), key=lambda i: text["idf"][i])
+        common = [vocabulary[i] for i in order[:TOKENS_SHOWN]]  # lowest idf: most common
+        grams = f", word n-grams {text['ngrams']}" if text["ngrams"] != [1, 1] else ""
+        chars = f", character n-grams {text['char_ngrams']}" if text.get("char_ngrams") \
+            else ""
+        how = f"text as tfidf of {len(vocabulary):,} tokens{grams}{chars}"
+    shown = ", ".join(repr(t) for t in common)
+    return (f"{how}; most common: {shown}; "
+            f"{'lower-cased, ' if text['lowercase'] else ''}tokens {text['token_pattern']!r}; "
+            "missing cells: empty text")
+
+
 def _column(column: dict[str, Any]) -> str:
     """How an input column is read and filled, in a line."""
+    if column["kind"] == "text":
+        return _text_column(column)
     text = f"{column['kind']}; missing cells: "
     if column["missing"] == "error":
         text += "refused"

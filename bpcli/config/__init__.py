@@ -28,13 +28,19 @@ from bpcli.config.locating import MAX_PROBLEMS, dotted, locate
 from bpcli.config.model import (
     AvgPool2DConfig,
     BatchNormConfig,
+    Conv1DConfig,
     Conv2DConfig,
     DenseConfig,
     DropoutConfig,
+    EmbeddingConfig,
     FlattenConfig,
+    GlobalAvgPool1DConfig,
     GlobalAvgPool2DConfig,
+    GlobalMaxPool1DConfig,
+    GRUConfig,
     LayerConfig,
     LayerNormConfig,
+    LSTMConfig,
     MaxPool2DConfig,
     ModelConfig,
 )
@@ -75,4 +81,6 @@ __all__ = [
     "Override", "PlateauScheduleConfig", "RMSpropConfig", "RegularizationConfig",
     "RpropConfig", "SGDConfig", "ScheduleConfig", "StepScheduleConfig", "Strict",
     "TrainingConfig", "did_you_mean", "dotted", "load_config", "locate",
+    "Conv1DConfig", "EmbeddingConfig", "GlobalAvgPool1DConfig", "GlobalMaxPool1DConfig",
+    "GRUConfig", "LSTMConfig",
 ]

@@ -19,13 +19,19 @@ Unseen = Literal["other", "error", "zeros"]
 
 NaValues = list[Annotated[str, Field(min_length=1)]]
 
+WordGrams = Annotated[tuple[Annotated[int, Field(ge=1, le=3)], Annotated[int, Field(ge=1, le=3)]],
+                      Either("[low, high], whole numbers from 1 to 3")]
+CharGrams = Annotated[tuple[Annotated[int, Field(ge=1, le=8)], Annotated[int, Field(ge=1, le=8)]],
+                      Either("[low, high], whole numbers from 1 to 8")]
+
 
 class ColumnConfig(Strict):
     """How one CSV column becomes network inputs; unset fields take the data-wide default."""
 
-    type: Literal["numeric", "boolean", "categorical", "date"] | None = Field(
+    type: Literal["numeric", "boolean", "categorical", "date", "text"] | None = Field(
         None, description="Inferred from the first rows when omitted: numbers are numeric, "
-        "true/false boolean, dates date, anything else categorical (one-hot encoded).")
+        "true/false boolean, dates date, free text (many distinct values of several words) "
+        "text, anything else categorical (one-hot encoded).")
     scaling: Scaling | None = Field(None, description="For numeric columns.")
     missing: Missing | None = Field(None, description="What to do with missing cells.")
     fill_value: FillValue | None = Field(None, description="The value for missing: constant.")
@@ -43,6 +49,47 @@ class ColumnConfig(Strict):
     date_format: str | None = Field(None, min_length=2, description="Date: the cells' "
                                     "format in strftime codes, e.g. '%d.%m.%Y' (default: "
                                     "ISO 8601 and the common orders, detected).")
+    encoding: Literal["tfidf", "sequence"] | None = Field(
+        None, description="Text: tfidf (default; a bag of words, one input per vocabulary "
+        "token) or sequence (word ids in order, for an embedding layer first in "
+        "model.layers).")
+    lowercase: bool | None = Field(None, description="Text: compare words in lower case "
+                                   "(default true).")
+    token_pattern: str | None = Field(None, min_length=1, description="Text: a regular "
+                                      "expression for one token (default: words of two or "
+                                      r"more letters or digits, '(?u)\b\w\w+\b').")
+    ngrams: WordGrams | None = Field(None, description="Text, tfidf: the word n-grams, "
+                                     "[1, 2] for words and pairs of words (default [1, 1]).")
+    char_ngrams: CharGrams | None = Field(None, description="Text, tfidf: add character "
+                                          "n-grams within words, e.g. [2, 4] (default "
+                                          "none).")
+    max_tokens: Count | None = Field(None, description="Text: the vocabulary's size, the "
+                                     "most frequent tokens of the training rows (default "
+                                     "5,000 for tfidf, 20,000 for sequence).")
+    min_count: Count | None = Field(None, description="Text: leave out tokens in fewer "
+                                    "training rows (tfidf) or rarer (sequence) than this.")
+    max_length: Count | None = Field(None, description="Text, sequence: words per row, the "
+                                     "rest cut off (default: enough for 95% of the training "
+                                     "texts, at most 400).")
+
+    @model_validator(mode="after")
+    def _text_settings(self) -> ColumnConfig:
+        from bpcli.text import check_pattern  # the tokeniser owns what a pattern may be
+
+        if self.token_pattern is not None:
+            check_pattern(self.token_pattern)
+        for name in ("ngrams", "char_ngrams"):
+            pair = getattr(self, name)
+            if pair is not None and pair[0] > pair[1]:
+                raise ValueError(f"{name} is [low, high]; {list(pair)} has low > high")
+        if self.encoding == "sequence":
+            for name in ("ngrams", "char_ngrams"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} are for encoding: tfidf; a sequence feeds "
+                                     "the words in order")
+        elif self.max_length is not None and self.encoding is not None:
+            raise ValueError("max_length is for encoding: sequence")
+        return self
 
 
 class DataConfig(Strict):
@@ -136,5 +183,7 @@ class DataConfig(Strict):
             max_categories=own.max_categories or self.max_categories,
             min_frequency=own.min_frequency or self.min_frequency,
             fold_case=own.fold_case if own.fold_case is not None else self.fold_case,
-            date_format=own.date_format,
+            date_format=own.date_format, encoding=own.encoding, lowercase=own.lowercase,
+            token_pattern=own.token_pattern, ngrams=own.ngrams, char_ngrams=own.char_ngrams,
+            max_tokens=own.max_tokens, min_count=own.min_count, max_length=own.max_length,
         )

@@ -20,7 +20,7 @@ from bpcli.config.locating import (
     locate,
     one_per_typo,
 )
-from bpcli.config.model import DenseConfig
+from bpcli.config.model import DenseConfig, EmbeddingConfig
 from bpcli.config.schema import Config
 from bpcli.errors import ConfigError
 from bpcli.files import read_limited
@@ -253,6 +253,10 @@ def _structure_problems(loaded: LoadedConfig) -> list[str]:
     if not isinstance(layers[-1], DenseConfig):
         problems.append(loaded.problem(("model", "layers", len(layers) - 1),
                                        "the last layer must be dense (the output layer)"))
+    for i, layer in enumerate(layers[1:], 1):
+        if isinstance(layer, EmbeddingConfig):
+            problems.append(loaded.problem(("model", "layers", i), "an embedding must be the "
+                                           "first layer: it reads the text column's word ids"))
     for i, layer in enumerate(layers[:-1]):
         if isinstance(layer, DenseConfig) and layer.units is None:
             problems.append(loaded.problem(("model", "layers", i),

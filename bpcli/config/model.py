@@ -119,9 +119,77 @@ class FlattenConfig(Strict):
     type: Literal["flatten"]
 
 
+class EmbeddingConfig(Strict):
+    """Word ids to vectors: first in model.layers, for a text column with encoding:
+    sequence. Padding gives zero vectors; repeated words add up their gradients."""
+
+    type: Literal["embedding"]
+    dimension: int = Field(ge=1, le=MAX_UNITS, description="Numbers per word.")
+    vocabulary: int | None = Field(None, ge=2, description="Set from the data: the text "
+                                   "column's vocabulary, with padding and unknown words.")
+    length: int | None = Field(None, ge=1, description="Set from the data: the text "
+                               "column's max_length.")
+
+
+class Conv1DConfig(Strict):
+    """1-D convolution over the positions of a sequence (length, channels), followed by
+    its activation; padding positions read as zeros."""
+
+    type: Literal["conv1d"]
+    filters: int = Field(ge=1, le=MAX_FILTERS, description="Output channels.")
+    kernel_size: int = Field(ge=1, le=MAX_UNITS, description="Positions per window.")
+    stride: int = Field(1, ge=1, le=MAX_UNITS, description="Step between windows.")
+    padding: Literal["same", "valid"] | Annotated[int, Field(ge=0, le=MAX_UNITS)] = Field(
+        "same", description="same (one output per position / stride), valid (none) or "
+        "zeros at each end.")
+    activation: ActivationSpec | None = Field(None, description="Default: relu.")
+    init: InitSpec = Field(
+        default_factory=lambda: InitConfig(name="auto"),
+        description="Kernel initialiser; auto as for conv2d.")
+
+    def activation_name(self) -> str | None:
+        return self.activation.name if self.activation is not None else None
+
+
+class GlobalMaxPool1DConfig(Strict):
+    """The largest value of each channel over a text's words (padding left out):
+    (length, channels) -> (channels,), followed by the file's other inputs."""
+
+    type: Literal["global_max_pool1d"]
+
+
+class GlobalAvgPool1DConfig(Strict):
+    """The mean of each channel over a text's words (padding left out):
+    (length, channels) -> (channels,), followed by the file's other inputs."""
+
+    type: Literal["global_avg_pool1d"]
+
+
+class _RecurrentConfig(Strict):
+    type: str
+    units: int = Field(ge=1, le=MAX_UNITS, description="Size of the state.")
+    return_sequences: bool = Field(False, description="Every position's state (for "
+                                   "another recurrent layer or a pool) instead of the "
+                                   "last one (followed by the file's other inputs).")
+
+
+class GRUConfig(_RecurrentConfig):
+    """Gated recurrent unit over a sequence, as PyTorch's; padding carries the state."""
+
+    type: Literal["gru"]
+
+
+class LSTMConfig(_RecurrentConfig):
+    """Long short-term memory over a sequence, as PyTorch's; padding carries the state."""
+
+    type: Literal["lstm"]
+
+
 LayerConfig = Annotated[DenseConfig | DropoutConfig | BatchNormConfig | LayerNormConfig
                         | Conv2DConfig | MaxPool2DConfig | AvgPool2DConfig
-                        | GlobalAvgPool2DConfig | FlattenConfig,
+                        | GlobalAvgPool2DConfig | FlattenConfig | EmbeddingConfig
+                        | Conv1DConfig | GlobalMaxPool1DConfig | GlobalAvgPool1DConfig
+                        | GRUConfig | LSTMConfig,
                         Field(discriminator="type")]
 
 

@@ -7,6 +7,8 @@ from bpcli.nn.layers import LAYERS, Activation, Dense, Dropout, Layer
 from bpcli.nn.losses import LOSSES, Loss
 from bpcli.nn.network import Network
 from bpcli.nn.optimizers import OPTIMIZERS, Optimizer
+from bpcli.nn.recurrent import GRU, LSTM
+from bpcli.nn.sequence import Conv1D, Embedding, GlobalAvgPool1D, GlobalMaxPool1D
 
 __all__ = [
     "ACTIVATIONS",
@@ -16,11 +18,17 @@ __all__ = [
     "OPTIMIZERS",
     "Activation",
     "AvgPool2D",
+    "Conv1D",
     "Conv2D",
     "Dense",
     "Dropout",
+    "Embedding",
     "Flatten",
+    "GRU",
+    "GlobalAvgPool1D",
     "GlobalAvgPool2D",
+    "GlobalMaxPool1D",
+    "LSTM",
     "Layer",
     "Loss",
     "MaxPool2D",

@@ -90,6 +90,29 @@ def constant(value: float) -> Initializer:
     return init
 
 
+def orthogonal(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
+    """A matrix with orthonormal rows or columns (Saxe et al., 2014), from the QR
+    decomposition of a standard normal one, signs fixed as Keras and PyTorch do: the
+    recurrent weights' default, so that repeated products neither blow up nor vanish."""
+    rows, columns = shape[0], math.prod(shape[1:])
+    normal = rng.standard_normal((max(rows, columns), min(rows, columns)))
+    q, r = np.linalg.qr(normal)
+    q *= np.sign(np.diag(r))
+    matrix = q if rows >= columns else q.T
+    return matrix.reshape(shape).astype(dtype)
+
+
+def uniform(limit: float) -> Initializer:
+    """U(-limit, limit), whatever the fans: Keras' default for embeddings (limit 0.05)."""
+    if not (math.isfinite(limit) and limit > 0):
+        raise ValueError(f"uniform initialiser limit must be positive, got {limit}")
+
+    def init(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike) -> NDArray:
+        return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+    return init
+
+
 INITIALIZERS: dict[str, Initializer] = {
     "glorot_uniform": glorot_uniform,
     "glorot_normal": glorot_normal,
@@ -98,11 +121,13 @@ INITIALIZERS: dict[str, Initializer] = {
     "lecun_uniform": lecun_uniform,
     "lecun_normal": lecun_normal,
     "zeros": zeros,
+    "orthogonal": orthogonal,
 }
 
 #: Initialisers that need options: factories taking them as keyword arguments.
 PARAMETRIC_INITIALIZERS: dict[str, Callable[..., Initializer]] = {
     "constant": constant,
+    "uniform": uniform,
 }
 
 

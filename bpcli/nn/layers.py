@@ -52,6 +52,9 @@ class Layer:
         self.output_shape: Shape = ()
         self.needs_input_grad = True
         self.may_overwrite_input = False
+        #: For sequence layers: the earlier layer that knows which positions of this
+        #: layer's input are padding (see ``bpcli.nn.sequence``); set by the network.
+        self.mask_source: Layer | None = None
 
     #: True when the layer keeps a reference to its output for backward (so the next layer
     #: must not overwrite it).
@@ -81,6 +84,29 @@ class Layer:
 
     def backward(self, dY: Array) -> Array | None:
         raise NotImplementedError
+
+    def takes_ids(self) -> bool:
+        """True for a layer whose input is token ids, which have no gradient."""
+        return False
+
+    def next_mask_source(self) -> Layer | None:
+        """The mask source of the next layer: this layer's own, passed on by layers that
+        keep every position where it is (activations, dropout, normalisation)."""
+        return self.mask_source if self.output_shape == self.input_shape else None
+
+    def output_mask(self) -> NDArray[np.bool_] | None:
+        """(Mask sources) which positions of this layer's last output are real."""
+        source = self.mask_source
+        return source.output_mask() if source is not None else None
+
+    def side_features(self) -> Array | None:
+        """(Mask sources) the other columns' features an embedding kept aside."""
+        source = self.mask_source
+        return source.side_features() if source is not None else None
+
+    def side_width(self) -> int:
+        source = self.mask_source
+        return source.side_width() if source is not None else 0
 
     def hold_randomness(self, hold: bool) -> None:
         """While held, a stochastic layer reuses its last random draw (for gradient checks)."""

@@ -14,6 +14,7 @@ from bpcli.nn.conv import Conv2D
 from bpcli.nn.layers import KIND_KEY, Activation, Dense, Layer, Shape
 from bpcli.nn.losses import Loss
 from bpcli.nn.regularization import Penalties, add_penalty_gradients, penalty_value
+from bpcli.nn.sequence import Conv1D
 
 Array = NDArray[np.floating]
 #: rows a network takes at once in inference (validation, predict, evaluate): bounds memory
@@ -51,8 +52,11 @@ class Network:
         self.dtype = np.dtype(dtype)
         self.input_shape = tuple(input_shape)
         shape = self.input_shape
+        mask_source: Layer | None = None  # see bpcli.nn.sequence: padding of sequences
         for layer in layers:
+            layer.mask_source = mask_source
             shape = layer.build(shape, rng, self.dtype)
+            mask_source = layer.next_mask_source()
         self.output_shape = shape
         # The first layer's input gradient is never needed in training.
         if layers:
@@ -232,12 +236,12 @@ class Network:
 
 def layer_numbers(layers: list[Layer]) -> list[int]:
     """The number of each layer as people count them, and as a config numbers its
-    ``model.layers``: an activation right after a dense or conv2d layer is part of that
+    ``model.layers``: an activation right after a dense, conv2d or conv1d layer is part of that
     layer (its ``activation``), not a layer of its own. Parameter names in model files
     keep the plain positions in ``layers``."""
     numbers: list[int] = []
     for i, layer in enumerate(layers):
         fused = (isinstance(layer, Activation) and i > 0
-                 and isinstance(layers[i - 1], Dense | Conv2D))
+                 and isinstance(layers[i - 1], Dense | Conv2D | Conv1D))
         numbers.append(numbers[-1] if fused else (numbers[-1] + 1 if numbers else 0))
     return numbers

@@ -142,3 +142,41 @@ def avg_pool2d_backward(X: NDArray, dY: NDArray, window: Pair, stride: Pair, pad
 def _unpad(dXp: NDArray, pads: Pads, shape: tuple[int, ...]) -> NDArray:
     (top, _), (left, _) = pads
     return dXp[:, :, top : top + shape[2], left : left + shape[3]]
+
+
+def conv1d_forward(X: NDArray[Any], W: NDArray[Any], b: NDArray[Any], stride: int,
+                   pads: tuple[int, int]) -> NDArray[Any]:
+    """``Conv1D``'s forward pass as loops. ``X`` is ``(N, L, C)`` (positions, then channels,
+    as sequence layers hold them), ``W`` is ``(F, C, k)``; returns ``(N, L', F)``."""
+    N, L, C = X.shape
+    F, _, k = W.shape
+    Xp = np.pad(X, ((0, 0), pads, (0, 0)))
+    out = (Xp.shape[1] - k) // stride + 1
+    Y = np.zeros((N, out, F), dtype=X.dtype)
+    for n in range(N):
+        for t in range(out):
+            window = Xp[n, t * stride : t * stride + k]  # (k, C)
+            for f in range(F):
+                Y[n, t, f] = b[f] + np.sum(window * W[f].T)
+    return Y
+
+
+def conv1d_backward(X: NDArray[Any], W: NDArray[Any], dY: NDArray[Any], stride: int,
+                    pads: tuple[int, int]) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+    """``(dX, dW, db)`` of ``conv1d_forward``: each output's gradient flows back to the
+    window and the kernel that made it."""
+    N, L, C = X.shape
+    F, _, k = W.shape
+    Xp = np.pad(X, ((0, 0), pads, (0, 0)))
+    dXp = np.zeros_like(Xp)
+    dW = np.zeros_like(W)
+    db = np.zeros(F, dtype=X.dtype)
+    for n in range(N):
+        for t in range(dY.shape[1]):
+            start = t * stride
+            for f in range(F):
+                g = dY[n, t, f]
+                db[f] += g
+                dW[f] += g * Xp[n, start : start + k].T
+                dXp[n, start : start + k] += g * W[f].T
+    return dXp[:, pads[0] : pads[0] + L], dW, db

@@ -1,0 +1,321 @@
+"""Recurrent layers, trained by backpropagation through time: ``GRU`` and ``LSTM``.
+
+Inputs are sequences ``(batch, length, features)``; the output is the last state
+``(batch, units)`` or, with ``return_sequences``, every state ``(batch, length, units)``.
+Both follow PyTorch's equations and gate order, so their weights map one to one onto
+``torch.nn.GRU``/``torch.nn.LSTM`` (transposed: here ``W`` is ``(features, gates * units)``
+and ``U`` is ``(units, gates * units)``, so that a step is ``X_t @ W + h @ U``).
+
+Padding (see ``bpcli.nn.sequence``): at a padding position the state is carried over
+unchanged, so the last state is the state after the last real token, and a row with no
+real token ends in the zero initial state. The input products ``X @ W`` of every position
+are one matrix product before the loop, and the products of the states with ``dU`` one
+after it; only the step-to-step recursion is a loop over positions, vectorised over the
+batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from bpcli.nn.init import make_initializer
+from bpcli.nn.layers import LAYERS, Array, Layer, Shape
+from bpcli.nn.sequence import sequence_mask, side_features, side_width
+
+
+def _sigmoid_in_place(x: Array) -> None:
+    """σ(x) = (tanh(x / 2) + 1) / 2: stable for any x, and no new arrays."""
+    x *= 0.5
+    np.tanh(x, out=x)
+    x += 1.0
+    x *= 0.5
+
+
+class _Recurrent(Layer):
+    """What GRU and LSTM share: shapes, parameters, masks and the output's form."""
+
+    gates: int
+
+    def __init__(self, units: int, return_sequences: bool = False,
+                 init: str = "glorot_uniform", recurrent_init: str = "orthogonal") -> None:
+        super().__init__()
+        if not isinstance(units, int | np.integer) or isinstance(units, bool) or units < 1:
+            raise ValueError(f"{self.kind} units must be a positive int, got {units!r}")
+        self.units = int(units)
+        self.return_sequences = bool(return_sequences)
+        self.init = init
+        self.recurrent_init = recurrent_init
+        self._initializer = make_initializer(init)
+        self._recurrent_initializer = make_initializer(recurrent_init)
+        self._mask: Array | None = None  # (batch, length, 1), 1.0 at real positions
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 2:
+            raise ValueError(f"{self.kind} expects sequences (length, features), got shape "
+                             f"{input_shape}")
+        if self.return_sequences:
+            return (int(input_shape[0]), self.units)
+        return (self.units + side_width(self),)
+
+    def count_params(self, input_shape: Shape) -> int:
+        width = self.gates * self.units
+        return (int(input_shape[-1]) + self.units) * width + self._bias_count() * width
+
+    def _bias_count(self) -> int:
+        return 1
+
+    def _build_weights(self, features: int, rng: np.random.Generator,
+                       dtype: DTypeLike) -> dict[str, Array]:
+        width = self.gates * self.units
+        return {"W": self._initializer((features, width), rng, dtype),
+                "U": self._recurrent_initializer((self.units, width), rng, dtype)}
+
+    def next_mask_source(self) -> Layer | None:
+        return self.mask_source if self.return_sequences else None
+
+    def _positions(self, X: Array) -> tuple[Array, NDArray[np.bool_], int]:
+        """``(m, every, steps)``: ``m`` 1.0 at real positions and 0.0 at padding, (batch,
+        length, 1); ``every[t]`` whether position t is real in every row (no blending
+        needed); and how many positions hold a real word in some row: after them every
+        state is carried over, so the loops stop there."""
+        mask = sequence_mask(self)
+        if mask is None:
+            length = X.shape[1]
+            return (np.ones((*X.shape[:2], 1), dtype=X.dtype),
+                    np.ones(length, dtype=np.bool_), length)
+        anywhere = np.flatnonzero(mask.any(axis=0))
+        steps = int(anywhere[-1]) + 1 if len(anywhere) else 0
+        return mask[..., None].astype(X.dtype), np.asarray(mask.all(axis=0)), steps
+
+    def _output(self, states: Array) -> Array:
+        """``states`` (batch, length + 1, units), the initial state first."""
+        if self.return_sequences:
+            return states[:, 1:].copy()
+        last = states[:, -1]
+        side = side_features(self)
+        return last.copy() if side is None else np.concatenate([last, side], axis=1)
+
+    def _state_gradients(self, dY: Array) -> Array:
+        """The output's gradient per position's state: (batch, length, units)."""
+        n, length = len(dY), self.input_shape[0]
+        if self.return_sequences:
+            return dY
+        dH = np.zeros((n, length, self.units), dtype=dY.dtype)
+        dH[:, -1] = dY[:, : self.units]
+        return dH
+
+    def _weight_gradients(self, X: Array, states: Array, dXW: Array, dHU: Array,
+                          bias_of_hU: str | None) -> Array | None:
+        width = dXW.shape[-1]
+        features = X.shape[-1]
+        self.grads["W"][...] = X.reshape(-1, features).T @ dXW.reshape(-1, width)
+        self.grads["U"][...] = states[:, :-1].reshape(-1, self.units).T @ dHU.reshape(-1, width)
+        self.grads["b"][...] = dXW.sum(axis=(0, 1))
+        if bias_of_hU is not None:
+            self.grads[bias_of_hU][...] = dHU.sum(axis=(0, 1))
+        if not self.needs_input_grad:
+            return None
+        dX: Array = dXW @ self.params["W"].T
+        return dX
+
+    def settings(self) -> dict[str, Any]:
+        return {"units": self.units,
+                "return_sequences": self.return_sequences, "init": self.init,
+                "recurrent_init": self.recurrent_init}
+
+
+class GRU(_Recurrent):
+    """Gated recurrent unit, as PyTorch's (reset gate applied after ``U``):
+
+    ``r = σ(x W_r + b_r + h U_r + c_r)``, ``z = σ(x W_z + b_z + h U_z + c_z)``,
+    ``n = tanh(x W_n + b_n + r ⊙ (h U_n + c_n))``, ``h' = (1 − z) ⊙ n + z ⊙ h``,
+
+    with ``b`` the input bias and ``c`` the recurrent bias, each ``(3 * units,)`` in the
+    order r, z, n.
+    """
+
+    kind = "gru"
+    gates = 3
+
+    def _bias_count(self) -> int:
+        return 2
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
+        shape = super().build(input_shape, rng, dtype)
+        width = self.gates * self.units
+        self.params = {**self._build_weights(int(input_shape[1]), rng, dtype),
+                       "b": np.zeros(width, dtype=dtype), "c": np.zeros(width, dtype=dtype)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        return shape
+
+    def forward(self, X: Array, training: bool) -> Array:
+        n, length, _ = X.shape
+        H = self.units
+        W, U, b, c = (self.params[k] for k in ("W", "U", "b", "c"))
+        XW = X @ W + b  # every position's input part at once: (n, length, 3H)
+        m, every, steps = self._positions(X)
+        states = np.zeros((n, length + 1, H), dtype=X.dtype)
+        rz = np.empty((n, length, 2 * H), dtype=X.dtype)  # the r and z gates
+        cands = np.empty((n, length, H), dtype=X.dtype)  # n, the candidate state
+        hn = np.empty((n, length, H), dtype=X.dtype)  # h U_n + c_n, before the reset
+        hU = np.empty((n, 3 * H), dtype=X.dtype)
+        for t in range(steps):
+            h = states[:, t]
+            np.matmul(h, U, out=hU)
+            hU += c
+            gate = rz[:, t]
+            np.add(XW[:, t, : 2 * H], hU[:, : 2 * H], out=gate)
+            _sigmoid_in_place(gate)
+            r, z = gate[:, :H], gate[:, H:]
+            hn[:, t] = hU[:, 2 * H :]
+            cand = cands[:, t]
+            np.multiply(r, hn[:, t], out=cand)
+            cand += XW[:, t, 2 * H :]
+            np.tanh(cand, out=cand)
+            new = states[:, t + 1]  # (1 - z) * cand + z * h
+            np.subtract(h, cand, out=new)
+            new *= z
+            new += cand
+            if not every[t]:  # padding carries the state over
+                np.copyto(new, h, where=m[:, t] == 0)
+        states[:, steps + 1 :] = states[:, steps : steps + 1]
+        if training:
+            self._cache = (X, m, every, steps, states, rz, cands, hn)
+        return self._output(states)
+
+    def backward(self, dY: Array) -> Array | None:
+        X, m, every, steps, states, rz, cands, hn = self._cache
+        n, length, _ = X.shape
+        H = self.units
+        UT = np.ascontiguousarray(self.params["U"].T)
+        dH = self._state_gradients(dY)
+        # what each step's gradients are multiplied by, for every step at once
+        R, Z, C = rz[:, :steps, :H], rz[:, :steps, H:], cands[:, :steps]
+        to_cand = (1 - Z) * (1 - C * C)
+        to_z = (states[:, :steps] - C) * Z * (1 - Z)
+        to_r = hn[:, :steps] * R * (1 - R)
+        dXW = np.zeros((n, length, 3 * H), dtype=dY.dtype)  # gradients of the input part
+        dHU = np.zeros((n, length, 3 * H), dtype=dY.dtype)  # ... and of h U + c
+        dh = dH[:, steps:].sum(axis=1)  # positions after the last word carry the state
+        for t in reversed(range(steps)):
+            dh += dH[:, t]
+            dnew = dh if every[t] else m[:, t] * dh
+            d, e = dXW[:, t], dHU[:, t]
+            np.multiply(dnew, to_cand[:, t], out=d[:, 2 * H :])
+            np.multiply(dnew, to_z[:, t], out=d[:, H : 2 * H])
+            np.multiply(d[:, 2 * H :], to_r[:, t], out=d[:, :H])
+            e[:, : 2 * H] = d[:, : 2 * H]
+            np.multiply(d[:, 2 * H :], R[:, t], out=e[:, 2 * H :])
+            carried = dh if not every[t] else None
+            dh = dnew * Z[:, t]
+            dh += e @ UT
+            if carried is not None:
+                dh += (1 - m[:, t]) * carried
+        return self._weight_gradients(X, states, dXW, dHU, bias_of_hU="c")
+
+
+class LSTM(_Recurrent):
+    """Long short-term memory, as PyTorch's (gates i, f, g, o):
+
+    ``i = σ(x W_i + h U_i + b_i)``, ``f = σ(…_f)``, ``g = tanh(…_g)``, ``o = σ(…_o)``,
+    ``c' = f ⊙ c + i ⊙ g``, ``h' = o ⊙ tanh(c')``,
+
+    with one bias ``b`` of ``(4 * units,)`` (PyTorch's two biases add up to it), its forget
+    part starting at 1 so that early training keeps the cell's memory (Jozefowicz et al.,
+    2015; Keras' ``unit_forget_bias``).
+    """
+
+    kind = "lstm"
+    gates = 4
+
+    def _bias_count(self) -> int:
+        return 1
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
+        shape = super().build(input_shape, rng, dtype)
+        b = np.zeros(4 * self.units, dtype=dtype)
+        b[self.units : 2 * self.units] = 1.0
+        self.params = {**self._build_weights(int(input_shape[1]), rng, dtype), "b": b}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        return shape
+
+    def forward(self, X: Array, training: bool) -> Array:
+        n, length, _ = X.shape
+        H = self.units
+        XW = X @ self.params["W"] + self.params["b"]
+        U = self.params["U"]
+        m, every, steps = self._positions(X)
+        states = np.zeros((n, length + 1, H), dtype=X.dtype)
+        cells = np.zeros((n, length + 1, H), dtype=X.dtype)
+        acts = np.empty((n, length, 4 * H), dtype=X.dtype)  # i, f, g, o after σ/tanh
+        tanh_cells = np.empty((n, length, H), dtype=X.dtype)
+        for t in range(steps):
+            h, cell = states[:, t], cells[:, t]
+            a = acts[:, t]
+            np.matmul(h, U, out=a)
+            a += XW[:, t]
+            # one σ over all four gates, g's inputs doubled first: tanh(x) = 2σ(2x) - 1
+            a[:, 2 * H : 3 * H] *= 2
+            _sigmoid_in_place(a)
+            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            g *= 2
+            g -= 1
+            new_cell = cells[:, t + 1]
+            np.multiply(f, cell, out=new_cell)
+            new_cell += i * g
+            np.tanh(new_cell, out=tanh_cells[:, t])
+            np.multiply(o, tanh_cells[:, t], out=states[:, t + 1])
+            if not every[t]:  # padding carries the state over
+                padding = m[:, t] == 0
+                np.copyto(new_cell, cell, where=padding)
+                np.copyto(states[:, t + 1], h, where=padding)
+        states[:, steps + 1 :] = states[:, steps : steps + 1]
+        if training:
+            self._lstm_cache = (X, m, every, steps, states, cells, acts, tanh_cells)
+        return self._output(states)
+
+    def backward(self, dY: Array) -> Array | None:
+        X, m, every, steps, states, cells, acts, tanh_cells = self._lstm_cache
+        n, length, _ = X.shape
+        H = self.units
+        UT = np.ascontiguousarray(self.params["U"].T)
+        dH = self._state_gradients(dY)
+        # what each step's gradients are multiplied by, for every step at once
+        gates = acts[:, :steps]
+        gi, gf = gates[..., :H], gates[..., H : 2 * H]
+        gg, go = gates[..., 2 * H : 3 * H], gates[..., 3 * H :]
+        TC = tanh_cells[:, :steps]
+        to_cell = go * (1 - TC * TC)
+        to_i, to_f = gg * gi * (1 - gi), cells[:, :steps] * gf * (1 - gf)
+        to_g, to_o = gi * (1 - gg * gg), TC * go * (1 - go)
+        dG = np.zeros((n, length, 4 * H), dtype=dY.dtype)  # gradients of the gates' inputs
+        dh = dH[:, steps:].sum(axis=1)  # positions after the last word carry the state
+        dc = np.zeros((n, H), dtype=dY.dtype)
+        for t in reversed(range(steps)):
+            dh += dH[:, t]
+            if every[t]:
+                dnew = dh
+                dcell = dh * to_cell[:, t]
+                dcell += dc
+            else:  # at padding the gradients pass to the carried state untouched
+                real = m[:, t]
+                dnew = real * dh
+                dcell = real * dc + dnew * to_cell[:, t]
+            d = dG[:, t]
+            np.multiply(dcell, to_i[:, t], out=d[:, :H])
+            np.multiply(dcell, to_f[:, t], out=d[:, H : 2 * H])
+            np.multiply(dcell, to_g[:, t], out=d[:, 2 * H : 3 * H])
+            np.multiply(dnew, to_o[:, t], out=d[:, 3 * H :])
+            if every[t]:
+                dc = dcell * gf[:, t]
+                dh = d @ UT
+            else:
+                dc = (1 - real) * dc + dcell * gf[:, t]
+                dh = (1 - real) * dh + d @ UT
+        return self._weight_gradients(X, states, dG, dG, bias_of_hU=None)
+
+
+LAYERS.update({cls.kind: cls for cls in (GRU, LSTM)})
