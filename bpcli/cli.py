@@ -281,6 +281,39 @@ def train(
     _run(action)
 
 
+@app.command()
+def sweep(
+    sweep_file: Annotated[Optional[Path], typer.Argument(  # noqa: UP045
+        help="The sweep file: a base config and the values to search.", metavar="SWEEP",
+        show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--resume", help="Carry on this sweep directory: finished trials are kept.")]
+    = None,
+    workers: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--workers", min=1, help="Trials at once (default: the sweep file's workers, "
+        "else one per core).")] = None,
+    threads: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--threads", min=1, help="Threads for each trial's matrix products (default: the "
+        "cores shared among the workers).")] = None,
+) -> None:
+    """Train many variants of a config (grid or random search, ASHA) and name the best."""
+    from bpcli.commands.sweep import resume as resume_sweep
+    from bpcli.commands.sweep import sweep as run_sweep
+    from bpcli.display import Display
+    from bpcli.errors import UsageError
+
+    def action() -> Path:
+        if (sweep_file is None) == (resume is None):
+            raise UsageError("give a sweep file (bp sweep SWEEP.yaml) or a sweep to carry "
+                             "on (bp sweep --resume SWEEP_DIR), one of the two")
+        if resume is not None:
+            return resume_sweep(resume, Display(), workers, threads)
+        assert sweep_file is not None
+        return run_sweep(sweep_file, Display(), workers, threads)
+
+    _run(action)
+
+
 DelimiterOption = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--delimiter", help="The input's delimiter: , ; | or tab (default: the one the model "
     "was trained with if its config set one, else detected).")]

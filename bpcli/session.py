@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,11 @@ import numpy as np
 import yaml
 
 from bpcli.atomic import write_text_atomic
-from bpcli.config import load_config
+from bpcli.config import LoadedConfig, load_config
 from bpcli.csvfile import listed
 from bpcli.display import Display
 from bpcli.errors import ModelFileError, UsageError
-from bpcli.events import TrainingEnded
+from bpcli.events import EpochEnded, Listener, TrainingEnded
 from bpcli.experiment import Experiment, prepare
 from bpcli.inference import score
 from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
@@ -62,13 +62,35 @@ class Session:
     metrics_rows: list[list[str]]
     threads: int | None  # --threads; None: bp chooses, and keeps choosing while training
     meter: CpuMeter | None  # how busy the machine is, when bp chooses
+    hooks: Hooks
+
+
+@dataclass
+class Hooks:
+    """What a driver of sessions (a sweep) adds to the loop: listeners that hear every
+    event after the run's own writers and display, and a rule that ends training after an
+    epoch, as early stopping does (the run keeps its best epoch and writes its model)."""
+
+    listeners: list[Listener] = field(default_factory=list)
+    stop_after: Callable[[EpochEnded], bool] | None = None
+    threads_by: str = "--threads"  # who set the thread count given, for summary.json
 
 
 def train(config_path: Path, display: Display, overrides: Sequence[str] = (),
           health: bool = False, threads: int | None = None) -> Path:
     """Train the network ``config_path`` describes in a new run directory."""
     meter = CpuMeter() if threads is None else None
-    loaded = load_config(config_path, overrides)
+    return train_loaded(load_config(config_path, overrides), display, health=health,
+                        threads=threads, meter=meter)
+
+
+def train_loaded(loaded: LoadedConfig, display: Display, *, health: bool = False,
+                 threads: int | None = None, meter: CpuMeter | None = None,
+                 run_dir: Path | None = None, hooks: Hooks | None = None) -> Path:
+    """Train a loaded config in a new run directory under its ``output.runs_dir``, or in
+    ``run_dir`` (made if need be; a sweep names its trials' directories itself)."""
+    if threads is None and meter is None:
+        meter = CpuMeter()
     with display.working("reading the data"):  # a big CSV takes a while
         experiment = prepare(loaded)
     config = experiment.config
@@ -84,18 +106,23 @@ def train(config_path: Path, display: Display, overrides: Sequence[str] = (),
     trainer = _trainer(experiment, network, optimizer, np.random.default_rng(shuffle_seed),
                        health)
     assert config.output.name is not None
-    # model.npz, best and last checkpoints with optimizer state, and their temporary copies
-    needed = 8 * network.flat_params.nbytes + (1 << 20)
-    run_dir = create_run_dir(Path(config.output.runs_dir), config.output.name, needed)
+    if run_dir is None:
+        # model.npz, best and last checkpoints with optimizer state, and their temporary
+        # copies
+        needed = 8 * network.flat_params.nbytes + (1 << 20)
+        run_dir = create_run_dir(Path(config.output.runs_dir), config.output.name, needed)
+    else:
+        RunFiles(run_dir).checkpoints.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         _write_config(run_dir, experiment)
         display.info(f"run directory: {run_dir}")
         return _run(Session(run_dir, experiment, network, optimizer, trainer, [], threads,
-                            meter), display)
+                            meter, hooks or Hooks()), display)
 
 
 def resume(run_dir: Path, display: Display, force: bool, health: bool = False,
-           epochs: int | None = None, threads: int | None = None) -> Path:
+           epochs: int | None = None, threads: int | None = None,
+           hooks: Hooks | None = None) -> Path:
     """Carry on the run in ``run_dir`` from its last checkpoint, bit for bit; with
     ``epochs``, to that new total (which also extends a finished run)."""
     files = RunFiles(run_dir)
@@ -109,6 +136,7 @@ def resume(run_dir: Path, display: Display, force: bool, health: bool = False,
     with RunLock(run_dir):  # held until the session ends: no second process on this run
         session = _resume_locked(run_dir, display, force, health, epochs)
         session.threads, session.meter = threads, meter
+        session.hooks = hooks or Hooks()
         return _run(session, display)
 
 
@@ -163,7 +191,8 @@ def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
                  + (f", batch {state.batch}" if state.batch else "")
                  + (" (inputs changed; --force given)" if changes else ""))
     rows = read_metrics(run_dir, state.epoch)
-    return Session(run_dir, experiment, network, optimizer, trainer, rows, None, None)
+    return Session(run_dir, experiment, network, optimizer, trainer, rows, None, None,
+                   Hooks())
 
 
 def _finished(run_dir: Path) -> bool:
@@ -271,8 +300,9 @@ def _run(session: Session, display: Display) -> Path:
     with StopOnSignal() as stop:
         try:
             with display.training() as view:
-                trainer.listeners = [recorder, curves, view]
+                trainer.listeners = [recorder, curves, view, *session.hooks.listeners]
                 trainer.should_stop = stop
+                trainer.stop_after = session.hooks.stop_after
                 result = trainer.fit(experiment.X_train, experiment.Y_train,
                                      experiment.X_val, experiment.Y_val)
         except TrainingDiverged:
@@ -315,7 +345,7 @@ def _use_threads(session: Session, run_dir: Path) -> dict[str, Any]:
     started (a resumed run keeps its count: another count may sum products in another
     order), or chosen for this network on this machine now."""
     if session.threads is not None:
-        return {"threads": session.threads, "chosen_by": "--threads"}
+        return {"threads": session.threads, "chosen_by": session.hooks.threads_by}
     recorded = _recorded_threads(run_dir)
     if recorded is not None:
         set_threads(recorded["threads"])

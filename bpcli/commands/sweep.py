@@ -1,0 +1,19 @@
+"""``bp sweep``: train the trials of a search space over a config and name the best; or
+carry on an interrupted sweep (``--resume``). The sweep itself lives in ``bpcli.sweep``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bpcli.display import Display
+from bpcli.sweep import run
+
+
+def sweep(sweep_file: Path, display: Display, workers: int | None = None,
+          threads: int | None = None) -> Path:
+    return run.sweep(sweep_file, display, workers, threads)
+
+
+def resume(sweep_dir: Path, display: Display, workers: int | None = None,
+           threads: int | None = None) -> Path:
+    return run.resume(sweep_dir, display, workers, threads)
