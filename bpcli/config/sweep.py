@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from bpcli.config.fields import Count, Seed, Strict, name_or_mapping
 from bpcli.config.loading import (
@@ -130,12 +130,13 @@ class SweepConfig(Strict):
     scheduler: Annotated[AshaConfig, BeforeValidator(name_or_mapping)] | None = None
     cv: builtins.int | None = Field(None, ge=2, le=100)
 
-    @model_validator(mode="after")
-    def _check(self) -> SweepConfig:
-        if self.metric not in METRICS:
-            raise ValueError(f"metric: {self.metric!r} is not recorded in metrics.csv; "
-                             f"use one of {', '.join(METRICS)}")
-        return self
+    @field_validator("metric")
+    @classmethod
+    def _recorded(cls, metric: str) -> str:
+        if metric not in METRICS:
+            raise ValueError(f"{metric!r} is not recorded in metrics.csv; use one of "
+                             f"{', '.join(METRICS)}")
+        return metric
 
     def maximize(self) -> bool:
         return self.mode == "max" if self.mode is not None else self.metric == "val_accuracy"
@@ -149,7 +150,7 @@ class LoadedSweep:
     config: SweepConfig
     path: Path
     root: yaml.Node
-    base_path: Path  # the base config's file: the sweep file itself when written inline
+    base_path: Path | None  # the base config's file; None when written inline
     base: LoadedConfig  # the base alone, validated
 
     @property
@@ -165,7 +166,7 @@ class LoadedSweep:
         return trial_config(self.path, self.base_path, params, self.root)
 
 
-def trial_config(sweep_path: Path, base_path: Path, params: dict[str, Any],
+def trial_config(sweep_path: Path, base_path: Path | None, params: dict[str, Any],
                  root: yaml.Node | None = None) -> LoadedConfig:
     """The base config with a trial's values set as ``--set`` sets them; a value the base
     refuses is blamed on its parameter in the sweep file."""
@@ -206,7 +207,7 @@ def load_sweep(path: Path) -> LoadedSweep:
                                "give a path relative to the sweep file, or write the config "
                                "here"], str(path))
     else:
-        base_path = path
+        base_path = None
     sweep = LoadedSweep(config, path, root, base_path, load_base(path, base_path, []))
     problems_ = _search_problems(sweep)
     for key, spec in config.parameters.items():
@@ -222,10 +223,12 @@ def load_sweep(path: Path) -> LoadedSweep:
     return sweep
 
 
-def load_base(sweep_path: Path, base_path: Path, overrides: Sequence[str]) -> LoadedConfig:
-    """The base config with ``overrides`` applied: from its own file, or from the sweep
-    file's ``base`` mapping (then located in the sweep file, paths relative to it)."""
-    if base_path != sweep_path:
+def load_base(sweep_path: Path, base_path: Path | None, overrides: Sequence[str]
+              ) -> LoadedConfig:
+    """The base config with ``overrides`` applied: from its own file, or (``base_path``
+    None) from the sweep file's ``base`` mapping, located in the sweep file and with
+    paths relative to it."""
+    if base_path is not None:
         return load_config(base_path, overrides)
     root, data = read_yaml(sweep_path, "sweep file")
     assert isinstance(root, yaml.MappingNode) and isinstance(data, dict)

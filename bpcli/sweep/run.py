@@ -45,7 +45,8 @@ def sweep(path: Path, display: Display, workers: int | None = None,
     root = create_sweep_dir(Path(loaded.base.config.output.runs_dir), loaded.name)
     state: dict[str, Any] = {
         "version": STATE_VERSION, "name": loaded.name, "sweep_file": str(path.resolve()),
-        "base_file": str(loaded.base_path), "metric": config.metric,
+        "base_file": None if loaded.base_path is None else str(loaded.base_path),
+        "metric": config.metric,
         "maximize": config.maximize(), "search": config.search, "seed": config.seed,
         "executor": config.executor, "cv": config.cv,
         "scheduler": config.scheduler.model_dump() if config.scheduler else None,
@@ -92,8 +93,9 @@ def _execute(root: Path, state: dict[str, Any], trials: list[Trial], display: Di
     scheduler = state.get("scheduler")
     asha = (Asha(scheduler["grace_period"], scheduler["reduction_factor"], state["epochs"],
                  maximize, state.get("rungs")) if scheduler else None)
+    base = state.get("base_file")
     tasks = [TrialTask(t.id, t.params, files.trial(t.id), Path(state["sweep_file"]),
-                       Path(state["base_file"]), metric, threads,
+                       None if base is None else Path(base), metric, threads,
                        tuple(asha.milestones) if asha else ()) for t in todo]
     by_id = {t.id: t for t in trials}
     params = list(dict.fromkeys(k for t in trials for k in t.params))

@@ -38,7 +38,7 @@ class TrialTask:
     params: dict[str, Any]
     run_dir: Path
     sweep_path: Path
-    base_path: Path
+    base_path: Path | None  # None: written inline in the sweep file
     metric: str
     threads: int
     rungs: tuple[int, ...]  # epochs at which to ask whether to carry on
