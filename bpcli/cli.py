@@ -246,6 +246,9 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(  # noqa: UP045
         "--epochs", min=1, help="With --resume: the new total of epochs, to train a run "
         "further (a finished one too).")] = None,
+    cv: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--cv", min=2, max=100, help="Cross-validate: train on each of K folds (stratified "
+        "for classification) and report the mean and spread of the score.")] = None,
     set_: SetOption = None,
 ) -> None:
     """Train the network a config describes and write a run directory."""
@@ -271,11 +274,18 @@ def train(
             if overrides:
                 raise UsageError("--set and --init-from cannot change a run being resumed: "
                                  "its config is fixed by its fingerprint")
+            if cv is not None:
+                raise UsageError("--cv trains a config on each fold; resume an "
+                                 "interrupted cross-validation with bp sweep --resume DIR")
             return resume_run(resume, Display(), force, health, epochs, threads)
         if epochs is not None:
             raise UsageError("--epochs goes with --resume; for a new run, set "
                              "training.epochs in the config or --set training.epochs=N")
         assert config is not None
+        if cv is not None:
+            from bpcli.commands.sweep import cross_validate
+
+            return cross_validate(config, cv, Display(), overrides, threads)
         return run_train(config, Display(), overrides, health, threads)
 
     _run(action)

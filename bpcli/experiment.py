@@ -46,6 +46,7 @@ from bpcli.data import (
     Preprocessor,
     as_numbers,
     cell_problems,
+    fold_rows,
     infer_task,
     is_number,
     split_rows,
@@ -196,12 +197,20 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     labels = table.columns[targets[0]].values[keep] if task == "classification" else None
 
     fractions = {}
-    if data.validation_path is None and data.validation_fraction != 0:
+    if data.validation_path is None and data.validation_fraction != 0 and data.cv is None:
         fractions["validation"] = data.validation_fraction or 0.2
     if data.test_fraction is not None:
         fractions["test"] = data.test_fraction
     parts_of_kept = split_rows(len(keep), list(fractions.values()), data.split_seed, labels)
     rows = dict(zip(["train", *fractions], [keep[p] for p in parts_of_kept], strict=True))
+    if data.cv is not None:  # the fold validates, the other folds train
+        rest = parts_of_kept[0]
+        folds = fold_rows(len(rest), data.cv.folds, data.split_seed,
+                          None if labels is None else labels[rest])
+        rows = {"train": keep[rest[np.sort(np.concatenate(
+                    [f for k, f in enumerate(folds) if k != data.cv.fold - 1]))]],
+                "validation": keep[rest[folds[data.cv.fold - 1]]],
+                **{k: v for k, v in rows.items() if k == "test"}}
     preprocessor = Preprocessor.fit(table, rows["train"], inputs, targets, task,
                                     data.scale_target)
     preprocessor.delimiter = data.delimiter
@@ -604,7 +613,7 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
         "task": pre.task,
         "path": resolved_path(given.path),
         "validation_path": resolved_path(given.validation_path),
-        "validation_fraction": (None if given.validation_path
+        "validation_fraction": (None if given.validation_path or given.cv
                                 else 0.2 if given.validation_fraction is None
                                 else given.validation_fraction),
         "test_path": resolved_path(given.test_path),

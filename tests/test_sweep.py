@@ -315,3 +315,78 @@ def test_inline_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 2
     assert f"{bad}:" in result.output and "training.epochs" in result.output
     assert np.isfinite(lrs).all()
+
+
+# -- cross-validation ------------------------------------------------------------------
+
+
+def test_folds_are_stratified_and_cover_every_row() -> None:
+    from bpcli.data import fold_rows
+
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    folds = fold_rows(100, 5, seed=0, labels=labels)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(100))
+    for fold in folds:
+        assert len(fold) == 20
+        assert np.bincount(labels[fold]).tolist() == [10, 6, 4]
+    plain = fold_rows(7, 3, seed=1, labels=None)
+    assert sorted(len(f) for f in plain) == [2, 2, 3]
+    assert [f.tolist() for f in fold_rows(7, 3, 1, None)] == [f.tolist() for f in plain]
+
+
+def test_train_cv_scores_the_mean_of_the_folds(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(iris_config(
+        data={"path": str(REPO / "datasets" / "iris.csv"), "target": "species",
+              "validation_fraction": 0.2},
+        output={"runs_dir": str(tmp_path / "runs"), "name": "m"})))
+    result = CliRunner().invoke(app, ["train", "--cv", "3", str(config),
+                                      "--set", "training.epochs=2"])
+    assert result.exit_code == 0, result.output
+    root = sweep_dir(tmp_path)
+    scores = []
+    for fold in (1, 2, 3):
+        run = root / f"t001-f{fold}"
+        resolved = yaml.safe_load((run / "config.yaml").read_text())
+        assert resolved["data"]["cv"] == {"folds": 3, "fold": fold}
+        assert resolved["training"]["epochs"] == 2
+        summary = json.loads((run / "summary.json").read_text())
+        assert (summary["n_train"], summary["n_val"]) == (100, 50)
+        scores.append(summary["metrics"]["val_accuracy"])
+    (row,) = results(root)
+    assert float(row["val_accuracy"]) == pytest.approx(np.mean(scores))
+    assert float(row["val_accuracy_std"]) == pytest.approx(np.std(scores))
+    assert "over 3 folds" in result.output
+    best = yaml.safe_load((root / "best.yaml").read_text())
+    assert "cv" not in best["data"]
+
+
+def test_a_sweep_with_cv_ranks_trials_by_their_folds(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path, search="grid", cv=2, parameters={
+        "optimizer.learning_rate": {"grid": [0.0001, 0.05]}})
+    result = invoke(str(path), "--workers", "2")
+    assert result.exit_code == 0, result.output
+    root = sweep_dir(tmp_path)
+    rows = {r["trial"]: r for r in results(root)}
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
+        "t001-f1", "t001-f2", "t002-f1", "t002-f2"]
+    state = json.loads((root / "sweep.json").read_text())
+    for trial in state["trials"]:
+        assert trial["fold_status"] == ["finished", "finished"]
+        assert float(rows[trial["id"]]["val_accuracy"]) == pytest.approx(
+            np.mean(trial["folds"]))
+    assert state["best"] == "t002"
+
+
+def test_cv_with_a_validation_file_is_refused_where_it_is_set(tmp_path: Path) -> None:
+    base = iris_config(data={"path": str(REPO / "datasets" / "iris.csv"), "target": "species",
+                             "validation_path": str(REPO / "datasets" / "iris.csv")})
+    path = write_sweep(tmp_path, base=base, cv=3)
+    result = invoke(str(path))
+    assert result.exit_code == 2
+    assert f"{path}:{line_of(path, 'cv:')}:1: cv: " in result.output
+    assert "leave out validation_path and validation_fraction" in result.output

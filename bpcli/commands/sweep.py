@@ -3,6 +3,7 @@ carry on an interrupted sweep (``--resume``). The sweep itself lives in ``bpcli.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from bpcli.display import Display
@@ -17,3 +18,9 @@ def sweep(sweep_file: Path, display: Display, workers: int | None = None,
 def resume(sweep_dir: Path, display: Display, workers: int | None = None,
            threads: int | None = None) -> Path:
     return run.resume(sweep_dir, display, workers, threads)
+
+
+def cross_validate(config: Path, folds: int, display: Display, overrides: Sequence[str] = (),
+                   threads: int | None = None) -> Path:
+    """``bp train --cv K``: the config trained on each of K folds, scored by their mean."""
+    return run.cross_validate(config, folds, display, overrides, threads=threads)

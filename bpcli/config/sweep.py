@@ -167,9 +167,12 @@ class LoadedSweep:
 
 
 def trial_config(sweep_path: Path, base_path: Path | None, params: dict[str, Any],
-                 root: yaml.Node | None = None) -> LoadedConfig:
+                 root: yaml.Node | None = None, sets: Sequence[str] = ()) -> LoadedConfig:
     """The base config with a trial's values set as ``--set`` sets them; a value the base
-    refuses is blamed on its parameter in the sweep file."""
+    refuses is blamed on its parameter in the sweep file. ``sets`` are further ``--set``
+    texts (a cross-validation fold's)."""
+    if not params:
+        return load_base(sweep_path, base_path, list(sets))
     if root is None:
         root, _ = read_yaml(sweep_path, "sweep file")
         assert root is not None
@@ -178,7 +181,7 @@ def trial_config(sweep_path: Path, base_path: Path | None, params: dict[str, Any
         line, col = locate(root, ("parameters", key))
         overrides.append(Override(f"{key}={yaml_value(value)}", f"{sweep_path}:{line}:{col}: "
                                   f"parameters.{key} = {yaml_value(value)}"))
-    return load_base(sweep_path, base_path, overrides)
+    return load_base(sweep_path, base_path, [*overrides, *sets])
 
 
 def load_sweep(path: Path) -> LoadedSweep:
@@ -217,6 +220,12 @@ def load_sweep(path: Path) -> LoadedSweep:
             except ConfigError as exc:
                 problems_ += exc.problems
                 break  # the next values would most often say the same
+    if config.cv is not None and not problems_:
+        try:
+            load_base(path, base_path, [f"data.cv={{folds: {config.cv}, fold: 1}}"])
+        except ConfigError as exc:
+            line, col = locate(root, ("cv",))
+            problems_ += [f"{path}:{line}:{col}: cv: {p}" for p in exc.problems]
     if problems_:
         raise ConfigError(problems_[:MAX_PROBLEMS], str(path),
                           omitted=max(0, len(problems_) - MAX_PROBLEMS))

@@ -28,6 +28,7 @@ class Trial:
     seconds: float | None = None
     error: str | None = None
     folds: list[float | None] | None = None  # cv: each fold's score
+    fold_status: list[str] | None = None  # cv: each fold's status
     spread: float | None = None  # cv: standard deviation of the folds' scores
     reports: dict[str, float | None] = field(default_factory=dict)  # epoch -> metric
 

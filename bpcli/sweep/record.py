@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bpcli.atomic import write_text_atomic
 from bpcli.config.sweep import yaml_value
 from bpcli.errors import UsageError
@@ -117,13 +119,18 @@ def write_results(root: Path, trials: list[Trial], metric: str, cv: bool) -> Non
     write_text_atomic(SweepFiles(root).results, buffer.getvalue())
 
 
-def write_best(root: Path, trial: Trial) -> Path:
+def write_best(root: Path, trial: Trial, run_name: str, cv: bool) -> Path:
     """The winner's resolved config, as its run directory has it: ``bp train best.yaml``
-    trains the same network again, bit for bit."""
-    source = RunFiles(SweepFiles(root).trial(trial.id)).config
+    trains the same network again, bit for bit. Cross-validated, the first fold's
+    config without ``data.cv``: the winner trained on the config's own split."""
+    source = RunFiles(SweepFiles(root).trial(run_name)).config
     target = SweepFiles(root).best
-    write_text_atomic(target, f"# the best trial of the sweep: {trial.id}\n"
-                      + source.read_text(encoding="utf-8"))
+    text = source.read_text(encoding="utf-8")
+    if cv:
+        config = yaml.safe_load(text)
+        config.get("data", {}).pop("cv", None)
+        text = yaml.safe_dump(config, sort_keys=False)
+    write_text_atomic(target, f"# the best trial of the sweep: {trial.id}\n" + text)
     return target
 
 
@@ -134,8 +141,10 @@ def trial_score(run_dir: Path, metric: str) -> tuple[float | None, int | None, i
     metrics = summary.get("metrics")
     best = metrics.get("best_epoch") if isinstance(metrics, dict) else None
     rows = read_metrics(run_dir, 10**12)
-    header = _header(run_dir)
+    header = header_of(run_dir)
     epochs = len(rows)
+    if metric == "val_metric" and len(header) > 3:  # the task's, whichever it is
+        metric = header[3]
     if not isinstance(best, int) or metric not in header:
         return None, best if isinstance(best, int) else None, epochs
     column = header.index(metric)
@@ -151,7 +160,7 @@ def fresh_trial_dir(run_dir: Path) -> None:
         shutil.rmtree(run_dir)
 
 
-def _header(run_dir: Path) -> list[str]:
+def header_of(run_dir: Path) -> list[str]:
     try:
         with RunFiles(run_dir).metrics.open(encoding="utf-8") as f:
             return next(csv.reader(f), [])

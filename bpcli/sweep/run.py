@@ -3,13 +3,16 @@ every trial's outcome as it comes, and name the winner with the commands to use 
 
 from __future__ import annotations
 
-import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bpcli.config.sweep import LoadedSweep, load_sweep, yaml_value
+import numpy as np
+
+from bpcli.config import load_config
+from bpcli.config.sweep import load_sweep, yaml_value
 from bpcli.display import Display, SweepRow
 from bpcli.errors import EXIT_INTERRUPTED, BpError, CheckFailed, UsageError
 from bpcli.metrics import metric_text
@@ -19,6 +22,7 @@ from bpcli.sweep.plan import FINAL, Trial, plan
 from bpcli.sweep.record import (
     SweepFiles,
     create_sweep_dir,
+    header_of,
     ranked,
     read_state,
     trial_score,
@@ -55,8 +59,33 @@ def sweep(path: Path, display: Display, workers: int | None = None,
     write_state(root, state, trials)
     display.info(f"sweep directory: {root} ({len(trials)} trial"
                  f"{'s' if len(trials) > 1 else ''}, {config.search} search)")
-    return _execute(root, state, trials, display, workers or config.workers, threads,
-                    loaded)
+    return _execute(root, state, trials, display, workers or config.workers, threads)
+
+
+def cross_validate(config_path: Path, folds: int, display: Display,
+                   overrides: Sequence[str] = (), workers: int | None = None,
+                   threads: int | None = None) -> Path:
+    """``bp train --cv K``: train the config on each of ``folds`` folds (a run directory
+    each, in a directory like a sweep's with one trial) and score it by the folds' mean
+    and spread."""
+    sets = [*overrides, *_fold_sets(folds, 1)]
+    loaded = load_config(config_path, sets)  # refused here, before any fold starts
+    config = loaded.config
+    # the task's metric (accuracy or rmse), named once the data has told the task
+    metric = "val_metric"
+    name = f"{config.output.name or config_path.stem}-cv"
+    root = create_sweep_dir(Path(config.output.runs_dir), name)
+    state: dict[str, Any] = {
+        "version": STATE_VERSION, "name": name, "sweep_file": str(config_path.resolve()),
+        "base_file": str(config_path.resolve()), "sets": list(overrides), "metric": metric,
+        "maximize": True, "search": "grid", "seed": 0,
+        "executor": "local", "cv": folds, "scheduler": None,
+        "epochs": config.training.epochs, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "status": "running", "rungs": {}}
+    trials = [Trial("t001", {})]
+    write_state(root, state, trials)
+    display.info(f"cross-validation directory: {root} ({folds} folds)")
+    return _execute(root, state, trials, display, workers, threads)
 
 
 def resume(root: Path, display: Display, workers: int | None = None,
@@ -72,32 +101,42 @@ def resume(root: Path, display: Display, workers: int | None = None,
     display.info(f"resuming {root}: {len(trials) - len(left)} trial"
                  f"{'s' if len(trials) - len(left) != 1 else ''} kept, {len(left)} to run")
     state["status"] = "running"
-    return _execute(root, state, trials, display, workers, threads, None)
+    return _execute(root, state, trials, display, workers, threads)
 
 
 def _execute(root: Path, state: dict[str, Any], trials: list[Trial], display: Display,
-             workers: int | None, threads: int | None, loaded: LoadedSweep | None) -> Path:
+             workers: int | None, threads: int | None) -> Path:
     from bpcli.sweep.local import run_local
 
     files = SweepFiles(root)
     metric, maximize = state["metric"], bool(state["maximize"])
-    for trial in trials:  # a trial that finished as the sweep was stopped: keep it
-        if trial.status not in FINAL and _completed(files.trial(trial.id)):
-            _take(trial, files.trial(trial.id), metric)
-    todo = [t for t in trials if t.status not in FINAL]
+    folds = state.get("cv")
+    units: dict[str, tuple[Trial, int | None]] = {}  # run directory -> trial, fold
+    for trial in trials:
+        if trial.status in FINAL:
+            continue
+        if folds:
+            trial.folds = trial.folds or [None] * folds
+            trial.fold_status = trial.fold_status or ["pending"] * folds
+        for name, fold in _units(trial, folds):
+            if _completed(files.trial(name)):  # it finished as the sweep was stopped
+                _record(trial, fold, _outcome(files.trial(name), metric), folds)
+            else:
+                units[name] = (trial, fold)
     cores = usable_cores()
     if workers is None:
         workers = max(1, cores // (threads or 1))
-    workers = max(1, min(workers, len(todo) or 1))
+    workers = max(1, min(workers, len(units) or 1))
     threads = threads or max(1, cores // workers)
     scheduler = state.get("scheduler")
     asha = (Asha(scheduler["grace_period"], scheduler["reduction_factor"], state["epochs"],
                  maximize, state.get("rungs")) if scheduler else None)
     base = state.get("base_file")
-    tasks = [TrialTask(t.id, t.params, files.trial(t.id), Path(state["sweep_file"]),
+    tasks = [TrialTask(name, trial.params, files.trial(name), Path(state["sweep_file"]),
                        None if base is None else Path(base), metric, threads,
-                       tuple(asha.milestones) if asha else ()) for t in todo]
-    by_id = {t.id: t for t in trials}
+                       tuple(asha.milestones) if asha else (),
+                       tuple(state.get("sets", [])) + _fold_sets(folds, fold))
+             for name, (trial, fold) in units.items()]
     params = list(dict.fromkeys(k for t in trials for k in t.params))
     started: dict[str, float] = {}
 
@@ -105,13 +144,14 @@ def _execute(root: Path, state: dict[str, Any], trials: list[Trial], display: Di
         seconds = trial.seconds
         if seconds is None and trial.id in started:
             seconds = time.monotonic() - started[trial.id]
-        planned = trial.params.get("training.epochs", state["epochs"])
+        planned = trial.params.get("training.epochs", state["epochs"]) * (folds or 1)
         return SweepRow(trial.id, [_short(trial.params.get(k)) for k in params],
                         trial.status, f"{trial.epochs}/{planned}",
                         metric_text(trial.score) if trial.score is not None else "-",
                         "-" if seconds is None else f"{seconds:.{2 if seconds < 10 else 1}f}s")
 
-    display.info(f"{len(todo)} trial{'s' if len(todo) != 1 else ''} on {workers} "
+    what = "fold" if folds else "trial"
+    display.info(f"{len(units)} {what}{'s' if len(units) != 1 else ''} on {workers} "
                  f"worker{'s' if workers > 1 else ''}, {threads} thread"
                  f"{'s' if threads > 1 else ''} each")
     with display.sweep(f"{state['name']}: {metric} ({'max' if maximize else 'min'})",
@@ -119,47 +159,112 @@ def _execute(root: Path, state: dict[str, Any], trials: list[Trial], display: Di
         for trial in trials:
             view.update(row(trial))
 
-        def decide(trial_id: str, epoch: int, score: float | None) -> bool:
+        def decide(name: str, epoch: int, score: float | None) -> bool:
             assert asha is not None
-            carries_on = asha.carries_on(trial_id, epoch, score)
+            carries_on = asha.carries_on(name, epoch, score)
             state["rungs"] = asha.rungs
             return carries_on
 
-        def on_event(kind: str, trial_id: str, payload: dict[str, Any]) -> None:
-            trial = by_id[trial_id]
+        def on_event(kind: str, name: str, payload: dict[str, Any]) -> None:
+            trial, fold = units[name]
             if kind == "started":
-                trial.status = "running"
-                started[trial_id] = time.monotonic()
-                view.update(row(trial), "started")
+                if trial.status != "running":
+                    trial.status = "running"
+                    started.setdefault(trial.id, time.monotonic())
+                    view.update(row(trial), "started")
             elif kind == "epoch":
-                trial.epochs = payload["epoch"]
-                trial.reports[str(payload["epoch"])] = payload["value"]
+                if fold is None:
+                    trial.epochs = payload["epoch"]
+                    trial.reports[str(payload["epoch"])] = payload["value"]
+                else:
+                    trial.epochs += 1
                 view.update(row(trial))
             elif kind == "done":
-                for key in ("status", "score", "best_epoch", "epochs", "seconds", "error"):
-                    setattr(trial, key, payload[key])
-                view.update(row(trial), trial.status + (f" ({trial.error})" if trial.error
-                                                        else ""))
+                _record(trial, fold, payload, folds)
+                if trial.status in FINAL or trial.status == "interrupted":
+                    say = trial.status + (f" ({trial.error})" if trial.error else "")
+                    view.update(row(trial), say)
                 write_state(root, state, trials)
-                write_results(root, trials, metric, bool(state.get("cv")))
+                write_results(root, trials, metric, bool(folds))
 
         interrupted = run_local(tasks, workers, threads, on_event, decide)
         for trial in trials:
-            if trial.status == "running":  # no word from its worker: it was stopped
-                trial.status = "interrupted"
+            if trial.status in ("running", "pending") and interrupted:
+                trial.status = "interrupted" if trial.status == "running" else "pending"
             view.update(row(trial))
     state["status"] = "interrupted" if interrupted else "finished"
+    if metric == "val_metric":  # bp train --cv: now the task is known
+        headers = [header_of(files.trial(name)) for name in units]
+        metric = next((header[3] for header in headers if len(header) > 3), metric)
+        maximize = state["maximize"] = metric != "val_rmse"
+        state["metric"] = metric
     best = ranked(trials, maximize)
     state["best"] = best[0].id if best else None
     write_state(root, state, trials)
-    write_results(root, trials, metric, bool(state.get("cv")))
+    write_results(root, trials, metric, bool(folds))
     if best:
-        write_best(root, best[0])
+        write_best(root, best[0], _units(best[0], folds)[0][0], bool(folds))
     if interrupted:
         raise SweepInterrupted(f"interrupted; the finished trials are recorded in "
                                f"{files.results}. Resume with:\n  bp sweep --resume {root}")
-    _report(root, trials, best, metric, display)
+    _report(root, trials, best, metric, display, bool(folds))
     return root
+
+
+def _units(trial: Trial, folds: int | None) -> list[tuple[str, int | None]]:
+    """The run directories of a trial: itself, or one per fold (``t001-f2``)."""
+    if not folds:
+        return [(trial.id, None)]
+    return [(f"{trial.id}-f{k}", k) for k in range(1, folds + 1)]
+
+
+def _fold_sets(folds: int | None, fold: int | None) -> tuple[str, ...]:
+    if not folds or fold is None:
+        return ()
+    # the fold validates: no validation_fraction besides
+    return (f"data.cv={{folds: {folds}, fold: {fold}}}", "data.validation_fraction=null")
+
+
+def _record(trial: Trial, fold: int | None, outcome: dict[str, Any],
+            folds: int | None) -> None:
+    """A run's outcome into its trial: the trial's own, or once every fold has ended, the
+    folds' mean score and spread."""
+    if fold is None or not folds:
+        for key in ("status", "score", "best_epoch", "epochs", "seconds", "error"):
+            setattr(trial, key, outcome[key])
+        return
+    assert trial.folds is not None and trial.fold_status is not None
+    trial.folds[fold - 1] = outcome["score"]
+    trial.fold_status[fold - 1] = outcome["status"]
+    trial.seconds = (trial.seconds or 0.0) + (outcome["seconds"] or 0.0)
+    if outcome["error"] and not trial.error:
+        trial.error = f"fold {fold}: {outcome['error']}"
+    statuses = set(trial.fold_status)
+    if statuses & {"pending", "running"}:
+        return
+    if "failed" in statuses:
+        trial.status = "failed"
+    elif "interrupted" in statuses:
+        trial.status = "interrupted"
+    else:
+        trial.status = "stopped" if "stopped" in statuses else "finished"
+        scores = [s for s in trial.folds if s is not None]
+        if len(scores) == folds:
+            trial.score = float(np.mean(scores))
+            trial.spread = float(np.std(scores))
+
+
+def _outcome(run_dir: Path, metric: str) -> dict[str, Any]:
+    """The outcome of a run that ended (as a worker reports it), from its files."""
+    score, best_epoch, epochs = trial_score(run_dir, metric)
+    seconds = RunFiles(run_dir).read_summary().get("wall_time_s")
+    status = None
+    # a run that stopped early (by its patience, or the scheduler) and wrote its model
+    # has finished: the rungs in sweep.json say which trials the scheduler stopped
+    del status
+    return {"status": "finished",
+            "score": score, "best_epoch": best_epoch, "epochs": epochs,
+            "seconds": seconds if isinstance(seconds, float) else None, "error": None}
 
 
 def _completed(run_dir: Path) -> bool:
@@ -168,16 +273,8 @@ def _completed(run_dir: Path) -> bool:
             and files.model.is_file())
 
 
-def _take(trial: Trial, run_dir: Path, metric: str) -> None:
-    """Record a trial from its finished run directory."""
-    trial.score, trial.best_epoch, trial.epochs = trial_score(run_dir, metric)
-    seconds = RunFiles(run_dir).read_summary().get("wall_time_s")
-    trial.seconds = seconds if isinstance(seconds, float) else None
-    trial.status = "finished"
-
-
 def _report(root: Path, trials: list[Trial], best: list[Trial], metric: str,
-            display: Display) -> None:
+            display: Display, cv: bool) -> None:
     counts: dict[str, int] = {}
     for trial in trials:
         counts[trial.status] = counts.get(trial.status, 0) + 1
@@ -190,15 +287,23 @@ def _report(root: Path, trials: list[Trial], best: list[Trial], metric: str,
                              else ""))
     winner = best[0]
     score = metric_text(winner.score) if winner.score is not None else "-"
-    spread = (f" ± {metric_text(winner.spread)}" if winner.spread is not None
-              and math.isfinite(winner.spread) else "")
+    if cv and winner.folds is not None:
+        folds = ", ".join(metric_text(s) if s is not None else "-" for s in winner.folds)
+        spread = f" ± {metric_text(winner.spread or 0.0)} over {len(winner.folds)} folds ({folds})"
+        where = ""
+    else:
+        spread, where = "", f" at epoch {winner.best_epoch}"
     values = ", ".join(f"{k}={yaml_value(v)}" for k, v in winner.params.items())
-    display.info(f"best: {winner.id} ({values}): {metric} {score}{spread} at epoch "
-                 f"{winner.best_epoch}")
-    model = RunFiles(SweepFiles(root).trial(winner.id)).model
-    display.info("train it again (bit for bit) with:")
+    display.info(f"best: {winner.id}" + (f" ({values})" if values else "")
+                 + f": {metric} {score}{spread}{where}")
+    name = winner.id if not cv else f"{winner.id}-f1"
+    model = RunFiles(SweepFiles(root).trial(name)).model
+    if cv:
+        display.info("train it on the config's own split (data.cv left out) with:")
+    else:
+        display.info("train it again (bit for bit) with:")
     display.info(f"  bp train {_shown(SweepFiles(root).best)}")
-    display.info("or predict with its model:")
+    display.info("or predict with " + ("a fold's model:" if cv else "its model:"))
     display.info(f"  bp predict {_shown(model)} INPUT.csv")
 
 

@@ -42,6 +42,7 @@ class TrialTask:
     metric: str
     threads: int
     rungs: tuple[int, ...]  # epochs at which to ask whether to carry on
+    sets: tuple[str, ...] = ()  # --set texts applied after the parameters (a cv fold)
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Reporter:
             metric = self.task.metric
             if metric in ("train_loss", "val_loss"):
                 self.field = metric
-            elif metric == f"val_{event.metric_name}":
+            elif metric in (f"val_{event.metric_name}", "val_metric"):
                 self.field = "val_metric"
             else:
                 raise UsageError(f"metric: {metric} is not measured for this task (its "
@@ -118,7 +119,8 @@ def run_trial(task: TrialTask, report: Report, ask: Ask | None) -> TrialOutcome:
                 session.resume(task.run_dir, display, force=False, threads=task.threads,
                                hooks=hooks)
             else:
-                loaded = trial_config(task.sweep_path, task.base_path, task.params)
+                loaded = trial_config(task.sweep_path, task.base_path, task.params,
+                                      sets=task.sets)
                 session.train_loaded(loaded, display, threads=task.threads,
                                      run_dir=task.run_dir, hooks=hooks)
             if reporter.stopped:
