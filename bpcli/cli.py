@@ -305,6 +305,12 @@ def sweep(
     threads: Annotated[Optional[int], typer.Option(  # noqa: UP045
         "--threads", min=1, help="Threads for each trial's matrix products (default: the "
         "cores shared among the workers).")] = None,
+    executor: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--executor", metavar="local|ray", help="Where the trials run (default: the sweep "
+        "file's executor, else local); ray needs pip install 'bp\\[ray]'.")] = None,
+    address: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--address", help="With --executor ray: the cluster, auto or ray://host:port "
+        "(default: a Ray instance of the sweep's own).")] = None,
 ) -> None:
     """Train many variants of a config (grid or random search, ASHA) and name the best."""
     from bpcli.commands.sweep import resume as resume_sweep
@@ -316,10 +322,15 @@ def sweep(
         if (sweep_file is None) == (resume is None):
             raise UsageError("give a sweep file (bp sweep SWEEP.yaml) or a sweep to carry "
                              "on (bp sweep --resume SWEEP_DIR), one of the two")
+        if executor not in (None, "local", "ray"):
+            raise UsageError(f"--executor {executor}: choose local or ray")
         if resume is not None:
-            return resume_sweep(resume, Display(), workers, threads)
+            if executor is not None:
+                raise UsageError("a sweep resumes on the executor it started on; leave out "
+                                 "--executor")
+            return resume_sweep(resume, Display(), workers, threads, address)
         assert sweep_file is not None
-        return run_sweep(sweep_file, Display(), workers, threads)
+        return run_sweep(sweep_file, Display(), workers, threads, executor, address)
 
     _run(action)
 

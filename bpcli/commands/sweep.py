@@ -11,13 +11,14 @@ from bpcli.sweep import run
 
 
 def sweep(sweep_file: Path, display: Display, workers: int | None = None,
-          threads: int | None = None) -> Path:
-    return run.sweep(sweep_file, display, workers, threads)
+          threads: int | None = None, executor: str | None = None,
+          address: str | None = None) -> Path:
+    return run.sweep(sweep_file, display, workers, threads, executor, address)
 
 
 def resume(sweep_dir: Path, display: Display, workers: int | None = None,
-           threads: int | None = None) -> Path:
-    return run.resume(sweep_dir, display, workers, threads)
+           threads: int | None = None, address: str | None = None) -> Path:
+    return run.resume(sweep_dir, display, workers, threads, address)
 
 
 def cross_validate(config: Path, folds: int, display: Display, overrides: Sequence[str] = (),

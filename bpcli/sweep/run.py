@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,18 @@ class SweepInterrupted(BpError):
 
 
 def sweep(path: Path, display: Display, workers: int | None = None,
-          threads: int | None = None) -> Path:
-    """Run the sweep ``path`` describes in a new sweep directory; returns it."""
+          threads: int | None = None, executor: str | None = None,
+          address: str | None = None) -> Path:
+    """Run the sweep ``path`` describes in a new sweep directory; returns it.
+    ``executor`` and ``address`` override the sweep file's."""
     loaded = load_sweep(path)
     config = loaded.config
+    if executor is not None:
+        config.executor = executor  # type: ignore[assignment]
+    if address is not None:
+        if config.executor != "ray":
+            raise UsageError("--address is a Ray cluster's: give --executor ray with it")
+        config.address = address
     trials = plan(config)
     root = create_sweep_dir(Path(loaded.base.config.output.runs_dir), loaded.name)
     state: dict[str, Any] = {
@@ -52,7 +61,7 @@ def sweep(path: Path, display: Display, workers: int | None = None,
         "base_file": None if loaded.base_path is None else str(loaded.base_path),
         "metric": config.metric,
         "maximize": config.maximize(), "search": config.search, "seed": config.seed,
-        "executor": config.executor, "cv": config.cv,
+        "executor": config.executor, "address": config.address, "cv": config.cv,
         "scheduler": config.scheduler.model_dump() if config.scheduler else None,
         "epochs": loaded.base.config.training.epochs,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running", "rungs": {}}
@@ -89,7 +98,7 @@ def cross_validate(config_path: Path, folds: int, display: Display,
 
 
 def resume(root: Path, display: Display, workers: int | None = None,
-           threads: int | None = None) -> Path:
+           threads: int | None = None, address: str | None = None) -> Path:
     """Carry on the sweep in ``root``: finished trials are kept, the others resumed from
     their last checkpoint or started again."""
     state = read_state(root)
@@ -101,6 +110,8 @@ def resume(root: Path, display: Display, workers: int | None = None,
     display.info(f"resuming {root}: {len(trials) - len(left)} trial"
                  f"{'s' if len(trials) - len(left) != 1 else ''} kept, {len(left)} to run")
     state["status"] = "running"
+    if address is not None:
+        state["address"] = address
     return _execute(root, state, trials, display, workers, threads)
 
 
@@ -132,7 +143,9 @@ def _execute(root: Path, state: dict[str, Any], trials: list[Trial], display: Di
     asha = (Asha(scheduler["grace_period"], scheduler["reduction_factor"], state["epochs"],
                  maximize, state.get("rungs")) if scheduler else None)
     base = state.get("base_file")
-    tasks = [TrialTask(name, trial.params, files.trial(name), Path(state["sweep_file"]),
+    # absolute: a Ray worker runs in a directory of its own, maybe on another machine
+    tasks = [TrialTask(name, trial.params, files.trial(name).resolve(),
+                       Path(state["sweep_file"]),
                        None if base is None else Path(base), metric, threads,
                        tuple(asha.milestones) if asha else (),
                        tuple(state.get("sets", [])) + _fold_sets(folds, fold))
@@ -187,7 +200,16 @@ def _execute(root: Path, state: dict[str, Any], trials: list[Trial], display: Di
                 write_state(root, state, trials)
                 write_results(root, trials, metric, bool(folds))
 
-        interrupted = run_local(tasks, workers, threads, on_event, decide)
+        if state.get("executor") == "ray":
+            from bpcli.sweep.ray_executor import run_ray
+
+            # Ray asks every epoch: its scheduler decides where the rungs are
+            rays = [replace(task, rungs=tuple(range(1, state["epochs"]))) if asha else task
+                    for task in tasks]
+            interrupted = run_ray(rays, workers, threads, state.get("address"), scheduler,
+                                  maximize, state["epochs"], root, on_event)
+        else:
+            interrupted = run_local(tasks, workers, threads, on_event, decide)
         for trial in trials:
             if trial.status in ("running", "pending") and interrupted:
                 trial.status = "interrupted" if trial.status == "running" else "pending"

@@ -1,0 +1,127 @@
+"""The Ray executor (``executor: ray``, the extra ``bp[ray]``): the same trials, each
+trained by the same ``run_trial`` as on the local executor, run as Ray Tune trials of a
+``Tuner``, on a Ray instance of their own or on an existing cluster (``--address auto``
+or ``ray://host:port``). Each trial reports every epoch's score to Tune; with
+``scheduler: asha`` Ray's ``ASHAScheduler`` decides, and a trial it stops ends the way
+early stopping ends a run (its best epoch kept, its model written).
+
+Ray is imported here only. On a cluster every node must see the runs directory (shared
+storage) and the data files at the paths the configs give (docs/sweeps.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bpcli.errors import UsageError
+from bpcli.runs import RunFiles, write_json
+from bpcli.sweep.trial import TrialTask, run_trial
+
+INSTALL_HINT = "pip install 'bp[ray]'"
+OUTCOME = "outcome.json"  # a trial's outcome, written by the Ray worker beside its run
+#: Tune's schedulers compare numbers: a trial without a score ranks below every other
+WORST = 1e300
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        from ray import tune  # noqa: F401
+    except ImportError:
+        raise UsageError(f"executor ray needs Ray Tune: {INSTALL_HINT} (from a clone: pip "
+                         "install '.[ray]')") from None
+    return ray
+
+
+def run_ray(tasks: list[TrialTask], workers: int, threads: int, address: str | None,
+            scheduler: dict[str, Any] | None, maximize: bool, max_epochs: int,
+            storage: Path, on_event: Any) -> bool:
+    """Run ``tasks`` as Tune trials, at most ``workers`` at once with ``threads`` CPUs
+    each; ``on_event`` hears each trial's "started" and "done" as ``run_local`` tells
+    them. Returns whether the sweep was interrupted."""
+    ray = _ray()
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False,
+                     **({} if address else {"num_cpus": workers * threads}))
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UsageError(f"--address {address}: cannot reach a Ray cluster there "
+                             f"({exc}); start one (ray start --head) or leave out --address "
+                             "for a Ray instance of the sweep's own") from None
+    sign = 1.0 if maximize else -1.0
+
+    def trainable(config: dict[str, Any]) -> None:
+        task = tasks[config["unit"]]
+        stopped = False
+
+        def ask(name: str, epoch: int, score: float | None) -> bool:
+            nonlocal stopped
+            value = score if score is not None and math.isfinite(score) else -sign * WORST
+            try:
+                tune.report({"epoch": epoch, "score": value})
+            except SystemExit:  # Tune's scheduler stops the trial here
+                stopped = True
+                return False
+            return True
+
+        outcome = run_trial(task, lambda kind, name, payload: None, ask)
+        write_json(task.run_dir / OUTCOME, outcome.__dict__)
+        if not stopped and outcome.score is not None:
+            tune.report({"epoch": outcome.epochs, "score": outcome.score})
+
+    asha = None if scheduler is None else ASHAScheduler(
+        time_attr="epoch", metric="score", mode="max" if maximize else "min",
+        max_t=max_epochs, grace_period=scheduler["grace_period"],
+        reduction_factor=scheduler["reduction_factor"])
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": threads}),
+        param_space={"unit": tune.grid_search(list(range(len(tasks))))},
+        tune_config=tune.TuneConfig(scheduler=asha, max_concurrent_trials=workers,
+                                    metric=None if asha else "score",
+                                    mode=None if asha else ("max" if maximize else "min")),
+        run_config=tune.RunConfig(name="ray", storage_path=str(storage.resolve()),
+                                  verbose=0))
+    for task in tasks:
+        on_event("started", task.trial_id, {})
+    interrupted = False
+    try:
+        grid = tuner.fit()
+        results = [grid[i] for i in range(len(grid))]
+        errors = {result.config["unit"]: result.error for result in results
+                  if result.config is not None}
+    except KeyboardInterrupt:
+        interrupted, errors = True, {}
+    finally:
+        if started_here:
+            ray.shutdown()
+    for unit, task in enumerate(tasks):
+        on_event("done", task.trial_id, _outcome(task, errors.get(unit), interrupted))
+    return interrupted
+
+
+def _outcome(task: TrialTask, error: Exception | None, interrupted: bool) -> dict[str, Any]:
+    try:
+        outcome: dict[str, Any] = json.loads((task.run_dir / OUTCOME).read_text())
+        return outcome
+    except (OSError, ValueError):
+        pass
+    if error is None and not interrupted and RunFiles(task.run_dir).last.is_file():
+        # Tune stopped the trial at a rung and ended its process before the run's final
+        # writes; its last checkpoint records the stop, so carrying it on here does no
+        # more training: it writes the best epoch's model and the summary.
+        ended = run_trial(replace(task, rungs=()), lambda kind, name, payload: None, None)
+        if ended.status == "finished":
+            ended.status = "stopped"
+        return ended.__dict__
+    status = "interrupted" if interrupted and error is None else "failed"
+    return {"status": status, "score": None, "best_epoch": None, "epochs": 0,
+            "seconds": None, "error": None if status == "interrupted" else
+            f"the Ray trial ended without an outcome: {error or 'no error reported'}"}
