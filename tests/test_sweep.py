@@ -390,3 +390,36 @@ def test_cv_with_a_validation_file_is_refused_where_it_is_set(tmp_path: Path) ->
     assert result.exit_code == 2
     assert f"{path}:{line_of(path, 'cv:')}:1: cv: " in result.output
     assert "leave out validation_path and validation_fraction" in result.output
+
+
+def test_optuna_proposes_the_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("optuna")
+    monkeypatch.chdir(tmp_path)
+    blocks = [{"type": "dense", "units": 4, "activation": "relu"},
+              {"type": "dense", "units": 8, "activation": "tanh"}]
+    path = write_sweep(tmp_path, search="optuna", samples=5, seed=2, parameters={
+        "optimizer.learning_rate": {"loguniform": [0.001, 0.1]},
+        "model.layers.0": {"choice": blocks},
+        "training.batch_size": {"int": [8, 32], "q": 8}})
+    result = invoke(str(path), "--workers", "2")
+    assert result.exit_code == 0, result.output
+    root = sweep_dir(tmp_path)
+    state = json.loads((root / "sweep.json").read_text())
+    assert [t["id"] for t in state["trials"]] == ["t001", "t002", "t003", "t004", "t005"]
+    for trial in state["trials"]:
+        assert trial["status"] == "finished"
+        values = trial["params"]
+        assert 0.001 <= values["optimizer.learning_rate"] <= 0.1
+        assert values["model.layers.0"] in blocks
+        assert values["training.batch_size"] in (8, 16, 24, 32)
+        config = yaml.safe_load((root / trial["id"] / "config.yaml").read_text())
+        assert config["training"]["batch_size"] == values["training.batch_size"]
+    assert len({t["params"]["optimizer.learning_rate"] for t in state["trials"]}) == 5
+
+
+def test_optuna_is_for_the_local_executor(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, search="optuna", executor="ray")
+    result = invoke(str(path))
+    assert result.exit_code == 2
+    assert f"{path}:{line_of(path, 'search')}:1: search: optuna proposes trials on the " \
+           "local executor" in result.output

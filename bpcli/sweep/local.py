@@ -48,19 +48,18 @@ def _threads_for_children(threads: int) -> Iterator[None]:
 
 
 def run_local(tasks: list[TrialTask], workers: int, threads: int, on_event: OnEvent,
-              decide: Decide) -> bool:
+              decide: Decide, more: Callable[[], list[TrialTask]] | None = None) -> bool:
     """Run ``tasks`` on ``workers`` processes; ``on_event(kind, trial, payload)`` hears
-    "started", "epoch" and "done" (payload: the ``TrialOutcome``'s fields). Returns
-    whether the sweep was interrupted (the trials that were running then are
-    "interrupted"; those not started yet were never reported)."""
+    "started", "epoch" and "done" (payload: the ``TrialOutcome``'s fields). After each
+    "done", ``more()`` may hand over more tasks (a search that proposes trials from
+    the scores so far). Returns whether the sweep was interrupted (the trials that were
+    running then are "interrupted"; those not started yet were never reported)."""
     context = multiprocessing.get_context("spawn")
     task_queue: Any = context.Queue()
     events: Any = context.Queue()
     replies: list[Any] = [context.Queue() for _ in range(workers)]
     for task in tasks:
         task_queue.put(task)
-    for _ in range(workers):
-        task_queue.put(None)
     with _threads_for_children(threads):
         processes = [context.Process(target=worker_main, name=f"bp-sweep-worker-{i}",
                                      args=(i, task_queue, events, replies[i], os.getpid()),
@@ -107,10 +106,16 @@ def run_local(tasks: list[TrialTask], workers: int, threads: int, on_event: OnEv
                     running.pop(trial_id, None)
                     outstanding.discard(trial_id)
                 on_event(kind, trial_id, payload)
+                if kind == "done" and more is not None and not interrupted:
+                    for task in more():
+                        task_queue.put(task)
+                        outstanding.add(task.trial_id)
             except KeyboardInterrupt:  # a second Ctrl-C: the trials stop at once
                 interrupted = True
                 _signal(processes)
                 deadline = time.monotonic() + GRACE_S
+    for _ in processes:  # each worker ends at one of these
+        task_queue.put(None)
     for process in processes:
         process.join(timeout=5.0 if not interrupted else 1.0)
         if process.is_alive():

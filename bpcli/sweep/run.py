@@ -54,7 +54,8 @@ def sweep(path: Path, display: Display, workers: int | None = None,
         if config.executor != "ray":
             raise UsageError("--address is a Ray cluster's: give --executor ray with it")
         config.address = address
-    trials = plan(config)
+    # Optuna proposes each trial when a worker is free, from the scores so far
+    trials = plan(config) if config.search != "optuna" else []
     root = create_sweep_dir(Path(loaded.base.config.output.runs_dir), loaded.name)
     state: dict[str, Any] = {
         "version": STATE_VERSION, "name": loaded.name, "sweep_file": str(path.resolve()),
@@ -63,11 +64,14 @@ def sweep(path: Path, display: Display, workers: int | None = None,
         "maximize": config.maximize(), "search": config.search, "seed": config.seed,
         "executor": config.executor, "address": config.address, "cv": config.cv,
         "scheduler": config.scheduler.model_dump() if config.scheduler else None,
-        "epochs": loaded.base.config.training.epochs,
+        "epochs": loaded.base.config.training.epochs, "samples": config.samples,
+        "parameters": {k: v.model_dump(exclude_none=True)
+                       for k, v in config.parameters.items()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running", "rungs": {}}
     write_state(root, state, trials)
-    display.info(f"sweep directory: {root} ({len(trials)} trial"
-                 f"{'s' if len(trials) > 1 else ''}, {config.search} search)")
+    count = len(trials) or config.samples
+    display.info(f"sweep directory: {root} ({count} trial{'s' if count > 1 else ''}, "
+                 f"{config.search} search)")
     return _execute(root, state, trials, display, workers or config.workers, threads)
 
 
@@ -104,7 +108,7 @@ def resume(root: Path, display: Display, workers: int | None = None,
     state = read_state(root)
     trials = [Trial.from_json(t) for t in state["trials"]]
     left = [t for t in trials if t.status not in FINAL]
-    if not left:
+    if not left and (state.get("search") != "optuna" or len(trials) >= state["samples"]):
         raise UsageError(f"{root}: every trial has ended; the results are in "
                          f"{SweepFiles(root).results}")
     display.info(f"resuming {root}: {len(trials) - len(left)} trial"
@@ -134,23 +138,46 @@ def _execute(root: Path, state: dict[str, Any], trials: list[Trial], display: Di
                 _record(trial, fold, _outcome(files.trial(name), metric), folds)
             else:
                 units[name] = (trial, fold)
+    search = _optuna_search(state, trials, maximize)
     cores = usable_cores()
     if workers is None:
         workers = max(1, cores // (threads or 1))
-    workers = max(1, min(workers, len(units) or 1))
+    to_run = len(units) + (state["samples"] - len(trials) if search else 0) * (folds or 1)
+    workers = max(1, min(workers, to_run or 1))
     threads = threads or max(1, cores // workers)
     scheduler = state.get("scheduler")
     asha = (Asha(scheduler["grace_period"], scheduler["reduction_factor"], state["epochs"],
                  maximize, state.get("rungs")) if scheduler else None)
     base = state.get("base_file")
-    # absolute: a Ray worker runs in a directory of its own, maybe on another machine
-    tasks = [TrialTask(name, trial.params, files.trial(name).resolve(),
-                       Path(state["sweep_file"]),
-                       None if base is None else Path(base), metric, threads,
-                       tuple(asha.milestones) if asha else (),
-                       tuple(state.get("sets", [])) + _fold_sets(folds, fold))
-             for name, (trial, fold) in units.items()]
-    params = list(dict.fromkeys(k for t in trials for k in t.params))
+
+    def task_of(name: str, trial: Trial, fold: int | None) -> TrialTask:
+        # absolute paths: a Ray worker runs in a directory of its own, maybe elsewhere
+        return TrialTask(name, trial.params, files.trial(name).resolve(),
+                         Path(state["sweep_file"]), None if base is None else Path(base),
+                         metric, threads or 1, tuple(asha.milestones) if asha else (),
+                         tuple(state.get("sets", [])) + _fold_sets(folds, fold))
+
+    tasks = [task_of(name, trial, fold) for name, (trial, fold) in units.items()]
+
+    def more() -> list[TrialTask]:
+        """Optuna's next trial, while the sweep has fewer than its samples."""
+        if search is None or len(trials) >= state["samples"]:
+            return []
+        trial_id = f"t{len(trials) + 1:03d}"
+        trial = Trial(trial_id, search.ask(trial_id))
+        trials.append(trial)
+        if folds:
+            trial.folds, trial.fold_status = [None] * folds, ["pending"] * folds
+        new = []
+        for name, fold in _units(trial, folds):
+            units[name] = (trial, fold)
+            new.append(task_of(name, trial, fold))
+        return new
+
+    while search is not None and len(tasks) < workers and (added := more()):
+        tasks += added
+    params = list(state.get("parameters") or
+                  dict.fromkeys(k for t in trials for k in t.params))
     started: dict[str, float] = {}
 
     def row(trial: Trial) -> SweepRow:
@@ -194,6 +221,8 @@ def _execute(root: Path, state: dict[str, Any], trials: list[Trial], display: Di
                 view.update(row(trial))
             elif kind == "done":
                 _record(trial, fold, payload, folds)
+                if search is not None and trial.status in FINAL:
+                    search.tell(trial.id, trial.score)
                 if trial.status in FINAL or trial.status == "interrupted":
                     say = trial.status + (f" ({trial.error})" if trial.error else "")
                     view.update(row(trial), say)
@@ -209,7 +238,7 @@ def _execute(root: Path, state: dict[str, Any], trials: list[Trial], display: Di
             interrupted = run_ray(rays, workers, threads, state.get("address"), scheduler,
                                   maximize, state["epochs"], root, on_event)
         else:
-            interrupted = run_local(tasks, workers, threads, on_event, decide)
+            interrupted = run_local(tasks, workers, threads, on_event, decide, more)
         for trial in trials:
             if trial.status in ("running", "pending") and interrupted:
                 trial.status = "interrupted" if trial.status == "running" else "pending"
@@ -231,6 +260,21 @@ def _execute(root: Path, state: dict[str, Any], trials: list[Trial], display: Di
                                f"{files.results}. Resume with:\n  bp sweep --resume {root}")
     _report(root, trials, best, metric, display, bool(folds))
     return root
+
+
+def _optuna_search(state: dict[str, Any], trials: list[Trial], maximize: bool) -> Any:
+    """The Optuna study of a ``search: optuna`` sweep, told of the trials that ended."""
+    if state.get("search") != "optuna":
+        return None
+    from bpcli.config.sweep import ParameterConfig
+    from bpcli.sweep.optuna_search import OptunaSearch
+
+    specs = {k: ParameterConfig.model_validate(v) for k, v in state["parameters"].items()}
+    search = OptunaSearch(specs, maximize, state["seed"])
+    for trial in trials:
+        if trial.status in FINAL and trial.score is not None:
+            search.add(trial.params, trial.score)
+    return search
 
 
 def _units(trial: Trial, folds: int | None) -> list[tuple[str, int | None]]:

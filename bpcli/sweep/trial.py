@@ -133,6 +133,10 @@ def run_trial(task: TrialTask, report: Report, ask: Ask | None) -> TrialOutcome:
         except Exception as exc:  # a bug, but one trial's: the sweep goes on
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             log.write(traceback.format_exc())
+    if status == "interrupted" and files.model.is_file() and \
+            files.read_summary().get("status") in ("finished", "stopped early"):
+        # the signal came as the run wrote its last files: it is complete
+        status = "stopped" if reporter.stopped else "finished"
     score, best_epoch, epochs = trial_score(task.run_dir, task.metric)
     seconds = files.read_summary().get("wall_time_s")
     if status == "failed" and error is not None:
