@@ -511,10 +511,16 @@ def plot(
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="The PNG file to write.")] = Path("compare.png"),
 ) -> None:
-    """Draw the learning curves of one or more runs on one picture, to compare them."""
+    """Draw the learning curves of one or more runs on one picture, to compare them; of a
+    sweep directory, its metric against each searched parameter."""
     from bpcli.commands.plot import plot as run_plot
+    from bpcli.sweep.record import is_sweep_dir
 
     written = _run(lambda: run_plot(run_dirs, out))
+    if len(run_dirs) == 1 and is_sweep_dir(run_dirs[0]):
+        typer.echo(f"the sweep's metric against each parameter written to {written}",
+                   err=True)
+        return
     typer.echo(f"curves of {len(run_dirs)} run{'s' if len(run_dirs) > 1 else ''} written "
                f"to {written}", err=True)
 

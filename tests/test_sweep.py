@@ -423,3 +423,33 @@ def test_optuna_is_for_the_local_executor(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert f"{path}:{line_of(path, 'search')}:1: search: optuna proposes trials on the " \
            "local executor" in result.output
+
+
+def test_plot_of_a_sweep_draws_the_metric_against_each_parameter(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    from bpcli import plots
+
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path, search="grid", parameters={
+        "optimizer.learning_rate": {"grid": [0.001, 0.05]},
+        "model.layers.0": {"grid": [{"type": "dense", "units": 4},
+                                    {"type": "dense", "units": 8}]}})
+    assert invoke(str(path), "--workers", "2").exit_code == 0
+    root = sweep_dir(tmp_path)
+    figures: list[Any] = []
+    monkeypatch.setattr(plots, "_write_png", lambda figure, out: figures.append(figure))
+    result = CliRunner().invoke(app, ["plot", str(root), "--out", "s.png"])
+    assert result.exit_code == 0, result.output
+    assert "the sweep's metric against each parameter written to s.png" in result.output
+    (figure,) = figures
+    axes = {a.get_xlabel(): a for a in figure.axes}
+    assert set(axes) == {"optimizer.learning_rate", "model.layers.0"}
+    scores = sorted(float(r["val_accuracy"]) for r in results(root))
+    for a in axes.values():
+        assert a.get_ylabel() == "val_accuracy"
+        ys = sorted(float(y) for c in a.collections for y in c.get_offsets()[:, 1])
+        assert ys == pytest.approx(scores)
+    assert axes["optimizer.learning_rate"].get_xscale() == "log"  # spans 50-fold
+    labels = [t.get_text() for t in axes["model.layers.0"].get_xticklabels()]
+    assert labels == ["units=4", "units=8"]
