@@ -319,9 +319,9 @@ class SweepView:
     def update(self, row: SweepRow, say: str | None = None) -> None:
         """Show ``row`` (new or changed); off a terminal, print ``say`` as its line."""
         self.rows[row.trial] = row
-        if self.live is not None:
-            self.live.refresh()
-        elif say is not None:
+        if self.live is not None:  # redrawn a few times a second: epochs come faster
+            return
+        if say is not None:
             values = "  ".join(f"{k}={v}" for k, v in zip(self.params, row.params,
                                                           strict=True))
             self.display.console.print(f"{row.trial} {say}  {values}" + (

@@ -288,6 +288,8 @@ def test_ctrl_c_saves_the_sweep_and_resume_finishes_it(tmp_path: Path) -> None:
             assert trial == finished_before[trial["id"]]
     summary = json.loads((root / stopped / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs"] == 150
+    assert f"resuming {root.resolve() / stopped} after epoch" in \
+        (root / stopped / "train.log").read_text()  # from its checkpoint, not afresh
 
 
 def test_resume_needs_a_sweep_directory(tmp_path: Path) -> None:
@@ -329,6 +331,9 @@ def test_folds_are_stratified_and_cover_every_row() -> None:
     for fold in folds:
         assert len(fold) == 20
         assert np.bincount(labels[fold]).tolist() == [10, 6, 4]
+    assert [f.tolist() for f in fold_rows(100, 5, seed=1, labels=labels)] != \
+        [f.tolist() for f in folds]  # seeded, and shuffled
+    assert folds[0].tolist() != sorted(folds[0].tolist())[:10] + list(range(50, 60))
     plain = fold_rows(7, 3, seed=1, labels=None)
     assert sorted(len(f) for f in plain) == [2, 2, 3]
     assert [f.tolist() for f in fold_rows(7, 3, 1, None)] == [f.tolist() for f in plain]
@@ -361,6 +366,24 @@ def test_train_cv_scores_the_mean_of_the_folds(tmp_path: Path,
     assert "over 3 folds" in result.output
     best = yaml.safe_load((root / "best.yaml").read_text())
     assert "cv" not in best["data"]
+
+
+def test_each_fold_validates_on_its_own_rows(tmp_path: Path) -> None:
+    from bpcli.config import load_config
+    from bpcli.experiment import prepare
+
+    config = tmp_path / "c.yaml"
+    # unscaled, so that the same rows are the same numbers in every fold
+    config.write_text(yaml.safe_dump(iris_config(data={
+        "path": str(REPO / "datasets" / "iris.csv"), "target": "species",
+        "scaling": "none"})))
+    vals = []
+    for fold in (1, 2, 3):
+        experiment = prepare(load_config(config, [f"data.cv={{folds: 3, fold: {fold}}}"]))
+        assert (len(experiment.X_train), len(experiment.X_val)) == (100, 50)
+        assert experiment.config.data.validation_fraction is None
+        vals.append(experiment.X_val)
+    assert not np.array_equal(vals[0], vals[1]) and not np.array_equal(vals[1], vals[2])
 
 
 def test_a_sweep_with_cv_ranks_trials_by_their_folds(tmp_path: Path,
