@@ -22,7 +22,7 @@ from bpcli.cli import app
 from bpcli.config.sweep import SweepConfig
 from bpcli.sweep.asha import Asha
 from bpcli.sweep.plan import plan
-from tests.conftest import REPO, iris_config
+from tests.conftest import CONFIGS, REPO, iris_config
 from tests.test_runs import assert_same_arrays, metrics, params
 
 
@@ -115,6 +115,15 @@ def test_a_grid_search_refuses_ranges(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert (f"{path}:{line_of(path, 'uniform')}:5: parameters.optimizer.learning_rate: a grid "
             "search tries listed values") in result.output
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*-sweep.yaml")), ids=lambda p: p.stem)
+def test_shipped_sweeps_are_valid(path: Path) -> None:
+    from bpcli.config.sweep import load_sweep
+
+    sweep = load_sweep(path)
+    assert sweep.base_path == CONFIGS / "iris.yaml"
+    assert len(plan(sweep.config)) == sweep.config.samples
 
 
 def test_the_plan() -> None:
