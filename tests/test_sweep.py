@@ -449,12 +449,12 @@ def test_optuna_proposes_the_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert len({t["params"]["optimizer.learning_rate"] for t in state["trials"]}) == 5
 
 
-def test_optuna_is_for_the_local_executor(tmp_path: Path) -> None:
-    path = write_sweep(tmp_path, search="optuna", executor="ray")
+def test_optuna_on_ray_takes_no_folds(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, search="optuna", executor="ray", cv=3)
     result = invoke(str(path))
     assert result.exit_code == 2
-    assert f"{path}:{line_of(path, 'search')}:1: search: optuna proposes trials on the " \
-           "local executor" in result.output
+    assert f"{path}:{line_of(path, 'cv:')}:1: cv: on Ray, Optuna's trials are single " \
+           "runs" in result.output
 
 
 def test_plot_of_a_sweep_draws_the_metric_against_each_parameter(

@@ -121,3 +121,34 @@ def test_an_unreachable_cluster_is_one_line(tmp_path: Path,
     result = CliRunner().invoke(app, ["sweep", str(path), "--address", "127.0.0.1:1"])
     assert result.exit_code == 2
     assert "--address is a Ray cluster's: give --executor ray with it" in result.output
+
+
+def test_optuna_proposes_the_trials_on_ray(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_cluster: str) -> None:
+    pytest.importorskip("optuna")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    base = iris_config(training={"epochs": 3, "batch_size": 16, "seed": 0})
+    blocks = [{"type": "dense", "units": 4}, {"type": "dense", "units": 8}]
+    sweep = {"base": base, "metric": "val_accuracy", "search": "optuna", "samples": 4,
+             "executor": "ray", "parameters": {
+                 "optimizer.learning_rate": {"loguniform": [0.001, 0.1]},
+                 "model.layers.0": {"choice": blocks},
+                 "training.batch_size": {"int": [8, 16], "q": 8}}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    result = CliRunner().invoke(app, ["sweep", str(path), "--address", ray_cluster,
+                                      "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    (root,) = [p for p in (tmp_path / "runs").iterdir() if (p / "sweep.json").is_file()]
+    found = rows(root)
+    assert len(found) == 4 and all(t.startswith("t-") for t in found)
+    for trial, row in found.items():
+        assert row["status"] == "finished"
+        config = yaml.safe_load((root / trial / "config.yaml").read_text())
+        assert 0.001 <= config["optimizer"]["learning_rate"] <= 0.1
+        assert config["optimizer"]["learning_rate"] == float(row["optimizer.learning_rate"])
+        assert config["model"]["layers"][0]["units"] in (4, 8)
+        assert config["training"]["batch_size"] in (8, 16)
+    assert json.loads((root / "sweep.json").read_text())["best"] in found

@@ -266,9 +266,9 @@ def _search_problems(sweep: LoadedSweep) -> list[str]:
             problems.append(f"{sweep.where('scheduler', 'grace_period')}: scheduler."
                             f"grace_period: {config.scheduler.grace_period} epochs is not "
                             f"fewer than the {epochs} every trial trains; make it smaller")
-    if config.search == "optuna" and config.executor == "ray":
-        problems.append(f"{sweep.where('search')}: search: optuna proposes trials on the "
-                        "local executor; with executor ray use grid or random")
+    if config.search == "optuna" and config.executor == "ray" and config.cv is not None:
+        problems.append(f"{sweep.where('cv')}: cv: on Ray, Optuna's trials are single "
+                        "runs; leave out cv, or use search random or the local executor")
     if config.executor != "ray" and config.address is not None:
         problems.append(f"{sweep.where('address')}: address: a cluster's address goes with "
                         "executor: ray")

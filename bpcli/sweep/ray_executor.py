@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bpcli.config.sweep import ParameterConfig
 from bpcli.errors import UsageError
 from bpcli.runs import RunFiles, write_json
 from bpcli.sweep.trial import TrialTask, run_trial
 
 INSTALL_HINT = "pip install 'bp[ray]'"
 OUTCOME = "outcome.json"  # a trial's outcome, written by the Ray worker beside its run
+PROPOSED = "proposed"  # search optuna: the trials Tune's searcher proposed, a file each
 #: Tune's schedulers compare numbers: a trial without a score ranks below every other
 WORST = 1e300
 
@@ -36,12 +40,27 @@ def _ray() -> Any:
     return ray
 
 
+@dataclass(frozen=True)
+class OptunaPlan:
+    """``search: optuna`` on Ray: Tune's ``OptunaSearch`` proposes ``samples`` trials
+    over ``parameters`` (specs as sweep.json records them); each trial's task is
+    ``template`` with its id, values and run directory."""
+
+    parameters: dict[str, dict[str, Any]]
+    seed: int
+    samples: int
+    template: TrialTask
+
+
 def run_ray(tasks: list[TrialTask], workers: int, threads: int, address: str | None,
             scheduler: dict[str, Any] | None, maximize: bool, max_epochs: int,
-            storage: Path, on_event: Any) -> bool:
+            storage: Path, on_event: Any, optuna: OptunaPlan | None = None,
+            register: Callable[[TrialTask], None] | None = None) -> bool:
     """Run ``tasks`` as Tune trials, at most ``workers`` at once with ``threads`` CPUs
     each; ``on_event`` hears each trial's "started" and "done" as ``run_local`` tells
-    them. Returns whether the sweep was interrupted."""
+    them. With ``optuna``, Tune's Optuna searcher proposes the trials instead, and
+    ``register`` hears of each (before its "done"). Returns whether the sweep was
+    interrupted."""
     ray = _ray()
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -59,7 +78,14 @@ def run_ray(tasks: list[TrialTask], workers: int, threads: int, address: str | N
     sign = 1.0 if maximize else -1.0
 
     def trainable(config: dict[str, Any]) -> None:
-        task = tasks[config["unit"]]
+        if optuna is None:
+            task = tasks[config["unit"]]
+        else:  # named by Tune's id for it: trials start on many machines at once
+            task = _proposed(optuna, f"t-{tune.get_context().get_trial_id()}", config)
+            proposals = optuna.template.run_dir / PROPOSED
+            proposals.mkdir(exist_ok=True)
+            write_json(proposals / f"{task.trial_id}.json", {
+                "trial_id": task.trial_id, "params": task.params, "proposed": time.time()})
         stopped = False
 
         def ask(name: str, epoch: int, score: float | None) -> bool:
@@ -81,12 +107,24 @@ def run_ray(tasks: list[TrialTask], workers: int, threads: int, address: str | N
         time_attr="epoch", metric="score", mode="max" if maximize else "min",
         max_t=max_epochs, grace_period=scheduler["grace_period"],
         reduction_factor=scheduler["reduction_factor"])
+    mode = "max" if maximize else "min"
+    searcher = None
+    if optuna is None:
+        space: dict[str, Any] = {"unit": tune.grid_search(list(range(len(tasks))))}
+    else:
+        from ray.tune.search.optuna import OptunaSearch
+
+        space = _tune_space(optuna.parameters)
+        searcher = OptunaSearch(metric="score", mode=mode, seed=optuna.seed)
+    ranked_here = asha is None and searcher is None  # else they rank the trials
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": threads}),
-        param_space={"unit": tune.grid_search(list(range(len(tasks))))},
-        tune_config=tune.TuneConfig(scheduler=asha, max_concurrent_trials=workers,
-                                    metric=None if asha else "score",
-                                    mode=None if asha else ("max" if maximize else "min")),
+        param_space=space,
+        tune_config=tune.TuneConfig(scheduler=asha, search_alg=searcher,
+                                    max_concurrent_trials=workers,
+                                    num_samples=1 if optuna is None else optuna.samples,
+                                    metric="score" if ranked_here else None,
+                                    mode=mode if ranked_here else None),
         run_config=tune.RunConfig(name="ray", storage_path=str(storage.resolve()),
                                   verbose=0))
     for task in tasks:
@@ -96,15 +134,63 @@ def run_ray(tasks: list[TrialTask], workers: int, threads: int, address: str | N
         grid = tuner.fit()
         results = [grid[i] for i in range(len(grid))]
         errors = {result.config["unit"]: result.error for result in results
-                  if result.config is not None}
+                  if result.config is not None and "unit" in result.config}
     except KeyboardInterrupt:
         interrupted, errors = True, {}
     finally:
         if started_here:
             ray.shutdown()
+    if optuna is not None:  # the trials Tune made, as each recorded itself
+        assert register is not None
+        tasks, errors = [], {}
+        found = [json.loads(path.read_text())
+                 for path in (optuna.template.run_dir / PROPOSED).glob("t-*.json")]
+        for proposed in sorted(found, key=lambda item: item["proposed"]):
+            task = replace(optuna.template, trial_id=proposed["trial_id"],
+                           params=proposed["params"],
+                           run_dir=optuna.template.run_dir / proposed["trial_id"])
+            register(task)
+            tasks.append(task)
     for unit, task in enumerate(tasks):
         on_event("done", task.trial_id, _outcome(task, errors.get(unit), interrupted))
     return interrupted
+
+
+def _tune_space(parameters: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The sweep's parameters as Tune's search space; listed values by their index."""
+    from ray import tune
+
+    space: dict[str, Any] = {}
+    for key, raw in parameters.items():
+        spec = ParameterConfig.model_validate(raw)
+        listed = spec.values()
+        if listed is not None:
+            space[key] = tune.choice(list(range(len(listed))))
+            continue
+        low, high = spec.bounds() or (0.0, 1.0)
+        if spec.kind in ("int", "randint"):  # both ends included, as bp's int is
+            step = int(spec.q or 1)
+            space[key] = (tune.qrandint(int(low), int(high), step) if step > 1
+                          else tune.randint(int(low), int(high) + 1))
+        elif spec.kind == "loguniform":
+            space[key] = (tune.qloguniform(low, high, spec.q) if spec.q
+                          else tune.loguniform(low, high))
+        else:
+            space[key] = (tune.quniform(low, high, spec.q) if spec.q
+                          else tune.uniform(low, high))
+    return space
+
+
+def _proposed(plan: OptunaPlan, trial_id: str, config: dict[str, Any]) -> TrialTask:
+    params = {}
+    for key, raw in plan.parameters.items():
+        spec = ParameterConfig.model_validate(raw)
+        listed = spec.values()
+        value = config[key]
+        params[key] = (listed[int(value)] if listed is not None else
+                       int(value) if spec.kind in ("int", "randint") else float(value))
+    return replace(plan.template, trial_id=trial_id, params=params,
+                   run_dir=plan.template.run_dir / trial_id)
 
 
 def _outcome(task: TrialTask, error: Exception | None, interrupted: bool) -> dict[str, Any]:

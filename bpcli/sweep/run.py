@@ -106,6 +106,10 @@ def resume(root: Path, display: Display, workers: int | None = None,
     """Carry on the sweep in ``root``: finished trials are kept, the others resumed from
     their last checkpoint or started again."""
     state = read_state(root)
+    if state.get("executor") == "ray" and state.get("search") == "optuna":
+        raise UsageError(f"{root}: a Ray sweep whose trials Optuna proposed cannot be "
+                         "resumed (Tune's searcher starts afresh); its ended trials are in "
+                         f"{SweepFiles(root).results}")
     trials = [Trial.from_json(t) for t in state["trials"]]
     left = [t for t in trials if t.status not in FINAL]
     if not left and (state.get("search") != "optuna" or len(trials) >= state["samples"]):
@@ -138,11 +142,14 @@ def _execute(root: Path, state: dict[str, Any], trials: list[Trial], display: Di
                 _record(trial, fold, _outcome(files.trial(name), metric), folds)
             else:
                 units[name] = (trial, fold)
-    search = _optuna_search(state, trials, maximize)
+    on_ray = state.get("executor") == "ray"
+    # on Ray, Tune's own Optuna searcher proposes the trials (below)
+    search = None if on_ray else _optuna_search(state, trials, maximize)
     cores = usable_cores()
     if workers is None:
         workers = max(1, cores // (threads or 1))
-    to_run = len(units) + (state["samples"] - len(trials) if search else 0) * (folds or 1)
+    proposed = state["samples"] - len(trials) if state.get("search") == "optuna" else 0
+    to_run = len(units) + proposed * (folds or 1)
     workers = max(1, min(workers, to_run or 1))
     threads = threads or max(1, cores // workers)
     scheduler = state.get("scheduler")
@@ -229,14 +236,27 @@ def _execute(root: Path, state: dict[str, Any], trials: list[Trial], display: Di
                 write_state(root, state, trials)
                 write_results(root, trials, metric, bool(folds))
 
-        if state.get("executor") == "ray":
-            from bpcli.sweep.ray_executor import run_ray
+        if on_ray:
+            from bpcli.sweep.ray_executor import OptunaPlan, run_ray
 
             # Ray asks every epoch: its scheduler decides where the rungs are
-            rays = [replace(task, rungs=tuple(range(1, state["epochs"]))) if asha else task
-                    for task in tasks]
+            every = tuple(range(1, state["epochs"])) if asha else ()
+            rays = [replace(task, rungs=every) for task in tasks]
+            plan = None
+            if state.get("search") == "optuna":  # Tune's Optuna searcher proposes them
+                template = replace(task_of("", Trial("", {}), None), rungs=every,
+                                   run_dir=root.resolve())
+                plan = OptunaPlan(state["parameters"], state["seed"], state["samples"],
+                                  template)
+
+            def register(task: TrialTask) -> None:
+                trial = Trial(task.trial_id, task.params)
+                trials.append(trial)
+                units[task.trial_id] = (trial, None)
+
             interrupted = run_ray(rays, workers, threads, state.get("address"), scheduler,
-                                  maximize, state["epochs"], root, on_event)
+                                  maximize, state["epochs"], root, on_event, plan,
+                                  register)
         else:
             interrupted = run_local(tasks, workers, threads, on_event, decide, more)
         for trial in trials:
