@@ -299,6 +299,9 @@ def sweep(
     resume: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--resume", help="Carry on this sweep directory: finished trials are kept.")]
     = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="With --resume: resume even if the sweep file or base config "
+        "changed.")] = False,
     workers: Annotated[Optional[int], typer.Option(  # noqa: UP045
         "--workers", min=1, help="Trials at once (default: the sweep file's workers, "
         "else one per core).")] = None,
@@ -328,7 +331,9 @@ def sweep(
             if executor is not None:
                 raise UsageError("a sweep resumes on the executor it started on; leave out "
                                  "--executor")
-            return resume_sweep(resume, Display(), workers, threads, address)
+            return resume_sweep(resume, Display(), workers, threads, address, force)
+        if force:
+            raise UsageError("--force goes with --resume")
         assert sweep_file is not None
         return run_sweep(sweep_file, Display(), workers, threads, executor, address)
 

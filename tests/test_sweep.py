@@ -284,6 +284,14 @@ def test_ctrl_c_saves_the_sweep_and_resume_finishes_it(tmp_path: Path) -> None:
     assert summary["status"] == "interrupted"
     finished_before = {t["id"]: t for t in state["trials"] if t["status"] == "finished"}
 
+    # an edited sweep file would make the trials still to run another sweep's
+    text = path.read_text()
+    path.write_text(text + "\n# edited\n")
+    refused = CliRunner().invoke(app, ["sweep", "--resume", str(root)])
+    assert refused.exit_code == 2
+    assert f"{root}: cannot resume: {path.resolve()} changed since the sweep started" in \
+        refused.output
+    path.write_text(text)
     again = subprocess.run([sys.executable, "-m", "bpcli", "sweep", "--resume", str(root)],
                            cwd=tmp_path, env=env, text=True, capture_output=True,
                            timeout=300)

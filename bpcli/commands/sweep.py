@@ -17,8 +17,9 @@ def sweep(sweep_file: Path, display: Display, workers: int | None = None,
 
 
 def resume(sweep_dir: Path, display: Display, workers: int | None = None,
-           threads: int | None = None, address: str | None = None) -> Path:
-    return run.resume(sweep_dir, display, workers, threads, address)
+           threads: int | None = None, address: str | None = None,
+           force: bool = False) -> Path:
+    return run.resume(sweep_dir, display, workers, threads, address, force)
 
 
 def cross_validate(config: Path, folds: int, display: Display, overrides: Sequence[str] = (),

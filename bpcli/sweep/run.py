@@ -17,7 +17,7 @@ from bpcli.config.sweep import load_sweep, yaml_value
 from bpcli.display import Display, SweepRow
 from bpcli.errors import EXIT_INTERRUPTED, BpError, CheckFailed, UsageError
 from bpcli.metrics import metric_text
-from bpcli.runs import RunFiles
+from bpcli.runs import RunFiles, file_digest
 from bpcli.sweep.asha import Asha
 from bpcli.sweep.plan import FINAL, Trial, plan
 from bpcli.sweep.record import (
@@ -67,7 +67,8 @@ def sweep(path: Path, display: Display, workers: int | None = None,
         "epochs": loaded.base.config.training.epochs, "samples": config.samples,
         "parameters": {k: v.model_dump(exclude_none=True)
                        for k, v in config.parameters.items()},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running", "rungs": {}}
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running", "rungs": {},
+        "inputs": _digests(path, loaded.base_path)}
     write_state(root, state, trials)
     count = len(trials) or config.samples
     display.info(f"sweep directory: {root} ({count} trial{'s' if count > 1 else ''}, "
@@ -94,7 +95,7 @@ def cross_validate(config_path: Path, folds: int, display: Display,
         "maximize": True, "search": "grid", "seed": 0,
         "executor": "local", "cv": folds, "scheduler": None,
         "epochs": config.training.epochs, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "status": "running", "rungs": {}}
+        "status": "running", "rungs": {}, "inputs": _digests(config_path)}
     trials = [Trial("t001", {})]
     write_state(root, state, trials)
     display.info(f"cross-validation directory: {root} ({folds} folds)")
@@ -102,10 +103,19 @@ def cross_validate(config_path: Path, folds: int, display: Display,
 
 
 def resume(root: Path, display: Display, workers: int | None = None,
-           threads: int | None = None, address: str | None = None) -> Path:
+           threads: int | None = None, address: str | None = None,
+           force: bool = False) -> Path:
     """Carry on the sweep in ``root``: finished trials are kept, the others resumed from
-    their last checkpoint or started again."""
+    their last checkpoint or started again (refused when the sweep file or the base
+    config changed since, unless ``force``)."""
     state = read_state(root)
+    recorded = state.get("inputs") or {}
+    changed = [name for name, digest in recorded.items()
+               if not Path(name).is_file() or file_digest(Path(name)) != digest]
+    if changed and not force:
+        raise UsageError(f"{root}: cannot resume: {', '.join(changed)} changed since the "
+                         "sweep started, and the trials still to run would not be the "
+                         "sweep's; pass --force to resume anyway")
     if state.get("executor") == "ray" and state.get("search") == "optuna":
         raise UsageError(f"{root}: a Ray sweep whose trials Optuna proposed cannot be "
                          "resumed (Tune's searcher starts afresh); its ended trials are in "
@@ -282,6 +292,11 @@ def _execute(root: Path, state: dict[str, Any], trials: list[Trial], display: Di
     return root
 
 
+def _digests(*paths: Path | None) -> dict[str, str]:
+    """SHA-256 of the sweep's own inputs (the sweep file, the base config), by path."""
+    return {str(p.resolve()): file_digest(p) for p in paths if p is not None}
+
+
 def _optuna_search(state: dict[str, Any], trials: list[Trial], maximize: bool) -> Any:
     """The Optuna study of a ``search: optuna`` sweep, told of the trials that ended."""
     if state.get("search") != "optuna":
@@ -344,13 +359,11 @@ def _outcome(run_dir: Path, metric: str) -> dict[str, Any]:
     """The outcome of a run that ended (as a worker reports it), from its files."""
     score, best_epoch, epochs = trial_score(run_dir, metric)
     seconds = RunFiles(run_dir).read_summary().get("wall_time_s")
-    status = None
     # a run that stopped early (by its patience, or the scheduler) and wrote its model
     # has finished: the rungs in sweep.json say which trials the scheduler stopped
-    del status
-    return {"status": "finished",
-            "score": score, "best_epoch": best_epoch, "epochs": epochs,
-            "seconds": seconds if isinstance(seconds, float) else None, "error": None}
+    return {"status": "finished", "score": score, "best_epoch": best_epoch,
+            "epochs": epochs, "seconds": seconds if isinstance(seconds, float) else None,
+            "error": None}
 
 
 def _completed(run_dir: Path) -> bool:
