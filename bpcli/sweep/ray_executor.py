@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bpcli.config.sweep import ParameterConfig
-from bpcli.errors import UsageError
+from bpcli.errors import BpError, UsageError
+from bpcli.modelfile import load_model
 from bpcli.runs import RunFiles, write_json
 from bpcli.sweep.trial import TrialTask, run_trial
 
@@ -151,8 +152,16 @@ def run_ray(tasks: list[TrialTask], workers: int, threads: int, address: str | N
                            run_dir=optuna.template.run_dir / proposed["trial_id"])
             register(task)
             tasks.append(task)
-    for unit, task in enumerate(tasks):
-        on_event("done", task.trial_id, _outcome(task, errors.get(unit), interrupted))
+    outcomes = [_outcome(task, errors.get(unit), interrupted)
+                for unit, task in enumerate(tasks)]
+    # Ctrl-C reaches Tune, which ends the trials and returns: they are interrupted, and
+    # those it never started are still to run
+    interrupted = interrupted or any(o["status"] == "interrupted" for o in outcomes)
+    for task, outcome in zip(tasks, outcomes, strict=True):
+        if interrupted and outcome["status"] == "failed" and \
+                not RunFiles(task.run_dir).config.is_file():
+            outcome = {**outcome, "status": "pending", "error": None}
+        on_event("done", task.trial_id, outcome)
     return interrupted
 
 
@@ -199,7 +208,7 @@ def _outcome(task: TrialTask, error: Exception | None, interrupted: bool) -> dic
         return outcome
     except (OSError, ValueError):
         pass
-    if error is None and not interrupted and RunFiles(task.run_dir).last.is_file():
+    if error is None and _stopped_at_rung(task.run_dir):
         # Tune stopped the trial at a rung and ended its process before the run's final
         # writes; its last checkpoint records the stop, so carrying it on here does no
         # more training: it writes the best epoch's model and the summary.
@@ -207,7 +216,21 @@ def _outcome(task: TrialTask, error: Exception | None, interrupted: bool) -> dic
         if ended.status == "finished":
             ended.status = "stopped"
         return ended.__dict__
+    if error is None and RunFiles(task.run_dir).config.is_file():
+        interrupted = True  # ended by Tune mid-way, not by its scheduler: Ctrl-C
     status = "interrupted" if interrupted and error is None else "failed"
     return {"status": status, "score": None, "best_epoch": None, "epochs": 0,
             "seconds": None, "error": None if status == "interrupted" else
             f"the Ray trial ended without an outcome: {error or 'no error reported'}"}
+
+
+def _stopped_at_rung(run_dir: Path) -> bool:
+    """Whether the run's last checkpoint says its training has ended (the scheduler's
+    stop is decided before the epoch's checkpoint is written)."""
+    last = RunFiles(run_dir).last
+    if not last.is_file():
+        return False
+    try:
+        return bool(load_model(last).meta["trainer"]["stopped_early"])
+    except (BpError, KeyError, TypeError):
+        return False

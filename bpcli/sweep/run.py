@@ -54,6 +54,9 @@ def sweep(path: Path, display: Display, workers: int | None = None,
         if config.executor != "ray":
             raise UsageError("--address is a Ray cluster's: give --executor ray with it")
         config.address = address
+    if config.executor == "ray" and config.search == "optuna" and config.cv is not None:
+        raise UsageError(f"{path}: cv: on Ray, Optuna's trials are single runs; leave out "
+                         "cv, or use search random or the local executor")
     # Optuna proposes each trial when a worker is free, from the scores so far
     trials = plan(config) if config.search != "optuna" else []
     root = create_sweep_dir(Path(loaded.base.config.output.runs_dir), loaded.name)
