@@ -24,9 +24,9 @@ import numpy as np
 import yaml
 
 from bpcli import trainer as trainer_module
-from bpcli.commands.train import train
 from bpcli.display import Display
 from bpcli.nn import Network
+from bpcli.session import train
 
 ROWS, FEATURES = 100_000, 20
 
@@ -73,9 +73,9 @@ def run(config: Path, interactive: bool) -> dict[str, float]:
 
 def bare_fit_seconds(config: Path) -> float:
     """The same training with nothing listening: no validation display, no files."""
-    from bpcli.commands.train import _trainer
     from bpcli.config import load_config
     from bpcli.experiment import prepare
+    from bpcli.session import _trainer
 
     experiment = prepare(load_config(config))
     init_seed, shuffle_seed = np.random.SeedSequence(0).spawn(2)

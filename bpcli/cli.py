@@ -246,6 +246,9 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(  # noqa: UP045
         "--epochs", min=1, help="With --resume: the new total of epochs, to train a run "
         "further (a finished one too).")] = None,
+    cv: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--cv", min=2, max=100, help="Cross-validate: train on each of K folds (stratified "
+        "for classification) and report the mean and spread of the score.")] = None,
     set_: SetOption = None,
 ) -> None:
     """Train the network a config describes and write a run directory."""
@@ -271,12 +274,68 @@ def train(
             if overrides:
                 raise UsageError("--set and --init-from cannot change a run being resumed: "
                                  "its config is fixed by its fingerprint")
+            if cv is not None:
+                raise UsageError("--cv trains a config on each fold; resume an "
+                                 "interrupted cross-validation with bp sweep --resume DIR")
             return resume_run(resume, Display(), force, health, epochs, threads)
         if epochs is not None:
             raise UsageError("--epochs goes with --resume; for a new run, set "
                              "training.epochs in the config or --set training.epochs=N")
         assert config is not None
+        if cv is not None:
+            from bpcli.commands.sweep import cross_validate
+
+            return cross_validate(config, cv, Display(), overrides, threads)
         return run_train(config, Display(), overrides, health, threads)
+
+    _run(action)
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Optional[Path], typer.Argument(  # noqa: UP045
+        help="The sweep file: a base config and the values to search.", metavar="SWEEP",
+        show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--resume", help="Carry on this sweep directory: finished trials are kept.")]
+    = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="With --resume: resume even if the sweep file or base config "
+        "changed.")] = False,
+    workers: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--workers", min=1, help="Trials at once (default: the sweep file's workers, "
+        "else one per core).")] = None,
+    threads: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--threads", min=1, help="Threads for each trial's matrix products (default: the "
+        "cores shared among the workers).")] = None,
+    executor: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--executor", metavar="local|ray", help="Where the trials run (default: the sweep "
+        "file's executor, else local); ray needs pip install 'bp\\[ray]'.")] = None,
+    address: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--address", help="With --executor ray: the cluster, auto or ray://host:port "
+        "(default: a Ray instance of the sweep's own).")] = None,
+) -> None:
+    """Train many variants of a config (grid or random search, ASHA) and name the best."""
+    from bpcli.commands.sweep import resume as resume_sweep
+    from bpcli.commands.sweep import sweep as run_sweep
+    from bpcli.display import Display
+    from bpcli.errors import UsageError
+
+    def action() -> Path:
+        if (sweep_file is None) == (resume is None):
+            raise UsageError("give a sweep file (bp sweep SWEEP.yaml) or a sweep to carry "
+                             "on (bp sweep --resume SWEEP_DIR), one of the two")
+        if executor not in (None, "local", "ray"):
+            raise UsageError(f"--executor {executor}: choose local or ray")
+        if resume is not None:
+            if executor is not None:
+                raise UsageError("a sweep resumes on the executor it started on; leave out "
+                                 "--executor")
+            return resume_sweep(resume, Display(), workers, threads, address, force)
+        if force:
+            raise UsageError("--force goes with --resume")
+        assert sweep_file is not None
+        return run_sweep(sweep_file, Display(), workers, threads, executor, address)
 
     _run(action)
 
@@ -457,10 +516,16 @@ def plot(
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="The PNG file to write.")] = Path("compare.png"),
 ) -> None:
-    """Draw the learning curves of one or more runs on one picture, to compare them."""
+    """Draw the learning curves of one or more runs on one picture, to compare them; of a
+    sweep directory, its metric against each searched parameter."""
     from bpcli.commands.plot import plot as run_plot
+    from bpcli.sweep.record import is_sweep_dir
 
     written = _run(lambda: run_plot(run_dirs, out))
+    if len(run_dirs) == 1 and is_sweep_dir(run_dirs[0]):
+        typer.echo(f"the sweep's metric against each parameter written to {written}",
+                   err=True)
+        return
     typer.echo(f"curves of {len(run_dirs)} run{'s' if len(run_dirs) > 1 else ''} written "
                f"to {written}", err=True)
 

@@ -760,6 +760,23 @@ def split_rows(n: int, fractions: Sequence[float], seed: int,
     return [np.flatnonzero(owner == k) for k in range(len(fractions) + 1)]
 
 
+def fold_rows(n: int, folds: int, seed: int, labels: NDArray[Any] | None
+              ) -> list[NDArray[np.intp]]:
+    """Seeded split of ``range(n)`` into ``folds`` folds of (nearly) equal size, each
+    holding every class in proportion when ``labels`` are given. Each fold sorted."""
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == c)
+                                                    for c in np.unique(labels)]
+    owner = np.empty(n, dtype=np.intp)
+    offset = 0
+    for group in groups:
+        # dealt like cards, each class continuing where the last left off, so that the
+        # folds' sizes differ by one row at most
+        owner[rng.permutation(group)] = (offset + np.arange(len(group))) % folds
+        offset += len(group)
+    return [np.flatnonzero(owner == k) for k in range(folds)]
+
+
 def _safe_std(X: NDArray[np.float64]) -> NDArray[np.float64]:
     """Standard deviation per column, with 1 where a column is constant."""
     std = np.atleast_1d(X.std(axis=0))

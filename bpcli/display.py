@@ -272,6 +272,27 @@ class Display:
             table.add_row(Text(key), Text(a, style=style or ""), Text(b, style=style or ""))
         self._print_whole(table)
 
+    @contextmanager
+    def sweep(self, title: str, params: list[str], metric: str) -> Iterator[SweepView]:
+        """The trials of a sweep as they run: a table redrawn in place on a terminal, a
+        line as each trial starts and ends elsewhere."""
+        view = SweepView(self, title, params, metric)
+        if not self.interactive:
+            yield view
+            return
+        with Live(get_renderable=view.table, console=self.console,
+                  refresh_per_second=REFRESHES_PER_SECOND, transient=True) as live:
+            view.live = live
+            yield view
+        self._print_whole(view.table())
+
+    def sweep_table(self, title: str, params: list[str], metric: str,
+                    rows: list[SweepRow]) -> None:
+        view = SweepView(self, title, params, metric)
+        for row in rows:
+            view.rows[row.trial] = row
+        self._print_whole(view.table())
+
     def _print_whole(self, table: Table) -> None:
         """A table at its natural width when the output is not a terminal (a pipe or a
         file is not 80 columns wide), so that no cell is folded or cut short there. On a
@@ -287,6 +308,57 @@ class Display:
             self.console.print(table)
         finally:
             self.console.width = width
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """A trial as the sweep's table shows it: every cell already text."""
+
+    trial: str
+    params: list[str]
+    status: str
+    epochs: str
+    best: str
+    time: str
+
+
+SWEEP_STYLES = {"finished": "green", "stopped": "yellow", "failed": "bold red",
+                "interrupted": "yellow", "running": "cyan", "pending": "dim"}
+
+
+class SweepView:
+    """The trials of a sweep: a row each (parameters, status, epochs, best score, time)."""
+
+    def __init__(self, display: Display, title: str, params: list[str], metric: str) -> None:
+        self.display = display
+        self.title = title
+        self.params = params
+        self.metric = metric
+        self.rows: dict[str, SweepRow] = {}
+        self.live: Live | None = None
+
+    def update(self, row: SweepRow, say: str | None = None) -> None:
+        """Show ``row`` (new or changed); off a terminal, print ``say`` as its line."""
+        self.rows[row.trial] = row
+        if self.live is not None:  # redrawn a few times a second: epochs come faster
+            return
+        if say is not None:
+            values = "  ".join(f"{k}={v}" for k, v in zip(self.params, row.params,
+                                                          strict=True))
+            self.display.console.print(f"{row.trial} {say}  {values}" + (
+                f"  epochs {row.epochs}  {self.metric} {row.best}  {row.time}"
+                if say != "started" else ""), markup=False, soft_wrap=True)
+
+    def table(self) -> Table:
+        table = Table(title=Text(self.title), title_justify="left")
+        for heading in ("trial", *self.params, "status", "epochs", self.metric, "time"):
+            table.add_column(Text(heading), overflow="fold", justify="left" if heading in (
+                "trial", "status") else "right")
+        for row in self.rows.values():
+            table.add_row(row.trial, *map(Text, row.params),
+                          Text(row.status, style=SWEEP_STYLES.get(row.status, "")),
+                          row.epochs, row.best, row.time)
+        return table
 
 
 class TrainingView:
@@ -325,8 +397,9 @@ class TrainingView:
                        f"{event.rollbacks})")
         elif isinstance(event, StoppedEarly):
             self.progress = None
-            self._note(f"stopped early after epoch {event.epoch}: {event.monitor} has not "
-                       f"improved for {event.patience} epochs; keeping epoch "
+            why = (f"{event.monitor} has not improved for {event.patience} epochs"
+                   if event.by is None else f"by the {event.by}")
+            self._note(f"stopped early after epoch {event.epoch}: {why}; keeping epoch "
                        f"{event.best_epoch}")
         elif isinstance(event, Stopped):
             self.progress = None

@@ -60,12 +60,15 @@ class Stopped:
 
 @dataclass(frozen=True)
 class StoppedEarly:
-    """No improvement of ``monitor`` for ``patience`` epochs: training ends after ``epoch``."""
+    """No improvement of ``monitor`` for ``patience`` epochs: training ends after ``epoch``;
+    or, when ``by`` says, another rule ended it (a sweep's scheduler stopping a trial that
+    trails the others)."""
 
     epoch: int
     best_epoch: int
     monitor: str
     patience: int
+    by: str | None = None
 
 
 @dataclass(frozen=True)

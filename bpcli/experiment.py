@@ -46,7 +46,14 @@ from bpcli.config import (
     did_you_mean,
 )
 from bpcli.csvfile import Kind, Table, read_csv, read_header, release_freed_memory
-from bpcli.data import InputColumn, Preprocessor, as_numbers, infer_task, split_rows
+from bpcli.data import (
+    InputColumn,
+    Preprocessor,
+    as_numbers,
+    fold_rows,
+    infer_task,
+    split_rows,
+)
 from bpcli.errors import ConfigError, DataError, DataProblems
 from bpcli.inference import predicted_classes
 from bpcli.memory import INFERENCE_ROWS
@@ -239,12 +246,21 @@ def _split(loaded: LoadedConfig, table: Table, training: _TrainingFile
     labels = (table.columns[data.targets[0]].values[keep]
               if training.task == "classification" else None)
     fractions = {}
-    if data.validation_path is None and data.validation_fraction != 0:
+    if data.validation_path is None and data.validation_fraction != 0 and data.cv is None:
         fractions["validation"] = data.validation_fraction or 0.2
     if data.test_fraction is not None:
         fractions["test"] = data.test_fraction
     parts_of_kept = split_rows(len(keep), list(fractions.values()), data.split_seed, labels)
-    return dict(zip(["train", *fractions], [keep[p] for p in parts_of_kept], strict=True))
+    rows = dict(zip(["train", *fractions], [keep[p] for p in parts_of_kept], strict=True))
+    if data.cv is not None:  # the fold validates, the other folds train
+        rest = parts_of_kept[0]
+        folds = fold_rows(len(rest), data.cv.folds, data.split_seed,
+                          None if labels is None else labels[rest])
+        rows = {"train": keep[rest[np.sort(np.concatenate(
+                    [f for k, f in enumerate(folds) if k != data.cv.fold - 1]))]],
+                "validation": keep[rest[folds[data.cv.fold - 1]]],
+                **{k: v for k, v in rows.items() if k == "test"}}
+    return rows
 
 
 def _fit(loaded: LoadedConfig, table: Table, training: _TrainingFile,
@@ -448,7 +464,7 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
         "task": pre.task,
         "path": resolved_path(given.path),
         "validation_path": resolved_path(given.validation_path),
-        "validation_fraction": (None if given.validation_path
+        "validation_fraction": (None if given.validation_path or given.cv
                                 else 0.2 if given.validation_fraction is None
                                 else given.validation_fraction),
         "test_path": resolved_path(given.test_path),

@@ -171,6 +171,57 @@ def confusion_matrix(labels: Sequence[str], counts: NDArray[np.integer], path: P
     _write_png(figure, path)
 
 
+@dataclass(frozen=True)
+class SweepPoint:
+    """A trial of a sweep as a point: its value of one parameter and its score."""
+
+    value: float | str  # a number, or a listed value's text
+    score: float
+    stopped: bool  # by the scheduler: it trained fewer epochs
+
+
+def sweep_picture(points: dict[str, list[SweepPoint]], metric: str, title: str,
+                  path: Path) -> None:
+    """The sweep's metric against each searched parameter, a panel each: numbers on a
+    number axis (a log axis when they span more than tenfold), listed values as
+    categories. Trials the scheduler stopped are hollow."""
+    panels = max(1, len(points))
+    columns = min(panels, 3)
+    rows = (panels + columns - 1) // columns
+    figure = _figure(5.0 * columns, 4.0 * rows)
+    figure.suptitle(title)
+    for i, (name, trial_points) in enumerate(points.items()):
+        axes = figure.add_subplot(rows, columns, i + 1)
+        numeric = all(isinstance(p.value, int | float) for p in trial_points)
+        if numeric:
+            xs = [float(p.value) for p in trial_points]
+        else:
+            labels = list(dict.fromkeys(str(p.value) for p in trial_points))
+            xs = [float(labels.index(str(p.value))) for p in trial_points]
+            axes.set_xticks(range(len(labels)),
+                            labels=[label if len(label) <= 32 else label[:30] + "…"
+                                    for label in labels],
+                            rotation=20 if len(labels) > 2 else 0, ha="right"
+                            if len(labels) > 2 else "center", fontsize=8)
+        for stopped in (False, True):
+            chosen = [(x, p.score) for x, p in zip(xs, trial_points, strict=True)
+                      if p.stopped == stopped]
+            if chosen:
+                axes.scatter([x for x, _ in chosen], [y for _, y in chosen],
+                             facecolors="none" if stopped else COLOURS[0],
+                             edgecolors=COLOURS[0], label="stopped by the scheduler"
+                             if stopped else "trained to the end")
+        if numeric and xs and min(xs) > 0 and max(xs) > LOG_SCALE_RATIO * min(xs):
+            axes.set_xscale("log")
+        axes.set_xlabel(name)
+        axes.set_ylabel(metric)
+        axes.grid(True, alpha=0.3)
+        if i == 0 and any(p.stopped for p in trial_points):
+            axes.legend(fontsize=8)
+    figure.tight_layout()
+    _write_png(figure, path)
+
+
 def _figure(width: float = WIDTH_IN, height: float = HEIGHT_IN) -> Figure:
     """A figure on its own Agg canvas: no pyplot, no global backend, no display needed."""
     try:

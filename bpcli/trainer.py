@@ -198,6 +198,7 @@ class Trainer:
         clip_norm: float | None = None,
         clip_value: float | None = None,
         health: bool = False,
+        stop_after: Callable[[EpochEnded], bool] | None = None,
     ) -> None:
         self.network = network
         self.optimizer = optimizer
@@ -214,6 +215,9 @@ class Trainer:
         self.clip_norm = clip_norm
         self.clip_value = clip_value
         self.health = health
+        # a driver's rule (a sweep's scheduler) to end training after an epoch, as
+        # early stopping does
+        self.stop_after = stop_after
         self.state = TrainerState()
         self._clock = 0.0  # when state.seconds was last brought up to date
         self.best_params = network.flat_params.copy()
@@ -331,11 +335,18 @@ class Trainer:
         state.schedule = self.schedule.state()
         state.stopped_early = rule.patience is not None and state.wait >= rule.patience
         self._count_time()
-        self.emit(EpochEnded(epoch, self.epochs, train_loss, val_loss, val_metric,
-                             self.optimizer.learning_rate, time.perf_counter() - started,
-                             is_best, state.rollbacks, health))
+        ended = EpochEnded(epoch, self.epochs, train_loss, val_loss, val_metric,
+                           self.optimizer.learning_rate, time.perf_counter() - started,
+                           is_best, state.rollbacks, health)
+        # decided before the listeners hear of the epoch: its checkpoint records the stop
+        stopped_by = None
+        if (not state.stopped_early and epoch < self.epochs and self.stop_after is not None
+                and self.stop_after(ended)):
+            state.stopped_early, stopped_by = True, "scheduler"
+        self.emit(ended)
         if state.stopped_early:
-            self.emit(StoppedEarly(epoch, state.best_epoch, rule.monitor, state.wait))
+            self.emit(StoppedEarly(epoch, state.best_epoch, rule.monitor, state.wait,
+                                   stopped_by))
 
     def _count_time(self) -> None:
         """Add the time since the last count to the run's training time."""

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
 
+from bpcli import session as train_command
 from bpcli.cli import app
-from bpcli.commands import train as train_command
 from bpcli.commands.runs import config_differences, flatten, read_run
 from bpcli.modelfile import load_model
 from bpcli.rundir import RunLock

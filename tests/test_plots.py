@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bpcli import plots
+from bpcli import session as train_command
 from bpcli.cli import app
-from bpcli.commands import train as train_command
 from bpcli.events import EpochEnded, Stopped, TrainingEnded
 from bpcli.rundir import metrics_header
 from tests.conftest import REPO, iris_config

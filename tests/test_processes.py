@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from bpcli import session as train_command
 from bpcli.cli import app
-from bpcli.commands import train as train_command
 from bpcli.commands.runs import read_run
 from tests.conftest import CONFIGS, DATASETS, iris_config
 from tests.test_runs import (

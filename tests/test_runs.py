@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from bpcli import session as train_command
 from bpcli.cli import app
-from bpcli.commands import train as train_command
 from bpcli.modelfile import load_model
 from tests.conftest import DATASETS, iris_config
 

@@ -118,7 +118,7 @@ def test_the_run_records_the_threads(runner: CliRunner, in_tmp: Path,
 def test_a_resumed_run_keeps_the_count_it_started_with(
     runner: CliRunner, in_tmp: Path, write_config: Writer, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from bpcli.commands import train as train_command
+    from bpcli import session as train_command
     from tests.test_runs import StopAfter
 
     applied: list[int] = []

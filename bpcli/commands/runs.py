@@ -20,6 +20,7 @@ from bpcli.display import Display
 from bpcli.errors import UsageError
 from bpcli.metrics import metric_text, value_text
 from bpcli.rundir import RunFiles, run_is_live
+from bpcli.sweep.record import is_sweep_dir
 from bpcli.trainer import EarlyStopping
 
 #: The timestamp ``create_run_dir`` puts in a run's name: ``<name>-YYYYmmdd-HHMMSS[-N]``.
@@ -119,8 +120,13 @@ def read_run(run_dir: Path) -> RunInfo:
 def list_runs(runs_dir: Path, display: Display) -> None:
     """``bp runs``: a table of the runs in ``runs_dir``, newest first."""
     runs = find_runs(runs_dir)
-    if not runs:
+    sweeps = sorted(p for p in runs_dir.iterdir() if is_sweep_dir(p))
+    if not runs and not sweeps:
         display.info(f"no runs in {runs_dir} yet; bp train CONFIG.yaml writes one there")
+        return
+    for sweep in sweeps:  # their trials are runs one level down
+        display.info(f"{sweep.name}: a sweep; list its trials with: bp runs {sweep}")
+    if not runs:
         return
     rows = [(run.name, _when(run.started), run.epochs_text(), run.best_text(), run.status,
              run.wall_time_text()) for run in runs]

@@ -92,6 +92,22 @@ class ColumnConfig(Strict):
         return self
 
 
+class CrossValidationConfig(Strict):
+    """The rows of the training file (a test_fraction aside) cut into ``folds`` folds,
+    stratified by class for classification, seeded by ``split_seed``; fold ``fold``
+    validates and the others train."""
+
+    folds: int = Field(ge=2, le=100)
+    fold: int = Field(ge=1, le=100, description="The validating fold, 1 to folds.")
+
+    @model_validator(mode="after")
+    def _fold_exists(self) -> CrossValidationConfig:
+        if self.fold > self.folds:
+            raise ValueError(f"fold {self.fold} of {self.folds}: the folds are numbered 1 "
+                             f"to {self.folds}")
+        return self
+
+
 class DataConfig(Strict):
     path: str = Field(description="CSV file of training data, relative to the config file.")
     target: Annotated[str | list[str], Either("a column name or a list of column names")
@@ -154,11 +170,18 @@ class DataConfig(Strict):
     test_fraction: float | None = Field(
         None, gt=0, lt=1, description="Share of the training file held out for testing.")
     split_seed: Seed = Field(0, description="Seed of the train/validation/test split.")
+    cv: CrossValidationConfig | None = Field(
+        None, description="Validate on one of K folds of the training file instead of a "
+        "validation_fraction (bp train --cv K trains every fold).")
 
     @model_validator(mode="after")
     def _one_source_each(self) -> DataConfig:
         if self.validation_path is not None and self.validation_fraction is not None:
             raise ValueError("give validation_path or validation_fraction, not both")
+        if self.cv is not None and (self.validation_path is not None
+                                    or self.validation_fraction is not None):
+            raise ValueError("cv validates on a fold of the training file; leave out "
+                             "validation_path and validation_fraction")
         if self.test_path is not None and self.test_fraction is not None:
             raise ValueError("give test_path or test_fraction, not both")
         held_out = (self.validation_fraction or 0) + (self.test_fraction or 0)

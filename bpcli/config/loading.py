@@ -67,14 +67,25 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> LoadedConfig
     read as YAML (``0.1`` is a number, ``[a, b]`` a list, ``true`` a boolean).
     """
     path = Path(path)
-    raw = read_limited(path, MAX_CONFIG_BYTES, lambda m: ConfigError([m], str(path)),
-                       "config file")
+    root, data = read_yaml(path, "config file")
+    if root is None or not isinstance(data, dict):
+        raise ConfigError(
+            [f"{path}:1:1: the config must be a mapping with sections data, model, ..."],
+            str(path),
+        )
+    return validate_config(root, data, path, overrides)
+
+
+def read_yaml(path: Path, what: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree and data of a YAML file within bp's limits (safe loader); problems
+    are a ``ConfigError`` located at ``file:line:column``."""
+    raw = read_limited(path, MAX_CONFIG_BYTES, lambda m: ConfigError([m], str(path)), what)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}: cannot read config: {exc}"], str(path)) from None
+        raise ConfigError([f"{path}: cannot read {what}: {exc}"], str(path)) from None
     try:
-        root, data = _parse_yaml(text)
+        return _parse_yaml(text)
     except YAMLLimitError as exc:
         mark = exc.mark
         raise ConfigError([f"{path}:{mark.line + 1}:{mark.column + 1}: {exc}"],
@@ -85,11 +96,13 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> LoadedConfig
         raise ConfigError([f"{where}: invalid YAML: {exc.problem}"], str(path)) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: invalid YAML: {exc}"], str(path)) from None
-    if root is None or not isinstance(data, dict):
-        raise ConfigError(
-            [f"{path}:1:1: the config must be a mapping with sections data, model, ..."],
-            str(path),
-        )
+
+
+def validate_config(root: yaml.Node, data: dict[str, Any], path: Path,
+                    overrides: Sequence[str] = ()) -> LoadedConfig:
+    """Validate a config's parsed ``data`` (changed in place by ``overrides``), whose
+    nodes ``root`` says where each value is in the file ``path``: a config file, or a
+    config written inline in another file (a sweep's base)."""
     problems = duplicate_keys(root)
     overridden = _apply_overrides(data, overrides, path)
     found = len(problems)

@@ -22,28 +22,31 @@ MAX_PROBLEMS = MAX_LISTED
 TYPO_SEARCH_LIMIT = 100
 
 
-def one_per_typo(errors: list[Any], data: Any) -> list[Any]:
+def one_per_typo(errors: list[Any], data: Any, schema: Any = Config) -> list[Any]:
     """A misspelt key (``targt``) makes two errors, the unknown key and the missing one it
     was meant to be; keep the first, which says both (``did you mean 'target'?``)."""
     meant = set()
     for err in errors[:TYPO_SEARCH_LIMIT]:  # past that many, they are not typos
         if err["type"] == "extra_forbidden":
             loc = _strip_tags(tuple(err["loc"]), data)
-            close = difflib.get_close_matches(str(loc[-1]), _allowed_keys(loc[:-1], data),
+            close = difflib.get_close_matches(str(loc[-1]),
+                                              _allowed_keys(loc[:-1], data, schema),
                                               n=1, cutoff=0.6)
             meant |= {(*loc[:-1], key) for key in close}
     return [err for err in errors if not (
         err["type"] == "missing" and _strip_tags(tuple(err["loc"]), data) in meant)]
 
 
-def describe_error(root: yaml.Node, data: Any, err: Mapping[str, Any]) -> tuple[int, int, str]:
-    """Turn one pydantic error into ``(line, column, "field.path: message")``."""
+def describe_error(root: yaml.Node, data: Any, err: Mapping[str, Any], schema: Any = Config
+                   ) -> tuple[int, int, str]:
+    """Turn one pydantic error into ``(line, column, "field.path: message")``; ``schema``
+    is the model the file is validated against (a config, or a sweep)."""
     loc = _strip_tags(tuple(err["loc"]), data)
     line, col = locate(root, loc)
     kind = err["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        allowed = _allowed_keys(loc[:-1], data)
+        allowed = _allowed_keys(loc[:-1], data, schema)
         hint = did_you_mean(key, allowed)
         message = f"unknown key {key!r}{hint}; allowed here: {', '.join(allowed)}"
     elif kind == "missing":
@@ -94,9 +97,9 @@ def _child(node: Any, part: str | int) -> Any:
     return None
 
 
-def _allowed_keys(loc: Loc, data: Any) -> list[str]:
-    """Field names of the model found at ``loc`` (walking from ``Config``)."""
-    annotation: Any = Config
+def _allowed_keys(loc: Loc, data: Any, schema: Any = Config) -> list[str]:
+    """Field names of the model found at ``loc`` (walking from ``schema``)."""
+    annotation: Any = schema
     node: Any = data
     for part in loc:
         if isinstance(part, int):

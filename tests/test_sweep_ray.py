@@ -1,0 +1,154 @@
+"""bp sweep --executor ray on a real single-node Ray cluster, started by the test and
+reached through --address, as a user reaches an existing cluster."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from bpcli.cli import app
+from tests.conftest import REPO, iris_config
+
+pytest.importorskip("ray.tune")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[str]:
+    """A Ray head of its own (its own port and temporary directory, so that other Ray
+    instances on the machine are left alone), stopped by killing its process group."""
+    port = free_port()
+    temp = tempfile.mkdtemp(prefix="bpray-", dir="/tmp")  # short: Ray's socket paths
+    # a test cluster on this machine alone: no token (the client below sets the same)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "disabled"}
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+         "--num-cpus", "2", "--port", str(port), "--temp-dir", temp,
+         "--include-dashboard=false", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the GCS listens once the head is up
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert head.poll() is None, "ray start exited"
+            assert time.monotonic() < deadline, "the Ray head did not come up"
+            time.sleep(0.5)
+        time.sleep(2.0)  # the raylet registers a moment after the GCS listens
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # whatever of it is left
+        except ProcessLookupError:
+            pass
+
+
+def rows(root: Path) -> dict[str, dict[str, str]]:
+    with (root / "results.csv").open() as f:
+        return {r["trial"]: r for r in csv.DictReader(f)}
+
+
+def test_ray_runs_the_same_trials_as_the_local_executor(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_cluster: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    base = iris_config(optimizer={"name": "sgd", "learning_rate": 0.1},
+                       training={"epochs": 4, "batch_size": 16, "seed": 0})
+    sweep = {"base": base, "metric": "val_loss", "search": "grid",
+             "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 3},
+             "parameters": {"optimizer.learning_rate": {"grid": [0.01, 0.1, 0.3, 1e30]}}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    result = CliRunner().invoke(app, ["sweep", str(path), "--executor", "ray", "--address",
+                                      ray_cluster, "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    (root,) = [p for p in (tmp_path / "runs").iterdir() if (p / "sweep.json").is_file()]
+    state = json.loads((root / "sweep.json").read_text())
+    assert state["executor"] == "ray" and state["address"] == ray_cluster
+    by_ray = rows(root)
+    # the diverging rate trails at the first rung: Ray's ASHA stops it, and it ends as a
+    # run stopped early does, its model written
+    assert by_ray["t004"]["status"] == "stopped" and by_ray["t004"]["epochs"] == "1"
+    assert json.loads((root / "t004" / "summary.json").read_text())["status"] == \
+        "stopped early"
+    assert (root / "t004" / "model.npz").is_file()
+    # a trial Ray let finish scored exactly as the local executor scores it
+    finished = [t for t, r in by_ray.items() if r["status"] == "finished"]
+    assert finished
+    local = CliRunner().invoke(app, ["sweep", str(path), "--workers", "1"])
+    assert local.exit_code == 0, local.output
+    (other,) = [p for p in (tmp_path / "runs").iterdir()
+                if (p / "sweep.json").is_file() and p != root]
+    by_local = rows(other)
+    for trial in finished:
+        if by_local[trial]["status"] == "finished":
+            assert by_ray[trial]["val_loss"] == by_local[trial]["val_loss"]
+
+
+def test_an_unreachable_cluster_is_one_line(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"base": iris_config(), "parameters": {
+        "optimizer.learning_rate": {"grid": [0.01]}}}))
+    result = CliRunner().invoke(app, ["sweep", str(path), "--address", "127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert "--address is a Ray cluster's: give --executor ray with it" in result.output
+
+
+def test_optuna_proposes_the_trials_on_ray(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_cluster: str) -> None:
+    pytest.importorskip("optuna")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    base = iris_config(training={"epochs": 3, "batch_size": 16, "seed": 0})
+    blocks = [{"type": "dense", "units": 4}, {"type": "dense", "units": 8}]
+    sweep = {"base": base, "metric": "val_accuracy", "search": "optuna", "samples": 4,
+             "executor": "ray", "parameters": {
+                 "optimizer.learning_rate": {"loguniform": [0.001, 0.1]},
+                 "model.layers.0": {"choice": blocks},
+                 "training.batch_size": {"int": [8, 16], "q": 8}}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    result = CliRunner().invoke(app, ["sweep", str(path), "--address", ray_cluster,
+                                      "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    (root,) = [p for p in (tmp_path / "runs").iterdir() if (p / "sweep.json").is_file()]
+    found = rows(root)
+    assert len(found) == 4 and all(t.startswith("t-") for t in found)
+    for trial, row in found.items():
+        assert row["status"] == "finished"
+        config = yaml.safe_load((root / trial / "config.yaml").read_text())
+        assert 0.001 <= config["optimizer"]["learning_rate"] <= 0.1
+        assert config["optimizer"]["learning_rate"] == float(row["optimizer.learning_rate"])
+        assert config["model"]["layers"][0]["units"] in (4, 8)
+        assert config["training"]["batch_size"] in (8, 16)
+    assert json.loads((root / "sweep.json").read_text())["best"] in found
