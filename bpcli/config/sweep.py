@@ -33,6 +33,7 @@ from bpcli.config.locating import (
     one_per_typo,
 )
 from bpcli.errors import ConfigError
+from bpcli.rundir import RunFiles
 
 #: The columns of metrics.csv a sweep can rank trials by (val_<metric> is the task's).
 METRICS = ("val_loss", "val_accuracy", "val_rmse", "train_loss")
@@ -134,7 +135,7 @@ class SweepConfig(Strict):
     @classmethod
     def _recorded(cls, metric: str) -> str:
         if metric not in METRICS:
-            raise ValueError(f"{metric!r} is not recorded in metrics.csv; use one of "
+            raise ValueError(f"{metric!r} is not recorded in {RunFiles.METRICS}; use one of "
                              f"{', '.join(METRICS)}")
         return metric
 

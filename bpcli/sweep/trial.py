@@ -80,8 +80,8 @@ class Reporter:
                 self.field = "val_metric"
             else:
                 raise UsageError(f"metric: {metric} is not measured for this task (its "
-                                 f"metrics.csv has val_{event.metric_name}); set the sweep's "
-                                 f"metric to val_{event.metric_name} or val_loss")
+                                 f"{RunFiles.METRICS} has val_{event.metric_name}); set the "
+                                 f"sweep's metric to val_{event.metric_name} or val_loss")
         elif isinstance(event, EpochEnded):
             if event.is_best:
                 self.score = self.value(event)
