@@ -53,7 +53,7 @@ def peer_scores(seed: int, tuned: bool) -> tuple[float, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
     from bpcli.csvfile import read_csv
-    from bpcli.data import split_rows
+    from bpcli.splits import split_rows
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # scikit-learn's API notices
 

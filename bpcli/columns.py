@@ -22,10 +22,10 @@ from bpcli.data import (
     InputColumn,
     Preprocessor,
     cell_problems,
-    is_number,
 )
 from bpcli.dates import day_first_order, looks_like_dates, parse_date
 from bpcli.errors import ConfigError
+from bpcli.targets import is_number
 from bpcli.text import WORD_PATTERN, TextSpec, looks_like_text
 
 

@@ -18,10 +18,9 @@ from numpy.typing import DTypeLike, NDArray
 from bpcli.csvfile import DELIMITERS, SHOWN, Column, Kind, Table, cells_problem, listed
 from bpcli.dates import DATE_FEATURES, EPOCH, date_features, features_of, parse_date
 from bpcli.errors import DataError, DataProblems
+from bpcli.targets import is_number, sort_labels
 from bpcli.text import EncodedTexts, TextSpec
 
-# An integer target with at most this many distinct values is taken for class labels.
-MAX_INFERRED_CLASSES = 20
 # A text column with more distinct values than this makes a warning: one input per value.
 MANY_CATEGORIES = 1000
 # A text column is taken for an identifier (and left out) when at least this share of its
@@ -675,106 +674,6 @@ def _fit_categorical(table: Table, rows: Rows, spec: InputColumn, column: Column
             spec.categories = sorted([*spec.categories, spec.fill])
     if (codes < 0).any():
         _check_fillable(table, rows, spec, codes < 0)
-
-
-# -- targets and splits --------------------------------------------------------------------
-def infer_task(column: Column, name: str, table: Table | None = None) -> tuple[str, str]:
-    """``(task, reason)``: text labels or a few distinct integers mean classification. A
-    column of numbers with a few words among them (at most 5% of the rows) is an error
-    at the first word: a typo, which would otherwise turn the task into classification."""
-    if column.kind == "numeric":
-        distinct = np.unique(column.values[~np.isnan(column.values)])
-    else:
-        numbers = np.array([is_number(c) for c in column.categories] + [True])
-        if not numbers[:-1].all():
-            words = ~numbers[column.values]
-            if table is not None and numbers[:-1].any() and words.mean() <= 0.05:
-                found = np.flatnonzero(words)
-                raise DataError(table.cells(
-                    found, name, f"{column.categories[column.values[found[0]]]!r} is not a "
-                    "number in a column of numbers", "fix it, or set data.task: "
-                    "classification if the column holds labels"))
-            return "classification", f"target {name!r} holds text labels"
-        distinct = np.array([float(c) for c in column.categories])
-    if np.all(distinct == np.round(distinct)) and len(distinct) <= MAX_INFERRED_CLASSES:
-        return "classification", (f"target {name!r} holds {len(distinct)} distinct "
-                                  "integers; set data.task: regression if they are amounts")
-    return "regression", f"target {name!r} holds numbers"
-
-
-def is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def as_numbers(column: Column, table: Table, name: str) -> Column:
-    """A text column of numbers as a numeric column (float64), for regression targets."""
-    if column.kind != "categorical":
-        return Column("numeric", column.values.astype(np.float64))
-    numbers = []
-    for i, text in enumerate(column.categories):
-        try:
-            numbers.append(float(text))
-        except ValueError:
-            row = int(np.argmax(column.values == i))
-            raise DataError(f"{table.where(row, name)}: {text!r} is not a number, and a "
-                            "regression target must be; set data.task: classification if "
-                            "these are labels") from None
-    values = np.append(np.array(numbers, dtype=np.float64), np.nan)[column.values]
-    if np.isinf(values).any():
-        row = int(np.argmax(np.isinf(values)))
-        raise DataError(f"{table.where(row, name)}: an infinite target; replace it")
-    return Column("numeric", values)
-
-
-def sort_labels(labels: Sequence[str]) -> list[str]:
-    """Distinct labels, numerically ordered when they are all numbers."""
-    distinct = sorted({str(label) for label in labels})
-    try:
-        return sorted(distinct, key=float)
-    except ValueError:
-        return distinct
-
-
-def split_rows(n: int, fractions: Sequence[float], seed: int,
-               labels: NDArray[Any] | None) -> list[NDArray[np.intp]]:
-    """Seeded split of ``range(n)`` into the rest and one part per fraction (each part
-    at least one row per class when the class has enough rows); stratified by ``labels``
-    when given. Returns ``[rest, part_1, ...]``, each sorted."""
-    rng = np.random.default_rng(seed)
-    groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == c)
-                                                    for c in np.unique(labels)]
-    owner = np.zeros(n, dtype=np.int8)  # part 0, the rest, unless a fraction takes the row
-    for group in groups:
-        group = rng.permutation(group)
-        start = 0
-        for k, fraction in enumerate(fractions, start=1):
-            size = int(round(len(group) * fraction))
-            if len(group) > len(fractions):
-                size = min(max(size, 1), len(group) - start - (len(fractions) - k) - 1)
-            owner[group[start:start + size]] = k
-            start += size
-    return [np.flatnonzero(owner == k) for k in range(len(fractions) + 1)]
-
-
-def fold_rows(n: int, folds: int, seed: int, labels: NDArray[Any] | None
-              ) -> list[NDArray[np.intp]]:
-    """Seeded split of ``range(n)`` into ``folds`` folds of (nearly) equal size, each
-    holding every class in proportion when ``labels`` are given. Each fold sorted."""
-    rng = np.random.default_rng(seed)
-    groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == c)
-                                                    for c in np.unique(labels)]
-    owner = np.empty(n, dtype=np.intp)
-    offset = 0
-    for group in groups:
-        # dealt like cards, each class continuing where the last left off, so that the
-        # folds' sizes differ by one row at most
-        owner[rng.permutation(group)] = (offset + np.arange(len(group))) % folds
-        offset += len(group)
-    return [np.flatnonzero(owner == k) for k in range(folds)]
 
 
 def _safe_std(X: NDArray[np.float64]) -> NDArray[np.float64]:

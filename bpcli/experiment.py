@@ -46,20 +46,15 @@ from bpcli.config import (
     did_you_mean,
 )
 from bpcli.csvfile import Kind, Table, read_csv, read_header, release_freed_memory
-from bpcli.data import (
-    InputColumn,
-    Preprocessor,
-    as_numbers,
-    fold_rows,
-    infer_task,
-    split_rows,
-)
+from bpcli.data import InputColumn, Preprocessor
 from bpcli.errors import ConfigError, DataError, DataProblems
 from bpcli.inference import predicted_classes
 from bpcli.memory import INFERENCE_ROWS
 from bpcli.nn import OPTIMIZERS, Network, Optimizer
 from bpcli.nn.init import default_initializer
 from bpcli.nn.schedules import SCHEDULES, Schedule
+from bpcli.splits import fold_rows, split_rows
+from bpcli.targets import as_numbers, infer_task
 from bpcli.text import FIRST_WORD_ID, TextSpec
 from bpcli.trainer import EarlyStopping, Metric
 

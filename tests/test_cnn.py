@@ -91,7 +91,7 @@ def test_pixels_are_divided_and_reshaped_in_row_major_order(write_config: Writer
     experiment = prepare(load_config(write_config(small_cnn())))
     rows = list(csv.DictReader(io.StringIO((DATASETS / "digits.csv").read_text())))
     # the experiment's rows are the training split, in file order
-    from bpcli.data import split_rows
+    from bpcli.splits import split_rows
 
     labels = np.array([r["digit"] for r in rows])
     train, _ = split_rows(len(rows), [0.2], 0, np.unique(labels, return_inverse=True)[1])

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from bpcli.csvfile import Table, read_csv
-from bpcli.data import InputColumn, Preprocessor, _owner, as_numbers
+from bpcli.data import InputColumn, Preprocessor, _owner
 from bpcli.errors import DataError
+from bpcli.targets import as_numbers
 
 
 def table(tmp_path: Path, text: str) -> Table:

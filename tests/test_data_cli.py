@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 from bpcli.cli import app
 from bpcli.config import load_config
 from bpcli.csvfile import read_csv, read_header
-from bpcli.data import split_rows
 from bpcli.errors import ConfigError, DataError
 from bpcli.experiment import prepare
 from bpcli.inference import read_inputs
 from bpcli.modelfile import load_model
+from bpcli.splits import split_rows
 from tests.conftest import DATASETS, iris_config
 from tests.datafiles import Writer, config, experiment, mixed_table, texts, write_rows
 

@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 from bpcli.cli import app
 from bpcli.config import load_config
 from bpcli.csvfile import read_csv
-from bpcli.data import split_rows
 from bpcli.dates import DATE_FEATURES, date_features, day_first_order, parse_date
 from bpcli.errors import ConfigError, DataError, DataProblems
 from bpcli.experiment import prepare
 from bpcli.modelfile import load_model
+from bpcli.splits import split_rows
 from tests.conftest import CONFIGS, DATASETS, REPO
 from tests.datafiles import config, experiment, write_rows
 

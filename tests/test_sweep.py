@@ -340,7 +340,7 @@ def test_inline_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_folds_are_stratified_and_cover_every_row() -> None:
-    from bpcli.data import fold_rows
+    from bpcli.splits import fold_rows
 
     labels = np.array([0] * 50 + [1] * 30 + [2] * 20)
     folds = fold_rows(100, 5, seed=0, labels=labels)
