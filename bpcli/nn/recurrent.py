@@ -77,48 +77,51 @@ class _Recurrent(Layer):
         return self.mask_source if self.return_sequences else None
 
     def _positions(self, X: Array) -> tuple[Array, NDArray[np.bool_], int]:
-        """``(m, every, steps)``: ``m`` 1.0 at real positions and 0.0 at padding, (batch,
-        length, 1); ``every[t]`` whether position t is real in every row (no blending
-        needed); and how many positions hold a real word in some row: after them every
-        state is carried over, so the loops stop there."""
+        """``(m, every, steps)``: ``m`` 1.0 at real positions and 0.0 at padding, time
+        first (length, batch, 1); ``every[t]`` whether position t is real in every row (no
+        blending needed); and how many positions hold a real word in some row: after them
+        every state is carried over, so the loops stop there."""
         mask = sequence_mask(self)
         if mask is None:
             length = X.shape[1]
-            return (np.ones((*X.shape[:2], 1), dtype=X.dtype),
+            return (np.ones((length, len(X), 1), dtype=X.dtype),
                     np.ones(length, dtype=np.bool_), length)
         anywhere = np.flatnonzero(mask.any(axis=0))
         steps = int(anywhere[-1]) + 1 if len(anywhere) else 0
-        return mask[..., None].astype(X.dtype), np.asarray(mask.all(axis=0)), steps
+        return mask.T[..., None].astype(X.dtype), np.asarray(mask.all(axis=0)), steps
 
     def _output(self, states: Array) -> Array:
-        """``states`` (batch, length + 1, units), the initial state first."""
+        """``states`` time first (length + 1, batch, units), the initial state first."""
         if self.return_sequences:
-            return states[:, 1:].copy()
-        last = states[:, -1]
+            return states[1:].transpose(1, 0, 2).copy()
+        last = states[-1]
         side = side_features(self)
         return last.copy() if side is None else np.concatenate([last, side], axis=1)
 
     def _state_gradients(self, dY: Array) -> Array:
-        """The output's gradient per position's state: (batch, length, units)."""
+        """The output's gradient per position's state, time first: (length, batch,
+        units)."""
         n, length = len(dY), self.input_shape[0]
         if self.return_sequences:
-            return dY
-        dH = np.zeros((n, length, self.units), dtype=dY.dtype)
-        dH[:, -1] = dY[:, : self.units]
+            return np.ascontiguousarray(dY.transpose(1, 0, 2))
+        dH = np.zeros((length, n, self.units), dtype=dY.dtype)
+        dH[-1] = dY[:, : self.units]
         return dH
 
-    def _weight_gradients(self, X: Array, states: Array, dXW: Array, dHU: Array,
+    def _weight_gradients(self, Xt: Array, states: Array, dXW: Array, dHU: Array,
                           bias_of_hU: str | None) -> Array | None:
+        """From the gradients of each step's input part ``dXW`` and recurrent part
+        ``dHU`` (time first), the weights' gradients and the input's (batch first)."""
         width = dXW.shape[-1]
-        features = X.shape[-1]
-        self.grads["W"][...] = X.reshape(-1, features).T @ dXW.reshape(-1, width)
-        self.grads["U"][...] = states[:, :-1].reshape(-1, self.units).T @ dHU.reshape(-1, width)
+        features = Xt.shape[-1]
+        self.grads["W"][...] = Xt.reshape(-1, features).T @ dXW.reshape(-1, width)
+        self.grads["U"][...] = states[:-1].reshape(-1, self.units).T @ dHU.reshape(-1, width)
         self.grads["b"][...] = dXW.sum(axis=(0, 1))
         if bias_of_hU is not None:
             self.grads[bias_of_hU][...] = dHU.sum(axis=(0, 1))
         if not self.needs_input_grad:
             return None
-        dX: Array = dXW @ self.params["W"].T
+        dX: Array = (dXW @ self.params["W"].T).transpose(1, 0, 2)
         return dX
 
     def settings(self) -> dict[str, Any]:
@@ -152,69 +155,71 @@ class GRU(_Recurrent):
         return shape
 
     def forward(self, X: Array, training: bool) -> Array:
+        # time first inside: each step then reads and writes contiguous (batch, units) rows
         n, length, _ = X.shape
         H = self.units
         W, U, b, c = (self.params[k] for k in ("W", "U", "b", "c"))
-        XW = X @ W + b  # every position's input part at once: (n, length, 3H)
+        Xt = np.ascontiguousarray(X.transpose(1, 0, 2))
+        XW = Xt @ W + b  # every position's input part at once: (length, n, 3H)
         m, every, steps = self._positions(X)
-        states = np.zeros((n, length + 1, H), dtype=X.dtype)
-        rz = np.empty((n, length, 2 * H), dtype=X.dtype)  # the r and z gates
-        cands = np.empty((n, length, H), dtype=X.dtype)  # n, the candidate state
-        hn = np.empty((n, length, H), dtype=X.dtype)  # h U_n + c_n, before the reset
+        states = np.zeros((length + 1, n, H), dtype=X.dtype)
+        rz = np.empty((length, n, 2 * H), dtype=X.dtype)  # the r and z gates
+        cands = np.empty((length, n, H), dtype=X.dtype)  # n, the candidate state
+        hn = np.empty((length, n, H), dtype=X.dtype)  # h U_n + c_n, before the reset
         hU = np.empty((n, 3 * H), dtype=X.dtype)
         for t in range(steps):
-            h = states[:, t]
+            h = states[t]
             np.matmul(h, U, out=hU)
             hU += c
-            gate = rz[:, t]
-            np.add(XW[:, t, : 2 * H], hU[:, : 2 * H], out=gate)
+            gate = rz[t]
+            np.add(XW[t, :, : 2 * H], hU[:, : 2 * H], out=gate)
             _sigmoid_in_place(gate)
             r, z = gate[:, :H], gate[:, H:]
-            hn[:, t] = hU[:, 2 * H :]
-            cand = cands[:, t]
-            np.multiply(r, hn[:, t], out=cand)
-            cand += XW[:, t, 2 * H :]
+            hn[t] = hU[:, 2 * H :]
+            cand = cands[t]
+            np.multiply(r, hn[t], out=cand)
+            cand += XW[t, :, 2 * H :]
             np.tanh(cand, out=cand)
-            new = states[:, t + 1]  # (1 - z) * cand + z * h
+            new = states[t + 1]  # (1 - z) * cand + z * h
             np.subtract(h, cand, out=new)
             new *= z
             new += cand
             if not every[t]:  # padding carries the state over
-                np.copyto(new, h, where=m[:, t] == 0)
-        states[:, steps + 1 :] = states[:, steps : steps + 1]
+                np.copyto(new, h, where=m[t] == 0)
+        states[steps + 1 :] = states[steps]
         if training:
-            self._cache = (X, m, every, steps, states, rz, cands, hn)
+            self._cache = (Xt, m, every, steps, states, rz, cands, hn)
         return self._output(states)
 
     def backward(self, dY: Array) -> Array | None:
-        X, m, every, steps, states, rz, cands, hn = self._cache
-        n, length, _ = X.shape
+        Xt, m, every, steps, states, rz, cands, hn = self._cache
+        length, n, _ = Xt.shape
         H = self.units
         UT = np.ascontiguousarray(self.params["U"].T)
         dH = self._state_gradients(dY)
         # what each step's gradients are multiplied by, for every step at once
-        R, Z, C = rz[:, :steps, :H], rz[:, :steps, H:], cands[:, :steps]
+        R, Z, C = rz[:steps, :, :H], rz[:steps, :, H:], cands[:steps]
         to_cand = (1 - Z) * (1 - C * C)
-        to_z = (states[:, :steps] - C) * Z * (1 - Z)
-        to_r = hn[:, :steps] * R * (1 - R)
-        dXW = np.zeros((n, length, 3 * H), dtype=dY.dtype)  # gradients of the input part
-        dHU = np.zeros((n, length, 3 * H), dtype=dY.dtype)  # ... and of h U + c
-        dh = dH[:, steps:].sum(axis=1)  # positions after the last word carry the state
+        to_z = (states[:steps] - C) * Z * (1 - Z)
+        to_r = hn[:steps] * R * (1 - R)
+        dXW = np.zeros((length, n, 3 * H), dtype=dY.dtype)  # gradients of the input part
+        dHU = np.zeros((length, n, 3 * H), dtype=dY.dtype)  # ... and of h U + c
+        dh = dH[steps:].sum(axis=0)  # positions after the last word carry the state
         for t in reversed(range(steps)):
-            dh += dH[:, t]
-            dnew = dh if every[t] else m[:, t] * dh
-            d, e = dXW[:, t], dHU[:, t]
-            np.multiply(dnew, to_cand[:, t], out=d[:, 2 * H :])
-            np.multiply(dnew, to_z[:, t], out=d[:, H : 2 * H])
-            np.multiply(d[:, 2 * H :], to_r[:, t], out=d[:, :H])
+            dh += dH[t]
+            dnew = dh if every[t] else m[t] * dh
+            d, e = dXW[t], dHU[t]
+            np.multiply(dnew, to_cand[t], out=d[:, 2 * H :])
+            np.multiply(dnew, to_z[t], out=d[:, H : 2 * H])
+            np.multiply(d[:, 2 * H :], to_r[t], out=d[:, :H])
             e[:, : 2 * H] = d[:, : 2 * H]
-            np.multiply(d[:, 2 * H :], R[:, t], out=e[:, 2 * H :])
+            np.multiply(d[:, 2 * H :], R[t], out=e[:, 2 * H :])
             carried = dh if not every[t] else None
-            dh = dnew * Z[:, t]
+            dh = dnew * Z[t]
             dh += e @ UT
             if carried is not None:
-                dh += (1 - m[:, t]) * carried
-        return self._weight_gradients(X, states, dXW, dHU, bias_of_hU="c")
+                dh += (1 - m[t]) * carried
+        return self._weight_gradients(Xt, states, dXW, dHU, bias_of_hU="c")
 
 
 class LSTM(_Recurrent):
@@ -243,79 +248,86 @@ class LSTM(_Recurrent):
         return shape
 
     def forward(self, X: Array, training: bool) -> Array:
+        # time first inside: each step then reads and writes contiguous (batch, units) rows
         n, length, _ = X.shape
         H = self.units
-        XW = X @ self.params["W"] + self.params["b"]
-        U = self.params["U"]
+        Xt = np.ascontiguousarray(X.transpose(1, 0, 2))
+        # σ(x) = (1 + tanh(x / 2)) / 2 and tanh itself for g: with the gates' inputs
+        # halved (g's kept) ahead, each step takes one tanh over all four gates
+        half = np.full(4 * H, 0.5, dtype=X.dtype)
+        half[2 * H : 3 * H] = 1.0
+        XW = Xt @ (self.params["W"] * half) + self.params["b"] * half  # (length, n, 4H)
+        U = self.params["U"] * half
         m, every, steps = self._positions(X)
-        states = np.zeros((n, length + 1, H), dtype=X.dtype)
-        cells = np.zeros((n, length + 1, H), dtype=X.dtype)
-        acts = np.empty((n, length, 4 * H), dtype=X.dtype)  # i, f, g, o after σ/tanh
-        tanh_cells = np.empty((n, length, H), dtype=X.dtype)
+        states = np.zeros((length + 1, n, H), dtype=X.dtype)
+        cells = np.zeros((length + 1, n, H), dtype=X.dtype)
+        acts = np.empty((length, n, 4 * H), dtype=X.dtype)  # i, f, g, o after σ/tanh
+        tanh_cells = np.empty((length, n, H), dtype=X.dtype)
+        ig = np.empty((n, H), dtype=X.dtype)
         for t in range(steps):
-            h, cell = states[:, t], cells[:, t]
-            a = acts[:, t]
+            h, cell = states[t], cells[t]
+            a = acts[t]
             np.matmul(h, U, out=a)
-            a += XW[:, t]
-            # one σ over all four gates, g's inputs doubled first: tanh(x) = 2σ(2x) - 1
-            a[:, 2 * H : 3 * H] *= 2
-            _sigmoid_in_place(a)
+            a += XW[t]
+            np.tanh(a, out=a)
             i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-            g *= 2
-            g -= 1
-            new_cell = cells[:, t + 1]
+            for gate in (a[:, : 2 * H], o):  # σ from tanh; g is tanh already
+                gate *= 0.5
+                gate += 0.5
+            new_cell = cells[t + 1]
             np.multiply(f, cell, out=new_cell)
-            new_cell += i * g
-            np.tanh(new_cell, out=tanh_cells[:, t])
-            np.multiply(o, tanh_cells[:, t], out=states[:, t + 1])
+            np.multiply(i, g, out=ig)
+            new_cell += ig
+            np.tanh(new_cell, out=tanh_cells[t])
+            np.multiply(o, tanh_cells[t], out=states[t + 1])
             if not every[t]:  # padding carries the state over
-                padding = m[:, t] == 0
+                padding = m[t] == 0
                 np.copyto(new_cell, cell, where=padding)
-                np.copyto(states[:, t + 1], h, where=padding)
-        states[:, steps + 1 :] = states[:, steps : steps + 1]
+                np.copyto(states[t + 1], h, where=padding)
+        states[steps + 1 :] = states[steps]
         if training:
-            self._lstm_cache = (X, m, every, steps, states, cells, acts, tanh_cells)
+            self._lstm_cache = (Xt, m, every, steps, states, cells, acts, tanh_cells)
         return self._output(states)
 
     def backward(self, dY: Array) -> Array | None:
-        X, m, every, steps, states, cells, acts, tanh_cells = self._lstm_cache
-        n, length, _ = X.shape
+        Xt, m, every, steps, states, cells, acts, tanh_cells = self._lstm_cache
+        length, n, _ = Xt.shape
         H = self.units
         UT = np.ascontiguousarray(self.params["U"].T)
         dH = self._state_gradients(dY)
         # what each step's gradients are multiplied by, for every step at once
-        gates = acts[:, :steps]
+        gates = acts[:steps]
         gi, gf = gates[..., :H], gates[..., H : 2 * H]
         gg, go = gates[..., 2 * H : 3 * H], gates[..., 3 * H :]
-        TC = tanh_cells[:, :steps]
+        TC = tanh_cells[:steps]
         to_cell = go * (1 - TC * TC)
-        to_i, to_f = gg * gi * (1 - gi), cells[:, :steps] * gf * (1 - gf)
-        to_g, to_o = gi * (1 - gg * gg), TC * go * (1 - go)
-        dG = np.zeros((n, length, 4 * H), dtype=dY.dtype)  # gradients of the gates' inputs
-        dh = dH[:, steps:].sum(axis=1)  # positions after the last word carry the state
+        # the cell's gradient times these gives the i, f and g gates' (one product a step)
+        to_ifg = np.stack([gg * gi * (1 - gi), cells[:steps] * gf * (1 - gf),
+                           gi * (1 - gg * gg)], axis=2)  # (steps, n, 3, H)
+        to_o = TC * go * (1 - go)
+        dG = np.zeros((length, n, 4 * H), dtype=dY.dtype)  # gradients of the gates' inputs
+        dh = dH[steps:].sum(axis=0)  # positions after the last word carry the state
         dc = np.zeros((n, H), dtype=dY.dtype)
         for t in reversed(range(steps)):
-            dh += dH[:, t]
+            dh += dH[t]
             if every[t]:
                 dnew = dh
-                dcell = dh * to_cell[:, t]
+                dcell = dh * to_cell[t]
                 dcell += dc
             else:  # at padding the gradients pass to the carried state untouched
-                real = m[:, t]
+                real = m[t]
                 dnew = real * dh
-                dcell = real * dc + dnew * to_cell[:, t]
-            d = dG[:, t]
-            np.multiply(dcell, to_i[:, t], out=d[:, :H])
-            np.multiply(dcell, to_f[:, t], out=d[:, H : 2 * H])
-            np.multiply(dcell, to_g[:, t], out=d[:, 2 * H : 3 * H])
-            np.multiply(dnew, to_o[:, t], out=d[:, 3 * H :])
+                dcell = real * dc + dnew * to_cell[t]
+            d = dG[t]
+            np.multiply(dcell[:, None, :], to_ifg[t], out=d[:, : 3 * H].reshape(n, 3, H))
+            np.multiply(dnew, to_o[t], out=d[:, 3 * H :])
             if every[t]:
-                dc = dcell * gf[:, t]
+                dc = dcell * gf[t]
                 dh = d @ UT
             else:
-                dc = (1 - real) * dc + dcell * gf[:, t]
+                dc = (1 - real) * dc + dcell * gf[t]
                 dh = (1 - real) * dh + d @ UT
-        return self._weight_gradients(X, states, dG, dG, bias_of_hU=None)
+        return self._weight_gradients(Xt, states, dG, dG, bias_of_hU=None)
 
 
 LAYERS.update({cls.kind: cls for cls in (GRU, LSTM)})
