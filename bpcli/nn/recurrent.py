@@ -247,33 +247,44 @@ class LSTM(_Recurrent):
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         return shape
 
+    def _order(self) -> NDArray[np.intp]:
+        """Inside a step the gates are in the order o, i, f, g (the parameters keep
+        PyTorch's i, f, g, o): the three σ gates are then one block, and the three the
+        cell's gradient multiplies (i, f, g) another."""
+        H = self.units
+        return np.r_[3 * H : 4 * H, 0 : 3 * H]
+
     def forward(self, X: Array, training: bool) -> Array:
-        # time first inside: each step then reads and writes contiguous (batch, units) rows
+        # Units first inside a step, (units, batch): every gate is a contiguous block of
+        # rows, and each step's dozen NumPy calls read and write whole blocks.
         n, length, _ = X.shape
         H = self.units
-        Xt = np.ascontiguousarray(X.transpose(1, 0, 2))
-        # σ(x) = (1 + tanh(x / 2)) / 2 and tanh itself for g: with the gates' inputs
-        # halved (g's kept) ahead, each step takes one tanh over all four gates
-        half = np.full(4 * H, 0.5, dtype=X.dtype)
-        half[2 * H : 3 * H] = 1.0
-        XW = Xt @ (self.params["W"] * half) + self.params["b"] * half  # (length, n, 4H)
-        U = self.params["U"] * half
+        order = self._order()
+        Xt = np.ascontiguousarray(X.transpose(1, 0, 2))  # (length, n, features)
+        # σ(x) = (1 + tanh(x / 2)) / 2: with the σ gates' inputs halved ahead, each step
+        # takes one tanh over all four gates
+        half = np.ones(4 * H, dtype=X.dtype)
+        half[: 3 * H] = 0.5
+        W, U, b = (self.params[k][..., order] * half for k in ("W", "U", "b"))
+        XW = np.ascontiguousarray((Xt @ W + b).transpose(0, 2, 1))  # (length, 4H, n)
+        UT = np.ascontiguousarray(U.T)  # (4H, H)
         m, every, steps = self._positions(X)
-        states = np.zeros((length + 1, n, H), dtype=X.dtype)
-        cells = np.zeros((length + 1, n, H), dtype=X.dtype)
-        acts = np.empty((length, n, 4 * H), dtype=X.dtype)  # i, f, g, o after σ/tanh
-        tanh_cells = np.empty((length, n, H), dtype=X.dtype)
-        ig = np.empty((n, H), dtype=X.dtype)
+        real = m.transpose(0, 2, 1)  # (length, 1, n)
+        states = np.zeros((length + 1, H, n), dtype=X.dtype)
+        cells = np.zeros((length + 1, H, n), dtype=X.dtype)
+        acts = np.empty((length, 4 * H, n), dtype=X.dtype)  # o, i, f, g after σ/tanh
+        tanh_cells = np.empty((length, H, n), dtype=X.dtype)
+        ig = np.empty((H, n), dtype=X.dtype)
         for t in range(steps):
             h, cell = states[t], cells[t]
             a = acts[t]
-            np.matmul(h, U, out=a)
+            np.matmul(UT, h, out=a)
             a += XW[t]
             np.tanh(a, out=a)
-            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-            for gate in (a[:, : 2 * H], o):  # σ from tanh; g is tanh already
-                gate *= 0.5
-                gate += 0.5
+            sigmoids = a[: 3 * H]
+            sigmoids *= 0.5
+            sigmoids += 0.5
+            o, i, f, g = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
             new_cell = cells[t + 1]
             np.multiply(f, cell, out=new_cell)
             np.multiply(i, g, out=ig)
@@ -281,33 +292,39 @@ class LSTM(_Recurrent):
             np.tanh(new_cell, out=tanh_cells[t])
             np.multiply(o, tanh_cells[t], out=states[t + 1])
             if not every[t]:  # padding carries the state over
-                padding = m[t] == 0
+                padding = np.broadcast_to(real[t] == 0, cell.shape)
                 np.copyto(new_cell, cell, where=padding)
                 np.copyto(states[t + 1], h, where=padding)
         states[steps + 1 :] = states[steps]
+        time_first = states.transpose(0, 2, 1)  # (length + 1, n, H)
         if training:
-            self._lstm_cache = (Xt, m, every, steps, states, cells, acts, tanh_cells)
-        return self._output(states)
+            self._lstm_cache = (Xt, real, every, steps, states, cells, acts, tanh_cells)
+        return self._output(time_first)
 
     def backward(self, dY: Array) -> Array | None:
-        Xt, m, every, steps, states, cells, acts, tanh_cells = self._lstm_cache
+        Xt, real, every, steps, states, cells, acts, tanh_cells = self._lstm_cache
         length, n, _ = Xt.shape
         H = self.units
-        UT = np.ascontiguousarray(self.params["U"].T)
-        dH = self._state_gradients(dY)
+        order = self._order()
+        U = np.ascontiguousarray(self.params["U"][:, order])  # (H, 4H), gates o, i, f, g
+        if self.return_sequences:
+            dH = np.ascontiguousarray(dY.transpose(1, 2, 0))  # (length, H, n)
+        else:
+            dH = np.zeros((length, H, n), dtype=dY.dtype)
+            dH[-1] = dY[:, :H].T
         # what each step's gradients are multiplied by, for every step at once
         gates = acts[:steps]
-        gi, gf = gates[..., :H], gates[..., H : 2 * H]
-        gg, go = gates[..., 2 * H : 3 * H], gates[..., 3 * H :]
+        go, gi = gates[:, :H], gates[:, H : 2 * H]
+        gf, gg = gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
         TC = tanh_cells[:steps]
         to_cell = go * (1 - TC * TC)
-        # the cell's gradient times these gives the i, f and g gates' (one product a step)
-        to_ifg = np.stack([gg * gi * (1 - gi), cells[:steps] * gf * (1 - gf),
-                           gi * (1 - gg * gg)], axis=2)  # (steps, n, 3, H)
         to_o = TC * go * (1 - go)
-        dG = np.zeros((length, n, 4 * H), dtype=dY.dtype)  # gradients of the gates' inputs
+        # the cell's gradient times these gives the i, f and g gates' (one product a step)
+        to_ifg = np.concatenate([gg * gi * (1 - gi), cells[:steps] * gf * (1 - gf),
+                                 gi * (1 - gg * gg)], axis=1)  # (steps, 3H, n)
+        dG = np.zeros((length, 4 * H, n), dtype=dY.dtype)  # the gates' inputs' gradients
         dh = dH[steps:].sum(axis=0)  # positions after the last word carry the state
-        dc = np.zeros((n, H), dtype=dY.dtype)
+        dc = np.zeros((H, n), dtype=dY.dtype)
         for t in reversed(range(steps)):
             dh += dH[t]
             if every[t]:
@@ -315,19 +332,28 @@ class LSTM(_Recurrent):
                 dcell = dh * to_cell[t]
                 dcell += dc
             else:  # at padding the gradients pass to the carried state untouched
-                real = m[t]
-                dnew = real * dh
-                dcell = real * dc + dnew * to_cell[t]
+                dnew = real[t] * dh
+                dcell = real[t] * dc + dnew * to_cell[t]
             d = dG[t]
-            np.multiply(dcell[:, None, :], to_ifg[t], out=d[:, : 3 * H].reshape(n, 3, H))
-            np.multiply(dnew, to_o[t], out=d[:, 3 * H :])
+            np.multiply(dnew, to_o[t], out=d[:H])
+            np.multiply(dcell, to_ifg[t].reshape(3, H, n), out=d[H:].reshape(3, H, n))
             if every[t]:
                 dc = dcell * gf[t]
-                dh = d @ UT
+                dh = U @ d
             else:
-                dc = (1 - real) * dc + dcell * gf[t]
-                dh = (1 - real) * dh + d @ UT
-        return self._weight_gradients(Xt, states, dG, dG, bias_of_hU=None)
+                dc = (1 - real[t]) * dc + dcell * gf[t]
+                dh = (1 - real[t]) * dh + U @ d
+        # the weights' gradients, summed over the steps' products, in PyTorch's gate order
+        back = np.argsort(order)
+        self.grads["W"][...] = np.matmul(dG, Xt).sum(axis=0)[back].T  # (features, 4H)
+        self.grads["U"][...] = np.matmul(states[:-1], dG.transpose(0, 2, 1)).sum(axis=0)[
+            :, back]
+        self.grads["b"][...] = dG.sum(axis=(0, 2))[back]
+        if not self.needs_input_grad:
+            return None
+        W = self.params["W"][:, order]  # (features, 4H)
+        dX: Array = np.matmul(dG.transpose(0, 2, 1), W.T).transpose(1, 0, 2)
+        return dX
 
 
 LAYERS.update({cls.kind: cls for cls in (GRU, LSTM)})
