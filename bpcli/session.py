@@ -405,9 +405,11 @@ def _finish(session: Session, display: Display, result: TrainingEnded,
     # a file that exists, so that the command runs as shown: the test rows when there are
     example = Path(config.data.test_path or config.data.path)
     display.info(f"  bp predict {files.model} {short_path(example)}")
-    display.info(f"or on new rows: a CSV with the columns "
-                 f"{listed(experiment.preprocessor.columns)} in any order (others, such as "
-                 "an id to carry along with --keep, are ignored)")
+    columns = experiment.preprocessor.columns
+    which = (f"the column {listed(columns)}" if len(columns) == 1 else
+             f"the columns {listed(columns)} in any order")
+    display.info(f"or on new rows: a CSV with {which} (others, such as an id to carry "
+                 "along with --keep, are ignored)")
 
 
 def _test_report(experiment: Experiment, network: Network, run_dir: Path
