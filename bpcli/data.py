@@ -182,6 +182,12 @@ class Preprocessor:
                 codes = _take(column.values, rows)
                 weights = np.bincount(codes[codes >= 0], minlength=len(column.categories))
                 spec.text.fit(column.categories, weights)
+                if not spec.text.vocabulary:
+                    raise DataError(
+                        f"{table.path}: column {spec.name!r}: no token of the training rows "
+                        f"matches the token pattern {spec.text.token_pattern!r} (and "
+                        f"min_count {spec.text.min_count}); is it text? If so, set "
+                        f"data.columns.{spec.name}.token_pattern")
                 means.append(np.zeros(spec.width))
                 scales.append(np.ones(spec.width))
             elif spec.kind == "date":

@@ -163,10 +163,10 @@ class Embedding(Layer):
         ids, rows = self._ids[used], dY[used]
         # the rows of each id summed at once: sorted by id, each run of one id reduced
         # (several times faster than np.add.at's one row at a time)
-        order = np.argsort(ids, kind="stable")
-        ids = ids[order]
-        starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
-        if len(starts):
+        if len(ids):  # (a batch of padding only touches nothing)
+            order = np.argsort(ids, kind="stable")
+            ids = ids[order]
+            starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
             dW[ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)
         return None  # token ids have no gradient
 
