@@ -288,3 +288,10 @@ def test_lstm_forget_gate_starts_open_and_recurrent_weights_orthogonal() -> None
     assert np.all(b[4:8] == 1) and np.all(b[:4] == 0) and np.all(b[8:] == 0)
     U = layer.params["U"]  # (4, 16): orthonormal rows
     np.testing.assert_allclose(U @ U.T, np.eye(4), atol=1e-12)
+
+
+def test_a_batch_of_padding_only_trains_nothing_and_breaks_nothing() -> None:
+    net = network(head(Embedding(VOCAB, 3, length=4), GlobalMaxPool1D()), 4)
+    loss = net.compute_gradients(np.zeros((3, 4)), np.array([0, 1, 2]))
+    assert np.isfinite(loss)
+    assert not net.layers[0].grads["W"].any()

@@ -325,3 +325,13 @@ def test_explain_inspect_and_validate_speak_of_the_words(tmp_path: Path,
     assert checked.exit_code == 0, checked.output
     assert "free text" in checked.output and "looks like an identifier" not in checked.output
     assert "the inputs take" in checked.output
+
+
+def test_a_text_column_without_tokens_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "numbers.csv"
+    path.write_text("code,label\n" + "\n".join(f"{i % 7}.{i % 3},{'ab'[i % 2]}"
+                                              for i in range(60)) + "\n")
+    result = train(tmp_path, config(path, [{"type": "dense"}], code={"type": "text"}))
+    assert result.exit_code == 2, result.output
+    assert "column 'code': no token of the training rows matches the token pattern" in \
+        result.output
