@@ -266,14 +266,21 @@ class LSTM(_Recurrent):
         half = np.ones(4 * H, dtype=X.dtype)
         half[: 3 * H] = 0.5
         W, U, b = (self.params[k][..., order] * half for k in ("W", "U", "b"))
-        XW = np.ascontiguousarray((Xt @ W + b).transpose(0, 2, 1))  # (length, 4H, n)
+        # training reuses its big arrays from step to step (fresh ones cost page faults
+        # that rival the products); inference allocates
+        new = self._scratch if training else (lambda _, shape, dtype: np.empty(shape, dtype))
+        XW = new("XW", (length, 4 * H, n), X.dtype)
+        np.matmul(np.ascontiguousarray(W.T), Xt.transpose(0, 2, 1), out=XW)
+        XW += b[:, None]
         UT = np.ascontiguousarray(U.T)  # (4H, H)
         m, every, steps = self._positions(X)
         real = m.transpose(0, 2, 1)  # (length, 1, n)
-        states = np.zeros((length + 1, H, n), dtype=X.dtype)
-        cells = np.zeros((length + 1, H, n), dtype=X.dtype)
-        acts = np.empty((length, 4 * H, n), dtype=X.dtype)  # o, i, f, g after σ/tanh
-        tanh_cells = np.empty((length, H, n), dtype=X.dtype)
+        states = new("states", (length + 1, H, n), X.dtype)
+        cells = new("cells", (length + 1, H, n), X.dtype)
+        states[0] = 0
+        cells[0] = 0
+        acts = new("acts", (length, 4 * H, n), X.dtype)  # o, i, f, g after σ/tanh
+        tanh_cells = new("tanh_cells", (length, H, n), X.dtype)
         ig = np.empty((H, n), dtype=X.dtype)
         for t in range(steps):
             h, cell = states[t], cells[t]
@@ -296,6 +303,7 @@ class LSTM(_Recurrent):
                 np.copyto(new_cell, cell, where=padding)
                 np.copyto(states[t + 1], h, where=padding)
         states[steps + 1 :] = states[steps]
+        cells[steps + 1 :] = cells[steps]
         time_first = states.transpose(0, 2, 1)  # (length + 1, n, H)
         if training:
             self._lstm_cache = (Xt, real, every, steps, states, cells, acts, tanh_cells)
@@ -322,7 +330,7 @@ class LSTM(_Recurrent):
         # the cell's gradient times these gives the i, f and g gates' (one product a step)
         to_ifg = np.concatenate([gg * gi * (1 - gi), cells[:steps] * gf * (1 - gf),
                                  gi * (1 - gg * gg)], axis=1)  # (steps, 3H, n)
-        dG = np.zeros((length, 4 * H, n), dtype=dY.dtype)  # the gates' inputs' gradients
+        dG = self._scratch("dG", (steps, 4 * H, n), dY.dtype)  # the gates' inputs' gradients
         dh = dH[steps:].sum(axis=0)  # positions after the last word carry the state
         dc = np.zeros((H, n), dtype=dY.dtype)
         for t in reversed(range(steps)):
@@ -345,14 +353,17 @@ class LSTM(_Recurrent):
                 dh = (1 - real[t]) * dh + U @ d
         # the weights' gradients, summed over the steps' products, in PyTorch's gate order
         back = np.argsort(order)
-        self.grads["W"][...] = np.matmul(dG, Xt).sum(axis=0)[back].T  # (features, 4H)
-        self.grads["U"][...] = np.matmul(states[:-1], dG.transpose(0, 2, 1)).sum(axis=0)[
-            :, back]
-        self.grads["b"][...] = dG.sum(axis=(0, 2))[back]
+        G = dG.transpose(1, 0, 2).reshape(4 * H, steps * n)  # one product over the steps
+        X_rows = Xt[:steps].reshape(steps * n, -1)
+        self.grads["W"][...] = (G @ X_rows)[back].T  # (features, 4H)
+        H_rows = np.ascontiguousarray(states[:steps].transpose(1, 0, 2)).reshape(H, -1)
+        self.grads["U"][...] = (H_rows @ G.T)[:, back]
+        self.grads["b"][...] = G.sum(axis=1)[back]
         if not self.needs_input_grad:
             return None
         W = self.params["W"][:, order]  # (features, 4H)
-        dX: Array = np.matmul(dG.transpose(0, 2, 1), W.T).transpose(1, 0, 2)
+        dX = np.zeros((n, length, W.shape[0]), dtype=dY.dtype)
+        dX[:, :steps] = (W @ G).reshape(-1, steps, n).transpose(2, 1, 0)
         return dX
 
 
