@@ -481,8 +481,7 @@ def validate(
     = False,
     set_: SetOption = None,
 ) -> None:
-    """Check a config and its data files without training; profile the columns and show
-    the layers."""
+    """Check a config and its data files without training: columns, layers, problems."""
     from bpcli.commands.validate import validate as run_validate
     from bpcli.display import Display
 
@@ -516,8 +515,7 @@ def plot(
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="The PNG file to write.")] = Path("compare.png"),
 ) -> None:
-    """Draw the learning curves of one or more runs on one picture, to compare them; of a
-    sweep directory, its metric against each searched parameter."""
+    """Draw runs' learning curves on one picture; a sweep's metric against each parameter."""
     from bpcli.commands.plot import plot as run_plot
     from bpcli.sweep.record import is_sweep_dir
 
@@ -576,8 +574,7 @@ def serve(
         "--threads", min=1, help="BLAS threads per worker (default 1: requests are small, "
         "and the workers run side by side).")] = None,
 ) -> None:
-    """Serve a model's predictions over HTTP: POST /predict, GET /model, GET /health, and
-    the API docs at /docs (needs the serve extra)."""
+    """Serve a model's predictions over HTTP: POST /predict, GET /model, GET /health, /docs."""
     if threads is not None or not any(v in os.environ for v in THREAD_VARIABLES):
         _use_threads(threads or 1)
     from bpcli.commands.serve import serve as run_serve
