@@ -1,7 +1,8 @@
 """bp's backpropagation core: NumPy only, no files, no terminals, no configuration formats."""
 
 from bpcli.nn.activations import ACTIVATIONS
-from bpcli.nn.conv import AvgPool2D, Conv2D, Flatten, GlobalAvgPool2D, MaxPool2D
+from bpcli.nn.conv import AvgPool2D, Conv2D, Flatten, GlobalAvgPool2D, MaxPool2D, Upsample2D
+from bpcli.nn.gan import Gan, GanStep, GroupSoftmax, OptimizerPair
 from bpcli.nn.init import INITIALIZERS
 from bpcli.nn.layers import LAYERS, Activation, Dense, Dropout, Layer
 from bpcli.nn.losses import LOSSES, Loss
@@ -25,6 +26,9 @@ __all__ = [
     "Embedding",
     "Flatten",
     "GRU",
+    "Gan",
+    "GanStep",
+    "GroupSoftmax",
     "GlobalAvgPool1D",
     "GlobalAvgPool2D",
     "GlobalMaxPool1D",
@@ -34,4 +38,6 @@ __all__ = [
     "MaxPool2D",
     "Network",
     "Optimizer",
+    "OptimizerPair",
+    "Upsample2D",
 ]
