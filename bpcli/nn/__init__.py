@@ -1,7 +1,15 @@
 """bp's backpropagation core: NumPy only, no files, no terminals, no configuration formats."""
 
 from bpcli.nn.activations import ACTIVATIONS
-from bpcli.nn.conv import AvgPool2D, Conv2D, Flatten, GlobalAvgPool2D, MaxPool2D, Upsample2D
+from bpcli.nn.conv import (
+    AvgPool2D,
+    Conv2D,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    Reshape,
+    Upsample2D,
+)
 from bpcli.nn.gan import Gan, GanStep, GroupSoftmax, OptimizerPair
 from bpcli.nn.init import INITIALIZERS
 from bpcli.nn.layers import LAYERS, Activation, Dense, Dropout, Layer
@@ -39,5 +47,6 @@ __all__ = [
     "Network",
     "Optimizer",
     "OptimizerPair",
+    "Reshape",
     "Upsample2D",
 ]

@@ -606,6 +606,40 @@ class Flatten(Layer):
         return dY.reshape(len(dY), *self.input_shape)
 
 
+class Reshape(Layer):
+    """``(N, *shape) -> (N, *target)`` with the same entries in row-major order, e.g. a
+    generator's dense output ``(N, C*H*W)`` into images ``(N, C, H, W)``; backward reshapes
+    ``dY`` back. A view, like ``Flatten``'s."""
+
+    kind = "reshape"
+    caches_output = True  # the output is a view of the input (see Flatten)
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        super().__init__()
+        if not shape or not all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 1
+                                for v in shape):
+            raise ValueError(f"reshape shape must be a list of positive ints, got {shape!r}")
+        self.shape = tuple(int(v) for v in shape)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if math.prod(input_shape) != math.prod(self.shape):
+            raise ValueError(f"cannot reshape inputs of shape {tuple(input_shape)} "
+                             f"({math.prod(input_shape)} values) to {self.shape} "
+                             f"({math.prod(self.shape)} values)")
+        return self.shape
+
+    def forward(self, X: Array, training: bool) -> Array:
+        return X.reshape(len(X), *self.shape)
+
+    def backward(self, dY: Array) -> Array | None:
+        if not self.needs_input_grad:
+            return None
+        return dY.reshape(len(dY), *self.input_shape)
+
+    def settings(self) -> dict[str, Any]:
+        return {"shape": list(self.shape)}
+
+
 class Upsample2D(Layer):
     """Nearest-neighbour upsampling: each pixel becomes a ``size`` block,
     ``(N, C, H, W) -> (N, C, sh H, sw W)`` with ``Y[n, c, y, x] = X[n, c, y // sh, x // sw]``.
@@ -653,4 +687,4 @@ class Upsample2D(Layer):
 # is completed here; bpcli.nn imports this module, so any import of bpcli.nn.layers sees the
 # whole table.
 LAYERS.update({cls.kind: cls for cls in (Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D,
-                                         Flatten, Upsample2D)})
+                                         Flatten, Reshape, Upsample2D)})
