@@ -433,28 +433,31 @@ def _resolve_model(loaded: LoadedConfig, pre: Preprocessor) -> tuple[ModelConfig
     for i, layer in enumerate(layers):
         if isinstance(layer, EmbeddingConfig):
             layer = _resolve_embedding(loaded, i, layer, pre)
-        if isinstance(layer, Conv1DConfig):
-            act = layer.activation or ActivationConfig(name="relu")
-            init = layer.init
-            if init.name == "auto":
-                init = InitConfig(name=default_initializer(act.name, convolution=True))
-            layer = layer.model_copy(update={"activation": act, "init": init})
-        if isinstance(layer, Conv2DConfig):
-            act = layer.activation or ActivationConfig(name="relu")
-            init = layer.init
-            if init.name == "auto":
-                init = InitConfig(name=default_initializer(act.name, convolution=True))
-            layer = layer.model_copy(update={"activation": act, "init": init})
-        if isinstance(layer, DenseConfig):
-            act = layer.activation or ActivationConfig(name=activation if i == last else "relu")
-            init = layer.init
-            if init.name == "auto":
-                init = InitConfig(name=default_initializer(act.name))
-            layer = layer.model_copy(update={
-                "units": units if i == last else layer.units, "activation": act, "init": init,
-            })
+        layer = with_defaults(layer, activation if i == last else "relu",
+                              units if i == last else None)
         resolved_layers.append(layer)
     return config.model.model_copy(update={"layers": resolved_layers}), loss
+
+
+def with_defaults(layer: LayerConfig, activation: str, units: int | None = None
+                  ) -> LayerConfig:
+    """A layer with its inferred settings filled in: a dense layer's activation
+    (``activation`` when not given) and its ``units`` when given; a convolution's
+    activation (relu when not given); their initialisers (auto: by activation)."""
+    if isinstance(layer, Conv1DConfig | Conv2DConfig):
+        act = layer.activation or ActivationConfig(name="relu")
+        init = layer.init
+        if init.name == "auto":
+            init = InitConfig(name=default_initializer(act.name, convolution=True))
+        return layer.model_copy(update={"activation": act, "init": init})
+    if isinstance(layer, DenseConfig):
+        act = layer.activation or ActivationConfig(name=activation)
+        init = layer.init
+        if init.name == "auto":
+            init = InitConfig(name=default_initializer(act.name))
+        return layer.model_copy(update={"units": units if units is not None else layer.units,
+                                        "activation": act, "init": init})
+    return layer
 
 
 def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
