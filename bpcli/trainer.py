@@ -41,7 +41,8 @@ Metric = Callable[[NDArray, NDArray], float]
 class StepResult:
     """What one batch's step did: its training loss, the squared norm of the gradients it
     computed, where a value went non-finite (then nothing was applied), and figures of
-    its own to average over the epoch (e.g. a GAN's ``{"D loss": ..., "D(real)": ...}``)."""
+    its own to average over the epoch (e.g. a GAN's ``{"D loss": ..., "D(real)": ...}``;
+    NaN where a figure was not measured on this batch)."""
 
     loss: float
     squared_norm: float
@@ -317,8 +318,9 @@ class Trainer:
             state.loss_sum += result.loss * len(Xb)
             for name, value in result.stats.items():
                 sums = state.stat_sums.setdefault(name, [0.0, 0.0])
-                sums[0] += value * len(Xb)
-                sums[1] += len(Xb)
+                if not math.isnan(value):  # NaN: not measured on this batch
+                    sums[0] += value * len(Xb)
+                    sums[1] += len(Xb)
             if self.should_stop():
                 self._count_time()
                 self.emit(Stopped(epoch, b + 1, batches.count))
@@ -369,7 +371,8 @@ class Trainer:
             state.wait += 1
         self.schedule.observe(epoch, val_loss)
         train_loss = state.loss_sum / n
-        stats = {name: total / rows for name, (total, rows) in state.stat_sums.items() if rows}
+        stats = {name: total / rows if rows else math.nan
+                 for name, (total, rows) in state.stat_sums.items()}
         state.epoch, state.batch, state.loss_sum, state.stat_sums = epoch, 0, 0.0, {}
         state.epoch_rng = dict(self.rng.bit_generator.state)
         state.schedule = self.schedule.state()

@@ -10,7 +10,7 @@ from bpcli.nn.conv import (
     Reshape,
     Upsample2D,
 )
-from bpcli.nn.gan import Gan, GanStep, GroupSoftmax, OptimizerPair
+from bpcli.nn.gan import Gan, GanStep, GroupSoftmax, NoLoss, OptimizerPair
 from bpcli.nn.init import INITIALIZERS
 from bpcli.nn.layers import LAYERS, Activation, Dense, Dropout, Layer
 from bpcli.nn.losses import LOSSES, Loss
@@ -45,6 +45,7 @@ __all__ = [
     "Loss",
     "MaxPool2D",
     "Network",
+    "NoLoss",
     "Optimizer",
     "OptimizerPair",
     "Reshape",

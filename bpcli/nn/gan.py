@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from bpcli.nn.activations import sigmoid
 from bpcli.nn.layers import LAYERS, Layer, Shape
+from bpcli.nn.losses import Loss
 from bpcli.nn.network import Network, share_storage
 from bpcli.nn.optimizers import Optimizer
 
@@ -40,6 +41,20 @@ NOISES = {
     "uniform": lambda rng, n, k: rng.uniform(-1.0, 1.0, (n, k)),
 }
 DISCRIMINATOR_LOSS = "binary_cross_entropy"
+
+
+class NoLoss(Loss):
+    """The "loss" of a network that learns only through ``Network.backward`` (a GAN's
+    generator, whose loss lives in the discriminator)."""
+
+    name = "none"
+
+    def value(self, P: Array, Y: NDArray) -> float:
+        raise TypeError("this network has no loss of its own: backpropagate into it with "
+                        "Network.backward")
+
+    def value_and_grad(self, P: Array, Y: NDArray) -> tuple[float, Array]:
+        return self.value(P, Y), P
 
 
 class GroupSoftmax(Layer):
