@@ -222,6 +222,31 @@ def sweep_picture(points: dict[str, list[SweepPoint]], metric: str, title: str,
     _write_png(figure, path)
 
 
+def image_grid(images: NDArray[np.float64], path: Path) -> None:
+    """Draw images ``(n, channels, height, width)`` in a square-ish grid, grey for one
+    channel (darkest at the largest value, as ink on paper), colour for three, each
+    scaled to its own range; write a PNG to ``path`` atomically. Raises
+    ``PlotsUnavailable`` without matplotlib."""
+    n, channels = images.shape[:2]
+    columns = max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / columns)
+    figure = _figure(width=min(0.6 * columns + 0.2, 16), height=min(0.6 * rows + 0.2, 16))
+    for i in range(rows * columns):
+        axes = figure.add_subplot(rows, columns, i + 1)
+        axes.set_axis_off()
+        if i >= n:
+            continue
+        image = images[i]
+        if channels == 3:
+            low, high = float(image.min()), float(image.max())
+            axes.imshow(np.moveaxis((image - low) / ((high - low) or 1.0), 0, -1))
+        else:
+            axes.imshow(image[0], cmap="gray_r", interpolation="nearest")
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.99, wspace=0.05,
+                           hspace=0.05)
+    _write_png(figure, path)
+
+
 def _figure(width: float = WIDTH_IN, height: float = HEIGHT_IN) -> Figure:
     """A figure on its own Agg canvas: no pyplot, no global backend, no display needed."""
     try:
