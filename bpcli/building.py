@@ -163,8 +163,25 @@ def _layers_of(spec: LayerConfig) -> list[Layer]:
     return [Flatten()]
 
 
-def _check_shapes(layers: list[Layer], owners: list[int], shape: tuple[int, ...]) -> None:
-    """Each layer's output shape from its input's, or the first layer that cannot."""
+def output_shape(specs: list[LayerConfig], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape the layer configs ``specs`` make of inputs of ``shape``, without building
+    them (``LayerError`` at the first layer that cannot take its input)."""
+    layers: list[Layer] = []
+    owners: list[int] = []
+    for index, spec in enumerate(specs):
+        try:
+            made = _layers_of(spec)
+        except ValueError as exc:
+            raise LayerError(index, str(exc)) from None
+        layers.extend(made)
+        owners.extend([index] * len(made))
+    return _check_shapes(layers, owners, shape)
+
+
+def _check_shapes(layers: list[Layer], owners: list[int], shape: tuple[int, ...]
+                  ) -> tuple[int, ...]:
+    """Each layer's output shape from its input's, or the first layer that cannot; the
+    last output shape."""
     for layer, index in zip(layers, owners, strict=True):
         try:
             shape = layer.compute_output_shape(shape)
@@ -180,6 +197,7 @@ def _check_shapes(layers: list[Layer], owners: list[int], shape: tuple[int, ...]
                 hint = ("; image layers need data.input_shape: [channels, height, width], "
                         "and come before any flatten or dense layer")
             raise LayerError(index, f"{exc}{hint}") from None
+    return shape
 
 
 def penalties(config: Config, network: Network) -> Penalties | None:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bpcli.building import LayerError, network_of
+from bpcli.building import LayerError, network_of, output_shape
 from bpcli.config import Config, DenseConfig, GanConfig, GanNetworkConfig, LoadedConfig
 from bpcli.experiment import Experiment, with_defaults
 from bpcli.ganrows import GanLayout
@@ -110,18 +110,21 @@ def build_gan(loaded: LoadedConfig, config: Config, layout: GanLayout,
     extra: list[Layer] = [GroupSoftmax([list(g) for g in layout.groups])] if layout.groups else []
     where = ("gan", "generator", "layers")
     try:
+        made = output_shape(gan.generator.layers, (gan.noise_size,))
+    except LayerError as exc:
+        raise loaded.error((*where, exc.index), str(exc)) from None
+    if made != layout.shape:
+        last = len(gan.generator.layers) - 1
+        hint = (f"; end it with {{type: reshape, shape: {list(layout.shape)}}}"
+                if len(made) == 1 and len(layout.shape) > 1
+                and int(np.prod(layout.shape)) == made[0] else "")
+        raise loaded.error((*where, last), f"the generator makes rows of shape "
+                           f"{_shape(made)}; the data's are {_shape(layout.shape)}{hint}")
+    try:
         G = network_of(gan.generator.layers, (gan.noise_size,), NoLoss(), rng, dtype,
                        batch, inference, config.training.batch_size, extra)
     except LayerError as exc:
         raise loaded.error((*where, exc.index), str(exc)) from None
-    if G.output_shape != layout.shape:
-        last = len(gan.generator.layers) - 1
-        hint = (f"; end it with {{type: reshape, shape: {list(layout.shape)}}}"
-                if len(G.output_shape) == 1 and len(layout.shape) > 1
-                and int(np.prod(layout.shape)) == G.output_shape[0] else "")
-        raise loaded.error((*where, last), f"the generator makes rows of shape "
-                           f"{_shape(G.output_shape)}; the data's are {_shape(layout.shape)}"
-                           f"{hint}")
     try:
         # the discriminator sees real and generated rows together: twice the batch
         D = network_of(gan.discriminator.layers, layout.shape, SigmoidBinaryCrossEntropy(),

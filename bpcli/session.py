@@ -267,9 +267,11 @@ def _write_config(run_dir: Path, experiment: Experiment) -> None:
     """The run's resolved config, and the fingerprints that guard it and the data."""
     config = experiment.config
     files = RunFiles(run_dir)
+    # a GAN's networks carry their own optimizers: the model's sections stay out
+    unused = {"optimizer", "regularization"} if config.gan is not None else set()
     write_text_atomic(files.config,
-                      yaml.safe_dump(config.model_dump(mode="json", exclude_none=True),
-                                     sort_keys=False))
+                      yaml.safe_dump(config.model_dump(mode="json", exclude_none=True,
+                                                       exclude=unused), sort_keys=False))
     write_json(files.fingerprints, fingerprints(run_dir, _data_files(experiment)))
 
 

@@ -97,6 +97,8 @@ class TrainerState:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        # a list keeps the figures' order (JSON writers may sort a mapping's keys)
+        data["stat_sums"] = [[name, *sums] for name, sums in self.stat_sums.items()]
         # JSON has no infinity; an unset best is recorded as null
         data["best_val_loss"] = self.best_val_loss if math.isfinite(self.best_val_loss) else None
         data["best_val_metric"] = (self.best_val_metric if math.isfinite(self.best_val_metric)
@@ -105,6 +107,8 @@ class TrainerState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainerState:
+        data = {**data, "stat_sums": {name: [total, rows] for name, total, rows
+                                      in data.get("stat_sums", [])}}
         state = cls(**data)
         if data.get("best_val_loss") is None:
             state.best_val_loss = math.inf
