@@ -279,3 +279,19 @@ def test_generate_refuses_a_model_that_is_no_gan(runner: CliRunner, in_tmp: Path
     run = train(runner, write_config(config))
     result = runner.invoke(app, ["generate", str(run / "model.npz")])
     assert result.exit_code == 2 and "not a GAN's model" in result.output
+
+
+@pytest.mark.parametrize("path", sorted((DATASETS.parent / "configs").glob("*-gan.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_example_gan_config_validates_trains_and_generates(
+        runner: CliRunner, in_tmp: Path, path: Path) -> None:
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0 and "valid; a GAN of" in result.output, result.output
+    result = runner.invoke(app, ["train", str(path), "--set", "training.epochs=2",
+                                 "--set", "output.runs_dir=runs"])
+    assert result.exit_code == 0, result.output
+    (run,) = run_dirs(in_tmp)
+    result = runner.invoke(app, ["generate", str(run / "model.npz"), "-n", "5"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert len(rows) == 6 and all(np.isfinite(float(v)) for v in rows[1][:4])

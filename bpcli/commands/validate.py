@@ -67,8 +67,8 @@ def validate(config_path: Path, display: Display, overrides: Sequence[str] = (),
             display.info(f"{name}:")
         display.layer_table(net.input_shape, [layer_row(e) for e in net.summary()])
     if config.gan is not None:
-        sizes = ", ".join(f"{name} {net.n_params}" for name, net in networks.items())
-        display.info(f"{config_path}: valid GAN; parameters: {sizes}; optimizers "
+        sizes = " and ".join(f"{name} {net.n_params}" for name, net in networks.items())
+        display.info(f"{config_path}: valid; a GAN of {sizes} parameters, optimizers "
                      f"{config.gan.generator.optimizer.name} and "
                      f"{config.gan.discriminator.optimizer.name}")
         return
