@@ -43,6 +43,7 @@ class RunFiles:
     MODEL: ClassVar[str] = "model.npz"  # the best epoch's weights with their preprocessing
     TEST_SCORES: ClassVar[str] = "test.json"  # the model scored once on the test split
     CURVES: ClassVar[str] = "curves.png"  # the learning curves, with matplotlib
+    SAMPLES: ClassVar[str] = "samples.png"  # an image GAN's generated images, at the end
     FINGERPRINTS: ClassVar[str] = "fingerprints.json"  # SHA-256 of the config and data
     LOCK: ClassVar[str] = ".lock"  # held by the process training the run
     CHECKPOINTS: ClassVar[str] = "checkpoints"
@@ -68,6 +69,10 @@ class RunFiles:
     @property
     def test_scores(self) -> Path:
         return self.root / self.TEST_SCORES
+
+    @property
+    def samples(self) -> Path:
+        return self.root / self.SAMPLES
 
     @property
     def curves(self) -> Path:

@@ -35,7 +35,7 @@ from bpcli.modelfile import (
     write_arrays,
 )
 from bpcli.nn import Network, Optimizer
-from bpcli.plots import CurvesWriter
+from bpcli.plots import CurvesWriter, PlotsUnavailable, image_grid
 from bpcli.rundir import (
     RunFiles,
     RunLock,
@@ -58,6 +58,8 @@ from bpcli.trainer import (
     TrainingDiverged,
     TrainingInterrupted,
 )
+
+SAMPLE_GRID = 64  # images in an image GAN's samples.png
 
 
 @dataclass
@@ -478,6 +480,7 @@ def _finish(session: Session, display: Display, result: TrainingEnded,
         **({"test": _headline(test)} if test is not None else {}),
     })
     if session.gan is not None:
+        _draw_samples(session.gan, files.samples, display)
         display.info(f"trained {result.epochs_done} epochs ({result.seconds:.1f}s); the last "
                      f"epoch's networks are the model, written to {files.model}; draw rows "
                      "with:")
@@ -501,6 +504,21 @@ def _finish(session: Session, display: Display, result: TrainingEnded,
              f"the columns {listed(columns)} in any order")
     display.info(f"or on new rows: a CSV with {which} (others, such as an id to carry "
                  "along with --keep, are ignored)")
+
+
+def _draw_samples(parts: GanParts, path: Path, display: Display) -> None:
+    """An image GAN's run ends with a grid of 64 generated images (the same noise, seed 0,
+    in every run, so that runs compare), when matplotlib is there."""
+    shape = parts.layout.image_shape
+    if shape is None:
+        return
+    images = parts.gan.sample(SAMPLE_GRID, np.random.default_rng(0))
+    try:
+        image_grid(np.asarray(images, dtype=np.float64).reshape(SAMPLE_GRID, *shape), path)
+    except PlotsUnavailable as exc:
+        display.info(f"no {path.name}: {exc}")
+        return
+    display.info(f"generated images drawn in {path}")
 
 
 def _test_report(experiment: Experiment, network: Network, run_dir: Path

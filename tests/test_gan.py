@@ -246,6 +246,7 @@ def test_generate_draws_an_image_grid_and_pixel_csv(
         runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
     pytest.importorskip("matplotlib")
     run = train(runner, write_config(digits_gan()))
+    assert (run / "samples.png").read_bytes()[:4] == b"\x89PNG"  # the run's own grid
     model = run / "model.npz"
     result = runner.invoke(app, ["generate", str(model), "-n", "9", "--out", "grid.png"])
     assert result.exit_code == 0, result.output
