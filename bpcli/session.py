@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from bpcli.atomic import write_text_atomic
-from bpcli.config import LoadedConfig, load_config
+from bpcli.config import Config, LoadedConfig, load_config
 from bpcli.csvfile import listed
 from bpcli.display import Display
 from bpcli.errors import ModelFileError, UsageError
@@ -269,12 +269,19 @@ def _write_config(run_dir: Path, experiment: Experiment) -> None:
     """The run's resolved config, and the fingerprints that guard it and the data."""
     config = experiment.config
     files = RunFiles(run_dir)
-    # a GAN's networks carry their own optimizers: the model's sections stay out
-    unused = {"optimizer", "regularization"} if config.gan is not None else set()
     write_text_atomic(files.config,
                       yaml.safe_dump(config.model_dump(mode="json", exclude_none=True,
-                                                       exclude=unused), sort_keys=False))
+                                                       exclude=_unused_sections(config)),
+                                     sort_keys=False))
     write_json(files.fingerprints, fingerprints(run_dir, _data_files(experiment)))
+
+
+def _unused_sections(config: Config) -> set[str]:
+    """The sections a config does not use: a model's gan, or a GAN's model sections (its
+    networks carry their own optimizers)."""
+    if config.gan is None:
+        return {"gan"}
+    return {"model", "loss", "optimizer", "regularization"}
 
 
 def _trainer(experiment: Experiment, network: Network, optimizer: Optimizer,
@@ -336,7 +343,9 @@ def _run(session: Session, display: Display) -> Path:
     config = experiment.config
     network, optimizer = session.network, session.optimizer
     meta: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                            "environment": environment(), "config": config.model_dump(mode="json")}
+                            "environment": environment(),
+                            "config": config.model_dump(mode="json",
+                                                        exclude=_unused_sections(config))}
     parts = session.gan
     if parts is not None:
         assert config.gan is not None
