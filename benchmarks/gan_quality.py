@@ -39,6 +39,7 @@ CONFIGS = ROOT / "configs"
 DATASETS = ROOT / "datasets"
 SAMPLES = 1000
 CONFIDENT = 0.9
+GAN_SETS: list[str] = []  # --set for the GAN configs (trying settings)
 
 
 def bp(*args: str) -> str:
@@ -90,7 +91,7 @@ def digits(seeds: list[int], work: Path) -> None:
     shares, covered, seconds = [], [], []
     for seed in seeds:
         run = train(CONFIGS / "digits-gan.yaml", runs, f"digits-gan-{seed}",
-                    f"training.seed={seed}")
+                    f"training.seed={seed}", *GAN_SETS)
         seconds.append(json.loads((run / "summary.json").read_text())["wall_time_s"])
         generated = work / f"generated-{seed}.csv"
         bp("generate", str(run / "model.npz"), "-n", str(SAMPLES), "--seed", str(seed),
@@ -143,7 +144,7 @@ def iris(seeds: list[int], work: Path) -> None:
     tstr, trtr, ks_all, tv_all, corr_all = [], [], [], [], []
     for seed in seeds:
         run = train(CONFIGS / "iris-gan.yaml", runs, f"iris-gan-{seed}",
-                    f"data.path={real_train}", f"training.seed={seed}")
+                    f"data.path={real_train}", f"training.seed={seed}", *GAN_SETS)
         synthetic = work / f"iris-synthetic-{seed}.csv"
         bp("generate", str(run / "model.npz"), "-n", str(len(train_rows)), "--seed",
            str(seed), "--out", str(synthetic))
@@ -183,9 +184,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", choices=["digits", "iris"])
+    parser.add_argument("--set", dest="sets", action="append", default=[],
+                        help="K=V for the GAN config, as bp train's --set (to try settings)")
     parser.add_argument("--keep", type=Path, help="Work in this directory and keep it "
                         "(generated rows, sample grid, runs).")
     args = parser.parse_args()
+    GAN_SETS.extend(args.sets)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
