@@ -83,6 +83,10 @@ class Experiment:
 
     def build_network(self, rng: np.random.Generator, dtype: Any = np.float32) -> Network:
         """The network, with the config's penalties attached to its loss."""
+        if self.config.gan is not None:  # bpcli.ganbuild builds a GAN's two networks
+            raise self.loaded.error(("gan",), "this command works on a model config, not "
+                                    "a GAN's: train a GAN with bp train, check it with bp "
+                                    "gradcheck, draw rows from it with bp generate")
         try:
             rows = max(len(self.X_train), len(self.X_val))
             network = build_network(self.config, self.X_train.shape[1], rng, dtype,

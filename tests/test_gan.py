@@ -109,6 +109,10 @@ def test_gan_keys_are_checked_with_did_you_mean(runner: CliRunner,
     (lambda c: c["training"].update(early_stopping={"patience": 2}),
      "training.early_stopping: a GAN's losses do not measure"),
     (lambda c: c["gan"].update(label_smoothing=0.7), "gan.label_smoothing"),
+    (lambda c: c["training"].update(init_from="model.npz"),
+     "training.init_from: a GAN starts from its own initial weights"),
+    (lambda c: c["data"].update(cv={"folds": 3, "fold": 1}, validation_fraction=None),
+     "data.cv: cross-validation scores a model on its validation rows; a GAN has none"),
     (lambda c: c["gan"]["generator"]["layers"].insert(
         1, {"type": "conv2d", "filters": 2, "kernel_size": 3}),
      "gan.generator.layers[1]: conv2d expects"),
@@ -143,6 +147,13 @@ def test_gan_optimizers_default_to_adam_with_beta1_half(runner: CliRunner, in_tm
     assert saved["discriminator"]["optimizer"]["beta1"] == 0.5
     assert saved["discriminator"]["optimizer"]["learning_rate"] == 0.001
     assert "gan:" in resolved and "model:" not in resolved
+
+
+def test_commands_for_models_refuse_a_gan_config_in_one_line(
+        runner: CliRunner, write_config: Writer) -> None:
+    result = runner.invoke(app, ["explain", str(write_config(iris_gan()))])
+    assert result.exit_code == 2, result.output
+    assert "gan: this command works on a model config, not a GAN's" in result.output
 
 
 def test_validate_shows_a_gan_config_valid(runner: CliRunner, write_config: Writer) -> None:

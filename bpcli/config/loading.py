@@ -284,6 +284,13 @@ def gan_structure_problems(loaded: LoadedConfig) -> list[str]:
         if section in config.model_fields_set:
             problems.append(loaded.problem((section,), f"not used with gan: {instead}; "
                                            "remove it"))
+    if config.training.init_from is not None:
+        problems.append(loaded.problem(("training", "init_from"), "a GAN starts from its "
+                                       "own initial weights: remove init_from (bp train "
+                                       "--resume carries a stopped GAN on)"))
+    if config.data.cv is not None:
+        problems.append(loaded.problem(("data", "cv"), "cross-validation scores a model on "
+                                       "its validation rows; a GAN has none: remove cv"))
     if config.training.early_stopping is not None:
         problems.append(loaded.problem(("training", "early_stopping"), "a GAN's losses do "
                                        "not measure its samples' quality, so nothing picks "
