@@ -44,6 +44,7 @@ class RunFiles:
     TEST_SCORES: ClassVar[str] = "test.json"  # the model scored once on the test split
     CURVES: ClassVar[str] = "curves.png"  # the learning curves, with matplotlib
     SAMPLES: ClassVar[str] = "samples.png"  # an image GAN's generated images, at the end
+    FIDELITY: ClassVar[str] = "fidelity.json"  # a tabular GAN's columns against the real ones
     FINGERPRINTS: ClassVar[str] = "fingerprints.json"  # SHA-256 of the config and data
     LOCK: ClassVar[str] = ".lock"  # held by the process training the run
     CHECKPOINTS: ClassVar[str] = "checkpoints"
@@ -69,6 +70,10 @@ class RunFiles:
     @property
     def test_scores(self) -> Path:
         return self.root / self.TEST_SCORES
+
+    @property
+    def fidelity(self) -> Path:
+        return self.root / self.FIDELITY
 
     @property
     def samples(self) -> Path:

@@ -22,7 +22,7 @@ from bpcli.events import EpochEnded, Listener, TrainingEnded
 from bpcli.experiment import Experiment, prepare
 from bpcli.files import short_path
 from bpcli.ganbuild import GanParts, build_gan, gan_step, prepare_gan
-from bpcli.ganrows import GanLayout
+from bpcli.ganrows import GanLayout, fidelity
 from bpcli.inference import score
 from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
 from bpcli.modelfile import (
@@ -490,6 +490,7 @@ def _finish(session: Session, display: Display, result: TrainingEnded,
     })
     if session.gan is not None:
         _draw_samples(session.gan, files.samples, display)
+        _write_fidelity(session, files.fidelity, display)
         display.info(f"trained {result.epochs_done} epochs ({result.seconds:.1f}s); the last "
                      f"epoch's networks are the model, written to {files.model}; draw rows "
                      "with:")
@@ -528,6 +529,25 @@ def _draw_samples(parts: GanParts, path: Path, display: Display) -> None:
         display.info(f"no {path.name}: {exc}")
         return
     display.info(f"generated images drawn in {path}")
+
+
+def _write_fidelity(session: Session, path: Path, display: Display) -> None:
+    """A tabular GAN's run ends with each column's distance between the training rows and
+    as many generated ones (seed 0), in ``fidelity.json`` and on the screen."""
+    parts = session.gan
+    assert parts is not None
+    if parts.layout.image_shape is not None:
+        return
+    real = session.experiment.X_train
+    rng = np.random.default_rng(0)
+    found = fidelity(parts.layout, session.experiment.preprocessor, real,
+                     parts.gan.sample(len(real), rng), rng)
+    write_json(path, {"rows": len(real), "columns": {
+        name: {"measure": measure, "distance": round(distance, 4)}
+        for name, (measure, distance) in found.items()}})
+    display.info(f"generated rows against the {len(real)} training rows ({path.name}; 0 is "
+                 "alike, 1 apart): " + ", ".join(f"{name} {measure} {distance:.3f}"
+                                                 for name, (measure, distance) in found.items()))
 
 
 def _test_report(experiment: Experiment, network: Network, run_dir: Path

@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 
 from bpcli import session as train_command
 from bpcli.cli import app
+from bpcli.data import InputColumn, Preprocessor
+from bpcli.ganrows import GanLayout, fidelity, ks_statistic
 from bpcli.modelfile import GAN_FORMAT_VERSION, load_gan
 from bpcli.nn import GroupSoftmax
 from tests.conftest import DATASETS
@@ -326,3 +328,43 @@ def test_gradcheck_catches_a_wrong_backward_in_the_generator(
     result = runner.invoke(app, ["gradcheck", str(write_config(iris_gan()))])
     assert result.exit_code == 1, result.output
     assert "generator 1 dense" in result.output and "FAILED" in result.output
+
+
+def test_ks_statistic_matches_scipy_and_its_extremes() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=200), rng.normal(0.3, 1.2, size=150)
+    assert ks_statistic(a, b) == pytest.approx(stats.ks_2samp(a, b).statistic)
+    assert ks_statistic(a, a.copy()) == 0.0
+    assert ks_statistic(a, a + 100) == 1.0
+
+
+def test_a_tabular_run_ends_with_each_columns_fidelity(
+        runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
+    run = train(runner, write_config(iris_gan()))
+    found = json.loads((run / "fidelity.json").read_text())
+    assert found["rows"] == 150
+    columns = found["columns"]
+    assert set(columns) == {"sepal_length", "sepal_width", "petal_length", "petal_width",
+                            "species"}
+    assert columns["species"]["measure"] == "total variation"
+    assert all(0 <= c["distance"] <= 1 for c in columns.values())
+    # three epochs of training are far from the data, but not maximally so on every column
+    assert any(c["distance"] > 0.05 for c in columns.values())
+
+
+def test_fidelity_of_categories_is_the_total_variation_of_their_shares() -> None:
+    pre = Preprocessor([InputColumn("size", "numeric"),
+                        InputColumn("colour", "categorical", categories=["a", "b"])],
+                       ["y"], "regression", np.zeros(3), np.ones(3),
+                       target_mean=np.zeros(1), target_scale=np.ones(1))
+    layout = GanLayout.of(pre, None)
+    assert layout.groups == ((1, 3),) and layout.width == 4
+    real = np.array([[0.0, 1, 0, 0.5]] * 4)  # every row colour a
+    half = np.array([[0.0, 0.5, 0.5, 0.5]] * 400)  # drawn: about half a, half b
+    rng = np.random.default_rng(0)
+    found = fidelity(layout, pre, real, half, rng)
+    assert found["colour"][0] == "total variation"
+    assert found["colour"][1] == pytest.approx(0.5, abs=0.06)
+    assert fidelity(layout, pre, real, real, rng)["colour"][1] == 0.0
+    assert fidelity(layout, pre, real, real, rng)["size"] == ("KS", 0.0)

@@ -19,6 +19,7 @@ from bpcli.nn import (
     GroupSoftmax,
     Network,
     OptimizerPair,
+    Reshape,
     Upsample2D,
 )
 from bpcli.nn.gradcheck import check_gradients
@@ -214,3 +215,20 @@ def test_optimizer_pair_scales_both_rates_and_round_trips_its_state() -> None:
     other.load_state(state)
     assert other.generator.iterations == 1 and other.discriminator.iterations == 0
     np.testing.assert_array_equal(other.generator.state()["m/0"], state["generator/m/0"])
+
+
+def test_reshape_keeps_values_in_order_and_reshapes_the_gradient_back() -> None:
+    layer = Reshape([2, 2, 3])
+    layer.build((12,), np.random.default_rng(0), F64)
+    X = np.arange(24.0).reshape(2, 12)
+    Y = layer.forward(X, True)
+    assert Y.shape == (2, 2, 2, 3)
+    np.testing.assert_array_equal(Y.reshape(2, -1), X)
+    dY = np.random.default_rng(1).normal(size=Y.shape)
+    dX = layer.backward(dY)
+    assert dX is not None
+    np.testing.assert_array_equal(dX, dY.reshape(2, 12))
+    with pytest.raises(ValueError, match="cannot reshape inputs of shape"):
+        Reshape([5]).compute_output_shape((12,))
+    rebuilt = layer_from_description(layer.describe())
+    assert isinstance(rebuilt, Reshape) and rebuilt.shape == (2, 2, 3)
