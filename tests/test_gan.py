@@ -368,3 +368,14 @@ def test_fidelity_of_categories_is_the_total_variation_of_their_shares() -> None
     assert found["colour"][1] == pytest.approx(0.5, abs=0.06)
     assert fidelity(layout, pre, real, real, rng)["colour"][1] == 0.0
     assert fidelity(layout, pre, real, real, rng)["size"] == ("KS", 0.0)
+
+
+def test_a_sweep_over_a_gan_is_refused_before_any_trial(
+        runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
+    write_config(iris_gan(), "base.yaml")
+    sweep = write_config({"base": "base.yaml", "metric": "val_loss", "search": "grid",
+                          "parameters": {"training.batch_size": {"choice": [16, 32]}}},
+                         "sweep.yaml")
+    result = runner.invoke(app, ["sweep", str(sweep)])
+    assert result.exit_code == 2, result.output
+    assert "a GAN's config" in result.output and not (in_tmp / "runs").exists()
