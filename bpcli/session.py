@@ -32,6 +32,7 @@ from bpcli.modelfile import (
     load_gan,
     load_model,
     model_arrays,
+    save_model,
     write_arrays,
 )
 from bpcli.nn import Network, Optimizer
@@ -351,6 +352,13 @@ def _run(session: Session, display: Display) -> Path:
         assert config.gan is not None
         meta["gan"] = parts.meta(config.gan)
 
+    def save(more: dict[str, Any]) -> None:
+        """Write the model with more metadata."""
+        if parts is not None:
+            write_arrays(files.model, arrays_of(more))
+        else:
+            save_model(files.model, network, experiment.preprocessor, {**meta, **more})
+
     def arrays_of(more: dict[str, Any], optimizer_state: dict[str, Any] | None = None
                   ) -> dict[str, Any]:
         if parts is not None:
@@ -406,7 +414,7 @@ def _run(session: Session, display: Display) -> Path:
                 _finish_writes(curves, recorder)
                 if trainer.state.best_epoch > 0:  # the last good weights stay the model
                     trainer.params[...] = trainer.best_params
-                    write_arrays(files.model, arrays_of({"epoch": trainer.state.best_epoch}))
+                    save({"epoch": trainer.state.best_epoch})
                 write_json(files.summary, {**summary, "status": "diverged",
                                                       "epochs": trainer.state.epoch})
             raise
@@ -428,8 +436,7 @@ def _run(session: Session, display: Display) -> Path:
         # A signal from here on is honoured once the run is complete on disk.
         with stop.deferred():
             _finish_writes(curves, recorder)
-            _finish(session, display, result, summary,
-                     lambda more: write_arrays(files.model, arrays_of(more)))
+            _finish(session, display, result, summary, save)
     if stop.requested:
         raise TrainingInterrupted(f"interrupted as the run finished; it is complete "
                                   f"({files.model} written)")
