@@ -75,7 +75,7 @@ def prepare_gan(experiment: Experiment) -> tuple[Experiment, GanLayout]:
     nothing = np.zeros((len(X), 0), dtype=X.dtype)
     return dataclasses.replace(
         experiment, config=resolved, X_train=X, Y_train=nothing, X_val=no_rows,
-        Y_val=nothing[:0], X_test=None, Y_test=None, metric_name="D(real)"), layout
+        Y_val=nothing[:0], X_test=None, Y_test=None, metric_name="metric"), layout
 
 
 def _resolve(gan: GanConfig, layout: GanLayout) -> GanConfig:

@@ -76,7 +76,7 @@ def read_curves(path: Path, name: str | None = None) -> Curves:
                          f"directory or its {RunFiles.METRICS}") from None
     header = metrics.header
     metric = header[3].removeprefix("val_") if len(header) > 3 else ""
-    if not metric or header != metrics_header(metric):
+    if not metric or header[:len(metrics_header(metric))] != metrics_header(metric):
         raise UsageError(f"{file}:1: not a bp metrics file (expected the columns "
                          f"{', '.join(metrics_header('<metric>'))})")
     curves = Curves(name or file.resolve().parent.name, metric, [], [], [], [], [])

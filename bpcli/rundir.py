@@ -331,9 +331,13 @@ class RunRecorder:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, EpochEnded):
+            # a step's own figures (a GAN's D loss, G loss, ...) in columns after the
+            # usual ones, which readers of metrics.csv take by position
+            self.header = [*self.header[:len(BASE_METRICS)], *event.stats]
             self.rows.append([str(event.epoch), repr(event.train_loss), repr(event.val_loss),
                               repr(event.val_metric), repr(event.learning_rate),
-                              str(event.rollbacks), f"{event.seconds:.4f}"])
+                              str(event.rollbacks), f"{event.seconds:.4f}",
+                              *map(repr, event.stats.values())])
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(self.header)
@@ -351,9 +355,14 @@ class RunRecorder:
         self.writer.close()
 
 
+BASE_METRICS = ("epoch", "train_loss", "val_loss", "val_<metric>", "learning_rate",
+                "rollbacks", "seconds")
+
+
 def metrics_header(metric_name: str) -> list[str]:
-    return ["epoch", "train_loss", "val_loss", f"val_{metric_name}", "learning_rate",
-            "rollbacks", "seconds"]
+    """The columns every ``metrics.csv`` starts with (a GAN's figures follow them)."""
+    return [f"val_{metric_name}" if name == "val_<metric>" else name
+            for name in BASE_METRICS]
 
 
 @dataclass(frozen=True)
