@@ -199,7 +199,9 @@ class _Snapshot:
 
 
 class Trainer:
-    """Mini-batch training of ``network`` with ``optimizer``.
+    """Mini-batch training of ``network`` with ``optimizer``; each batch runs ``step``
+    (default: backpropagation of the network's loss and one optimizer step; a GAN plugs
+    in its alternating steps and names its joint parameter vector ``params``).
 
     Each epoch visits the training rows in a fresh order drawn from ``rng``; batches are
     gathered into buffers allocated once. After each epoch the validation loss and
