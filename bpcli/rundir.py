@@ -44,6 +44,7 @@ class RunFiles:
     TEST_SCORES: ClassVar[str] = "test.json"  # the model scored once on the test split
     CURVES: ClassVar[str] = "curves.png"  # the learning curves, with matplotlib
     SAMPLES: ClassVar[str] = "samples.png"  # an image GAN's generated images, at the end
+    SAMPLE_GRIDS: ClassVar[str] = "samples"  # ... and every few epochs, epoch-<N>.png
     FIDELITY: ClassVar[str] = "fidelity.json"  # a tabular GAN's columns against the real ones
     FINGERPRINTS: ClassVar[str] = "fingerprints.json"  # SHA-256 of the config and data
     LOCK: ClassVar[str] = ".lock"  # held by the process training the run
@@ -78,6 +79,9 @@ class RunFiles:
     @property
     def samples(self) -> Path:
         return self.root / self.SAMPLES
+
+    def sample_grid(self, epoch: int) -> Path:
+        return self.root / self.SAMPLE_GRIDS / f"epoch-{epoch:04d}.png"
 
     @property
     def curves(self) -> Path:

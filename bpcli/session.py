@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from numpy.typing import NDArray
 
 from bpcli.atomic import write_text_atomic
 from bpcli.config import Config, LoadedConfig, load_config
@@ -36,7 +37,7 @@ from bpcli.modelfile import (
     write_arrays,
 )
 from bpcli.nn import Network, Optimizer
-from bpcli.plots import CurvesWriter, PlotsUnavailable, image_grid
+from bpcli.plots import CurvesWriter, PlotsUnavailable, SampleGrids, image_grid
 from bpcli.rundir import (
     RunFiles,
     RunLock,
@@ -61,6 +62,7 @@ from bpcli.trainer import (
 )
 
 SAMPLE_GRID = 64  # images in an image GAN's samples.png
+SAMPLE_PICTURES = 10  # pictures of an image GAN's samples while it trains
 
 
 @dataclass
@@ -401,10 +403,15 @@ def _run(session: Session, display: Display) -> Path:
                            session.metrics_rows)
     # listens after the recorder, and draws on its writer, after the rows it depends on
     curves = CurvesWriter(run_dir, display.info, submit=recorder.writer.submit)
+    listeners: list[Listener] = [recorder, curves]
+    if parts is not None and parts.layout.image_shape is not None:
+        listeners.append(SampleGrids(run_dir, lambda: _samples(parts),
+                                     max(config.training.epochs // SAMPLE_PICTURES, 1),
+                                     display.info, recorder.writer.submit))
     with StopOnSignal() as stop:
         try:
             with display.training() as view:
-                trainer.listeners = [recorder, curves, view, *session.hooks.listeners]
+                trainer.listeners = [*listeners, view, *session.hooks.listeners]
                 trainer.should_stop = stop
                 trainer.stop_after = session.hooks.stop_after
                 result = trainer.fit(experiment.X_train, experiment.Y_train,
@@ -523,15 +530,22 @@ def _finish(session: Session, display: Display, result: TrainingEnded,
                  "along with --keep, are ignored)")
 
 
+def _samples(parts: GanParts) -> NDArray[np.float64]:
+    """An image GAN's images from the same noise (seed 0) each time, so that pictures of
+    one run, and of runs of one config, compare: (SAMPLE_GRID, channels, height, width)."""
+    shape = parts.layout.image_shape
+    assert shape is not None
+    images = parts.gan.sample(SAMPLE_GRID, np.random.default_rng(0))
+    return np.asarray(images, dtype=np.float64).reshape(SAMPLE_GRID, *shape)
+
+
 def _draw_samples(parts: GanParts, path: Path, display: Display) -> None:
     """An image GAN's run ends with a grid of 64 generated images (the same noise, seed 0,
     in every run, so that runs compare), when matplotlib is there."""
-    shape = parts.layout.image_shape
-    if shape is None:
+    if parts.layout.image_shape is None:
         return
-    images = parts.gan.sample(SAMPLE_GRID, np.random.default_rng(0))
     try:
-        image_grid(np.asarray(images, dtype=np.float64).reshape(SAMPLE_GRID, *shape), path)
+        image_grid(_samples(parts), path)
     except PlotsUnavailable as exc:
         display.info(f"no {path.name}: {exc}")
         return

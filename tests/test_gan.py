@@ -262,6 +262,7 @@ def test_generate_draws_an_image_grid_and_pixel_csv(
     pytest.importorskip("matplotlib")
     run = train(runner, write_config(digits_gan()))
     assert (run / "samples.png").read_bytes()[:4] == b"\x89PNG"  # the run's own grid
+    assert (run / "samples" / "epoch-0001.png").read_bytes()[:4] == b"\x89PNG"  # per epochs
     model = run / "model.npz"
     result = runner.invoke(app, ["generate", str(model), "-n", "9", "--out", "grid.png"])
     assert result.exit_code == 0, result.output
