@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import yaml
-from numpy.typing import NDArray
 
 from bpcli.atomic import write_text_atomic
 from bpcli.config import Config, LoadedConfig, load_config
@@ -23,21 +22,27 @@ from bpcli.events import EpochEnded, Listener, TrainingEnded
 from bpcli.experiment import Experiment, prepare
 from bpcli.files import short_path
 from bpcli.ganbuild import GanParts, build_gan, gan_step, prepare_gan
-from bpcli.ganrows import GanLayout, fidelity
+from bpcli.ganrows import GanLayout
+from bpcli.ganrun import (
+    SAMPLE_PICTURES,
+    draw_samples,
+    image_samples,
+    load_checkpoint,
+    paired_networks,
+    write_fidelity,
+)
 from bpcli.inference import score
 from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
 from bpcli.modelfile import (
     SavedGan,
-    SavedModel,
     gan_arrays,
-    load_gan,
     load_model,
     model_arrays,
     save_model,
     write_arrays,
 )
 from bpcli.nn import Network, Optimizer
-from bpcli.plots import CurvesWriter, PlotsUnavailable, SampleGrids, image_grid
+from bpcli.plots import CurvesWriter, SampleGrids
 from bpcli.rundir import (
     RunFiles,
     RunLock,
@@ -60,9 +65,6 @@ from bpcli.trainer import (
     TrainingDiverged,
     TrainingInterrupted,
 )
-
-SAMPLE_GRID = 64  # images in an image GAN's samples.png
-SAMPLE_PICTURES = 10  # pictures of an image GAN's samples while it trains
 
 
 @dataclass
@@ -194,14 +196,14 @@ def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
     else:
         network = experiment.build_network(np.random.default_rng(0))
         optimizer = experiment.build_optimizer(network)
-    checkpoint = _load_checkpoint(last, parts)
+    checkpoint = load_checkpoint(last, parts)
     try:
         state = TrainerState.from_json(checkpoint.meta["trainer"])
         network_rng = checkpoint.meta["rng"]["network"]
     except (KeyError, TypeError) as exc:
         raise ModelFileError(f"{last}: not a checkpoint (no trainer state: {exc})") from None
     try:
-        for mine, saved in _networks(network, parts, checkpoint):
+        for mine, saved in paired_networks(network, parts, checkpoint):
             mine.load_state(saved.state())
             mine.load_buffers(saved.buffers())
         network.rng.bit_generator.state = network_rng
@@ -219,7 +221,7 @@ def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
     trainer.state = state
     best = files.best
     if best.is_file():
-        saved_best = _load_checkpoint(best, parts)
+        saved_best = load_checkpoint(best, parts)
         trainer.best_params[...] = (saved_best.gan.flat_params
                                     if isinstance(saved_best, SavedGan)
                                     else saved_best.network.flat_params)
@@ -237,20 +239,6 @@ def _prepare(loaded: LoadedConfig) -> tuple[Experiment, GanLayout | None]:
     if experiment.config.gan is None:
         return experiment, None
     return prepare_gan(experiment)
-
-
-def _load_checkpoint(path: Path, parts: GanParts | None) -> SavedModel | SavedGan:
-    return load_gan(path) if parts is not None else load_model(path)
-
-
-def _networks(network: Network, parts: GanParts | None, saved: SavedModel | SavedGan
-              ) -> list[tuple[Network, Network]]:
-    """The session's networks paired with a checkpoint's."""
-    if isinstance(saved, SavedGan):
-        assert parts is not None
-        return [(parts.gan.generator, saved.gan.generator),
-                (parts.gan.discriminator, saved.gan.discriminator)]
-    return [(network, saved.network)]
 
 
 def _finished(run_dir: Path) -> bool:
@@ -405,7 +393,7 @@ def _run(session: Session, display: Display) -> Path:
     curves = CurvesWriter(run_dir, display.info, submit=recorder.writer.submit)
     listeners: list[Listener] = [recorder, curves]
     if parts is not None and parts.layout.image_shape is not None:
-        listeners.append(SampleGrids(run_dir, lambda: _samples(parts),
+        listeners.append(SampleGrids(run_dir, lambda: image_samples(parts),
                                      max(config.training.epochs // SAMPLE_PICTURES, 1),
                                      display.info, recorder.writer.submit))
     with StopOnSignal() as stop:
@@ -503,8 +491,9 @@ def _finish(session: Session, display: Display, result: TrainingEnded,
         **({"test": _headline(test)} if test is not None else {}),
     })
     if session.gan is not None:
-        _draw_samples(session.gan, files.samples, display)
-        _write_fidelity(session, files.fidelity, display)
+        draw_samples(session.gan, files.samples, display)
+        write_fidelity(session.gan, experiment.X_train, experiment.preprocessor,
+                       files.fidelity, display)
         display.info(f"trained {result.epochs_done} epochs ({result.seconds:.1f}s); the last "
                      f"epoch's networks are the model, written to {files.model}; draw rows "
                      "with:")
@@ -528,47 +517,6 @@ def _finish(session: Session, display: Display, result: TrainingEnded,
              f"the columns {listed(columns)} in any order")
     display.info(f"or on new rows: a CSV with {which} (others, such as an id to carry "
                  "along with --keep, are ignored)")
-
-
-def _samples(parts: GanParts) -> NDArray[np.float64]:
-    """An image GAN's images from the same noise (seed 0) each time, so that pictures of
-    one run, and of runs of one config, compare: (SAMPLE_GRID, channels, height, width)."""
-    shape = parts.layout.image_shape
-    assert shape is not None
-    images = parts.gan.sample(SAMPLE_GRID, np.random.default_rng(0))
-    return np.asarray(images, dtype=np.float64).reshape(SAMPLE_GRID, *shape)
-
-
-def _draw_samples(parts: GanParts, path: Path, display: Display) -> None:
-    """An image GAN's run ends with a grid of 64 generated images (the same noise, seed 0,
-    in every run, so that runs compare), when matplotlib is there."""
-    if parts.layout.image_shape is None:
-        return
-    try:
-        image_grid(_samples(parts), path)
-    except PlotsUnavailable as exc:
-        display.info(f"no {path.name}: {exc}")
-        return
-    display.info(f"generated images drawn in {path}")
-
-
-def _write_fidelity(session: Session, path: Path, display: Display) -> None:
-    """A tabular GAN's run ends with each column's distance between the training rows and
-    as many generated ones (seed 0), in ``fidelity.json`` and on the screen."""
-    parts = session.gan
-    assert parts is not None
-    if parts.layout.image_shape is not None:
-        return
-    real = session.experiment.X_train
-    rng = np.random.default_rng(0)
-    found = fidelity(parts.layout, session.experiment.preprocessor, real,
-                     parts.gan.sample(len(real), rng), rng)
-    write_json(path, {"rows": len(real), "columns": {
-        name: {"measure": measure, "distance": round(distance, 4)}
-        for name, (measure, distance) in found.items()}})
-    display.info(f"generated rows against the {len(real)} training rows ({path.name}; 0 is "
-                 "alike, 1 apart): " + ", ".join(f"{name} {measure} {distance:.3f}"
-                                                 for name, (measure, distance) in found.items()))
 
 
 def _test_report(experiment: Experiment, network: Network, run_dir: Path
