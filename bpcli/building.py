@@ -8,6 +8,7 @@ the config's layer (``LayerError.index``), so that they point at the YAML.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,8 @@ from bpcli.config import (
     LayerNormConfig,
     LSTMConfig,
     MaxPool2DConfig,
+    ReshapeConfig,
+    Upsample2DConfig,
 )
 from bpcli.memory import layer_needs, too_big
 from bpcli.nn import (
@@ -48,8 +51,11 @@ from bpcli.nn import (
     GlobalAvgPool2D,
     GlobalMaxPool1D,
     Layer,
+    Loss,
     MaxPool2D,
     Network,
+    Reshape,
+    Upsample2D,
 )
 from bpcli.nn.layers import BatchNorm, LayerNorm
 from bpcli.nn.regularization import Penalties, Penalty
@@ -72,27 +78,38 @@ def build_network(config: Config, n_features: int, rng: np.random.Generator,
 
     Refused (``LayerError`` at the layer needing most) when training it on ``batch`` rows
     and evaluating ``inference_batch`` rows at a time would not fit in memory."""
+    assert config.model is not None and config.loss is not None  # a resolved model config
+    loss = LOSSES[config.loss.name](**(loss_options or {}))
+    shape = tuple(config.data.input_shape or (n_features,))
+    return network_of(config.model.layers, shape, loss, rng, dtype, batch, inference_batch,
+                      config.training.batch_size)
+
+
+def network_of(specs: list[LayerConfig], shape: tuple[int, ...], loss: Loss,
+               rng: np.random.Generator, dtype: Any, batch: int, inference_batch: int,
+               batch_size: int, extra: Sequence[Layer] = ()) -> Network:
+    """The network of layer configs ``specs`` on inputs of ``shape`` (then the layers
+    ``extra``, which the config does not list), checked shape by shape and against
+    memory; ``LayerError`` names the config's layer."""
     layers: list[Layer] = []
     owners: list[int] = []  # the config layer each network layer comes from
-    for index, spec in enumerate(config.model.layers):
+    for index, spec in enumerate(specs):
         try:
             made = _layers_of(spec)
         except ValueError as exc:
             raise LayerError(index, str(exc)) from None
         layers.extend(made)
         owners.extend([index] * len(made))
-    shape = config.data.input_shape or (n_features,)
-    _check_shapes(layers, owners, tuple(shape))
-    needs = layer_needs(layers, tuple(shape), np.dtype(dtype).itemsize, batch,
-                        inference_batch)
+    layers.extend(extra)
+    owners.extend([len(specs) - 1] * len(extra))
+    _check_shapes(layers, owners, shape)
+    needs = layer_needs(layers, shape, np.dtype(dtype).itemsize, batch, inference_batch)
     problem = too_big(needs)
     if problem is not None:
         index, message = problem
         raise LayerError(owners[index], f"{message}; use fewer units or filters, or a "
-                         f"smaller training.batch_size (now {config.training.batch_size})")
-    assert config.loss is not None  # resolved
-    loss = LOSSES[config.loss.name](**(loss_options or {}))
-    return Network(layers, loss, tuple(shape), rng, dtype)
+                         f"smaller training.batch_size (now {batch_size})")
+    return Network(layers, loss, shape, rng, dtype)
 
 
 def _layers_of(spec: LayerConfig) -> list[Layer]:
@@ -139,11 +156,32 @@ def _layers_of(spec: LayerConfig) -> list[Layer]:
         return [AvgPool2D(spec.pool_size, spec.stride, spec.padding)]
     if isinstance(spec, GlobalAvgPool2DConfig):
         return [GlobalAvgPool2D()]
+    if isinstance(spec, ReshapeConfig):
+        return [Reshape(spec.shape)]
+    if isinstance(spec, Upsample2DConfig):
+        return [Upsample2D(spec.size)]
     return [Flatten()]
 
 
-def _check_shapes(layers: list[Layer], owners: list[int], shape: tuple[int, ...]) -> None:
-    """Each layer's output shape from its input's, or the first layer that cannot."""
+def output_shape(specs: list[LayerConfig], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape the layer configs ``specs`` make of inputs of ``shape``, without building
+    them (``LayerError`` at the first layer that cannot take its input)."""
+    layers: list[Layer] = []
+    owners: list[int] = []
+    for index, spec in enumerate(specs):
+        try:
+            made = _layers_of(spec)
+        except ValueError as exc:
+            raise LayerError(index, str(exc)) from None
+        layers.extend(made)
+        owners.extend([index] * len(made))
+    return _check_shapes(layers, owners, shape)
+
+
+def _check_shapes(layers: list[Layer], owners: list[int], shape: tuple[int, ...]
+                  ) -> tuple[int, ...]:
+    """Each layer's output shape from its input's, or the first layer that cannot; the
+    last output shape."""
     for layer, index in zip(layers, owners, strict=True):
         try:
             shape = layer.compute_output_shape(shape)
@@ -159,11 +197,13 @@ def _check_shapes(layers: list[Layer], owners: list[int], shape: tuple[int, ...]
                 hint = ("; image layers need data.input_shape: [channels, height, width], "
                         "and come before any flatten or dense layer")
             raise LayerError(index, f"{exc}{hint}") from None
+    return shape
 
 
 def penalties(config: Config, network: Network) -> Penalties | None:
     """L1/L2 penalties: the global ones, and a dense layer's own where it sets them."""
     reg = config.regularization
+    assert config.model is not None
     dense_specs = [s for s in config.model.layers if isinstance(s, DenseConfig)]
     dense_layers = [i for i, layer in enumerate(network.layers) if isinstance(layer, Dense)]
     per_layer = {

@@ -388,6 +388,25 @@ def predict(
 
 
 @app.command()
+def generate(
+    model: Annotated[Path, typer.Argument(help="A model.npz bp train wrote from a gan "
+                                          "config.", metavar="MODEL")],
+    n: Annotated[int, typer.Option("-n", help="How many rows (images) to draw.")] = 16,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the noise (and of "
+                                      "the categories drawn).")] = 0,
+    out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--out", "-o", help="Write the rows to this file: CSV, or a PNG grid for images "
+        "(a name ending in .png; needs bp[plot]). Default: CSV on stdout.")] = None,
+) -> None:
+    """Draw new rows from a GAN: CSV in the data's columns and units, or a PNG grid."""
+    from bpcli.commands.generate import generate as run_generate
+
+    count = _run(lambda: run_generate(model, n, seed, out))
+    if out is not None and str(out) != "-":
+        typer.echo(f"{count} generated rows written to {out}", err=True)
+
+
+@app.command()
 def gradcheck(
     config: ConfigArg,
     rows: Annotated[int, typer.Option(min=1, help="Training rows in the checked batch.")] = 8,

@@ -191,7 +191,8 @@ def order_text_inputs(loaded: LoadedConfig, inputs: list[InputColumn]) -> list[I
     reads its word ids; there is at most one, and only with an embedding (and the other
     way round)."""
     sequences = [c for c in inputs if c.text is not None and c.text.encoding == "sequence"]
-    layers = loaded.config.model.layers
+    model = loaded.config.model
+    layers = model.layers if model is not None else []  # a GAN has no text columns
     embeddings = [i for i, layer in enumerate(layers) if isinstance(layer, EmbeddingConfig)]
     if len(sequences) > 1:
         raise loaded.error(("data", "columns", sequences[1].name, "encoding"),

@@ -439,6 +439,11 @@ class TrainingView:
                 f"val_loss {metric_text(e.val_loss)}  "
                 f"val_{self.metric_name} {metric_text(e.val_metric)}  "
                 f"lr {e.learning_rate:.3g}  {e.seconds:.2f}s")
+        if e.stats:  # a step's own figures stand for the losses (a GAN's)
+            line = (f"epoch {e.epoch:>{width}}/{e.epochs}  "
+                    + "  ".join(f"{name.replace(' ', '_')} {metric_text(value)}"
+                                for name, value in e.stats.items())
+                    + f"  lr {e.learning_rate:.3g}  {e.seconds:.2f}s")
         if e.health is not None:
             grad, ratios, dead = _health_cells(e.health)
             line += f"  grad_norm {grad}  update/weight {ratios}  dead_relu {dead}"
@@ -490,6 +495,10 @@ class TrainingView:
             _Column("lr", lambda e: fit_general(e.learning_rate, 6), 6, 2),
             _Column("seconds", lambda e: fit_number(e.seconds, 7, decimals=2), 7, 1),
         ]
+        stats = list(self.rows[-1].stats) if self.rows else []
+        if stats:  # a step's own figures (a GAN's) in place of the losses and metric
+            columns[1:4] = [_Column(name, _stat_cell(name), max(7, len(name)), 0)
+                            for name in stats]
         if health:
             columns += [
                 _Column("grad norm", lambda e: fit_general(e.health.grad_norm, 9)
@@ -625,6 +634,10 @@ class _Column:
     cell: Callable[[EpochEnded], str]
     width: int
     drop: int  # 0: always shown; on a narrow screen the highest go first
+
+
+def _stat_cell(name: str) -> Callable[[EpochEnded], str]:
+    return lambda e: fit_number(e.stats.get(name, math.nan), 7)
 
 
 def _table_width(columns: list[_Column]) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,9 @@ class EpochEnded:
     is_best: bool
     rollbacks: int = 0  # divergence rollbacks so far in the run
     health: Health | None = None
+    #: a training step's own figures, epoch means (a GAN's D loss, G loss, D(real),
+    #: D(fake)); shown as columns of their own
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

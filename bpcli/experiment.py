@@ -42,6 +42,7 @@ from bpcli.config import (
     LayerConfig,
     LoadedConfig,
     LossConfig,
+    ModelConfig,
     PlateauScheduleConfig,
     did_you_mean,
 )
@@ -82,6 +83,10 @@ class Experiment:
 
     def build_network(self, rng: np.random.Generator, dtype: Any = np.float32) -> Network:
         """The network, with the config's penalties attached to its loss."""
+        if self.config.gan is not None:  # bpcli.ganbuild builds a GAN's two networks
+            raise self.loaded.error(("gan",), "this command works on a model config, not "
+                                    "a GAN's: train a GAN with bp train, check it with bp "
+                                    "gradcheck, draw rows from it with bp generate")
         try:
             rows = max(len(self.X_train), len(self.X_val))
             network = build_network(self.config, self.X_train.shape[1], rng, dtype,
@@ -141,7 +146,7 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
     rows = _split(loaded, table, training)
     preprocessor = _fit(loaded, table, training, rows["train"], notes)
     resolved = _resolve(loaded, preprocessor)
-    one_column = _loss_name(resolved) == "binary_cross_entropy"
+    one_column = resolved.loss is not None and resolved.loss.name == "binary_cross_entropy"
     n_rows = len(table)
     Xs, Ys = _encode_parts(table, rows, preprocessor, one_column, dtype, notes)
     del table  # its columns went as they were encoded; its row bookkeeping goes now
@@ -157,7 +162,8 @@ def prepare(loaded: LoadedConfig, dtype: Any = np.float32) -> Experiment:
         Ys["validation"] = Ys["train"][:0]
     notes.append(_data_note(Xs, preprocessor))
     metric, metric_name = _metric(preprocessor, one_column)
-    loss_options = _loss_options(loaded, resolved, preprocessor, Ys["train"], one_column)
+    loss_options = (_loss_options(loaded, resolved, preprocessor, Ys["train"], one_column)
+                    if resolved.loss is not None else {})
     n_train = len(Xs["train"])
     if resolved.optimizer.name == "rprop" and resolved.training.batch_size < n_train:
         raise loaded.error(("training", "batch_size"), "rprop is a full-batch method: set "
@@ -385,9 +391,11 @@ def _check_input_shape(loaded: LoadedConfig, pre: Preprocessor) -> None:
                            "or fix the shape")
 
 
-def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
-    """Fill in task, output width, activations, initialisers, loss and paths."""
+def _resolve_model(loaded: LoadedConfig, pre: Preprocessor) -> tuple[ModelConfig, LossConfig]:
+    """The model's layers with output width, activations and initialisers filled in, and
+    its loss."""
     config = loaded.config
+    assert config.model is not None
     layers = config.model.layers
     last = len(layers) - 1
     out = layers[last]
@@ -429,27 +437,39 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
     for i, layer in enumerate(layers):
         if isinstance(layer, EmbeddingConfig):
             layer = _resolve_embedding(loaded, i, layer, pre)
-        if isinstance(layer, Conv1DConfig):
-            act = layer.activation or ActivationConfig(name="relu")
-            init = layer.init
-            if init.name == "auto":
-                init = InitConfig(name=default_initializer(act.name, convolution=True))
-            layer = layer.model_copy(update={"activation": act, "init": init})
-        if isinstance(layer, Conv2DConfig):
-            act = layer.activation or ActivationConfig(name="relu")
-            init = layer.init
-            if init.name == "auto":
-                init = InitConfig(name=default_initializer(act.name, convolution=True))
-            layer = layer.model_copy(update={"activation": act, "init": init})
-        if isinstance(layer, DenseConfig):
-            act = layer.activation or ActivationConfig(name=activation if i == last else "relu")
-            init = layer.init
-            if init.name == "auto":
-                init = InitConfig(name=default_initializer(act.name))
-            layer = layer.model_copy(update={
-                "units": units if i == last else layer.units, "activation": act, "init": init,
-            })
+        layer = with_defaults(layer, activation if i == last else "relu",
+                              units if i == last else None)
         resolved_layers.append(layer)
+    return config.model.model_copy(update={"layers": resolved_layers}), loss
+
+
+def with_defaults(layer: LayerConfig, activation: str, units: int | None = None
+                  ) -> LayerConfig:
+    """A layer with its inferred settings filled in: a dense layer's activation
+    (``activation`` when not given) and its ``units`` when given; a convolution's
+    activation (relu when not given); their initialisers (auto: by activation)."""
+    if isinstance(layer, Conv1DConfig | Conv2DConfig):
+        act = layer.activation or ActivationConfig(name="relu")
+        init = layer.init
+        if init.name == "auto":
+            init = InitConfig(name=default_initializer(act.name, convolution=True))
+        return layer.model_copy(update={"activation": act, "init": init})
+    if isinstance(layer, DenseConfig):
+        act = layer.activation or ActivationConfig(name=activation)
+        init = layer.init
+        if init.name == "auto":
+            init = InitConfig(name=default_initializer(act.name))
+        return layer.model_copy(update={"units": units if units is not None else layer.units,
+                                        "activation": act, "init": init})
+    return layer
+
+
+def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
+    """Fill in task, output width, activations, initialisers, loss and paths."""
+    config = loaded.config
+    # a GAN's networks are resolved against the data where they are built (bpcli.ganbuild)
+    model, loss = (_resolve_model(loaded, pre) if config.model is not None
+                   else (None, config.loss))
     given = config.data
 
     def resolved_path(path: str | None) -> str | None:
@@ -482,7 +502,6 @@ def _resolve(loaded: LoadedConfig, pre: Preprocessor) -> Config:
         training = training.model_copy(update={
             "init_from": str(loaded.resolve_path(training.init_from))})
     output = config.output.model_copy(update={"name": config.output.name or _run_name(loaded)})
-    model = config.model.model_copy(update={"layers": resolved_layers})
     return config.model_copy(update={"data": data, "model": model, "loss": loss,
                                      "output": output, "training": training})
 
@@ -504,11 +523,6 @@ def _resolve_embedding(loaded: LoadedConfig, index: int, layer: EmbeddingConfig,
                                f"embedding's {key} ({value} for column "
                                f"{pre.inputs[0].name!r}); leave it out")
     return layer.model_copy(update=found)
-
-
-def _loss_name(config: Config) -> str:
-    assert config.loss is not None  # resolved
-    return config.loss.name
 
 
 def _loss_options(loaded: LoadedConfig, config: Config, pre: Preprocessor, Y_train: NDArray,

@@ -21,13 +21,18 @@ from bpcli.data import Preprocessor
 from bpcli.errors import ModelFileError
 from bpcli.files import human_size, open_regular
 from bpcli.memory import layer_needs, memory_limit, too_big
-from bpcli.nn import LOSSES, Layer, Network
+from bpcli.nn import LOSSES, Gan, Layer, Network, NoLoss
 from bpcli.nn.layers import layer_from_description
+from bpcli.nn.losses import SigmoidBinaryCrossEntropy
 from bpcli.rundir import RunFiles
 
 FORMAT = "bp-model"
 FORMAT_VERSION = 4
-READS = (2, 3, 4)  # format versions this bp reads
+#: GAN files (a ``gan`` key, a discriminator beside the generator) are version 5, so that
+#: a bp that predates them refuses them rather than take the generator for a predictor;
+#: other files stay version 4.
+GAN_FORMAT_VERSION = 5
+READS = (2, 3, 4, 5)  # format versions this bp reads
 #: Limits on the JSON metadata, far beyond what bp writes (see docs/model-format.md).
 MAX_META_CHARS = 16 << 20
 MAX_META_DEPTH = 64
@@ -64,12 +69,13 @@ def model_arrays(
     preprocessor: Preprocessor,
     meta: dict[str, Any],
     optimizer_state: dict[str, NDArray] | None = None,
+    version: int = FORMAT_VERSION,
 ) -> dict[str, NDArray]:
     """Everything a model file holds, as arrays copied from the live objects (so they
     can be written later, in another thread, while training goes on)."""
     header = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": version,
         "task": preprocessor.task,
         "targets": preprocessor.targets,
         "preprocessing": preprocessor.to_json(),
@@ -88,11 +94,88 @@ def model_arrays(
     return {name: np.array(value, copy=True) for name, value in arrays.items()}
 
 
+#: the prefix of a GAN discriminator's arrays (``discriminator/param/<name>``, ...)
+DISCRIMINATOR = "discriminator"
+
+
+def gan_arrays(gan: Gan, preprocessor: Preprocessor, meta: dict[str, Any],
+               optimizer_state: dict[str, NDArray] | None = None) -> dict[str, NDArray]:
+    """A GAN's model (or checkpoint) file: the generator where a model file has its
+    network, and the discriminator's layers (in ``meta["gan"]``) and arrays beside it."""
+    D = gan.discriminator
+    gan_meta = {**meta["gan"], "discriminator": {
+        "layers": [layer.describe() for layer in D.layers], "input_shape": list(D.input_shape)}}
+    arrays = model_arrays(gan.generator, preprocessor, {**meta, "gan": gan_meta},
+                          optimizer_state, GAN_FORMAT_VERSION)
+    arrays.update({f"{DISCRIMINATOR}/param/{k}": np.array(v, copy=True)
+                   for k, v in D.state().items()})
+    arrays.update({f"{DISCRIMINATOR}/buffer/{k}": np.array(v, copy=True)
+                   for k, v in D.buffers().items()})
+    return arrays
+
+
+@dataclass
+class SavedGan:
+    """A GAN's model file: both networks (one parameter vector), the preprocessing that
+    decodes generated rows, and metadata (``meta["gan"]``: noise, layout, settings)."""
+
+    gan: Gan
+    preprocessor: Preprocessor
+    meta: dict[str, Any]
+    optimizer_state: dict[str, NDArray] = field(default_factory=dict)
+
+
+def load_gan(path: Path) -> SavedGan:
+    """Read a GAN's model or checkpoint file; any defect is a ``ModelFileError``."""
+    arrays = _read_arrays(path)
+    _check_members(path, arrays)
+    meta = _read_meta(path, arrays)
+    if "gan" not in meta:
+        raise ModelFileError(f"{path}: not a GAN's model (it predicts {meta.get('task')}); "
+                             f"bp generate draws rows from models trained with a gan section")
+    try:
+        settings = meta["gan"]
+        rng = np.random.default_rng(0)
+        networks = []
+        for prefix, layers_meta, shape in (
+                ("", meta["layers"], meta["input_shape"]),
+                (f"{DISCRIMINATOR}/", settings["discriminator"]["layers"],
+                 settings["discriminator"]["input_shape"])):
+            layers = [layer_from_description(d) for d in layers_meta]
+            input_shape = _input_shape(shape)
+            _check_fits(path, layers, input_shape)
+            loss = NoLoss() if not prefix else SigmoidBinaryCrossEntropy()
+            network = Network(layers, loss, input_shape, rng)
+            network.load_state(_prefixed(arrays, f"{prefix}param/"))
+            network.load_buffers(_prefixed(arrays, f"{prefix}buffer/"))
+            networks.append(network)
+        gan = Gan(networks[0], networks[1], int(settings["noise_size"]), settings["noise"],
+                  float(settings["label_smoothing"]))
+        preprocessor = Preprocessor.from_saved(meta["preprocessing"], _prefixed(arrays, "pre/"))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ModelFileError(f"{path}: damaged or incompatible model file: {detail}") from None
+    return SavedGan(gan, preprocessor, meta, _prefixed(arrays, "opt/"))
+
+
+def _prefixed(arrays: dict[str, NDArray], prefix: str) -> dict[str, NDArray]:
+    """The arrays under ``prefix``, named without it; parameters must be floats."""
+    found = {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
+    if prefix.endswith("param/"):
+        for name, value in found.items():
+            if value.dtype.kind != "f":
+                raise ValueError(f"parameter {name} has dtype {value.dtype}, expected floats")
+    return found
+
+
 def load_model(path: Path) -> SavedModel:
     """Read a model or checkpoint file; any defect is a ``ModelFileError`` naming it."""
     arrays = _read_arrays(path)
     _check_members(path, arrays)
     meta = _read_meta(path, arrays)
+    if "gan" in meta:
+        raise ModelFileError(f"{path}: a GAN's model, which makes rows rather than predicting "
+                             f"them: draw new rows with bp generate {path}")
     try:
         layers = [layer_from_description(d) for d in meta["layers"]]
         loss = LOSSES[meta["loss"]](**meta.get("loss_options", {}))
@@ -219,7 +302,7 @@ PRE_ARRAYS = {"features": ("U", 1), "mean": ("f", 1), "scale": ("f", 1), "classe
 
 def _check_members(path: Path, arrays: dict[str, NDArray]) -> None:
     unexpected = sorted(k for k in arrays if k != "meta" and k.split("/")[0]
-                        not in ("param", "buffer", "pre", "opt"))
+                        not in ("param", "buffer", "pre", "opt", DISCRIMINATOR))
     if unexpected:
         raise ModelFileError(f"{path}: unexpected arrays {', '.join(unexpected)}; not a file "
                              "bp wrote")
@@ -261,6 +344,6 @@ def _read_meta(path: Path, arrays: dict[str, NDArray]) -> dict[str, Any]:
     if version not in READS:  # an older file is a newer one without the new keys
         raise ModelFileError(
             f"{path}: model format version {version} is not supported by this bp "
-            f"(it reads versions 2 to {FORMAT_VERSION}); use the bp version that wrote it"
+            f"(it reads versions 2 to {max(READS)}); use the bp version that wrote it"
         )
     return meta

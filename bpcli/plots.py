@@ -76,7 +76,7 @@ def read_curves(path: Path, name: str | None = None) -> Curves:
                          f"directory or its {RunFiles.METRICS}") from None
     header = metrics.header
     metric = header[3].removeprefix("val_") if len(header) > 3 else ""
-    if not metric or header != metrics_header(metric):
+    if not metric or header[:len(metrics_header(metric))] != metrics_header(metric):
         raise UsageError(f"{file}:1: not a bp metrics file (expected the columns "
                          f"{', '.join(metrics_header('<metric>'))})")
     curves = Curves(name or file.resolve().parent.name, metric, [], [], [], [], [])
@@ -220,6 +220,70 @@ def sweep_picture(points: dict[str, list[SweepPoint]], metric: str, title: str,
             axes.legend(fontsize=8)
     figure.tight_layout()
     _write_png(figure, path)
+
+
+def image_grid(images: NDArray[np.float64], path: Path, title: str | None = None) -> None:
+    """Draw images ``(n, channels, height, width)`` tiled in a square-ish grid, one
+    pixel of background between them: grey for one channel (darkest at the largest
+    value, as ink on paper), colour for three; scaled to the images' common range. Write
+    a PNG to ``path`` atomically. Raises ``PlotsUnavailable`` without matplotlib."""
+    n, channels, height, width = images.shape
+    columns = max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / columns)
+    low, high = float(images.min(initial=0.0)), float(images.max(initial=1.0))
+    scaled = (images - low) / ((high - low) or 1.0)
+    tiled = np.zeros(((height + 1) * rows + 1, (width + 1) * columns + 1, channels))
+    for i in range(n):
+        y, x = 1 + (i // columns) * (height + 1), 1 + (i % columns) * (width + 1)
+        tiled[y : y + height, x : x + width] = np.moveaxis(scaled[i], 0, -1)
+    inches = 0.08 * max(height, width) * max(rows, columns)
+    figure = _figure(width=min(max(inches, 2.0), 12.0), height=min(max(inches, 2.0), 12.0)
+                     + (0.3 if title else 0.0))
+    axes = figure.add_axes((0.0, 0.0, 1.0, 1.0 if not title else 0.94))
+    axes.set_axis_off()
+    if channels == 1:
+        axes.imshow(tiled[:, :, 0], cmap="gray_r", interpolation="nearest", vmin=0, vmax=1)
+    else:
+        axes.imshow(tiled, interpolation="nearest")
+    if title:
+        figure.suptitle(title, fontsize=9, y=0.99)
+    _write_png(figure, path)
+
+
+class SampleGrids:
+    """Listens to an image GAN's training and draws its generated images every ``every``
+    epochs to ``samples/epoch-<N>.png`` in the run directory (``sample()`` makes them from
+    the same noise each time, so that the pictures show the generator's progress), on
+    the recorder's background writer. Without matplotlib it says so once and draws
+    nothing."""
+
+    def __init__(self, run_dir: Path, sample: Callable[[], NDArray[np.float64]], every: int,
+                 notify: Callable[[str], None],
+                 submit: Callable[[Callable[[], None]], None]) -> None:
+        self.run_dir, self.sample, self.every = run_dir, sample, max(every, 1)
+        self.notify, self.submit = notify, submit
+        self.enabled = True
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, EpochEnded) and self.enabled and (
+                event.epoch % self.every == 0 or event.epoch == event.epochs):
+            images = self.sample()  # now, while the weights are this epoch's
+            path = RunFiles(self.run_dir).sample_grid(event.epoch)
+            self.submit(lambda: self._draw(images, path, event.epoch))
+
+    def _draw(self, images: NDArray[np.float64], path: Path, epoch: int) -> None:
+        if not self.enabled:
+            return
+        try:
+            path.parent.mkdir(exist_ok=True)
+            image_grid(images, path, f"epoch {epoch}")
+        except PlotsUnavailable:
+            self.enabled = False
+            self.notify(f"{path.parent.name}/ skipped: install matplotlib for pictures "
+                        f"({INSTALL_HINT})")
+        except Exception as exc:  # a picture is never worth stopping training for
+            self.enabled = False
+            self.notify(f"{path.name} not drawn: {exc}")
 
 
 def _figure(width: float = WIDTH_IN, height: float = HEIGHT_IN) -> Figure:

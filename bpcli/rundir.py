@@ -43,6 +43,9 @@ class RunFiles:
     MODEL: ClassVar[str] = "model.npz"  # the best epoch's weights with their preprocessing
     TEST_SCORES: ClassVar[str] = "test.json"  # the model scored once on the test split
     CURVES: ClassVar[str] = "curves.png"  # the learning curves, with matplotlib
+    SAMPLES: ClassVar[str] = "samples.png"  # an image GAN's generated images, at the end
+    SAMPLE_GRIDS: ClassVar[str] = "samples"  # ... and every few epochs, epoch-<N>.png
+    FIDELITY: ClassVar[str] = "fidelity.json"  # a tabular GAN's columns against the real ones
     FINGERPRINTS: ClassVar[str] = "fingerprints.json"  # SHA-256 of the config and data
     LOCK: ClassVar[str] = ".lock"  # held by the process training the run
     CHECKPOINTS: ClassVar[str] = "checkpoints"
@@ -68,6 +71,17 @@ class RunFiles:
     @property
     def test_scores(self) -> Path:
         return self.root / self.TEST_SCORES
+
+    @property
+    def fidelity(self) -> Path:
+        return self.root / self.FIDELITY
+
+    @property
+    def samples(self) -> Path:
+        return self.root / self.SAMPLES
+
+    def sample_grid(self, epoch: int) -> Path:
+        return self.root / self.SAMPLE_GRIDS / f"epoch-{epoch:04d}.png"
 
     @property
     def curves(self) -> Path:
@@ -321,9 +335,13 @@ class RunRecorder:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, EpochEnded):
+            # a step's own figures (a GAN's D loss, G loss, ...) in columns after the
+            # usual ones, which readers of metrics.csv take by position
+            self.header = [*self.header[:len(BASE_METRICS)], *event.stats]
             self.rows.append([str(event.epoch), repr(event.train_loss), repr(event.val_loss),
                               repr(event.val_metric), repr(event.learning_rate),
-                              str(event.rollbacks), f"{event.seconds:.4f}"])
+                              str(event.rollbacks), f"{event.seconds:.4f}",
+                              *map(repr, event.stats.values())])
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(self.header)
@@ -341,9 +359,14 @@ class RunRecorder:
         self.writer.close()
 
 
+BASE_METRICS = ("epoch", "train_loss", "val_loss", "val_<metric>", "learning_rate",
+                "rollbacks", "seconds")
+
+
 def metrics_header(metric_name: str) -> list[str]:
-    return ["epoch", "train_loss", "val_loss", f"val_{metric_name}", "learning_rate",
-            "rollbacks", "seconds"]
+    """The columns every ``metrics.csv`` starts with (a GAN's figures follow them)."""
+    return [f"val_{metric_name}" if name == "val_<metric>" else name
+            for name in BASE_METRICS]
 
 
 @dataclass(frozen=True)

@@ -14,18 +14,35 @@ import numpy as np
 import yaml
 
 from bpcli.atomic import write_text_atomic
-from bpcli.config import LoadedConfig, load_config
+from bpcli.config import Config, LoadedConfig, load_config
 from bpcli.csvfile import listed
 from bpcli.display import Display
 from bpcli.errors import ModelFileError, UsageError
 from bpcli.events import EpochEnded, Listener, TrainingEnded
 from bpcli.experiment import Experiment, prepare
 from bpcli.files import short_path
+from bpcli.ganbuild import GanParts, build_gan, gan_step, prepare_gan
+from bpcli.ganrows import GanLayout
+from bpcli.ganrun import (
+    SAMPLE_PICTURES,
+    draw_samples,
+    image_samples,
+    load_checkpoint,
+    paired_networks,
+    write_fidelity,
+)
 from bpcli.inference import score
 from bpcli.metrics import ClassificationReport, RegressionReport, metric_text
-from bpcli.modelfile import load_model, model_arrays, save_model, write_arrays
+from bpcli.modelfile import (
+    SavedGan,
+    gan_arrays,
+    load_model,
+    model_arrays,
+    save_model,
+    write_arrays,
+)
 from bpcli.nn import Network, Optimizer
-from bpcli.plots import CurvesWriter
+from bpcli.plots import CurvesWriter, SampleGrids
 from bpcli.rundir import (
     RunFiles,
     RunLock,
@@ -63,6 +80,9 @@ class Session:
     threads: int | None  # --threads; None: bp chooses, and keeps choosing while training
     meter: CpuMeter | None  # how busy the machine is, when bp chooses
     hooks: Hooks
+    #: a GAN's networks and optimizers (``network`` is then its generator, ``optimizer``
+    #: the pair of optimizers); None for a model
+    gan: GanParts | None = None
 
 
 @dataclass
@@ -92,24 +112,31 @@ def train_loaded(loaded: LoadedConfig, display: Display, *, health: bool = False
     if threads is None and meter is None:
         meter = CpuMeter()
     with display.working("reading the data"):  # a big CSV takes a while
-        experiment = prepare(loaded)
+        experiment, layout = _prepare(loaded)
     config = experiment.config
     for note in experiment.notes:
         display.info(note)
     # Independent streams: changing the architecture does not change the batch order.
     init_seed, shuffle_seed = np.random.SeedSequence(config.training.seed).spawn(2)
-    network = experiment.build_network(np.random.default_rng(init_seed))
-    if config.training.init_from is not None:
-        _warm_start(network, Path(config.training.init_from), experiment)
-        display.info(f"starting from the weights of {config.training.init_from}")
-    optimizer = experiment.build_optimizer(network)
+    parts = None
+    optimizer: Optimizer
+    if layout is not None:
+        parts = build_gan(loaded, config, layout, np.random.default_rng(init_seed),
+                          rows=len(experiment.X_train))
+        network, optimizer = parts.gan.generator, parts.optimizers
+    else:
+        network = experiment.build_network(np.random.default_rng(init_seed))
+        if config.training.init_from is not None:
+            _warm_start(network, Path(config.training.init_from), experiment)
+            display.info(f"starting from the weights of {config.training.init_from}")
+        optimizer = experiment.build_optimizer(network)
     trainer = _trainer(experiment, network, optimizer, np.random.default_rng(shuffle_seed),
-                       health)
+                       health, parts)
     assert config.output.name is not None
     if run_dir is None:
         # model.npz, best and last checkpoints with optimizer state, and their temporary
         # copies
-        needed = 8 * network.flat_params.nbytes + (1 << 20)
+        needed = 8 * trainer.params.nbytes + (1 << 20)
         run_dir = create_run_dir(Path(config.output.runs_dir), config.output.name, needed)
     else:
         RunFiles(run_dir).checkpoints.mkdir(parents=True, exist_ok=True)
@@ -117,7 +144,7 @@ def train_loaded(loaded: LoadedConfig, display: Display, *, health: bool = False
         _write_config(run_dir, experiment)
         display.info(f"run directory: {run_dir}")
         return _run(Session(run_dir, experiment, network, optimizer, trainer, [], threads,
-                            meter, hooks or Hooks()), display)
+                            meter, hooks or Hooks(), parts), display)
 
 
 def resume(run_dir: Path, display: Display, force: bool, health: bool = False,
@@ -155,22 +182,30 @@ def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
                          "model is written); to train it further give a new total, e.g. "
                          f"bp train --resume {run_dir} --epochs {2 * planned}")
     with display.working("reading the data"):
-        experiment = prepare(loaded)
+        experiment, layout = _prepare(loaded)
     changes = changed_inputs(run_dir, _data_files(experiment))
     if changes and not force:
         raise UsageError(f"{run_dir}: cannot resume: {'; '.join(changes)}. Resuming would "
                          "not continue the same run; pass --force to resume anyway")
-    checkpoint = load_model(last)
+    parts = None
+    optimizer: Optimizer
+    if layout is not None:
+        parts = build_gan(loaded, experiment.config, layout, np.random.default_rng(0),
+                          rows=len(experiment.X_train))
+        network, optimizer = parts.gan.generator, parts.optimizers
+    else:
+        network = experiment.build_network(np.random.default_rng(0))
+        optimizer = experiment.build_optimizer(network)
+    checkpoint = load_checkpoint(last, parts)
     try:
         state = TrainerState.from_json(checkpoint.meta["trainer"])
         network_rng = checkpoint.meta["rng"]["network"]
     except (KeyError, TypeError) as exc:
         raise ModelFileError(f"{last}: not a checkpoint (no trainer state: {exc})") from None
-    network = experiment.build_network(np.random.default_rng(0))
-    optimizer = experiment.build_optimizer(network)
     try:
-        network.load_state(checkpoint.network.state())
-        network.load_buffers(checkpoint.network.buffers())
+        for mine, saved in paired_networks(network, parts, checkpoint):
+            mine.load_state(saved.state())
+            mine.load_buffers(saved.buffers())
         network.rng.bit_generator.state = network_rng
         optimizer.load_state(checkpoint.optimizer_state)
     except (ValueError, KeyError, TypeError) as exc:
@@ -182,17 +217,28 @@ def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
         _extend(run_dir, experiment, epochs)
         state.stopped_early, state.wait = False, 0  # asked for more: train them all
         display.info(f"extending {run_dir} from {planned} to {epochs} epochs")
-    trainer = _trainer(experiment, network, optimizer, np.random.default_rng(0), health)
+    trainer = _trainer(experiment, network, optimizer, np.random.default_rng(0), health, parts)
     trainer.state = state
     best = files.best
     if best.is_file():
-        trainer.best_params[...] = load_model(best).network.flat_params
+        saved_best = load_checkpoint(best, parts)
+        trainer.best_params[...] = (saved_best.gan.flat_params
+                                    if isinstance(saved_best, SavedGan)
+                                    else saved_best.network.flat_params)
     display.info(f"resuming {run_dir} after epoch {state.epoch}"
                  + (f", batch {state.batch}" if state.batch else "")
                  + (" (inputs changed; --force given)" if changes else ""))
     rows = read_metrics(run_dir, state.epoch)
     return Session(run_dir, experiment, network, optimizer, trainer, rows, None, None,
-                   Hooks())
+                   Hooks(), parts)
+
+
+def _prepare(loaded: LoadedConfig) -> tuple[Experiment, GanLayout | None]:
+    """The experiment, and for a GAN config the layout of the rows it learns."""
+    experiment = prepare(loaded)
+    if experiment.config.gan is None:
+        return experiment, None
+    return prepare_gan(experiment)
 
 
 def _finished(run_dir: Path) -> bool:
@@ -215,18 +261,36 @@ def _write_config(run_dir: Path, experiment: Experiment) -> None:
     config = experiment.config
     files = RunFiles(run_dir)
     write_text_atomic(files.config,
-                      yaml.safe_dump(config.model_dump(mode="json", exclude_none=True),
+                      yaml.safe_dump(config.model_dump(mode="json", exclude_none=True,
+                                                       exclude=_unused_sections(config)),
                                      sort_keys=False))
     write_json(files.fingerprints, fingerprints(run_dir, _data_files(experiment)))
 
 
+def _unused_sections(config: Config) -> set[str]:
+    """The sections a config does not use: a model's gan, or a GAN's model sections (its
+    networks carry their own optimizers)."""
+    if config.gan is None:
+        return {"gan"}
+    return {"model", "loss", "optimizer", "regularization"}
+
+
 def _trainer(experiment: Experiment, network: Network, optimizer: Optimizer,
-             rng: np.random.Generator, health: bool = False) -> Trainer:
+             rng: np.random.Generator, health: bool = False, gan: GanParts | None = None
+             ) -> Trainer:
     training = experiment.config.training
     regularization = experiment.config.regularization
     policy = DivergencePolicy(rollback=training.on_divergence == "rollback",
                               lr_factor=training.rollback_lr_factor,
                               max_rollbacks=training.max_rollbacks)
+    if gan is not None:  # the same loop, with the GAN's alternating steps in each batch
+        assert experiment.config.gan is not None
+        return Trainer(network, optimizer, epochs=training.epochs,
+                       batch_size=training.batch_size, rng=rng, metric=experiment.metric,
+                       metric_name=experiment.metric_name, listeners=[], divergence=policy,
+                       schedule=experiment.build_schedule(optimizer),
+                       step=gan_step(gan, experiment.config.gan.d_steps),
+                       params=gan.gan.flat_params)
     return Trainer(network, optimizer, epochs=training.epochs, batch_size=training.batch_size,
                    rng=rng, metric=experiment.metric, metric_name=experiment.metric_name,
                    listeners=[], divergence=policy,
@@ -270,19 +334,49 @@ def _run(session: Session, display: Display) -> Path:
     config = experiment.config
     network, optimizer = session.network, session.optimizer
     meta: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                            "environment": environment(), "config": config.model_dump(mode="json")}
+                            "environment": environment(),
+                            "config": config.model_dump(mode="json",
+                                                        exclude=_unused_sections(config))}
+    parts = session.gan
+    if parts is not None:
+        assert config.gan is not None
+        meta["gan"] = parts.meta(config.gan)
+
+    def save(more: dict[str, Any]) -> None:
+        """Write the model with more metadata."""
+        if parts is not None:
+            write_arrays(files.model, arrays_of(more))
+        else:
+            save_model(files.model, network, experiment.preprocessor, {**meta, **more})
+
+    def arrays_of(more: dict[str, Any], optimizer_state: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+        if parts is not None:
+            return gan_arrays(parts.gan, experiment.preprocessor, {**meta, **more},
+                              optimizer_state)
+        return model_arrays(network, experiment.preprocessor, {**meta, **more},
+                            optimizer_state)
 
     def save_checkpoint(path: Path) -> Callable[[], None]:
         state = trainer.state
-        arrays = model_arrays(network, experiment.preprocessor,
-                              {**meta, "epoch": state.epoch, "trainer": state.to_json(),
-                               "rng": {"network": network.rng.bit_generator.state}},
-                              optimizer.state())
+        arrays = arrays_of({"epoch": state.epoch, "trainer": state.to_json(),
+                            "rng": {"network": network.rng.bit_generator.state}},
+                           optimizer.state())
         return lambda: write_arrays(path, arrays)
 
     threads = _use_threads(session, run_dir)
-    display.info(f"network: {network.n_params} parameters, loss {config.loss}, optimizer "
-                 f"{config.optimizer.name}, {config.training.epochs} epochs of batch "
+    if parts is not None:
+        assert config.gan is not None
+        what = (f"GAN: generator {parts.gan.generator.n_params} and discriminator "
+                f"{parts.gan.discriminator.n_params} parameters, optimizers "
+                f"{config.gan.generator.optimizer.name} and "
+                f"{config.gan.discriminator.optimizer.name}, {config.gan.d_steps} "
+                f"discriminator step{'s' if config.gan.d_steps > 1 else ''} per generator "
+                "step")
+    else:
+        what = (f"network: {network.n_params} parameters, loss {config.loss}, optimizer "
+                f"{config.optimizer.name}")
+    display.info(f"{what}, {config.training.epochs} epochs of batch "
                  f"{config.training.batch_size}, {threads['threads']} "
                  f"thread{'s' if threads['threads'] > 1 else ''}")
     summary: dict[str, Any] = {"status": "running", "started": _started(run_dir, meta),
@@ -297,10 +391,15 @@ def _run(session: Session, display: Display) -> Path:
                            session.metrics_rows)
     # listens after the recorder, and draws on its writer, after the rows it depends on
     curves = CurvesWriter(run_dir, display.info, submit=recorder.writer.submit)
+    listeners: list[Listener] = [recorder, curves]
+    if parts is not None and parts.layout.image_shape is not None:
+        listeners.append(SampleGrids(run_dir, lambda: image_samples(parts),
+                                     max(config.training.epochs // SAMPLE_PICTURES, 1),
+                                     display.info, recorder.writer.submit))
     with StopOnSignal() as stop:
         try:
             with display.training() as view:
-                trainer.listeners = [recorder, curves, view, *session.hooks.listeners]
+                trainer.listeners = [*listeners, view, *session.hooks.listeners]
                 trainer.should_stop = stop
                 trainer.stop_after = session.hooks.stop_after
                 result = trainer.fit(experiment.X_train, experiment.Y_train,
@@ -309,9 +408,8 @@ def _run(session: Session, display: Display) -> Path:
             with stop.deferred():
                 _finish_writes(curves, recorder)
                 if trainer.state.best_epoch > 0:  # the last good weights stay the model
-                    network.flat_params[...] = trainer.best_params
-                    save_model(files.model, network, experiment.preprocessor,
-                               {**meta, "epoch": trainer.state.best_epoch})
+                    trainer.params[...] = trainer.best_params
+                    save({"epoch": trainer.state.best_epoch})
                 write_json(files.summary, {**summary, "status": "diverged",
                                                       "epochs": trainer.state.epoch})
             raise
@@ -333,7 +431,7 @@ def _run(session: Session, display: Display) -> Path:
         # A signal from here on is honoured once the run is complete on disk.
         with stop.deferred():
             _finish_writes(curves, recorder)
-            _finish(session, display, result, summary, meta)
+            _finish(session, display, result, summary, save)
     if stop.requested:
         raise TrainingInterrupted(f"interrupted as the run finished; it is complete "
                                   f"({files.model} written)")
@@ -374,16 +472,16 @@ def _finish_writes(curves: CurvesWriter, recorder: RunRecorder) -> None:
 
 
 def _finish(session: Session, display: Display, result: TrainingEnded,
-            summary: dict[str, Any], meta: dict[str, Any]) -> None:
-    """The final writes of a run that trained to its end: model, test scores, summary."""
+            summary: dict[str, Any], save: Callable[[dict[str, Any]], None]) -> None:
+    """The final writes of a run that trained to its end: model (``save`` writes it
+    with more metadata), test scores, summary."""
     run_dir, experiment, trainer = session.run_dir, session.experiment, session.trainer
     config = experiment.config
     metric = f"val_{experiment.metric_name}"
     metrics = {"best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
                metric: result.best_val_metric}
     files = RunFiles(run_dir)
-    save_model(files.model, session.network, experiment.preprocessor,
-               {**meta, "epoch": result.best_epoch, "metrics": metrics})
+    save({"epoch": result.best_epoch, "metrics": metrics})
     status = "stopped early" if trainer.state.stopped_early else "finished"
     test = _test_report(experiment, session.network, run_dir)
     write_json(files.summary, {
@@ -392,6 +490,15 @@ def _finish(session: Session, display: Display, result: TrainingEnded,
         "rollbacks": trainer.state.rollbacks,
         **({"test": _headline(test)} if test is not None else {}),
     })
+    if session.gan is not None:
+        draw_samples(session.gan, files.samples, display)
+        write_fidelity(session.gan, experiment.X_train, experiment.preprocessor,
+                       files.fidelity, display)
+        display.info(f"trained {result.epochs_done} epochs ({result.seconds:.1f}s); the last "
+                     f"epoch's networks are the model, written to {files.model}; draw rows "
+                     "with:")
+        display.info(f"  bp generate {files.model} -n 10")
+        return
     if len(experiment.X_val):
         display.info(f"best epoch {result.best_epoch}: val_loss "
                      f"{metric_text(result.best_val_loss)}, {metric} "

@@ -35,6 +35,26 @@ from bpcli.nn.regularization import clip_by_global_norm, clip_by_value
 from bpcli.nn.schedules import Constant, Schedule
 
 Metric = Callable[[NDArray, NDArray], float]
+
+
+@dataclass
+class StepResult:
+    """What one batch's step did: its training loss, the squared norm of the gradients it
+    computed, where a value went non-finite (then nothing was applied), and figures of
+    its own to average over the epoch (e.g. a GAN's ``{"D loss": ..., "D(real)": ...}``;
+    NaN where a figure was not measured on this batch)."""
+
+    loss: float
+    squared_norm: float
+    failed: str | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+#: A training step on one batch: ``step(X, Y, b)`` with ``b`` the batch's number in its
+#: epoch (from 0) computes gradients and applies them (or reports what went non-finite).
+#: The default is backpropagation of the network's loss and one optimizer step; a GAN
+#: plugs in its alternating steps (``bpcli.nn.gan.GanStep``).
+BatchStep = Callable[[NDArray, NDArray, int], StepResult]
 PROGRESS_INTERVAL_S = 0.1
 
 
@@ -60,6 +80,9 @@ class TrainerState:
     epoch: int = 0
     batch: int = 0
     loss_sum: float = 0.0
+    #: a step's own figures (a GAN's D loss, G loss, ...), summed over the rows of the
+    #: batches that reported them this epoch: name -> [sum, rows]
+    stat_sums: dict[str, list[float]] = field(default_factory=dict)
     best_val_loss: float = math.inf
     best_val_metric: float = math.nan
     best_epoch: int = 0
@@ -74,6 +97,8 @@ class TrainerState:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        # a list keeps the figures' order (JSON writers may sort a mapping's keys)
+        data["stat_sums"] = [[name, *sums] for name, sums in self.stat_sums.items()]
         # JSON has no infinity; an unset best is recorded as null
         data["best_val_loss"] = self.best_val_loss if math.isfinite(self.best_val_loss) else None
         data["best_val_metric"] = (self.best_val_metric if math.isfinite(self.best_val_metric)
@@ -82,6 +107,8 @@ class TrainerState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainerState:
+        data = {**data, "stat_sums": {name: [total, rows] for name, total, rows
+                                      in data.get("stat_sums", [])}}
         state = cls(**data)
         if data.get("best_val_loss") is None:
             state.best_val_loss = math.inf
@@ -172,7 +199,9 @@ class _Snapshot:
 
 
 class Trainer:
-    """Mini-batch training of ``network`` with ``optimizer``.
+    """Mini-batch training of ``network`` with ``optimizer``; each batch runs ``step``
+    (default: backpropagation of the network's loss and one optimizer step; a GAN plugs
+    in its alternating steps and names its joint parameter vector ``params``).
 
     Each epoch visits the training rows in a fresh order drawn from ``rng``; batches are
     gathered into buffers allocated once. After each epoch the validation loss and
@@ -199,6 +228,8 @@ class Trainer:
         clip_value: float | None = None,
         health: bool = False,
         stop_after: Callable[[EpochEnded], bool] | None = None,
+        step: BatchStep | None = None,
+        params: NDArray | None = None,
     ) -> None:
         self.network = network
         self.optimizer = optimizer
@@ -220,7 +251,11 @@ class Trainer:
         self.stop_after = stop_after
         self.state = TrainerState()
         self._clock = 0.0  # when state.seconds was last brought up to date
-        self.best_params = network.flat_params.copy()
+        #: how each batch trains, and the parameter vector it moves: what best weights,
+        #: rollbacks and the weights put back at the end cover (a GAN's: both networks')
+        self.step: BatchStep = step if step is not None else self._backprop_step
+        self.params = params if params is not None else network.flat_params
+        self.best_params = self.params.copy()
 
     def emit(self, event: Event) -> None:
         for listener in self.listeners:
@@ -251,7 +286,7 @@ class Trainer:
             started = time.perf_counter()
             self.optimizer.learning_rate = self.schedule.rate(epoch) * self.state.lr_scale
             self.state.epoch_rng = dict(self.rng.bit_generator.state)
-            start_params = self.network.flat_params.copy() if self.health else None
+            start_params = self.params.copy() if self.health else None
             diverged, squared_norms = self._train_epoch(epoch, batches)
             if diverged is not None:
                 snapshot = self._recover(diverged, snapshot)  # replaces self.state
@@ -264,7 +299,7 @@ class Trainer:
                                  X_val if len(X_val) else X)
             self._end_epoch(epoch, len(X), X_val, Y_val, started, health)
             snapshot = self._snapshot() if self.divergence.rollback else None
-        self.network.flat_params[...] = self.best_params
+        self.params[...] = self.best_params
         self._count_time()
         state = self.state
         ended = TrainingEnded(state.epoch, state.best_epoch, state.best_val_loss,
@@ -274,30 +309,24 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, batches: _Batches) -> tuple[str | None, float]:
         """One pass over the training rows in a fresh order, from the batch the state is
-        at: gradients, clipping and the optimizer's step for each batch. Returns what
-        went non-finite (or None) and the sum of the batches' squared gradient norms."""
+        at: each batch's step (gradients, clipping and the update). Returns what went
+        non-finite (or None) and the sum of the batches' squared gradient norms."""
         state = self.state
-        params, grads = [self.network.flat_params], [self.network.flat_grads]
         order = self.rng.permutation(batches.rows)
         squared_norms, last_report = 0.0, time.perf_counter()
         for b in range(state.batch, batches.count):
             Xb, Yb = batches.gather(order, b)
-            loss = self.network.compute_gradients(Xb, Yb)
-            # The squared gradient norm is NaN or infinite when any gradient is (or when
-            # they are so large, above 1e19, that training has diverged anyway); BLAS's
-            # dot product finds it 3x faster than a sum.
-            g = grads[0]
-            squared_norm = float(np.dot(g, g))
-            squared_norms += squared_norm
-            if not (math.isfinite(loss) and math.isfinite(squared_norm)):
-                return self._describe_divergence(loss, epoch, b + 1, Xb), squared_norms
-            if self.clip_norm is not None:
-                clip_by_global_norm(g, self.clip_norm)
-            if self.clip_value is not None:
-                clip_by_value(g, self.clip_value)
-            self.optimizer.step(params, grads)
+            result = self.step(Xb, Yb, b)
+            squared_norms += result.squared_norm
+            if result.failed is not None:
+                return self._diverged(result.failed, epoch, b + 1), squared_norms
             state.batch = b + 1
-            state.loss_sum += loss * len(Xb)
+            state.loss_sum += result.loss * len(Xb)
+            for name, value in result.stats.items():
+                sums = state.stat_sums.setdefault(name, [0.0, 0.0])
+                if not math.isnan(value):  # NaN: not measured on this batch
+                    sums[0] += value * len(Xb)
+                    sums[1] += len(Xb)
             if self.should_stop():
                 self._count_time()
                 self.emit(Stopped(epoch, b + 1, batches.count))
@@ -308,6 +337,24 @@ class Trainer:
                 last_report = now
                 self.emit(BatchesDone(epoch, b + 1, batches.count))
         return None, squared_norms
+
+    def _backprop_step(self, X: NDArray, Y: NDArray, b: int) -> StepResult:
+        """The network's loss backpropagated, the gradients clipped, one optimizer step."""
+        loss = self.network.compute_gradients(X, Y)
+        # The squared gradient norm is NaN or infinite when any gradient is (or when
+        # they are so large, above 1e19, that training has diverged anyway); BLAS's
+        # dot product finds it 3x faster than a sum.
+        g = self.network.flat_grads
+        squared_norm = float(np.dot(g, g))
+        if not (math.isfinite(loss) and math.isfinite(squared_norm)):
+            where = _first_non_finite(self.network, X)
+            return StepResult(loss, squared_norm, f"{where} (loss {loss})")
+        if self.clip_norm is not None:
+            clip_by_global_norm(g, self.clip_norm)
+        if self.clip_value is not None:
+            clip_by_value(g, self.clip_value)
+        self.optimizer.step([self.network.flat_params], [g])
+        return StepResult(loss, squared_norm)
 
     def _end_epoch(self, epoch: int, n: int, X_val: NDArray, Y_val: NDArray, started: float,
                    health: Health | None) -> None:
@@ -325,19 +372,21 @@ class Trainer:
         if is_best:
             state.best_val_loss, state.best_val_metric = val_loss, val_metric
             state.best_epoch, state.best_monitor, state.wait = epoch, monitored, 0
-            self.best_params[...] = self.network.flat_params
+            self.best_params[...] = self.params
         else:
             state.wait += 1
         self.schedule.observe(epoch, val_loss)
         train_loss = state.loss_sum / n
-        state.epoch, state.batch, state.loss_sum = epoch, 0, 0.0
+        stats = {name: total / rows if rows else math.nan
+                 for name, (total, rows) in state.stat_sums.items()}
+        state.epoch, state.batch, state.loss_sum, state.stat_sums = epoch, 0, 0.0, {}
         state.epoch_rng = dict(self.rng.bit_generator.state)
         state.schedule = self.schedule.state()
         state.stopped_early = rule.patience is not None and state.wait >= rule.patience
         self._count_time()
         ended = EpochEnded(epoch, self.epochs, train_loss, val_loss, val_metric,
                            self.optimizer.learning_rate, time.perf_counter() - started,
-                           is_best, state.rollbacks, health)
+                           is_best, state.rollbacks, health, stats)
         # decided before the listeners hear of the epoch: its checkpoint records the stop
         stopped_by = None
         if (not state.stopped_early and epoch < self.epochs and self.stop_after is not None
@@ -356,7 +405,7 @@ class Trainer:
 
     def _snapshot(self) -> _Snapshot:
         return _Snapshot(
-            params=self.network.flat_params.copy(),
+            params=self.params.copy(),
             optimizer={k: np.array(v, copy=True) for k, v in self.optimizer.state().items()},
             state=TrainerState.from_json(self.state.to_json()),
             shuffle_rng=dict(self.rng.bit_generator.state),
@@ -370,7 +419,7 @@ class Trainer:
             if policy.rollback:
                 message += f" (after {self.state.rollbacks} rollbacks)"
             raise TrainingDiverged(message)
-        self.network.flat_params[...] = snapshot.params
+        self.params[...] = snapshot.params
         self.optimizer.load_state(snapshot.optimizer)
         rollbacks, seconds = self.state.rollbacks + 1, self.state.seconds
         self.state = TrainerState.from_json(snapshot.state.to_json())
@@ -385,9 +434,14 @@ class Trainer:
         return self._snapshot()
 
     def _describe_divergence(self, loss: float, epoch: int, batch: int, Xb: NDArray) -> str:
-        """Say where the first non-finite values appeared, and what usually causes them."""
-        where = _first_non_finite(self.network, Xb)
-        return (f"training diverged at epoch {epoch}, batch {batch}: {where} (loss {loss}). "
+        """Say where the network's first non-finite values appeared, and what usually
+        causes them."""
+        return self._diverged(f"{_first_non_finite(self.network, Xb)} (loss {loss})", epoch,
+                              batch)
+
+    def _diverged(self, where: str, epoch: int, batch: int) -> str:
+        """The message for a divergence found ``where``, with what usually causes it."""
+        return (f"training diverged at epoch {epoch}, batch {batch}: {where}. "
                 f"Likely causes: a learning rate too high (now "
                 f"{self.optimizer.learning_rate:g}; try 10x smaller) or input columns with "
                 "huge values")
@@ -454,6 +508,8 @@ def _first_non_finite(network: Network, X: NDArray) -> str:
 
 
 __all__ = [
+    "BatchStep",
+    "StepResult",
     "DivergencePolicy",
     "Trainer",
     "TrainerState",

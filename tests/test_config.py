@@ -215,11 +215,12 @@ def test_schema_describes_the_config(runner: CliRunner) -> None:
     assert result.exit_code == 0
     schema = json.loads(result.output)
     assert schema["additionalProperties"] is False
-    assert set(schema["required"]) == {"data", "model"}
+    assert set(schema["required"]) == {"data"}
+    assert schema["oneOf"] == [{"required": ["model"]}, {"required": ["gan"]}]
     # key fields against what the README and configs/ say, written out by hand
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["title"] == "bp config" and schema["type"] == "object"
-    assert set(schema["properties"]) == {"data", "model", "loss", "optimizer",
+    assert set(schema["properties"]) == {"data", "model", "gan", "loss", "optimizer",
                                          "regularization", "training", "output"}
     defs = schema["$defs"]
 
@@ -242,7 +243,7 @@ def test_schema_describes_the_config(runner: CliRunner) -> None:
     assert set(layers["items"]["discriminator"]["mapping"]) == {
         "dense", "dropout", "batch_norm", "layer_norm", "conv2d", "max_pool2d",
         "avg_pool2d", "global_avg_pool2d", "flatten", "embedding", "conv1d",
-        "global_max_pool1d", "global_avg_pool1d", "gru", "lstm"}
+        "global_max_pool1d", "global_avg_pool1d", "gru", "lstm", "reshape", "upsample2d"}
     optimizer = schema["properties"]["optimizer"]
     assert set(optimizer["discriminator"]["mapping"]) == {
         "sgd", "adam", "adamw", "nadam", "adagrad", "rmsprop", "rprop"}

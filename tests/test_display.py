@@ -4,6 +4,7 @@ sees on a terminal of a given size, and in a pipe."""
 from __future__ import annotations
 
 import io
+import math
 import re
 import subprocess
 import sys
@@ -400,3 +401,15 @@ def test_predict_and_evaluate_report_progress_and_pipes_get_none(
     proc = subprocess.run([sys.executable, "-m", "bpcli", "evaluate", str(model), str(data),
                            "--json"], capture_output=True, text=True, timeout=120, check=True)
     assert proc.stderr == "" and proc.stdout.startswith("{")
+
+
+def test_a_steps_own_figures_replace_the_loss_columns() -> None:
+    display = terminal(80, 24)
+    view = TrainingView(display, clock=Clock())
+    view(TrainingStarted(3, 5, 150, 0, "D(real)"))
+    stats = {"D loss": 0.6912, "G loss": 0.7534, "D(real)": 0.5123, "D(fake)": 0.4811}
+    view(EpochEnded(1, 3, 0.69, math.nan, math.nan, 0.0002, 0.1, True, 0, None, stats))
+    lines = screen(view)
+    assert re.search(r"D loss\s+G loss\s+D\(real\)\s+D\(fake\)", lines[0])
+    assert "val loss" not in lines[0] and "train loss" not in lines[0]
+    assert re.search(r"0\.6912\s+0\.7534\s+0\.5123\s+0\.4811", "\n".join(lines))

@@ -1135,7 +1135,7 @@ def test_unknown_versions_and_formats_are_refused(
     data = DATASETS / "iris.csv"
     for change, message in (
         ({"format_version": 1}, "model format version 1 is not supported by this bp"),
-        ({"format_version": 5}, "model format version 5 is not supported by this bp"),
+        ({"format_version": 6}, "model format version 6 is not supported by this bp"),
         ({"format": "other"}, "not a bp model"),
     ):
         altered = with_meta(arrays, {**meta, **change}, workdir / "altered.npz")

@@ -474,6 +474,7 @@ def test_layers_rebuild_from_description() -> None:
     assert set(LAYERS) == {"dense", "activation", "dropout", "batch_norm", "layer_norm",
                            "conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
                            "flatten", "embedding", "conv1d", "global_max_pool1d",
-                           "global_avg_pool1d", "gru", "lstm"}
+                           "global_avg_pool1d", "gru", "lstm", "reshape", "upsample2d",
+                           "group_softmax"}
     with pytest.raises(ValueError, match="unknown layer type"):
         layer_from_description({"type": "conv"})

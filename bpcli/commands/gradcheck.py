@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,9 +12,10 @@ from numpy.typing import NDArray
 from bpcli.config import load_config
 from bpcli.display import Display
 from bpcli.errors import CheckFailed
-from bpcli.experiment import prepare
+from bpcli.experiment import Experiment, prepare
+from bpcli.ganbuild import build_gan, prepare_gan
 from bpcli.nn import Network
-from bpcli.nn.gradcheck import check_gradients
+from bpcli.nn.gradcheck import TensorCheck, check_generator_gradients, check_gradients
 
 BIASES = ("b", "beta")  # dense and conv biases, the shifts of batch_norm and layer_norm
 
@@ -57,6 +59,10 @@ def gradcheck(config_path: Path, display: Display, *, rows: int, eps: float, ato
     with display.working("reading the data"):
         experiment = prepare(loaded, dtype=np.float64)
     rng = np.random.default_rng(seed)
+    if experiment.config.gan is not None:
+        _check_gan(experiment, display, rng, rows=rows, eps=eps, atol=atol, rtol=rtol,
+                   max_entries=max_entries, directions=directions)
+        return
     network = experiment.build_network(rng, np.float64)
     moved = _move_biases_off_zero(network, rng)
     # a random sample, so that the batch is not all one class of a sorted file
@@ -80,6 +86,53 @@ def gradcheck(config_path: Path, display: Display, *, rows: int, eps: float, ato
             network, X, Y, eps=eps, atol=atol, rtol=rtol, max_entries=max_entries,
             directions=directions, rng=rng,
             on_tensor=lambda i, n, name: progress(i - 1, n, f"checking {name} ({i}/{n})"))
+    _report(display, results, atol, rtol)
+
+
+def _check_gan(experiment: Experiment, display: Display, rng: np.random.Generator, *,
+               rows: int, eps: float, atol: float, rtol: float, max_entries: int,
+               directions: int | None) -> None:
+    """A GAN's two checks: the discriminator's loss on real and generated rows (its
+    parameters and its input), and the generator's loss through the discriminator."""
+    experiment, layout = prepare_gan(experiment)
+    parts = build_gan(experiment.loaded, experiment.config, layout, rng, np.float64,
+                      rows=len(experiment.X_train))
+    gan = parts.gan
+    G, D = gan.generator, gan.discriminator
+    moved = _move_biases_off_zero(G, rng) | _move_biases_off_zero(D, rng)
+    n = min(rows, len(experiment.X_train))
+    real = experiment.X_train[np.sort(rng.choice(len(experiment.X_train), n, replace=False))]
+    X = np.concatenate([D.shaped(real), gan.sample(n, rng)])
+    Y = np.zeros((2 * n, 1))
+    Y[:n] = 1.0 - gan.label_smoothing
+    jittered = _break_ties(D, X.reshape(2 * n, -1), rng)
+    how = (f"along {directions} random directions per tensor" if directions
+           else f"at up to {max_entries} entries per tensor")
+    display.info(f"checking the discriminator's {D.n_params} parameters and input on {n} "
+                 f"real and {n} generated rows, and the generator's {G.n_params} parameters "
+                 f"through the discriminator on {n} noise rows, {how}, in float64 (eps "
+                 f"{eps:g})")
+    if moved:
+        display.info("biases start at small random values here, not 0 (see bp gradcheck "
+                     "on a model)")
+    if jittered:
+        display.info("the rows get noise of 1% of their spread (ties have no derivative)")
+    with display.working("checking gradients") as progress:
+        def told(i: int, total: int, name: str) -> None:
+            progress(i - 1, total, f"checking {name} ({i}/{total})")
+
+        checked = check_gradients(D, X, Y, eps=eps, atol=atol, rtol=rtol,
+                                  max_entries=max_entries, directions=directions, rng=rng,
+                                  on_tensor=told)
+        D.layers[0].needs_input_grad = True  # the generator learns through it
+        results = [dataclasses.replace(r, layer=f"discriminator {r.layer}") for r in checked]
+        results += check_generator_gradients(gan, gan.draw_noise(n, rng), eps=eps, atol=atol,
+                                             rtol=rtol, max_entries=max_entries,
+                                             directions=directions, rng=rng, on_tensor=told)
+    _report(display, results, atol, rtol)
+
+
+def _report(display: Display, results: list[TensorCheck], atol: float, rtol: float) -> None:
     display.gradcheck_report(results, atol, rtol)
     failed = [f"{r.layer} {r.name}" for r in results if not r.passed]
     if failed:

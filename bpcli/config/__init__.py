@@ -16,6 +16,7 @@ from bpcli.config.fields import (
     Named,
     Strict,
 )
+from bpcli.config.gan import GanConfig, GanNetworkConfig
 from bpcli.config.loading import (
     MAX_CONFIG_BYTES,
     MAX_YAML_DEPTH,
@@ -43,6 +44,8 @@ from bpcli.config.model import (
     LSTMConfig,
     MaxPool2DConfig,
     ModelConfig,
+    ReshapeConfig,
+    Upsample2DConfig,
 )
 from bpcli.config.names import did_you_mean
 from bpcli.config.schema import Config
@@ -82,5 +85,6 @@ __all__ = [
     "RpropConfig", "SGDConfig", "ScheduleConfig", "StepScheduleConfig", "Strict",
     "TrainingConfig", "did_you_mean", "dotted", "load_config", "locate",
     "Conv1DConfig", "EmbeddingConfig", "GlobalAvgPool1DConfig", "GlobalMaxPool1DConfig",
-    "GRUConfig", "LSTMConfig",
+    "GRUConfig", "LSTMConfig", "GanConfig", "GanNetworkConfig", "ReshapeConfig",
+    "Upsample2DConfig",
 ]

@@ -20,7 +20,13 @@ from bpcli.config.locating import (
     locate,
     one_per_typo,
 )
-from bpcli.config.model import DenseConfig, EmbeddingConfig
+from bpcli.config.model import (
+    Conv1DConfig,
+    DenseConfig,
+    EmbeddingConfig,
+    GRUConfig,
+    LSTMConfig,
+)
 from bpcli.config.schema import Config
 from bpcli.errors import ConfigError
 from bpcli.files import read_limited
@@ -259,9 +265,72 @@ def _within(inner: str, outer: str) -> bool:
     return inner == outer or inner.startswith((outer + ".", outer + "["))
 
 
+def gan_structure_problems(loaded: LoadedConfig) -> list[str]:
+    """A config has model or gan, not both; a GAN's networks end as they must, and the
+    sections that configure a model's training are the networks' own in a GAN."""
+    config = loaded.config
+    if config.gan is None:
+        return [_place(loaded.path, 1, 1, "(top level): a config needs a model section (the "
+                       "network to train) or a gan section (a generator and a "
+                       "discriminator)", loaded.overridden)]
+    if config.model is not None:
+        return [loaded.problem(("gan",), "give model or gan, not both: a GAN's networks "
+                               "are gan.generator and gan.discriminator")]
+    problems = []
+    for section, instead in (("loss", "the discriminator's loss is binary cross-entropy"),
+                             ("optimizer", "each network has its own: gan.generator."
+                              "optimizer, gan.discriminator.optimizer"),
+                             ("regularization", "a GAN takes no penalties or clipping")):
+        if section in config.model_fields_set:
+            problems.append(loaded.problem((section,), f"not used with gan: {instead}; "
+                                           "remove it"))
+    if config.training.init_from is not None:
+        problems.append(loaded.problem(("training", "init_from"), "a GAN starts from its "
+                                       "own initial weights: remove init_from (bp train "
+                                       "--resume carries a stopped GAN on)"))
+    if config.data.cv is not None:
+        problems.append(loaded.problem(("data", "cv"), "cross-validation scores a model on "
+                                       "its validation rows; a GAN has none: remove cv"))
+    if config.training.early_stopping is not None:
+        problems.append(loaded.problem(("training", "early_stopping"), "a GAN's losses do "
+                                       "not measure its samples' quality, so nothing picks "
+                                       "a best epoch: remove early_stopping (the last "
+                                       "epoch is the model)"))
+    for name in ("generator", "discriminator"):
+        layers = getattr(config.gan, name).layers
+        where: tuple[str | int, ...] = ("gan", name, "layers")
+        for i, layer in enumerate(layers):
+            if isinstance(layer, EmbeddingConfig | GRUConfig | LSTMConfig | Conv1DConfig):
+                problems.append(loaded.problem((*where, i), f"a GAN makes numbers, "
+                                               f"categories and images, not text: no "
+                                               f"{layer.type} layers"))
+            elif (isinstance(layer, DenseConfig) and layer.units is None
+                  and i < len(layers) - 1):
+                problems.append(loaded.problem((*where, i), "units is required on every "
+                                               "dense layer but the last"))
+    last = config.gan.discriminator.layers[-1]
+    where = ("gan", "discriminator", "layers", len(config.gan.discriminator.layers) - 1)
+    if not isinstance(last, DenseConfig):
+        problems.append(loaded.problem(where, "the discriminator's last layer must be dense "
+                                       "with one sigmoid unit: {type: dense, units: 1, "
+                                       "activation: sigmoid}"))
+    else:
+        if last.units not in (None, 1):
+            problems.append(loaded.problem((*where, "units"), f"the discriminator ends in "
+                                           f"one unit (real or generated), not {last.units}"))
+        if last.activation_name() not in (None, "sigmoid"):
+            problems.append(loaded.problem((*where, "activation"), "the discriminator's "
+                                           "output is one sigmoid unit (fused with its "
+                                           f"loss), not {last.activation_name()!r}"))
+    return problems
+
+
 def _structure_problems(loaded: LoadedConfig) -> list[str]:
     """Checks across fields that the field types cannot express."""
-    layers = loaded.config.model.layers
+    config = loaded.config
+    if config.gan is not None or config.model is None:
+        return gan_structure_problems(loaded)
+    layers = config.model.layers
     problems = []
     if not isinstance(layers[-1], DenseConfig):
         problems.append(loaded.problem(("model", "layers", len(layers) - 1),

@@ -119,6 +119,24 @@ class FlattenConfig(Strict):
     type: Literal["flatten"]
 
 
+class ReshapeConfig(Strict):
+    """Rows of values to another shape with as many values, row-major: e.g. a generator's
+    dense output to images, ``[16, 4, 4]``."""
+
+    type: Literal["reshape"]
+    shape: list[Annotated[int, Field(ge=1, le=MAX_UNITS)]] = Field(
+        min_length=1, max_length=3, description="The new shape, e.g. [channels, height, "
+        "width].")
+
+
+class Upsample2DConfig(Strict):
+    """Nearest-neighbour upsampling: each pixel becomes a size x size block (how a
+    generator grows an image)."""
+
+    type: Literal["upsample2d"]
+    size: Size = Field(2, description="Block height and width: 2 or [2, 1].")
+
+
 class EmbeddingConfig(Strict):
     """Word ids to vectors: first in model.layers, for a text column with encoding:
     sequence. Padding gives zero vectors; repeated words add up their gradients."""
@@ -189,7 +207,7 @@ LayerConfig = Annotated[DenseConfig | DropoutConfig | BatchNormConfig | LayerNor
                         | Conv2DConfig | MaxPool2DConfig | AvgPool2DConfig
                         | GlobalAvgPool2DConfig | FlattenConfig | EmbeddingConfig
                         | Conv1DConfig | GlobalMaxPool1DConfig | GlobalAvgPool1DConfig
-                        | GRUConfig | LSTMConfig,
+                        | GRUConfig | LSTMConfig | ReshapeConfig | Upsample2DConfig,
                         Field(discriminator="type")]
 
 

@@ -1,7 +1,16 @@
 """bp's backpropagation core: NumPy only, no files, no terminals, no configuration formats."""
 
 from bpcli.nn.activations import ACTIVATIONS
-from bpcli.nn.conv import AvgPool2D, Conv2D, Flatten, GlobalAvgPool2D, MaxPool2D
+from bpcli.nn.conv import (
+    AvgPool2D,
+    Conv2D,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    Reshape,
+    Upsample2D,
+)
+from bpcli.nn.gan import Gan, GanStep, GroupSoftmax, NoLoss, OptimizerPair
 from bpcli.nn.init import INITIALIZERS
 from bpcli.nn.layers import LAYERS, Activation, Dense, Dropout, Layer
 from bpcli.nn.losses import LOSSES, Loss
@@ -25,6 +34,9 @@ __all__ = [
     "Embedding",
     "Flatten",
     "GRU",
+    "Gan",
+    "GanStep",
+    "GroupSoftmax",
     "GlobalAvgPool1D",
     "GlobalAvgPool2D",
     "GlobalMaxPool1D",
@@ -33,5 +45,9 @@ __all__ = [
     "Loss",
     "MaxPool2D",
     "Network",
+    "NoLoss",
     "Optimizer",
+    "OptimizerPair",
+    "Reshape",
+    "Upsample2D",
 ]

@@ -606,8 +606,85 @@ class Flatten(Layer):
         return dY.reshape(len(dY), *self.input_shape)
 
 
+class Reshape(Layer):
+    """``(N, *shape) -> (N, *target)`` with the same entries in row-major order, e.g. a
+    generator's dense output ``(N, C*H*W)`` into images ``(N, C, H, W)``; backward reshapes
+    ``dY`` back. A view, like ``Flatten``'s."""
+
+    kind = "reshape"
+    caches_output = True  # the output is a view of the input (see Flatten)
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        super().__init__()
+        if not shape or not all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 1
+                                for v in shape):
+            raise ValueError(f"reshape shape must be a list of positive ints, got {shape!r}")
+        self.shape = tuple(int(v) for v in shape)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if math.prod(input_shape) != math.prod(self.shape):
+            raise ValueError(f"cannot reshape inputs of shape {tuple(input_shape)} "
+                             f"({math.prod(input_shape)} values) to {self.shape} "
+                             f"({math.prod(self.shape)} values)")
+        return self.shape
+
+    def forward(self, X: Array, training: bool) -> Array:
+        return X.reshape(len(X), *self.shape)
+
+    def backward(self, dY: Array) -> Array | None:
+        if not self.needs_input_grad:
+            return None
+        return dY.reshape(len(dY), *self.input_shape)
+
+    def settings(self) -> dict[str, Any]:
+        return {"shape": list(self.shape)}
+
+
+class Upsample2D(Layer):
+    """Nearest-neighbour upsampling: each pixel becomes a ``size`` block,
+    ``(N, C, H, W) -> (N, C, sh H, sw W)`` with ``Y[n, c, y, x] = X[n, c, y // sh, x // sw]``.
+
+    Backward sums each block: ``dX[n, c, i, j] = sum_{a < sh, b < sw} dY[n, c, i sh + a,
+    j sw + b]``. How a generator grows small feature maps into an image.
+    """
+
+    kind = "upsample2d"
+
+    def __init__(self, size: Size = 2) -> None:
+        super().__init__()
+        self.size = _pair(size, "upsample2d size")
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.kind} expects (channels, height, width) inputs, got "
+                             f"shape {tuple(input_shape)}")
+        C, H, W = input_shape
+        return (C, H * self.size[0], W * self.size[1])
+
+    def forward(self, X: Array, training: bool) -> Array:
+        N, C, H, W = X.shape
+        sh, sw = self.size
+        shape = (N, C, H * sh, W * sw)
+        Y = self._scratch("Y", shape, X.dtype) if training else np.empty(shape, X.dtype)
+        # a view of Y with each block's rows and columns as axes of their own
+        np.copyto(Y.reshape(N, C, H, sh, W, sw), X[:, :, :, None, :, None])
+        return Y
+
+    def backward(self, dY: Array) -> Array | None:
+        if not self.needs_input_grad:
+            return None
+        N, C, H, W = (len(dY), *self.input_shape)
+        sh, sw = self.size
+        dX = self._scratch("dX", (N, C, H, W), dY.dtype)
+        np.add.reduce(dY.reshape(N, C, H, sh, W, sw), axis=(3, 5), out=dX)
+        return dX
+
+    def settings(self) -> dict[str, Any]:
+        return {"size": list(self.size)}
+
+
 # layers.py cannot import this module (these classes derive from its Layer), so the table
 # is completed here; bpcli.nn imports this module, so any import of bpcli.nn.layers sees the
 # whole table.
 LAYERS.update({cls.kind: cls for cls in (Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D,
-                                         Flatten)})
+                                         Flatten, Reshape, Upsample2D)})

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from bpcli.nn.gan import Gan
 from bpcli.nn.network import Network
 
 Array = NDArray[np.floating]
@@ -91,6 +92,47 @@ def check_gradients(
                 results.append(check(layer, key, tensor, grad))
     finally:
         first.needs_input_grad = False
+    return results
+
+
+def check_generator_gradients(
+    gan: Gan,
+    noise: Array,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-8,
+    rtol: float = 1e-5,
+    max_entries: int | None = None,
+    directions: int | None = None,
+    rng: np.random.Generator | None = None,
+    on_tensor: Callable[[int, int, str], None] | None = None,
+) -> list[TensorCheck]:
+    """Compare a GAN generator's gradients, which flow back through the discriminator
+    (``Gan.generator_gradients_on``), with central differences of the generator's loss
+    ``L_G(noise)``; as ``check_gradients`` otherwise. Layers are named
+    ``"generator 0 dense"``."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    G, D = gan.generator, gan.discriminator
+    noise = np.array(noise, dtype=G.dtype)
+    with G.held_randomness(), D.held_randomness():
+        gan.generator_gradients_on(noise)
+        tensors = [(f"generator {G.layer_name(int(name.split('.')[0]))}",
+                    name.split(".", 1)[1], param, grad.copy())
+                   for name, param, grad in G.parameters()]
+
+        def loss() -> float:
+            return gan.generator_loss(noise)
+
+        results = []
+        for i, (layer, key, tensor, grad) in enumerate(tensors, 1):
+            if on_tensor is not None:
+                on_tensor(i, len(tensors), f"{layer} {key}")
+            if directions is not None:
+                pair = _directional_derivatives(tensor, grad, loss, eps, directions, rng)
+            else:
+                pair = _entry_derivatives(tensor, grad, loss, eps, max_entries, rng)
+            results.append(_verdict(layer, key, tensor, *pair, atol, rtol,
+                                    directions is not None))
     return results
 
 

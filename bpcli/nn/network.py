@@ -69,13 +69,16 @@ class Network:
         self.flat_params, self.flat_grads = self._flatten()
         self.layer_numbers = layer_numbers(layers)
 
-    def _flatten(self) -> tuple[Array, Array]:
+    def _flatten(self, flat_params: Array | None = None, flat_grads: Array | None = None
+                 ) -> tuple[Array, Array]:
         """Move all parameters (and gradients) into one contiguous vector each, leaving
         each layer's arrays as views into it: an optimizer then updates every parameter
-        with a few vector operations instead of a few per tensor."""
+        with a few vector operations instead of a few per tensor. The vectors are new, or
+        the given ones (see ``share_storage``)."""
         total = sum(p.size for layer in self.layers for p in layer.params.values())
-        flat_params = np.empty(total, dtype=self.dtype)
-        flat_grads = np.zeros(total, dtype=self.dtype)
+        if flat_params is None or flat_grads is None:
+            flat_params = np.empty(total, dtype=self.dtype)
+            flat_grads = np.zeros(total, dtype=self.dtype)
         offset = 0
         for layer in self.layers:
             for key, param in layer.params.items():
@@ -158,14 +161,31 @@ class Network:
         for layer in self._loss_layers:
             P = layer.forward(P, True)
         loss, dP = self.loss.value_and_grad(P, Y)
-        grad: Array | None = dP
-        for layer in reversed(self._loss_layers):
-            assert grad is not None
-            grad = layer.backward(grad)
+        grad = _backward(self._loss_layers, dP)
         self.input_grad = grad.reshape(X.shape) if grad is not None else None
         if self.penalties:
             loss += add_penalty_gradients(self, self.penalties)
         return loss
+
+    def forward_logits(self, X: Array, training: bool = False) -> Array:
+        """What the loss takes: the outputs before a fused output activation (the
+        logits), or the outputs when the loss fuses with none. Shape (n, *out)."""
+        P = self.shaped(X)
+        for layer in self._loss_layers:
+            P = layer.forward(P, training)
+        return P
+
+    def backward(self, dY: Array, from_logits: bool = False) -> Array | None:
+        """Backpropagate ``dY``, the gradient of a loss computed outside the network with
+        respect to the outputs of the last training-mode ``forward`` (or, ``from_logits``,
+        of ``forward_logits``), shape (n, *out): fills every layer's ``grads``
+        (penalties not included) and returns ``dX`` of shape (n, *input_shape) when the
+        first layer is asked for its input gradient, else None.
+
+        This is how a GAN's generator learns: its loss lives in the discriminator, whose
+        input gradient is the gradient with respect to the generated rows.
+        """
+        return _backward(self._loss_layers if from_logits else self.layers, dY)
 
     # -- parameters -----------------------------------------------------------------
     def parameters(self) -> list[tuple[str, Array, Array]]:
@@ -232,6 +252,34 @@ class Network:
         finally:
             for layer in self.layers:
                 layer.hold_randomness(False)
+
+
+def share_storage(networks: list[Network]) -> tuple[Array, Array]:
+    """One parameter vector and one gradient vector for networks trained together (a
+    GAN's generator and discriminator), in order: each network's ``flat_params`` and
+    ``flat_grads`` become views into them, so that whatever copies, snapshots or restores
+    the joint vector (best weights, rollbacks, checkpoints) covers every network."""
+    dtype = networks[0].dtype
+    total = sum(net.flat_params.size for net in networks)
+    flat_params = np.empty(total, dtype=dtype)
+    flat_grads = np.zeros(total, dtype=dtype)
+    offset = 0
+    for net in networks:
+        size = net.flat_params.size
+        net.flat_params, net.flat_grads = net._flatten(flat_params[offset : offset + size],
+                                                       flat_grads[offset : offset + size])
+        offset += size
+    return flat_params, flat_grads
+
+
+def _backward(layers: list[Layer], grad: Array) -> Array | None:
+    """``grad`` through ``layers`` in reverse; the input gradient, or None when the first
+    layer is not asked for it."""
+    result: Array | None = grad
+    for layer in reversed(layers):
+        assert result is not None, "only the first layer may skip its input gradient"
+        result = layer.backward(result)
+    return result
 
 
 def layer_numbers(layers: list[Layer]) -> list[int]:

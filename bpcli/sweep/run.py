@@ -48,6 +48,9 @@ def sweep(path: Path, display: Display, workers: int | None = None,
     ``executor`` and ``address`` override the sweep file's."""
     loaded = load_sweep(path)
     config = loaded.config
+    if loaded.base.config.gan is not None:
+        raise UsageError(f"{path}: base: a GAN's config; a sweep compares runs by their "
+                         "validation scores, and a GAN has none")
     if executor is not None:
         config.executor = executor  # type: ignore[assignment]
     if address is not None:

@@ -1,0 +1,234 @@
+"""The GAN core: backpropagating an outside gradient through a network, upsample2d,
+group_softmax, the discriminator's and the generator's gradients (the generator's flowing
+through the discriminator) against central differences in float64, one parameter vector
+for both networks, and the optimizer pair's state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bpcli.nn import (
+    LAYERS,
+    Activation,
+    Conv2D,
+    Dense,
+    Flatten,
+    Gan,
+    GanStep,
+    GroupSoftmax,
+    Network,
+    OptimizerPair,
+    Reshape,
+    Upsample2D,
+)
+from bpcli.nn.gradcheck import check_gradients
+from bpcli.nn.layers import layer_from_description
+from bpcli.nn.losses import MeanSquaredError, SigmoidBinaryCrossEntropy
+from bpcli.nn.optimizers import Adam
+from tests.numeric import numeric_grad
+
+F64 = np.float64
+
+
+def _layer_grad_check(layer: Dense | Upsample2D | GroupSoftmax, shape: tuple[int, ...]
+                      ) -> None:
+    """dX of ``layer`` against central differences of ``sum(Y * R)``."""
+    rng = np.random.default_rng(1)
+    layer.build(shape, rng, F64)
+    X = rng.normal(size=(3, *shape))
+    R = rng.normal(size=(3, *layer.output_shape))
+
+    def loss() -> float:
+        return float(np.sum(layer.forward(X, True) * R))
+
+    layer.forward(X, True)
+    dX = layer.backward(R.copy())
+    assert dX is not None
+    np.testing.assert_allclose(dX, numeric_grad(loss, X), rtol=1e-6, atol=1e-8)
+
+
+def test_upsample2d_forward_repeats_each_pixel_as_a_block() -> None:
+    layer = Upsample2D((2, 3))
+    layer.build((1, 2, 2), np.random.default_rng(0), F64)
+    X = np.arange(4.0).reshape(1, 1, 2, 2)
+    Y = layer.forward(X, False)
+    assert Y.shape == (1, 1, 4, 6)
+    np.testing.assert_array_equal(Y[0, 0], np.kron(X[0, 0], np.ones((2, 3))))
+    np.testing.assert_array_equal(layer.forward(X, True), Y)
+
+
+@pytest.mark.parametrize("size", [2, (1, 2), (3, 2)])
+def test_upsample2d_backward_matches_finite_differences(size: int | tuple[int, int]) -> None:
+    _layer_grad_check(Upsample2D(size), (2, 3, 2))
+
+
+def test_upsample2d_checks_its_input_and_rebuilds_from_its_description() -> None:
+    with pytest.raises(ValueError, match="channels, height, width"):
+        Upsample2D().compute_output_shape((4,))
+    with pytest.raises(ValueError, match="at least 1"):
+        Upsample2D(0)
+    rebuilt = layer_from_description(Upsample2D((2, 1)).describe())
+    assert isinstance(rebuilt, Upsample2D) and rebuilt.size == (2, 1)
+    assert LAYERS["upsample2d"] is Upsample2D
+
+
+def test_group_softmax_normalises_each_group_and_leaves_the_rest() -> None:
+    layer = GroupSoftmax([[1, 3], [4, 7]])
+    layer.build((8,), np.random.default_rng(0), F64)
+    X = np.random.default_rng(2).normal(size=(5, 8))
+    Y = layer.forward(X, False)
+    np.testing.assert_allclose(Y[:, 1:3].sum(axis=1), 1.0)
+    np.testing.assert_allclose(Y[:, 4:7].sum(axis=1), 1.0)
+    np.testing.assert_array_equal(Y[:, [0, 3, 7]], X[:, [0, 3, 7]])
+    assert isinstance(layer_from_description(layer.describe()), GroupSoftmax)
+
+
+def test_group_softmax_backward_matches_finite_differences() -> None:
+    _layer_grad_check(GroupSoftmax([[0, 2], [3, 6]]), (7,))
+
+
+def test_group_softmax_refuses_groups_outside_its_input() -> None:
+    with pytest.raises(ValueError, match="do not fit"):
+        GroupSoftmax([[2, 9]]).compute_output_shape((8,))
+
+
+def test_image_network_with_upsample2d_passes_the_whole_network_gradcheck() -> None:
+    rng = np.random.default_rng(0)
+    layers = [Conv2D(2, 2, padding="same"), Activation("tanh"), Upsample2D(2),
+              Conv2D(1, 3, padding="same"), Flatten(), Dense(2)]
+    net = Network(layers, MeanSquaredError(), (1, 3, 3), rng, F64)
+    X = rng.normal(size=(4, 9))
+    results = check_gradients(net, X, rng.normal(size=(4, 2)))
+    assert results and all(r.passed for r in results), [r for r in results if not r.passed]
+
+
+def test_backward_of_an_outside_gradient_equals_compute_gradients() -> None:
+    rng = np.random.default_rng(3)
+    net = Network([Dense(4), Activation("tanh"), Dense(2)], MeanSquaredError(), (3,), rng, F64)
+    net.layers[0].needs_input_grad = True
+    X, Y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    net.compute_gradients(X, Y)
+    assert net.input_grad is not None
+    expected, expected_dX = net.flat_grads.copy(), net.input_grad.copy()
+    P = net.forward(X, training=True)
+    _, dP = net.loss.value_and_grad(P, Y)
+    net.flat_grads[...] = 0
+    dX = net.backward(dP)
+    assert dX is not None
+    np.testing.assert_allclose(net.flat_grads, expected)
+    np.testing.assert_allclose(dX, expected_dX)
+
+
+def _gan(noise: str = "normal", smoothing: float = 0.0) -> Gan:
+    rng = np.random.default_rng(4)
+    g = Network([Dense(6), Activation("tanh"), Dense(5), GroupSoftmax([[2, 5]])],
+                MeanSquaredError(), (3,), rng, F64)
+    d = Network([Dense(6), Activation("tanh"), Dense(1), Activation("sigmoid")],
+                SigmoidBinaryCrossEntropy(), (5,), rng, F64)
+    return Gan(g, d, noise_size=3, noise=noise, label_smoothing=smoothing)
+
+
+def test_generator_gradient_through_the_discriminator_matches_finite_differences() -> None:
+    gan = _gan()
+    noise = gan.draw_noise(6)
+    gan.generator_gradients_on(noise)
+    G = gan.generator
+    analytic = G.flat_grads.copy()
+    numeric = numeric_grad(lambda: gan.generator_loss(noise), G.flat_params)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+    assert np.abs(analytic).max() > 1e-3  # a gradient that is there, not zeros everywhere
+
+
+def test_discriminator_gradient_matches_finite_differences_with_smoothing() -> None:
+    gan = _gan(smoothing=0.1)
+    real = np.random.default_rng(5).normal(size=(4, 5))
+    state = dict(gan.rng.bit_generator.state)
+    loss, d_real, d_fake = gan.discriminator_gradients(real)
+    D = gan.discriminator
+    analytic = D.flat_grads.copy()
+
+    def d_loss() -> float:
+        gan.rng.bit_generator.state = state  # the same fakes every time
+        fake = gan.generator.forward(gan.draw_noise(4), training=True)
+        X = np.concatenate([real, fake])
+        Y = np.array([[0.9]] * 4 + [[0.0]] * 4)
+        return D.loss_value(X, Y, training=True)
+
+    np.testing.assert_allclose(analytic, numeric_grad(d_loss, D.flat_params), rtol=1e-5,
+                               atol=1e-8)
+    assert loss == pytest.approx(d_loss())
+    assert 0 < d_fake < 1 and 0 < d_real < 1
+
+
+def test_both_networks_live_in_one_parameter_vector() -> None:
+    gan = _gan()
+    G, D = gan.generator, gan.discriminator
+    assert gan.flat_params.size == G.n_params + D.n_params
+    assert np.shares_memory(gan.flat_params, G.layers[0].params["W"])
+    assert np.shares_memory(gan.flat_params, D.layers[-2].params["b"])
+    gan.flat_params[...] = 0.5
+    assert np.all(D.layers[0].params["W"] == 0.5) and np.all(G.flat_params == 0.5)
+
+
+def test_gan_refuses_mismatched_networks() -> None:
+    rng = np.random.default_rng(0)
+    g = Network([Dense(4)], MeanSquaredError(), (3,), rng, F64)
+    d = Network([Dense(1), Activation("sigmoid")], SigmoidBinaryCrossEntropy(), (5,), rng, F64)
+    with pytest.raises(ValueError, match="generator makes rows of shape"):
+        Gan(g, d, noise_size=3)
+    d2 = Network([Dense(2)], MeanSquaredError(), (4,), rng, F64)
+    with pytest.raises(ValueError, match="one sigmoid unit"):
+        Gan(g, d2, noise_size=3)
+
+
+def test_uniform_noise_stays_in_its_interval() -> None:
+    noise = _gan(noise="uniform").draw_noise(500)
+    assert noise.shape == (500, 3) and noise.min() >= -1 and noise.max() <= 1
+
+
+def test_step_moves_the_discriminator_each_batch_and_the_generator_every_d_steps() -> None:
+    gan = _gan()
+    pair = OptimizerPair(Adam(0.01, beta1=0.5), Adam(0.02, beta1=0.5))
+    step = GanStep(gan, pair, d_steps=2)
+    real = np.random.default_rng(6).normal(size=(8, 5))
+    g_before, d_before = gan.generator.flat_params.copy(), gan.discriminator.flat_params.copy()
+    stats, squared, failed = step(real, batch=0)
+    assert failed is None and stats.g_loss is None and squared > 0
+    np.testing.assert_array_equal(gan.generator.flat_params, g_before)
+    assert not np.array_equal(gan.discriminator.flat_params, d_before)
+    stats, _, _ = step(real, batch=1)
+    assert stats.g_loss is not None
+    assert not np.array_equal(gan.generator.flat_params, g_before)
+
+
+def test_optimizer_pair_scales_both_rates_and_round_trips_its_state() -> None:
+    pair = OptimizerPair(Adam(0.001, beta1=0.5), Adam(0.004, beta1=0.5))
+    pair.learning_rate = 0.0005
+    assert pair.generator.learning_rate == 0.0005
+    assert pair.discriminator.learning_rate == pytest.approx(0.002)
+    w: list[np.ndarray] = [np.ones(3)]
+    pair.generator.step(w, [np.ones(3)])
+    state = pair.state()
+    assert "generator/m/0" in state and "discriminator/iterations" in state
+    other = OptimizerPair(Adam(0.001, beta1=0.5), Adam(0.004, beta1=0.5))
+    other.load_state(state)
+    assert other.generator.iterations == 1 and other.discriminator.iterations == 0
+    np.testing.assert_array_equal(other.generator.state()["m/0"], state["generator/m/0"])
+
+
+def test_reshape_keeps_values_in_order_and_reshapes_the_gradient_back() -> None:
+    layer = Reshape([2, 2, 3])
+    layer.build((12,), np.random.default_rng(0), F64)
+    X = np.arange(24.0).reshape(2, 12)
+    Y = layer.forward(X, True)
+    assert Y.shape == (2, 2, 2, 3)
+    np.testing.assert_array_equal(Y.reshape(2, -1), X)
+    dY = np.random.default_rng(1).normal(size=Y.shape)
+    dX = layer.backward(dY)
+    assert dX is not None
+    np.testing.assert_array_equal(dX, dY.reshape(2, 12))
+    with pytest.raises(ValueError, match="cannot reshape inputs of shape"):
+        Reshape([5]).compute_output_shape((12,))
+    rebuilt = layer_from_description(layer.describe())
+    assert isinstance(rebuilt, Reshape) and rebuilt.shape == (2, 2, 3)
