@@ -91,15 +91,7 @@ def network_of(specs: list[LayerConfig], shape: tuple[int, ...], loss: Loss,
     """The network of layer configs ``specs`` on inputs of ``shape`` (then the layers
     ``extra``, which the config does not list), checked shape by shape and against
     memory; ``LayerError`` names the config's layer."""
-    layers: list[Layer] = []
-    owners: list[int] = []  # the config layer each network layer comes from
-    for index, spec in enumerate(specs):
-        try:
-            made = _layers_of(spec)
-        except ValueError as exc:
-            raise LayerError(index, str(exc)) from None
-        layers.extend(made)
-        owners.extend([index] * len(made))
+    layers, owners = _layers_with_owners(specs)
     layers.extend(extra)
     owners.extend([len(specs) - 1] * len(extra))
     _check_shapes(layers, owners, shape)
@@ -166,6 +158,12 @@ def _layers_of(spec: LayerConfig) -> list[Layer]:
 def output_shape(specs: list[LayerConfig], shape: tuple[int, ...]) -> tuple[int, ...]:
     """The shape the layer configs ``specs`` make of inputs of ``shape``, without building
     them (``LayerError`` at the first layer that cannot take its input)."""
+    return _check_shapes(*_layers_with_owners(specs), shape)
+
+
+def _layers_with_owners(specs: list[LayerConfig]) -> tuple[list[Layer], list[int]]:
+    """The network layers of layer configs ``specs``, and for each the config layer it
+    comes from (an activation belongs to its dense or convolution layer)."""
     layers: list[Layer] = []
     owners: list[int] = []
     for index, spec in enumerate(specs):
@@ -175,7 +173,7 @@ def output_shape(specs: list[LayerConfig], shape: tuple[int, ...]) -> tuple[int,
             raise LayerError(index, str(exc)) from None
         layers.extend(made)
         owners.extend([index] * len(made))
-    return _check_shapes(layers, owners, shape)
+    return layers, owners
 
 
 def _check_shapes(layers: list[Layer], owners: list[int], shape: tuple[int, ...]
