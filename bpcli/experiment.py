@@ -49,6 +49,7 @@ from bpcli.config import (
 from bpcli.csvfile import Kind, Table, read_csv, read_header, release_freed_memory
 from bpcli.data import InputColumn, Preprocessor
 from bpcli.errors import ConfigError, DataError, DataProblems
+from bpcli.files import human_size
 from bpcli.inference import predicted_classes
 from bpcli.memory import INFERENCE_ROWS
 from bpcli.nn import OPTIMIZERS, Network, Optimizer
@@ -347,14 +348,10 @@ def _data_note(Xs: dict[str, NDArray], pre: Preprocessor) -> str:
     encoded = f" ({encoded})" if encoded else ""
     n_inputs, n_columns = X_train.shape[1], len(pre.inputs)
     # text makes wide inputs (a tfidf column, one per token): say what they cost
-    size = (f"; the inputs take {_megabytes(sum(X.nbytes for X in Xs.values()))}"
+    size = (f"; the inputs take {human_size(sum(X.nbytes for X in Xs.values()))}"
             if texts else "")
     return (f"data: {sizes}; {n_inputs} input{'s' if n_inputs != 1 else ''} from "
             f"{n_columns} column{'s' if n_columns != 1 else ''}{encoded}{size}")
-
-
-def _megabytes(n: int) -> str:
-    return f"{n / 2**20:,.1f} MiB"
 
 
 def _text_inputs(spec: TextSpec) -> str:

@@ -68,7 +68,7 @@ class TextSpec:
         character n-grams."""
         if self.lowercase:
             text = text.lower()
-        words = _compiled(self.token_pattern).findall(text)
+        words = re.compile(self.token_pattern).findall(text)
         if self.encoding == "sequence":
             return words
         low, high = self.ngrams
@@ -220,7 +220,7 @@ class EncodedTexts:
 def check_pattern(pattern: str) -> None:
     """A token pattern must compile and never match an empty text."""
     try:
-        compiled = _compiled(pattern)
+        compiled = re.compile(pattern)
     except re.error as error:
         raise ValueError(f"token_pattern {pattern!r} is not a regular expression: "
                          f"{error}") from None
@@ -244,13 +244,3 @@ def _pair(value: Any) -> tuple[int, int]:
         raise ValueError(f"an n-gram range must be [low, high] with 1 <= low <= high, "
                          f"got {value!r}")
     return low, high
-
-
-_PATTERNS: dict[str, re.Pattern[str]] = {}
-
-
-def _compiled(pattern: str) -> re.Pattern[str]:
-    compiled = _PATTERNS.get(pattern)
-    if compiled is None:
-        compiled = _PATTERNS[pattern] = re.compile(pattern)
-    return compiled

@@ -23,7 +23,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from bpcli.nn.init import make_initializer
 from bpcli.nn.layers import LAYERS, Array, Layer, Shape
-from bpcli.nn.sequence import sequence_mask, side_features, side_width
+from bpcli.nn.sequence import sequence_mask
 
 
 def _sigmoid_in_place(x: Array) -> None:
@@ -58,7 +58,7 @@ class _Recurrent(Layer):
                              f"{input_shape}")
         if self.return_sequences:
             return (int(input_shape[0]), self.units)
-        return (self.units + side_width(self),)
+        return (self.units + self.side_width(),)
 
     def count_params(self, input_shape: Shape) -> int:
         width = self.gates * self.units
@@ -95,7 +95,7 @@ class _Recurrent(Layer):
         if self.return_sequences:
             return states[1:].transpose(1, 0, 2).copy()
         last = states[-1]
-        side = side_features(self)
+        side = self.side_features()
         return last.copy() if side is None else np.concatenate([last, side], axis=1)
 
     def _state_gradients(self, dY: Array) -> Array:

@@ -51,17 +51,6 @@ def sequence_mask(layer: Layer) -> Mask | None:
     return source.output_mask() if source is not None else None
 
 
-def side_features(layer: Layer) -> Array | None:
-    """The other columns' features kept aside by the ``Embedding`` ``layer`` reads from."""
-    source = layer.mask_source
-    return source.side_features() if source is not None else None
-
-
-def side_width(layer: Layer) -> int:
-    source = layer.mask_source
-    return source.side_width() if source is not None else 0
-
-
 class Embedding(Layer):
     """Token ids to vectors: ``Y[n, t] = W[ids[n, t]]``, with ``W`` of shape
     ``(vocabulary, dimension)``.
@@ -411,10 +400,10 @@ class _GlobalPool1D(Layer):
         if len(input_shape) != 2:
             raise ValueError(f"{self.kind} expects sequences (length, channels), got shape "
                              f"{input_shape}")
-        return (int(input_shape[1]) + side_width(self),)
+        return (int(input_shape[1]) + self.side_width(),)
 
     def _with_side(self, pooled: Array) -> Array:
-        side = side_features(self)
+        side = self.side_features()
         return pooled if side is None else np.concatenate([pooled, side], axis=1)
 
     def backward_pooled(self, dY: Array) -> Array:
