@@ -6,7 +6,9 @@
 Each measurement runs in its own process (so thread settings and caches start equal),
 the contenders are interleaved, and medians are reported with the ratios bp/PyTorch and
 bp/scikit-learn (how many times faster bp is) and bp's time over the time of its matrix
-products alone (the bound for a NumPy core). PyTorch and scikit-learn are measured only
+products alone (the bound for a NumPy core). For PyTorch the same products are timed with
+its own BLAS too: its step over them, and its products' time over bp's (below 1: PyTorch's
+BLAS is the faster one on these shapes). PyTorch and scikit-learn are measured only
 when installed: `pip install torch scikit-learn`; neither is a dependency of bp.
 
 bp is driven through its real training path: the network is built from a config by
@@ -147,7 +149,31 @@ def run_torch(case: Case) -> dict[str, float]:
         loss = loss_fn(net(X[index]), Y[index])
         loss.backward()
         optimizer.step()
-    return {"step": (time.perf_counter() - start) / case.steps}
+    seconds = time.perf_counter() - start
+    return {"step": seconds / case.steps, "matmul": torch_matmul_bound(case)}
+
+
+def torch_matmul_bound(case: Case) -> float:
+    """``matmul_bound``'s products done by PyTorch's own BLAS: when bp's step is no slower
+    than its products, bp can beat PyTorch only where PyTorch's step is slower than these."""
+    import torch
+
+    sizes = case.sizes
+    weights = [torch.randn(a, b) for a, b in pairwise(sizes)]
+    acts = [torch.randn(case.batch, w) for w in sizes]
+    grads = [torch.empty_like(a) for a in acts]
+    dws = [torch.empty_like(w) for w in weights]
+    repeats = max(10, case.steps // 2)
+    with torch.no_grad():
+        start = time.perf_counter()
+        for _ in range(repeats):
+            for i, W in enumerate(weights):
+                torch.mm(acts[i], W, out=acts[i + 1])
+            for i in range(len(weights) - 1, -1, -1):
+                torch.mm(acts[i].T, acts[i + 1], out=dws[i])
+                if i > 0:
+                    torch.mm(acts[i + 1], weights[i].T, out=grads[i])
+        return (time.perf_counter() - start) / repeats
 
 
 def run_sklearn(case: Case) -> dict[str, float]:
@@ -232,6 +258,7 @@ def report(cases: list[Case], contenders: list[str],
     header = ["net", "batch", "threads", "steps", "bp ms/step"]
     header += [f"{c} ms/step" for c in contenders[1:]]
     header += [f"bp/{c} speed-up" for c in contenders[1:]] + ["bp / matmul"]
+    header += ["torch / its matmul", "torch matmul / bp matmul"] if "torch" in contenders else []
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for case in cases:
@@ -240,6 +267,10 @@ def report(cases: list[Case], contenders: list[str],
         row += [f"{median(case, c) * 1e3:.3f}" for c in contenders[1:]]
         row += [f"{median(case, c) / bp:.2f}" for c in contenders[1:]]
         row.append(f"{bp / median(case, 'bp', 'matmul'):.2f}")
+        if "torch" in contenders:
+            torch_matmul = median(case, "torch", "matmul")
+            row.append(f"{median(case, 'torch') / torch_matmul:.2f}")
+            row.append(f"{torch_matmul / median(case, 'bp', 'matmul'):.2f}")
         print("| " + " | ".join(row) + " |")
 
 
