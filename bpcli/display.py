@@ -441,8 +441,9 @@ class TrainingView:
                 f"lr {e.learning_rate:.3g}  {e.seconds:.2f}s")
         if e.stats:  # a step's own figures stand for the losses (a GAN's)
             line = (f"epoch {e.epoch:>{width}}/{e.epochs}  "
-                    + "  ".join(f"{name.replace(' ', '_')} {metric_text(value)}"
-                                for name, value in e.stats.items())
+                    + "  ".join(f"{name.replace(' ', '_')} {_figure_text(value)}"
+                                for name, value in e.stats.items()
+                                if not math.isnan(value))  # NaN: not measured
                     + f"  lr {e.learning_rate:.3g}  {e.seconds:.2f}s")
         if e.health is not None:
             grad, ratios, dead = _health_cells(e.health)
@@ -637,7 +638,19 @@ class _Column:
 
 
 def _stat_cell(name: str) -> Callable[[EpochEnded], str]:
-    return lambda e: fit_number(e.stats.get(name, math.nan), 7)
+    def cell(e: EpochEnded) -> str:
+        value = e.stats.get(name, math.nan)
+        return str(int(value)) if _whole(value) else fit_number(value, 7)
+    return cell
+
+
+def _figure_text(value: float) -> str:
+    """A step's figure: a count (a GAN's classes present) as a whole number."""
+    return str(int(value)) if _whole(value) else metric_text(value)
+
+
+def _whole(value: float) -> bool:
+    return math.isfinite(value) and value.is_integer() and abs(value) < 1e6
 
 
 def _table_width(columns: list[_Column]) -> int:
