@@ -111,9 +111,9 @@ class Display:
             yield update
 
     def layer_table(self, input_shape: tuple[int, ...],
-                    rows: list[tuple[str, str, str, int]]) -> None:
+                    rows: list[tuple[str, str, str, int]], title: str = "layers") -> None:
         """The network's layers: index, kind and options, output shape, parameters."""
-        table = Table(title=f"layers (input {'x'.join(map(str, input_shape))})",
+        table = Table(title=f"{title} (input {'x'.join(map(str, input_shape))})",
                       title_justify="left")
         for heading in ("#", "layer", "output", "parameters"):
             table.add_column(heading, justify="right" if heading in ("#", "parameters")

@@ -228,7 +228,8 @@ def test_gan_interrupted_then_resumed_is_bit_identical(
     assert tables[0][0][-8:] == ["D loss", "G loss", "D(real)", "D(fake)",
                                  "KS max", "TV max", "corr gap", "TSTR"]
     # the quality measured after the resume (epochs 2 and 3) as in the straight run
-    assert [bool(cell) for cell in tables[0][1][-4:] + tables[0][2][-4:]] == [False] * 4 + [True] * 4
+    measured = [bool(cell) for cell in tables[0][1][-4:] + tables[0][2][-4:]]
+    assert measured == [False] * 4 + [True] * 4
     # every column but the seconds
     assert [r[:6] + r[7:] for r in tables[0]] == [r[:6] + r[7:] for r in tables[1]]
 
