@@ -115,7 +115,8 @@ def test_gan_keys_are_checked_with_did_you_mean(runner: CliRunner,
     (lambda c: c["training"].update(init_from="model.npz"),
      "training.init_from: a GAN starts from its own initial weights"),
     (lambda c: c["data"].update(cv={"folds": 3, "fold": 1}, validation_fraction=None),
-     "data.cv: cross-validation scores a model on its validation rows; a GAN has none"),
+     "data.cv: cross-validation scores a model on its validation rows, fold by fold; a GAN "
+     "trains once"),
     (lambda c: c["gan"]["generator"]["layers"].insert(
         1, {"type": "conv2d", "filters": 2, "kernel_size": 3}),
      "gan.generator.layers[1]: conv2d expects"),
