@@ -516,7 +516,8 @@ class TrainingView:
         headings = COLUMN_GAP.join(c.heading.rjust(c.width) for c in columns)
         rule = "─" * min(_table_width(columns), width)
         legend = " * best so far "
-        if len(rule) > len(legend) + 4:
+        # a GAN's epochs are never best: no legend for a mark that never shows
+        if len(rule) > len(legend) + 4 and any(e.is_best for e in self.rows):
             rule = rule[:2] + legend + rule[2 + len(legend):]
         return [Text(headings, style="bold", no_wrap=True, overflow="crop"),
                 Text(rule, style="dim", no_wrap=True, overflow="crop")]

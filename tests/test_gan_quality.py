@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from typer.testing import CliRunner
 
 from bpcli.cli import app
 from bpcli.config import load_config
+from bpcli.display import Display, TrainingView
+from bpcli.events import EpochEnded, TrainingStarted
 from bpcli.experiment import prepare
 from bpcli.ganbuild import prepare_gan
 from bpcli.ganquality import (
@@ -218,3 +221,20 @@ def test_quality_fields_are_checked_at_their_line(
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert message in result.output and "config.yaml:" in result.output, result.output
+
+
+def test_the_live_screen_of_a_gan_shows_its_quality_and_no_best() -> None:
+    view = TrainingView(Display(io.StringIO(), interactive=True), clock=lambda: 0.0)
+    view(TrainingStarted(20, 4, 120, 0, "metric"))
+    figures = {"D loss": 0.65, "G loss": 0.9, "D(real)": 0.49, "D(fake)": 0.42}
+    for epoch in range(1, 6):
+        quality = ({"KS max": 0.21, "TV max": 0.03, "corr gap": 0.41, "TSTR": 0.93}
+                   if epoch == 5 else dict.fromkeys(QUALITY, math.nan))
+        view(EpochEnded(epoch, 20, 0.65, math.nan, math.nan, 0.0005, 0.01, False, 0, None,
+                        {**figures, **quality}))
+    lines = [line.plain for line in view.screen_lines(80, 20)]
+    assert lines[0].endswith("KS max   TV max  corr gap     TSTR")
+    assert not any("best" in line or "*" in line for line in lines)
+    rows = [line.split() for line in lines if line.strip()[:1].isdigit()]
+    assert rows[0][-4:] == ["-"] * 4  # not measured: a dash
+    assert rows[4][-4:] == ["0.2100", "0.0300", "0.4100", "0.9300"]
