@@ -394,7 +394,7 @@ def _run(session: Session, display: Display) -> Path:
                                "seed": config.training.seed, **process_record(),
                                "environment": environment(), "run_dir": str(run_dir),
                                "task": experiment.preprocessor.task,
-                               "n_train": len(experiment.X_train), "n_val": len(experiment.X_val),
+                               "n_train": len(experiment.X_train), "n_val": _n_val(session),
                                "threads": threads}
     files = RunFiles(run_dir)
     write_json(files.summary, summary)
@@ -447,6 +447,13 @@ def _run(session: Session, display: Display) -> Path:
         raise TrainingInterrupted(f"interrupted as the run finished; it is complete "
                                   f"({files.model} written)")
     return run_dir
+
+
+def _n_val(session: Session) -> int:
+    """The rows the run is measured on: a model's validation rows, or those a GAN's
+    samples are measured against (its loop validates nothing)."""
+    quality = session.gan.quality if session.gan is not None else None
+    return len(quality.real.val) if quality is not None else len(session.experiment.X_val)
 
 
 def _use_threads(session: Session, run_dir: Path) -> dict[str, Any]:

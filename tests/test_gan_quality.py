@@ -149,6 +149,7 @@ def test_tabular_quality_columns_match_a_direct_computation(
     assert 0 <= float(last["TSTR"]) <= 3  # an accuracy over one above a third
     summary = json.loads((run / "summary.json").read_text())
     assert summary["metrics"]["epoch"] == 3
+    assert (summary["n_train"], summary["n_val"]) == (120, 30)
     assert {k: summary["metrics"][k] for k in QUALITY} == {k: float(last[k]) for k in QUALITY}
 
 
