@@ -196,8 +196,10 @@ def test_training_shows_the_gan_figures_and_saves_both_networks(
 def test_gan_interrupted_then_resumed_is_bit_identical(
         runner: CliRunner, in_tmp: Path, write_config: Writer,
         monkeypatch: pytest.MonkeyPatch, stop_after: int) -> None:
-    config = iris_gan(d_steps=2, label_smoothing=0.1, quality_every=2)
-    config["data"]["validation_fraction"] = 0.2  # quality measured at epochs 2 and 3
+    # quality measured at every epoch: stopped after 7 batches, the first process has
+    # measured epoch 1, the resumed one measures epochs 2 and 3 as the straight run did
+    config = iris_gan(d_steps=2, label_smoothing=0.1, quality_every=1)
+    config["data"]["validation_fraction"] = 0.2
     path = write_config(config)
     first = runner.invoke(app, ["train", str(path)])
     assert first.exit_code == 0, first.output
@@ -228,9 +230,7 @@ def test_gan_interrupted_then_resumed_is_bit_identical(
               for run in (in_tmp / straight, stopped)]
     assert tables[0][0][-8:] == ["D loss", "G loss", "D(real)", "D(fake)",
                                  "KS max", "TV max", "corr gap", "TSTR"]
-    # the quality measured after the resume (epochs 2 and 3) as in the straight run
-    measured = [bool(cell) for cell in tables[0][1][-4:] + tables[0][2][-4:]]
-    assert measured == [False] * 4 + [True] * 4
+    assert all(cell for row in tables[0][1:] for cell in row[-4:])
     # every column but the seconds
     assert [r[:6] + r[7:] for r in tables[0]] == [r[:6] + r[7:] for r in tables[1]]
 
