@@ -111,9 +111,9 @@ class Display:
             yield update
 
     def layer_table(self, input_shape: tuple[int, ...],
-                    rows: list[tuple[str, str, str, int]]) -> None:
+                    rows: list[tuple[str, str, str, int]], title: str = "layers") -> None:
         """The network's layers: index, kind and options, output shape, parameters."""
-        table = Table(title=f"layers (input {'x'.join(map(str, input_shape))})",
+        table = Table(title=f"{title} (input {'x'.join(map(str, input_shape))})",
                       title_justify="left")
         for heading in ("#", "layer", "output", "parameters"):
             table.add_column(heading, justify="right" if heading in ("#", "parameters")
@@ -441,8 +441,9 @@ class TrainingView:
                 f"lr {e.learning_rate:.3g}  {e.seconds:.2f}s")
         if e.stats:  # a step's own figures stand for the losses (a GAN's)
             line = (f"epoch {e.epoch:>{width}}/{e.epochs}  "
-                    + "  ".join(f"{name.replace(' ', '_')} {metric_text(value)}"
-                                for name, value in e.stats.items())
+                    + "  ".join(f"{name.replace(' ', '_')} {_figure_text(value)}"
+                                for name, value in e.stats.items()
+                                if not math.isnan(value))  # NaN: not measured
                     + f"  lr {e.learning_rate:.3g}  {e.seconds:.2f}s")
         if e.health is not None:
             grad, ratios, dead = _health_cells(e.health)
@@ -515,7 +516,8 @@ class TrainingView:
         headings = COLUMN_GAP.join(c.heading.rjust(c.width) for c in columns)
         rule = "─" * min(_table_width(columns), width)
         legend = " * best so far "
-        if len(rule) > len(legend) + 4:
+        # a GAN's epochs are never best: no legend for a mark that never shows
+        if len(rule) > len(legend) + 4 and any(e.is_best for e in self.rows):
             rule = rule[:2] + legend + rule[2 + len(legend):]
         return [Text(headings, style="bold", no_wrap=True, overflow="crop"),
                 Text(rule, style="dim", no_wrap=True, overflow="crop")]
@@ -637,7 +639,19 @@ class _Column:
 
 
 def _stat_cell(name: str) -> Callable[[EpochEnded], str]:
-    return lambda e: fit_number(e.stats.get(name, math.nan), 7)
+    def cell(e: EpochEnded) -> str:
+        value = e.stats.get(name, math.nan)
+        return str(int(value)) if _whole(value) else fit_number(value, 7)
+    return cell
+
+
+def _figure_text(value: float) -> str:
+    """A step's figure: a count (a GAN's classes present) as a whole number."""
+    return str(int(value)) if _whole(value) else metric_text(value)
+
+
+def _whole(value: float) -> bool:
+    return math.isfinite(value) and value.is_integer() and abs(value) < 1e6
 
 
 def _table_width(columns: list[_Column]) -> int:

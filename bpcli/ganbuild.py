@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from bpcli.building import LayerError, network_of, output_shape
 from bpcli.config import Config, DenseConfig, GanConfig, GanNetworkConfig, LoadedConfig
 from bpcli.experiment import Experiment, with_defaults
+from bpcli.ganquality import QualityProbe, RealRows
 from bpcli.ganrows import GanLayout
 from bpcli.memory import INFERENCE_ROWS
 from bpcli.nn import OPTIMIZERS, Gan, GanStep, GroupSoftmax, Layer, NoLoss, OptimizerPair
@@ -32,6 +33,8 @@ class GanParts:
     gan: Gan
     optimizers: OptimizerPair
     layout: GanLayout
+    #: measures the samples at epochs' ends (None: never, quality_every 0)
+    quality: QualityProbe | None = None
 
     def meta(self, config: GanConfig) -> dict[str, Any]:
         """What a model file records of the GAN besides its networks."""
@@ -55,11 +58,12 @@ def layout_of_meta(settings: dict[str, Any]) -> GanLayout:
                      tuple(int(n) for n in image) if image is not None else None)
 
 
-def prepare_gan(experiment: Experiment) -> tuple[Experiment, GanLayout]:
+def prepare_gan(experiment: Experiment) -> tuple[Experiment, GanLayout, RealRows]:
     """The experiment of a GAN config: its training rows laid out for the GAN (features,
-    then the target for tabular data), no validation rows (a GAN's losses say nothing
-    of its samples' quality; the last epoch is the model), and the config with both
-    networks' inferred settings filled in."""
+    then the target for tabular data), no validation rows for the training loop (a GAN's
+    losses say nothing of its samples' quality; the last epoch is the model), and the
+    config with both networks' inferred settings filled in; and the real rows, training
+    and validation, that its samples' quality is measured against."""
     loaded = experiment.loaded
     pre = experiment.preprocessor
     image = experiment.config.data.input_shape
@@ -71,11 +75,30 @@ def prepare_gan(experiment: Experiment) -> tuple[Experiment, GanLayout]:
     assert config.gan is not None
     resolved = config.model_copy(update={"gan": _resolve(config.gan, layout)})
     X = layout.rows(experiment.X_train, experiment.Y_train)
+    real = RealRows(X, layout.rows(experiment.X_val, experiment.Y_val))
+    if layout.image_shape is not None and pre.task == "classification":
+        # images are measured by a classifier of their labels, which the GAN does not make
+        real.train_labels, real.val_labels = experiment.Y_train, experiment.Y_val
+        real.n_classes = len(pre.classes)
     no_rows = np.zeros((0, X.shape[1]), dtype=X.dtype)
     nothing = np.zeros((len(X), 0), dtype=X.dtype)
     return dataclasses.replace(
         experiment, config=resolved, X_train=X, Y_train=nothing, X_val=no_rows,
-        Y_val=nothing[:0], X_test=None, Y_test=None, metric_name="metric"), layout
+        Y_val=nothing[:0], X_test=None, Y_test=None, metric_name="metric"), layout, real
+
+
+def quality_probe(parts: GanParts, experiment: Experiment, real: RealRows
+                  ) -> QualityProbe | None:
+    """What measures the GAN's samples while it trains, as its config says (None: never).
+    """
+    config = experiment.config
+    assert config.gan is not None
+    every = config.gan.quality_interval(config.training.epochs)
+    if every == 0:
+        return None
+    return QualityProbe(parts.gan, parts.layout, experiment.preprocessor, real,
+                        config.training.seed, every, config.training.epochs,
+                        config.gan.quality_samples)
 
 
 def _resolve(gan: GanConfig, layout: GanLayout) -> GanConfig:

@@ -91,7 +91,7 @@ class GanLayout:
             header.append(column.name)
             if column.kind == "categorical":
                 labels = [*column.categories, *[OTHER] * column.other]
-                picks = _draw(rows[:, j : j + column.width], rng)
+                picks = draw(rows[:, j : j + column.width], rng)
                 columns.append([labels[k] for k in picks])
             elif column.kind == "boolean":
                 columns.append(["1" if v >= 0.5 else "0" for v in raw[:, j]])
@@ -101,7 +101,7 @@ class GanLayout:
         targets = rows[:, self.n_features :]
         if self.target == "classes":
             header.append(pre.targets[0])
-            columns.append([pre.classes[k] for k in _draw(targets, rng)])
+            columns.append([pre.classes[k] for k in draw(targets, rng)])
         elif self.target == "values":
             values = pre.inverse_target(targets)
             for t, name in enumerate(pre.targets):
@@ -110,43 +110,7 @@ class GanLayout:
         return header, [list(cells) for cells in zip(*columns, strict=True)]
 
 
-def fidelity(layout: GanLayout, pre: Preprocessor, real: NDArray, generated: NDArray,
-             rng: np.random.Generator) -> dict[str, tuple[str, float]]:
-    """How far generated rows are from real ones, column by column (both as the GAN's
-    rows): for a number the two-sample Kolmogorov-Smirnov statistic (the largest gap
-    between the two empirical distribution functions; scaling does not change it), for a
-    category the total variation distance between the shares of its values (generated
-    values drawn from the softmax). Name -> (measure, distance), each in [0, 1]."""
-    spans: list[tuple[str, int, int, bool]] = []  # name, start, stop, categorical
-    j = 0
-    for column in pre.inputs:
-        spans.append((column.name, j, j + column.width, column.kind == "categorical"))
-        j += column.width
-    if layout.target == "classes":
-        spans.append((pre.targets[0], j, j + layout.n_target, True))
-    elif layout.target == "values":
-        spans += [(name, j + t, j + t + 1, False) for t, name in enumerate(pre.targets)]
-    found: dict[str, tuple[str, float]] = {}
-    for name, start, stop, categorical in spans:
-        if categorical:
-            k = stop - start
-            p = np.bincount(real[:, start:stop].argmax(axis=1), minlength=k) / len(real)
-            q = np.bincount(_draw(generated[:, start:stop], rng), minlength=k) / len(generated)
-            found[name] = ("total variation", 0.5 * float(np.abs(p - q).sum()))
-        else:
-            found[name] = ("KS", ks_statistic(real[:, start], generated[:, start]))
-    return found
-
-
-def ks_statistic(a: NDArray, b: NDArray) -> float:
-    """The two-sample Kolmogorov-Smirnov statistic of samples ``a`` and ``b``."""
-    points = np.concatenate([a, b])
-    fa = np.searchsorted(np.sort(a), points, side="right") / len(a)
-    fb = np.searchsorted(np.sort(b), points, side="right") / len(b)
-    return float(np.abs(fa - fb).max())
-
-
-def _draw(probabilities: NDArray, rng: np.random.Generator) -> NDArray[np.intp]:
+def draw(probabilities: NDArray, rng: np.random.Generator) -> NDArray[np.intp]:
     """One category per row, drawn with the row's probabilities (the generator's softmax):
     drawing keeps the categories' shares, where the most likely one would exaggerate the
     common ones."""

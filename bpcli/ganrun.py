@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 from bpcli.data import Preprocessor
 from bpcli.display import Display
 from bpcli.ganbuild import GanParts
-from bpcli.ganrows import fidelity
+from bpcli.ganquality import fidelity
 from bpcli.modelfile import SavedGan, SavedModel, load_gan, load_model
 from bpcli.nn import Network
 from bpcli.plots import PlotsUnavailable, image_grid

@@ -168,6 +168,13 @@ def _prefixed(arrays: dict[str, NDArray], prefix: str) -> dict[str, NDArray]:
     return found
 
 
+def load_any(path: Path) -> SavedModel | SavedGan:
+    """A model's or a GAN's file (or checkpoint), whichever ``path`` holds."""
+    arrays = _read_arrays(path)
+    _check_members(path, arrays)
+    return load_gan(path) if "gan" in _read_meta(path, arrays) else load_model(path)
+
+
 def load_model(path: Path) -> SavedModel:
     """Read a model or checkpoint file; any defect is a ``ModelFileError`` naming it."""
     arrays = _read_arrays(path)

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import platform
 import queue
@@ -341,7 +342,9 @@ class RunRecorder:
             self.rows.append([str(event.epoch), repr(event.train_loss), repr(event.val_loss),
                               repr(event.val_metric), repr(event.learning_rate),
                               str(event.rollbacks), f"{event.seconds:.4f}",
-                              *map(repr, event.stats.values())])
+                              # empty: not measured this epoch (a GAN's quality)
+                              *("" if math.isnan(v) else repr(v)
+                                for v in event.stats.values())])
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(self.header)

@@ -21,7 +21,8 @@ from bpcli.errors import ModelFileError, UsageError
 from bpcli.events import EpochEnded, Listener, TrainingEnded
 from bpcli.experiment import Experiment, prepare
 from bpcli.files import short_path
-from bpcli.ganbuild import GanParts, build_gan, gan_step, prepare_gan
+from bpcli.ganbuild import GanParts, build_gan, gan_step, prepare_gan, quality_probe
+from bpcli.ganquality import RealRows
 from bpcli.ganrows import GanLayout
 from bpcli.ganrun import (
     SAMPLE_PICTURES,
@@ -112,7 +113,7 @@ def train_loaded(loaded: LoadedConfig, display: Display, *, health: bool = False
     if threads is None and meter is None:
         meter = CpuMeter()
     with display.working("reading the data"):  # a big CSV takes a while
-        experiment, layout = _prepare(loaded)
+        experiment, layout, real = _prepare(loaded)
     config = experiment.config
     for note in experiment.notes:
         display.info(note)
@@ -121,8 +122,10 @@ def train_loaded(loaded: LoadedConfig, display: Display, *, health: bool = False
     parts = None
     optimizer: Optimizer
     if layout is not None:
+        assert real is not None
         parts = build_gan(loaded, config, layout, np.random.default_rng(init_seed),
                           rows=len(experiment.X_train))
+        parts.quality = quality_probe(parts, experiment, real)
         network, optimizer = parts.gan.generator, parts.optimizers
     else:
         network = experiment.build_network(np.random.default_rng(init_seed))
@@ -182,7 +185,7 @@ def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
                          "model is written); to train it further give a new total, e.g. "
                          f"bp train --resume {run_dir} --epochs {2 * planned}")
     with display.working("reading the data"):
-        experiment, layout = _prepare(loaded)
+        experiment, layout, real = _prepare(loaded)
     changes = changed_inputs(run_dir, _data_files(experiment))
     if changes and not force:
         raise UsageError(f"{run_dir}: cannot resume: {'; '.join(changes)}. Resuming would "
@@ -217,6 +220,9 @@ def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
         _extend(run_dir, experiment, epochs)
         state.stopped_early, state.wait = False, 0  # asked for more: train them all
         display.info(f"extending {run_dir} from {planned} to {epochs} epochs")
+    if parts is not None:  # after _extend: the last epoch is measured too
+        assert real is not None
+        parts.quality = quality_probe(parts, experiment, real)
     trainer = _trainer(experiment, network, optimizer, np.random.default_rng(0), health, parts)
     trainer.state = state
     best = files.best
@@ -233,11 +239,13 @@ def _resume_locked(run_dir: Path, display: Display, force: bool, health: bool,
                    Hooks(), parts)
 
 
-def _prepare(loaded: LoadedConfig) -> tuple[Experiment, GanLayout | None]:
-    """The experiment, and for a GAN config the layout of the rows it learns."""
+def _prepare(loaded: LoadedConfig
+             ) -> tuple[Experiment, GanLayout | None, RealRows | None]:
+    """The experiment, and for a GAN config the layout of the rows it learns and the real
+    rows its samples are measured against."""
     experiment = prepare(loaded)
     if experiment.config.gan is None:
-        return experiment, None
+        return experiment, None, None
     return prepare_gan(experiment)
 
 
@@ -290,7 +298,7 @@ def _trainer(experiment: Experiment, network: Network, optimizer: Optimizer,
                        metric_name=experiment.metric_name, listeners=[], divergence=policy,
                        schedule=experiment.build_schedule(optimizer),
                        step=gan_step(gan, experiment.config.gan.d_steps),
-                       params=gan.gan.flat_params)
+                       params=gan.gan.flat_params, marks_best=False, measure=gan.quality)
     return Trainer(network, optimizer, epochs=training.epochs, batch_size=training.batch_size,
                    rng=rng, metric=experiment.metric, metric_name=experiment.metric_name,
                    listeners=[], divergence=policy,
@@ -379,11 +387,14 @@ def _run(session: Session, display: Display) -> Path:
     display.info(f"{what}, {config.training.epochs} epochs of batch "
                  f"{config.training.batch_size}, {threads['threads']} "
                  f"thread{'s' if threads['threads'] > 1 else ''}")
+    if parts is not None and parts.quality is not None:
+        for note in parts.quality.notes:
+            display.info(note)
     summary: dict[str, Any] = {"status": "running", "started": _started(run_dir, meta),
                                "seed": config.training.seed, **process_record(),
                                "environment": environment(), "run_dir": str(run_dir),
                                "task": experiment.preprocessor.task,
-                               "n_train": len(experiment.X_train), "n_val": len(experiment.X_val),
+                               "n_train": len(experiment.X_train), "n_val": _n_val(session),
                                "threads": threads}
     files = RunFiles(run_dir)
     write_json(files.summary, summary)
@@ -438,6 +449,13 @@ def _run(session: Session, display: Display) -> Path:
     return run_dir
 
 
+def _n_val(session: Session) -> int:
+    """The rows the run is measured on: a model's validation rows, or those a GAN's
+    samples are measured against (its loop validates nothing)."""
+    quality = session.gan.quality if session.gan is not None else None
+    return len(quality.real.val) if quality is not None else len(session.experiment.X_val)
+
+
 def _use_threads(session: Session, run_dir: Path) -> dict[str, Any]:
     """Set the run's thread count and say how it was set: by --threads, as the run was
     started (a resumed run keeps its count: another count may sum products in another
@@ -478,8 +496,11 @@ def _finish(session: Session, display: Display, result: TrainingEnded,
     run_dir, experiment, trainer = session.run_dir, session.experiment, session.trainer
     config = experiment.config
     metric = f"val_{experiment.metric_name}"
-    metrics = {"best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
-               metric: result.best_val_metric}
+    metrics: dict[str, Any] = {"best_epoch": result.best_epoch,
+                               "val_loss": result.best_val_loss, metric: result.best_val_metric}
+    if session.gan is not None:  # no best epoch: the last one's, and its samples' quality
+        quality = session.gan.quality
+        metrics = {"epoch": result.epochs_done, **(quality.last if quality else {})}
     files = RunFiles(run_dir)
     save({"epoch": result.best_epoch, "metrics": metrics})
     status = "stopped early" if trainer.state.stopped_early else "finished"

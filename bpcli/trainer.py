@@ -230,6 +230,8 @@ class Trainer:
         stop_after: Callable[[EpochEnded], bool] | None = None,
         step: BatchStep | None = None,
         params: NDArray | None = None,
+        marks_best: bool = True,
+        measure: Callable[[int], dict[str, float]] | None = None,
     ) -> None:
         self.network = network
         self.optimizer = optimizer
@@ -256,6 +258,12 @@ class Trainer:
         self.step: BatchStep = step if step is not None else self._backprop_step
         self.params = params if params is not None else network.flat_params
         self.best_params = self.params.copy()
+        #: False: no epoch is called best, the last is the model (a GAN's, whose losses
+        #: do not rank its epochs); no best checkpoint is then written
+        self.marks_best = marks_best
+        #: figures measured at an epoch's end, added to its stats (a GAN's sample quality;
+        #: NaN on epochs it does not measure); must not draw from the trainer's generators
+        self.measure = measure
 
     def emit(self, event: Event) -> None:
         for listener in self.listeners:
@@ -379,6 +387,8 @@ class Trainer:
         train_loss = state.loss_sum / n
         stats = {name: total / rows if rows else math.nan
                  for name, (total, rows) in state.stat_sums.items()}
+        if self.measure is not None:
+            stats.update(self.measure(epoch))
         state.epoch, state.batch, state.loss_sum, state.stat_sums = epoch, 0, 0.0, {}
         state.epoch_rng = dict(self.rng.bit_generator.state)
         state.schedule = self.schedule.state()
@@ -386,7 +396,7 @@ class Trainer:
         self._count_time()
         ended = EpochEnded(epoch, self.epochs, train_loss, val_loss, val_metric,
                            self.optimizer.learning_rate, time.perf_counter() - started,
-                           is_best, state.rollbacks, health, stats)
+                           is_best and self.marks_best, state.rollbacks, health, stats)
         # decided before the listeners hear of the epoch: its checkpoint records the stop
         stopped_by = None
         if (not state.stopped_early and epoch < self.epochs and self.stop_after is not None

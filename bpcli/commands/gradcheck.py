@@ -94,7 +94,7 @@ def _check_gan(experiment: Experiment, display: Display, rng: np.random.Generato
                directions: int | None) -> None:
     """A GAN's two checks: the discriminator's loss on real and generated rows (its
     parameters and its input), and the generator's loss through the discriminator."""
-    experiment, layout = prepare_gan(experiment)
+    experiment, layout, _ = prepare_gan(experiment)
     parts = build_gan(experiment.loaded, experiment.config, layout, rng, np.float64,
                       rows=len(experiment.X_train))
     gan = parts.gan

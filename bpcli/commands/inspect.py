@@ -1,5 +1,6 @@
 """``bp inspect``: what a model or checkpoint file holds and where it came from: its
-layers, activations and loss, its preprocessing, and the run that wrote it."""
+layers, activations and loss, its preprocessing, and the run that wrote it; for a GAN's
+file, its noise, both networks and what it generates."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any
 from bpcli.atomic import json_text
 from bpcli.data import Preprocessor
 from bpcli.display import Display, layer_row
+from bpcli.ganbuild import layout_of_meta
 from bpcli.metrics import value_text
-from bpcli.modelfile import SavedModel, load_model
+from bpcli.modelfile import SavedGan, SavedModel, load_any
+from bpcli.nn import Network
 from bpcli.rundir import RunFiles
 
 UNKNOWN = "unknown"  # what a file does not record
@@ -20,12 +23,16 @@ UNKNOWN = "unknown"  # what a file does not record
 
 def inspect(path: Path, display: Display, as_json: bool = False) -> None:
     """Show what ``path`` holds; with ``as_json``, print it as one JSON document."""
-    report = describe(path, load_model(path))
+    saved = load_any(path)
+    report = describe_gan(path, saved) if isinstance(saved, SavedGan) else describe(path, saved)
     if as_json:
         sys.stdout.write(json_text(report, indent=2) + "\n")
         sys.stdout.flush()
         return
-    show(report, display)
+    if isinstance(saved, SavedGan):
+        show_gan(report, display)
+    else:
+        show(report, display)
 
 
 def describe(path: Path, saved: SavedModel) -> dict[str, Any]:
@@ -38,8 +45,6 @@ def describe(path: Path, saved: SavedModel) -> dict[str, Any]:
                     "options": {k: v for k, v in layer["activation"].items() if k != "name"}}
                    for layer in layers if layer["activation"] is not None]
     regression = pre.task == "regression"
-    run_dir = _run_dir(path)
-    environment = _dict(meta.get("environment"))
     return {
         "file": str(path),
         "kind": "checkpoint" if checkpoint else "model",
@@ -63,15 +68,128 @@ def describe(path: Path, saved: SavedModel) -> dict[str, Any]:
                         for j, name in enumerate(pre.targets)],
         },
         "training": _training(meta, pre.task, checkpoint),
-        "origin": {
-            "created": _str(meta.get("created")),
-            "bp_version": _str(environment.get("bp")),
-            "environment": environment,
-            "data_paths": _data_paths(meta.get("config")),
-            "run_dir": str(run_dir) if run_dir is not None else None,
-            "fingerprints": _fingerprints(run_dir),
-        },
+        "origin": _origin(path, meta),
     }
+
+
+def _origin(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Where a file came from: when, which bp and environment, which data and run."""
+    run_dir = _run_dir(path)
+    environment = _dict(meta.get("environment"))
+    return {
+        "created": _str(meta.get("created")),
+        "bp_version": _str(environment.get("bp")),
+        "environment": environment,
+        "data_paths": _data_paths(meta.get("config")),
+        "run_dir": str(run_dir) if run_dir is not None else None,
+        "fingerprints": _fingerprints(run_dir),
+    }
+
+
+def describe_gan(path: Path, saved: SavedGan) -> dict[str, Any]:
+    """What ``bp inspect`` shows of a GAN's file, as plain JSON values: its noise, both
+    networks' layers, what it generates (the data's columns, or the images' shape), its
+    settings, the epoch and its samples' last measured quality, and its origin."""
+    meta, gan, pre = saved.meta, saved.gan, saved.preprocessor
+    settings = _dict(meta.get("gan"))
+    layout = layout_of_meta(settings)
+    checkpoint = "trainer" in meta
+    trainer = _dict(meta.get("trainer"))
+    if layout.image_shape is not None:
+        generates: dict[str, Any] = {"kind": "images", "image_shape": list(layout.image_shape),
+                                     "columns": [{"name": name, "kind": "pixel"}
+                                                 for name in pre.features]}
+    else:
+        columns = [{"name": c.name, "kind": c.kind,
+                    "categories": list(c.categories) if c.kind == "categorical" else None}
+                   for c in pre.inputs]
+        if layout.target == "classes":
+            columns.append({"name": pre.targets[0], "kind": "categorical",
+                            "categories": list(pre.classes)})
+        elif layout.target == "values":
+            columns += [{"name": name, "kind": "numeric", "categories": None}
+                        for name in pre.targets]
+        generates = {"kind": "rows", "image_shape": None, "columns": columns}
+    return {
+        "file": str(path),
+        "kind": "checkpoint" if checkpoint else "model",
+        "model": "gan",
+        "format_version": meta.get("format_version"),
+        "noise": {"size": gan.noise_size, "distribution": gan.noise},
+        "generator": _network(gan.generator),
+        "discriminator": _network(gan.discriminator),
+        "parameters": gan.generator.n_params + gan.discriminator.n_params,
+        "generates": generates,
+        "settings": {"d_steps": settings.get("d_steps"),
+                     "label_smoothing": gan.label_smoothing},
+        "training": {"epoch": trainer.get("epoch", meta.get("epoch")),
+                     "batch": trainer.get("batch") if checkpoint else None,
+                     "quality": {k: v for k, v in _dict(meta.get("metrics")).items()
+                                 if k != "epoch"}},
+        "origin": _origin(path, meta),
+    }
+
+
+def _network(network: Network) -> dict[str, Any]:
+    return {"input_shape": list(network.input_shape),
+            "output_shape": list(network.output_shape), "layers": network.summary(),
+            "parameters": network.n_params}
+
+
+#: how each noise distribution is drawn, for a person
+NOISE_TEXT = {"normal": "standard normal", "uniform": "uniform on [-1, 1]"}
+
+
+def show_gan(report: dict[str, Any], display: Display) -> None:
+    """The report of ``describe_gan`` for a person."""
+    kind = report["kind"]
+    what = ("a GAN's checkpoint: both networks, their optimizers and the trainer's state"
+            if kind == "checkpoint" else "a GAN's model: a generator and its discriminator")
+    display.info(f"{report['file']}: {what}; draw rows with bp generate {report['file']}")
+    noise = report["noise"]
+    generates = report["generates"]
+    if generates["kind"] == "images":
+        shape = "x".join(map(str, generates["image_shape"]))
+        made = f"images {shape} (channels x height x width; {len(generates['columns'])} pixels)"
+    else:
+        made = f"rows of {len(generates['columns'])} columns: " + ", ".join(
+            f"{c['name']} ({c['kind']}"
+            + (f": {', '.join(c['categories'])}" if c["categories"] else "") + ")"
+            for c in generates["columns"])
+    settings = report["settings"]
+    display.details("GAN", [
+        ("noise", f"{noise['size']} values, "
+                  f"{NOISE_TEXT.get(noise['distribution'], noise['distribution'])}"),
+        ("generates", made),
+        ("parameters", f"{report['parameters']:,} (generator "
+                       f"{report['generator']['parameters']:,}, discriminator "
+                       f"{report['discriminator']['parameters']:,})"),
+        ("training", f"{value_text(settings['d_steps'], UNKNOWN)} discriminator "
+                     f"step{'' if settings['d_steps'] == 1 else 's'} per generator step, "
+                     f"label smoothing {settings['label_smoothing']:g}"),
+    ])
+    for name in ("generator", "discriminator"):
+        network = report[name]
+        display.layer_table(tuple(network["input_shape"]),
+                            [layer_row(e) for e in network["layers"]], title=name)
+    training = report["training"]
+    epoch = value_text(training["epoch"], UNKNOWN)
+    rows = [("epoch", f"{epoch} completed" + (f", and {training['batch']} batches of the "
+                                              "next" if training["batch"] else "")
+             if kind == "checkpoint" else f"{epoch}, the last: these are its networks")]
+    quality = training["quality"]
+    if quality:
+        rows.append(("quality", ", ".join(f"{k} {_figure(v)}" for k, v in quality.items())
+                     + " (the last measured; docs/gan.md)"))
+    display.details("training", rows)
+    _show_origin(report["origin"], display)
+
+
+def _figure(value: Any) -> str:
+    """A quality figure: a count (classes present) as a whole number."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value_text(value, UNKNOWN)
 
 
 def show(report: dict[str, Any], display: Display) -> None:
@@ -120,8 +238,10 @@ def show(report: dict[str, Any], display: Display) -> None:
         rows_training = [("epoch", f"{value_text(training['epoch'], UNKNOWN)}, the best: "
                           "these are its weights"), ("scores", scores)]
     display.details("training", rows_training)
+    _show_origin(report["origin"], display)
 
-    origin = report["origin"]
+
+def _show_origin(origin: dict[str, Any], display: Display) -> None:
     environment = origin["environment"]
     software = ", ".join(f"{k} {environment[k]}" for k in ("numpy", "python")
                          if k in environment)

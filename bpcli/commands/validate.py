@@ -29,7 +29,7 @@ def validate(config_path: Path, display: Display, overrides: Sequence[str] = (),
     try:
         experiment = prepare(loaded)
         if experiment.config.gan is not None:
-            experiment, layout = prepare_gan(experiment)
+            experiment, layout, _ = prepare_gan(experiment)
             parts = build_gan(loaded, experiment.config, layout, np.random.default_rng(0),
                               rows=len(experiment.X_train))
             experiment.build_schedule(parts.optimizers)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
-from bpcli.config.fields import MAX_UNITS, Strict
+from bpcli.config.fields import MAX_COUNT, MAX_UNITS, Strict
 from bpcli.config.model import LayerConfig
 from bpcli.config.training import AdamConfig, OptimizerConfig
 
@@ -20,6 +20,9 @@ from bpcli.config.training import AdamConfig, OptimizerConfig
 GAN_LEARNING_RATE = 0.0002
 GAN_BETA1 = 0.5
 _ADAM_FAMILY = ("adam", "adamw", "nadam")
+#: Rows generated per quality measurement: enough for a share or a distance to within a
+#: few hundredths, few enough to cost a small part of an epoch.
+QUALITY_SAMPLES = 500
 
 
 def _gan_adam(value: Any) -> Any:
@@ -62,3 +65,15 @@ class GanConfig(Strict):
                          "generator step.")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="One-sided: the "
                                    "discriminator's target for real rows is 1 - this.")
+    quality_every: int | None = Field(
+        None, ge=0, le=MAX_COUNT, description="Measure the samples' quality against the "
+        "validation rows every this many epochs and at the last (metrics.csv's quality "
+        "columns; docs/gan.md). Default: every tenth of training.epochs; 0: never.")
+    quality_samples: int = Field(QUALITY_SAMPLES, ge=10, le=100_000, description="Rows "
+                                 "generated for each quality measurement.")
+
+    def quality_interval(self, epochs: int) -> int:
+        """Every how many epochs quality is measured (0: never)."""
+        if self.quality_every is not None:
+            return self.quality_every
+        return max(epochs // 10, 1)

@@ -290,7 +290,9 @@ def gan_structure_problems(loaded: LoadedConfig) -> list[str]:
                                        "--resume carries a stopped GAN on)"))
     if config.data.cv is not None:
         problems.append(loaded.problem(("data", "cv"), "cross-validation scores a model on "
-                                       "its validation rows; a GAN has none: remove cv"))
+                                       "its validation rows, fold by fold; a GAN trains "
+                                       "once: remove cv (data.validation_fraction holds "
+                                       "rows out to measure its samples on)"))
     if config.training.early_stopping is not None:
         problems.append(loaded.problem(("training", "early_stopping"), "a GAN's losses do "
                                        "not measure its samples' quality, so nothing picks "
