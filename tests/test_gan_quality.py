@@ -58,6 +58,14 @@ def test_ks_statistic_matches_its_definition(seed: int) -> None:
         ks_oracle(ties_a, ties_b), abs=1e-12)
 
 
+def test_ks_statistic_matches_scipy() -> None:
+    # scipy comes with scikit-learn in the test extra: a second, independent oracle
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=200), rng.normal(0.3, 1.2, size=150)
+    assert ks_statistic(a, b) == pytest.approx(stats.ks_2samp(a, b).statistic, abs=1e-12)
+
+
 def test_ks_statistic_extremes() -> None:
     a = np.arange(10.0)
     assert ks_statistic(a, a[::-1].copy()) == 0.0
