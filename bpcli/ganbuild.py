@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from bpcli.building import LayerError, network_of, output_shape
 from bpcli.config import Config, DenseConfig, GanConfig, GanNetworkConfig, LoadedConfig
+from bpcli.data import Preprocessor
 from bpcli.experiment import Experiment, with_defaults
 from bpcli.ganquality import QualityProbe, RealRows
 from bpcli.ganrows import GanLayout
@@ -82,9 +83,26 @@ def prepare_gan(experiment: Experiment) -> tuple[Experiment, GanLayout, RealRows
         real.n_classes = len(pre.classes)
     no_rows = np.zeros((0, X.shape[1]), dtype=X.dtype)
     nothing = np.zeros((len(X), 0), dtype=X.dtype)
+    # prepare's notes speak of a classifier's task and inputs; a GAN makes whole rows
+    notes = [n for n in experiment.notes if not n.startswith(("task: ", "data: "))]
+    notes.append(_data_note(layout, pre, len(X), len(real.val)))
     return dataclasses.replace(
         experiment, config=resolved, X_train=X, Y_train=nothing, X_val=no_rows,
-        Y_val=nothing[:0], X_test=None, Y_test=None, metric_name="metric"), layout, real
+        Y_val=nothing[:0], X_test=None, Y_test=None, metric_name="metric",
+        notes=notes), layout, real
+
+
+def _data_note(layout: GanLayout, pre: Preprocessor, n_train: int, n_val: int) -> str:
+    """``data: 120 training rows, 30 validation rows to measure samples on; rows of 5
+    columns (7 values)``."""
+    measured = (f"{n_val} validation rows to measure samples on" if n_val
+                else "no validation rows (samples are measured on the training rows)")
+    if layout.image_shape is not None:
+        made = "images of " + "x".join(str(n) for n in layout.image_shape)
+    else:
+        n_columns = len(pre.inputs) + len(pre.targets)
+        made = f"rows of {n_columns} columns ({layout.width} values)"
+    return f"data: {n_train} training rows, {measured}; the generator makes {made}"
 
 
 def quality_probe(parts: GanParts, experiment: Experiment, real: RealRows

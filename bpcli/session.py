@@ -384,7 +384,8 @@ def _run(session: Session, display: Display) -> Path:
     else:
         what = (f"network: {network.n_params} parameters, loss {config.loss}, optimizer "
                 f"{config.optimizer.name}")
-    display.info(f"{what}, {config.training.epochs} epochs of batch "
+    epochs = config.training.epochs
+    display.info(f"{what}, {epochs} epoch{'s' if epochs > 1 else ''} of batch "
                  f"{config.training.batch_size}, {threads['threads']} "
                  f"thread{'s' if threads['threads'] > 1 else ''}")
     if parts is not None and parts.quality is not None:

@@ -175,6 +175,10 @@ def test_training_shows_the_gan_figures_and_saves_both_networks(
     assert result.exit_code == 0, result.output
     for figure in ("D_loss", "G_loss", "D(real)", "D(fake)"):
         assert figure in result.output
+    # the rows a GAN makes, not a classifier's task and inputs
+    assert "the generator makes rows of 5 columns (7 values)" in result.output
+    assert "task:" not in result.output and "4 inputs" not in result.output
+    assert "3 epochs of batch 32" in result.output
     (run,) = run_dirs(in_tmp)
     saved = load_gan(run / "model.npz")
     meta = saved.meta
