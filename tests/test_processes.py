@@ -26,7 +26,9 @@ from tests.test_runs import (
     diabetes,
     params,
     run_dirs,
+    signal_mid_run,
     slow_config,
+    start,
     wait_for,
     wait_for_run,
 )
@@ -99,12 +101,10 @@ def test_every_command_through_a_closed_pipe_exits_0(trained: Path, args: list[s
 
 def test_sighup_stops_like_sigterm(in_tmp: Path, write_config: Writer) -> None:
     """Closing the terminal: a checkpoint, an honest summary, and the run resumes."""
-    config = write_config(slow_config(in_tmp))
-    proc = subprocess.Popen([*BP, "train", str(config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    slow = slow_config(in_tmp)
+    proc = start(write_config(slow))
+    signal_mid_run(proc, signal.SIGHUP, slow["training"]["epochs"])
     run_dir = wait_for_run(in_tmp)
-    wait_for(run_dir / "checkpoints" / "last.npz")
-    proc.send_signal(signal.SIGHUP)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"

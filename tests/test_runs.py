@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import os
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -260,6 +262,35 @@ def start(config: Path, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def signal_mid_run(proc: subprocess.Popen[str], sig: int, epochs: int) -> None:
+    """Send ``sig`` to a training process of ``epochs`` epochs (started by ``start``)
+    while it is surely still training.
+
+    Sent as soon as an epoch has ended, a signal could still land after the last one on
+    a busy machine (slow_config's training is about a second) and find the run finished.
+    So the process is paused (SIGSTOP) as its first epoch line comes, the epoch lines it
+    printed before the pause are counted, and the signal is sent while it is paused: with
+    epochs still to run when it continues (SIGCONT), it arrives during training."""
+    assert proc.stdout is not None
+    out, printed = proc.stdout.fileno(), b""
+    deadline = time.monotonic() + 60
+    while not re.search(rb"^epoch .*\n", printed, re.MULTILINE):
+        assert time.monotonic() < deadline, f"no epoch ended in 60 s: {printed!r}"
+        if select.select([out], [], [], 0.1)[0]:
+            chunk = os.read(out, 1 << 16)
+            assert chunk, f"bp train exited before an epoch ended: {printed!r}"
+            printed += chunk
+    os.kill(proc.pid, signal.SIGSTOP)
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)  # a stop is reported, not reaped
+    assert os.WIFSTOPPED(status), f"bp train exited: {printed!r}"
+    while select.select([out], [], [], 0)[0] and (chunk := os.read(out, 1 << 16)):
+        printed += chunk
+    ended = len(re.findall(rb"^epoch ", printed, re.MULTILINE))  # a line begun counts
+    assert ended < epochs - 1, f"{ended} of {epochs} epochs over before it could be paused"
+    proc.send_signal(sig)
+    os.kill(proc.pid, signal.SIGCONT)
+
+
 def wait_for_run(root: Path, timeout: float = 60.0) -> Path:
     """The run directory a training process makes under ``root/runs``, once it is there
     (``runs/`` itself comes a moment before it)."""
@@ -282,11 +313,11 @@ def wait_for(path: Path, timeout: float = 60.0) -> None:
 def test_signal_stops_cleanly_and_resume_matches(
     in_tmp: Path, write_config: Writer, sig: signal.Signals,
 ) -> None:
-    config = write_config(slow_config(in_tmp))
+    slow = slow_config(in_tmp)
+    config = write_config(slow)
     proc = start(config)
+    signal_mid_run(proc, sig, slow["training"]["epochs"])
     run_dir = wait_for_run(in_tmp)
-    wait_for(run_dir / "checkpoints" / "last.npz")
-    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert f"bp train --resume {run_dir.relative_to(in_tmp)}" in err and "Traceback" not in err
@@ -302,11 +333,11 @@ def test_signal_stops_cleanly_and_resume_matches(
 
 
 def test_second_ctrl_c_stops_at_once_without_damage(in_tmp: Path, write_config: Writer) -> None:
-    config = write_config(slow_config(in_tmp))
+    slow = slow_config(in_tmp)
+    config = write_config(slow)
     proc = start(config)
+    signal_mid_run(proc, signal.SIGINT, slow["training"]["epochs"])
     run_dir = wait_for_run(in_tmp)
-    wait_for(run_dir / "checkpoints" / "last.npz")
-    proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

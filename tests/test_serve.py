@@ -7,6 +7,7 @@ import http.client
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -67,27 +68,32 @@ class Server:
         return code, time.monotonic() - start
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def serve_command(model: Path, *options: str) -> list[str]:
     return [sys.executable, "-m", "bpcli", "serve", str(model), *options]
 
 
+def announced_port(log: Path) -> int | None:
+    """The port in bp serve's "serving ... at http://127.0.0.1:PORT ..." line, once written."""
+    found = re.search(r" at http://127\.0\.0\.1:(\d+) ", log.read_text())
+    return int(found[1]) if found else None
+
+
 @contextmanager
 def serving(model: Path, log: Path, *options: str) -> Iterator[Server]:
-    """``bp serve model`` on a free port until the block ends; answering /health."""
-    port = free_port()
+    """``bp serve model --port 0`` until the block ends; answering /health. The server
+    binds a free port itself and says which: a port picked here and handed over could be
+    taken by another test (pytest-xdist runs two at once) before the server binds it."""
     with log.open("wb") as err:
-        process = subprocess.Popen(serve_command(model, "--port", str(port), *options),
+        process = subprocess.Popen(serve_command(model, "--port", "0", *options),
                                    stdout=subprocess.DEVNULL, stderr=err, cwd=REPO,
                                    env={**os.environ, "PYTHONPATH": str(REPO)})
-    server = Server(port, process, log)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
+        while (port := announced_port(log)) is None:
+            assert process.poll() is None, f"bp serve exited: {log.read_text()}"
+            assert time.monotonic() < deadline, f"no address announced: {log.read_text()}"
+            time.sleep(0.05)
+        server = Server(port, process, log)
         while True:
             assert process.poll() is None, f"bp serve exited: {log.read_text()}"
             try:

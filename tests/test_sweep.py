@@ -257,7 +257,7 @@ def test_ctrl_c_saves_the_sweep_and_resume_finishes_it(tmp_path: Path) -> None:
     base = iris_config(training={"epochs": 150, "batch_size": 4, "seed": 0},
                        output={"runs_dir": str(tmp_path / "runs"), "name": "t"})
     path = write_sweep(tmp_path, base=base, search="grid", parameters={
-        "optimizer.learning_rate": {"grid": [0.001, 0.002, 0.003, 0.004, 0.005, 0.006]}})
+        "optimizer.learning_rate": {"grid": [0.001, 0.002, 0.003, 0.004]}})
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "bpcli", "sweep", str(path),
                              "--workers", "2"], cwd=tmp_path, env=env, text=True,

@@ -23,6 +23,8 @@ from bpcli.cli import app
 from tests.conftest import REPO, iris_config
 
 pytest.importorskip("ray.tune")
+# Under pytest-xdist these tests run on one worker (conftest.ONE_WORKER), which starts the
+# module's Ray head once: one Ray head at a time on the machine.
 
 
 def free_port() -> int:
