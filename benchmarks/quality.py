@@ -2,7 +2,8 @@
 
     pip install torch scikit-learn        # the contenders; never dependencies of bp
     python benchmarks/quality.py                      # every dataset, 3 seeds
-    python benchmarks/quality.py --datasets friedman --bp-init glorot_uniform
+    python benchmarks/quality.py --datasets friedman1-20k --bp-init glorot_uniform
+    python benchmarks/quality.py --datasets diabetes --seeds 10 --bp-set data.scale_target=false
 
 Every contender gets the same rows: each dataset is split once (fixed seed) into training,
 validation and test files; bp reads them through `data.validation_path` and `test_path`

@@ -190,7 +190,8 @@ def default_initializer(activation: str, convolution: bool = False) -> str:
     0.001, 3 seeds) the test RMSE on a 20,000-row Friedman-1 regression went from 1.106
     (Glorot) to 1.071, and binary-5k's accuracy from 0.891 to 0.904, level with the PyTorch
     loop; He was worse than both. Convolutions keep He for the ReLU family, which the
-    digits CNN trains well with (test accuracy 0.997), and Glorot otherwise."""
+    digits CNN trains well with (test accuracy 0.983 on average over 8 seeds), and Glorot
+    otherwise."""
     if activation == "selu":
         return "lecun_normal"
     if convolution and activation in HE_ACTIVATIONS:
