@@ -2,7 +2,8 @@
 
     pip install torch scikit-learn        # the contenders; never dependencies of bp
     python benchmarks/quality.py                      # every dataset, 3 seeds
-    python benchmarks/quality.py --datasets friedman --bp-init glorot_uniform
+    python benchmarks/quality.py --datasets friedman1-20k --bp-init glorot_uniform
+    python benchmarks/quality.py --datasets diabetes --seeds 10 --bp-set data.scale_target=false
 
 Every contender gets the same rows: each dataset is split once (fixed seed) into training,
 validation and test files; bp reads them through `data.validation_path` and `test_path`
@@ -113,7 +114,7 @@ def score(data: Dataset, y_true: np.ndarray, prediction: np.ndarray) -> float:
 
 
 def run_bp(data: Dataset, parts: dict[str, Any], seed: int, where: Path,
-           init: str | None) -> float:
+           init: str | None, overrides: list[str]) -> float:
     files = {}
     for key, (X, y) in parts.items():
         path = where / f"{data.name}-{key}.csv"
@@ -137,7 +138,8 @@ def run_bp(data: Dataset, parts: dict[str, Any], seed: int, where: Path,
     path = where / f"{data.name}-{seed}.yaml"
     path.write_text(yaml.safe_dump(config))
     before = set((where / "runs").glob("*"))
-    subprocess.run([sys.executable, "-m", "bpcli", "train", str(path)], check=True,
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    subprocess.run([sys.executable, "-m", "bpcli", "train", str(path), *sets], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     (run,) = set((where / "runs").glob("*")) - before
     test = json.loads((run / "test.json").read_text())
@@ -232,6 +234,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="*", help="only these (by name)")
     parser.add_argument("--bp-init", help="init for bp's hidden layers (default: bp's own)")
+    parser.add_argument("--bp-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a `bp train --set` override for bp's runs (repeatable)")
     parser.add_argument("--seeds", type=int, default=len(SEEDS))
     args = parser.parse_args()
     chosen = [d for d in datasets() if not args.datasets or d.name in args.datasets]
@@ -243,7 +247,7 @@ def main() -> None:
             parts = split(data)
             results: dict[str, list[float]] = {"bp": [], "sklearn": [], "torch": []}
             for seed in range(args.seeds):
-                results["bp"].append(run_bp(data, parts, seed, where, args.bp_init))
+                results["bp"].append(run_bp(data, parts, seed, where, args.bp_init, args.bp_set))
                 results["sklearn"].append(run_sklearn(data, parts, seed))
                 results["torch"].append(run_torch(data, parts, seed))
             mean = {k: statistics.mean(v) for k, v in results.items()}

@@ -4,12 +4,15 @@ table and the default initialiser for each activation."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from bpcli.nn import ACTIVATIONS, INITIALIZERS, Dense
+from bpcli.nn import ACTIVATIONS, INITIALIZERS, Conv2D, Dense
 from bpcli.nn.init import PARAMETRIC_INITIALIZERS, default_initializer, make_initializer
+from bpcli.nn.layers import Layer
+from bpcli.nn.sequence import Conv1D
 
 FAN_IN, FAN_OUT = 400, 300
 # name -> (distribution, scale): the uniform limit l, the normal standard deviation s, or the
@@ -21,6 +24,7 @@ EXPECTED_INIT = {
     "he_normal": ("normal", np.sqrt(2.0 / FAN_IN)),
     "lecun_uniform": ("uniform", np.sqrt(3.0 / FAN_IN)),
     "lecun_normal": ("normal", np.sqrt(1.0 / FAN_IN)),
+    "pytorch_uniform": ("uniform", np.sqrt(1.0 / FAN_IN)),
     "zeros": ("constant", 0.0),
     "orthogonal": ("orthogonal", 1.0),
 }
@@ -73,10 +77,31 @@ def test_dense_uses_its_initialiser() -> None:
 
 
 def test_default_initialiser() -> None:
-    assert default_initializer("relu") == "glorot_uniform"
-    assert default_initializer("leaky_relu") == "glorot_uniform"
-    assert default_initializer("tanh") == "glorot_uniform"
-    assert default_initializer("softmax") == "glorot_uniform"
+    assert default_initializer("relu") == "pytorch_uniform"
+    assert default_initializer("leaky_relu") == "pytorch_uniform"
+    assert default_initializer("tanh") == "pytorch_uniform"
+    assert default_initializer("softmax") == "pytorch_uniform"
+
+
+# (layer, its input shape, its fan-in): every layer with biases
+BIASED = [(lambda init: Dense(300, init=init), (400,), 400),
+          (lambda init: Conv2D(300, (3, 2), init=init), (5, 8, 8), 5 * 3 * 2),
+          (lambda init: Conv1D(300, 3, init=init), (10, 7), 7 * 3)]
+
+
+@pytest.mark.parametrize(("make", "shape", "fan_in"), BIASED)
+def test_pytorch_uniform_draws_the_biases_too(make: Callable[[str], Layer], shape: tuple[int, ...],
+                                              fan_in: int) -> None:
+    layer = make("pytorch_uniform")
+    layer.build(shape, np.random.default_rng(5), np.float32)
+    b, limit = layer.params["b"].astype(np.float64), 1 / math.sqrt(fan_in)
+    assert layer.params["b"].dtype == np.float32
+    assert np.abs(b).max() <= limit and np.abs(b).max() > 0.95 * limit
+    assert b.std() == pytest.approx(limit / math.sqrt(3), rel=0.15)
+    assert not np.array_equal(b, layer.params["W"].ravel()[: len(b)])  # a draw of its own
+    other = make("glorot_uniform")
+    other.build(shape, np.random.default_rng(5), np.float32)
+    assert not np.any(other.params["b"])  # every other initialiser starts biases at 0
 
 
 # the LeCun, zeros and constant initialisers, on a layer of another size
@@ -134,10 +159,10 @@ def test_make_initializer_rejects(name: str, options: dict[str, float], message:
 
 def test_default_initialisers_for_new_activations() -> None:
     assert default_initializer("selu") == "lecun_normal"
-    assert default_initializer("elu") == "glorot_uniform"
+    assert default_initializer("elu") == "pytorch_uniform"
     assert default_initializer("elu", convolution=True) == "he_uniform"
     assert default_initializer("selu", convolution=True) == "lecun_normal"
     assert default_initializer("tanh", convolution=True) == "glorot_uniform"
     for name in ("gelu", "silu", "swish", "softplus"):
-        assert default_initializer(name) == "glorot_uniform"
+        assert default_initializer(name) == "pytorch_uniform"
     assert all(default_initializer(name) in INITIALIZERS for name in ACTIVATIONS)

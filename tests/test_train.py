@@ -57,11 +57,13 @@ def read_csv_text(text: str) -> list[dict[str, str]]:
 
 
 # -- a run and its directory ---------------------------------------------------------------
-def test_shipped_iris_config_reaches_093(runner: CliRunner, in_tmp: Path) -> None:
+def test_shipped_iris_config_reaches_090(runner: CliRunner, in_tmp: Path) -> None:
+    # 30 validation rows, one row 0.033: over training seeds 0-9 the example scores 0.90 to
+    # 0.97 (mean 0.927), seed 0 0.90; with Glorot's start it was 0.87 to 0.93 over seeds 0-4.
     run_dir = train(runner, CONFIGS / "iris.yaml")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished"
-    assert summary["metrics"]["val_accuracy"] >= 0.93
+    assert summary["metrics"]["val_accuracy"] >= 0.9
 
 
 def test_run_directory_contents(runner: CliRunner, in_tmp: Path, write_config: Writer) -> None:
@@ -87,7 +89,7 @@ def test_resolved_config_is_complete_and_trains_again(
     first = train(runner, write_config(iris_config()))
     text = (first / "config.yaml").read_text()
     assert "task: classification" in text and "loss: cross_entropy" in text
-    assert "units: 3" in text and "init: glorot_uniform" in text
+    assert "units: 3" in text and "init: pytorch_uniform" in text
     result = runner.invoke(app, ["train", str(first / "config.yaml")])
     assert result.exit_code == 0, result.output
 

@@ -327,7 +327,10 @@ def test_trainer_state_round_trips_through_json_with_no_best_yet() -> None:
 # (config, settings, epochs, the largest relative difference of a loss allowed). Dropout
 # draws its masks in the network's dtype, a different random stream in float32 and float64,
 # so the diabetes example is compared without it: what differs then is rounding alone.
-CASES = [("iris.yaml", [], 40, 1e-5), ("spirals.yaml", [], 40, 1e-5),
+# Spirals (Adam at 0.01 on a problem whose fit keeps changing) amplifies rounding most: from
+# PyTorch's start (the dense default since the quality benchmark) the curves part by up to
+# 6.4e-5 by epoch 40, against under 1e-5 from Glorot's.
+CASES = [("iris.yaml", [], 40, 1e-5), ("spirals.yaml", [], 40, 1e-4),
          ("diabetes.yaml", ["model.layers.1.rate=0"], 30, 1e-5),
          ("diabetes-advanced.yaml", ["model.layers.2.rate=0"], 30, 1e-5)]
 

@@ -31,8 +31,10 @@ class DenseConfig(Strict):
     )
     init: InitSpec = Field(
         default_factory=lambda: InitConfig(name="auto"),
-        description="Weight initialiser. auto: LeCun normal for selu, Glorot uniform "
-        "otherwise (as Keras and scikit-learn). Biases start at 0.")
+        description="Weight initialiser. auto: LeCun normal for selu, otherwise "
+        "pytorch_uniform, PyTorch's default: U(+-1/sqrt(fan_in)) for the weights and the "
+        "biases (see docs/training-defaults.md). Under every other initialiser biases "
+        "start at 0.")
     l1: float | None = Field(None, ge=0, description="L1 penalty on this layer's weights "
                              "(overrides regularization.l1).")
     l2: float | None = Field(None, ge=0, description="L2 penalty on this layer's weights "
@@ -81,7 +83,8 @@ class Conv2DConfig(Strict):
     init: InitSpec = Field(
         default_factory=lambda: InitConfig(name="auto"),
         description="Kernel initialiser; auto: He uniform for the ReLU family, LeCun "
-        "normal for selu, Glorot uniform otherwise.")
+        "normal for selu, Glorot uniform otherwise. Biases start at 0, or under "
+        "pytorch_uniform U(+-1/sqrt(fan_in)) like the kernel.")
 
     def activation_name(self) -> str | None:
         return self.activation.name if self.activation is not None else None

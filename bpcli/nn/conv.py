@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from bpcli.nn.init import Initializer, make_initializer
+from bpcli.nn.init import Initializer, initial_bias, make_initializer
 from bpcli.nn.layers import LAYERS, Array, Layer, Shape
 
 #: A size per spatial axis, given as one int for both or as ``(rows, columns)``.
@@ -285,7 +285,8 @@ class Conv2D(Layer):
         kernel = (self.filters, self.input_shape[0], *self.kernel_size)
         self.params = {"W": self._initializer(kernel, rng, dtype)}
         if self.use_bias:
-            self.params["b"] = np.zeros(self.filters, dtype=dtype)
+            self.params["b"] = initial_bias(self.init, math.prod(kernel[1:]), self.filters, rng,
+                                            dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         return shape
 

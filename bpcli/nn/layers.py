@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from bpcli.nn.activations import ACTIVATIONS, ActivationFn
-from bpcli.nn.init import make_initializer
+from bpcli.nn.init import initial_bias, make_initializer
 
 Array = NDArray[np.floating]
 Shape = tuple[int, ...]
@@ -165,7 +165,7 @@ class Dense(Layer):
         fan_in = self.input_shape[0]
         self.params = {
             "W": self._initializer((fan_in, self.units), rng, dtype),
-            "b": np.zeros(self.units, dtype=dtype),
+            "b": initial_bias(self.init, fan_in, self.units, rng, dtype),
         }
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         return shape

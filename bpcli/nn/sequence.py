@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from bpcli.nn.init import make_initializer
+from bpcli.nn.init import initial_bias, make_initializer
 from bpcli.nn.layers import LAYERS, Array, Layer, Shape
 
 #: The token id of padding (and of nothing else).
@@ -251,7 +251,7 @@ class Conv1D(Layer):
         channels = int(input_shape[1])
         self.params = {
             "W": self._initializer((self.filters, channels, self.kernel_size), rng, dtype),
-            "b": np.zeros(self.filters, dtype=dtype),
+            "b": initial_bias(self.init, channels * self.kernel_size, self.filters, rng, dtype),
         }
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         return shape
