@@ -154,3 +154,50 @@ def test_optuna_proposes_the_trials_on_ray(
         assert config["model"]["layers"][0]["units"] in (4, 8)
         assert config["training"]["batch_size"] in (8, 16)
     assert json.loads((root / "sweep.json").read_text())["best"] in found
+
+
+def test_a_trial_ray_ended_after_its_stop_is_finished_as_it_would_have_ended(
+        tmp_path: Path) -> None:
+    """Ray may end a trial's worker soon after its scheduler says stop, before the run's
+    final writes (it did on a busy machine): the trial is then carried on from its last
+    checkpoint to the same rung, and ends as if its worker had lived."""
+    import numpy as np
+
+    from bpcli.rundir import write_json
+    from bpcli.sweep.ray_executor import STOPPED_AT, _outcome
+    from bpcli.sweep.trial import TrialTask, run_trial
+
+    base = iris_config(training={"epochs": 4, "batch_size": 16, "seed": 0})
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"base": base, "metric": "val_loss", "search": "grid",
+                                    "parameters": {"optimizer.learning_rate":
+                                                   {"grid": [0.05]}}}))
+
+    def task(name: str) -> TrialTask:
+        return TrialTask(trial_id="t001", params={"optimizer.learning_rate": 0.05},
+                         run_dir=tmp_path / name, sweep_path=path, base_path=None,
+                         metric="val_loss", threads=1, rungs=(2,))
+
+    def quiet(kind: str, name: str, payload: dict[str, object]) -> None:
+        pass
+
+    lived = run_trial(task("lived"), quiet, lambda *asked: False)
+    assert lived.status == "stopped" and lived.epochs == 2
+
+    def ended_by_ray(trial_id: str, epoch: int, score: float | None) -> bool:
+        write_json(tmp_path / "ended" / STOPPED_AT, {"epoch": epoch})  # as the worker does
+        raise SystemExit  # and Ray ends it there
+    with pytest.raises(SystemExit):
+        run_trial(task("ended"), quiet, ended_by_ray)
+    assert not (tmp_path / "ended" / "model.npz").exists()
+
+    outcome = _outcome(task("ended"), None, False)
+    assert (outcome["status"], outcome["epochs"], outcome["best_epoch"]) == (
+        "stopped", 2, lived.best_epoch)
+    assert outcome["score"] == lived.score
+    with np.load(tmp_path / "lived" / "model.npz") as a, \
+            np.load(tmp_path / "ended" / "model.npz") as b:
+        params = [k for k in a.files if k.startswith("param/")]
+        assert params
+        for key in params:
+            np.testing.assert_array_equal(a[key], b[key])

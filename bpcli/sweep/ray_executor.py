@@ -26,6 +26,9 @@ from bpcli.sweep.trial import TrialTask, run_trial
 
 INSTALL_HINT = "pip install 'bp[ray]'"
 OUTCOME = "outcome.json"  # a trial's outcome, written by the Ray worker beside its run
+#: the epoch at which Tune's scheduler stopped a trial, written the moment it says so: Ray
+#: may end the worker before the run's final writes (it did, on a busy machine)
+STOPPED_AT = "stopped_at.json"
 PROPOSED = "proposed"  # search optuna: the trials Tune's searcher proposed, a file each
 #: Tune's schedulers compare numbers: a trial without a score ranks below every other
 WORST = 1e300
@@ -96,6 +99,7 @@ def run_ray(tasks: list[TrialTask], workers: int, threads: int, address: str | N
                 tune.report({"epoch": epoch, "score": value})
             except SystemExit:  # Tune's scheduler stops the trial here
                 stopped = True
+                write_json(task.run_dir / STOPPED_AT, {"epoch": epoch})
                 return False
             return True
 
@@ -208,11 +212,15 @@ def _outcome(task: TrialTask, error: Exception | None, interrupted: bool) -> dic
         return outcome
     except (OSError, ValueError):
         pass
-    if error is None and _stopped_at_rung(task.run_dir):
+    rung = _stopped_at(task.run_dir) if error is None and not interrupted else None
+    if rung is not None or (error is None and _stopped_at_rung(task.run_dir)):
         # Tune stopped the trial at a rung and ended its process before the run's final
-        # writes; its last checkpoint records the stop, so carrying it on here does no
-        # more training: it writes the best epoch's model and the summary.
-        ended = run_trial(replace(task, rungs=()), lambda kind, name, payload: None, None)
+        # writes. Carried on here from its last checkpoint (bit for bit as if never ended)
+        # and stopped at the same rung, it ends as it would have: the best epoch's model
+        # and the summary written. When that checkpoint already records the stop, no
+        # more training is done.
+        ended = run_trial(replace(task, rungs=() if rung is None else (rung,)),
+                          lambda kind, name, payload: None, lambda *asked: False)
         if ended.status == "finished":
             ended.status = "stopped"
         return ended.__dict__
@@ -222,6 +230,15 @@ def _outcome(task: TrialTask, error: Exception | None, interrupted: bool) -> dic
     return {"status": status, "score": None, "best_epoch": None, "epochs": 0,
             "seconds": None, "error": None if status == "interrupted" else
             f"the Ray trial ended without an outcome: {error or 'no error reported'}"}
+
+
+def _stopped_at(run_dir: Path) -> int | None:
+    """The epoch at which the scheduler stopped the trial, as its worker wrote it."""
+    try:
+        epoch = json.loads((run_dir / STOPPED_AT).read_text())["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return epoch if isinstance(epoch, int) else None
 
 
 def _stopped_at_rung(run_dir: Path) -> bool:
