@@ -609,3 +609,61 @@ def test_a_diverging_step_stops_training_with_where_and_what_to_try() -> None:
                             "try 10x smaller) or input columns with huge values")
     assert "rollbacks" not in message
     assert error.value.exit_code == 1
+
+
+def test_health_of_a_one_batch_epoch_without_validation_rows() -> None:
+    """One batch an epoch: the gradient norm is that batch's. Without validation rows the
+    silent ReLU units are counted on the training rows."""
+    from bpcli.nn import Activation
+
+    class Net(GradientNormNetwork):
+        def __init__(self) -> None:
+            Network.__init__(self, [Dense(2), Activation("relu"), Dense(1)],
+                             MeanSquaredError(), (2,), np.random.default_rng(0), np.float64)
+            self.batches, self.losses, self.squared_norms = [], [], []
+            self.diverge_at_calls = ()
+
+    network = Net()
+    events: list[Any] = []
+    X, Y = rows(6)
+    make_trainer(network, 1, 8, events, health=True).fit(X, Y, X[:0], Y[:0])
+    (ended,) = [e for e in events if isinstance(e, EpochEnded)]
+    assert ended.health is not None and len(network.squared_norms) == 1
+    assert ended.health.grad_norm == pytest.approx(math.sqrt(network.squared_norms[0]))
+    assert ended.health.dead_relu is not None
+    assert set(ended.health.update_ratios) == {"0", "1"}
+
+
+def test_a_rollback_restores_the_optimizer_state_of_the_epoch_boundary() -> None:
+    """Momentum's velocity moves in place each step: the rollback's copy must not move
+    with it."""
+    network = GradientNormNetwork(5)  # 4 batches an epoch: epoch 2, batch 2 diverges
+    X, Y = rows(16)
+    optimizer = SGD(learning_rate=0.001, momentum=0.9)
+    at_boundary: list[NDArray] = []
+    after_rollback: list[NDArray] = []
+
+    def listen(event: Any) -> None:
+        if isinstance(event, EpochEnded) and event.epoch == 1:
+            at_boundary.append(optimizer.velocities[0].copy())
+        if isinstance(event, RolledBack):
+            after_rollback.append(optimizer.velocities[0].copy())
+
+    trainer = Trainer(network, optimizer, epochs=2, batch_size=4,
+                      rng=np.random.default_rng(1), metric=lambda P, Y: 0.0,
+                      metric_name="m", listeners=[listen],
+                      divergence=DivergencePolicy(rollback=True))
+    trainer.fit(X, Y, X, Y)
+    assert len(after_rollback) == 1 and np.any(at_boundary[0] != 0)
+    assert np.array_equal(after_rollback[0], at_boundary[0])
+    assert optimizer.iterations == 8  # the failed epoch's step was undone
+
+
+def test_the_best_epoch_of_a_run_is_the_first_to_reach_the_best_value() -> None:
+    """EarlyStopping.best picks, from a run's history, the epoch training kept."""
+    assert EarlyStopping().best([1.0, 0.5, 0.7, 0.5, 0.6]) == 1
+    assert EarlyStopping().best([math.nan, 2.0, math.inf, 1.0]) == 3
+    assert EarlyStopping().best([math.nan, math.nan]) is None
+    assert EarlyStopping().best([]) is None
+    assert EarlyStopping(maximize=True).best([0.2, 0.9, 0.4]) == 1
+    assert EarlyStopping(min_delta=0.1).best([1.0, 0.95, 0.85]) == 2
