@@ -637,7 +637,7 @@ def test_health_of_a_one_batch_epoch_without_validation_rows() -> None:
 def test_a_rollback_restores_the_optimizer_state_of_the_epoch_boundary() -> None:
     """Momentum's velocity moves in place each step: the rollback's copy must not move
     with it."""
-    network = GradientNormNetwork(5)  # 4 batches an epoch: epoch 2, batch 2 diverges
+    network = GradientNormNetwork(6)  # 4 batches an epoch: epoch 2, batch 2 diverges
     X, Y = rows(16)
     optimizer = SGD(learning_rate=0.001, momentum=0.9)
     at_boundary: list[NDArray] = []
