@@ -216,6 +216,7 @@ def test_a_non_finite_monitored_value_is_never_the_best() -> None:
     assert rule.improved(2.0, None) and rule.improved(0.5, 1.0) and not rule.improved(1.0, 1.0)
     assert EarlyStopping(maximize=True, min_delta=0.1).improved(1.2, 1.0)
     assert not EarlyStopping(maximize=True, min_delta=0.1).improved(1.05, 1.0)
+    assert not EarlyStopping(maximize=True).improved(0.9, 0.9)  # a tie keeps the first
 
 
 def test_a_rollback_goes_back_an_epoch_with_a_lower_rate() -> None:
@@ -440,6 +441,8 @@ def test_monitoring_the_metric_picks_the_epoch_with_the_best_metric() -> None:
     assert (rule.monitor, rule.maximize) == ("val_accuracy", True)
     assert EarlyStopping.watching("rmse", on_metric=True).maximize is False
     assert EarlyStopping.watching("accuracy", on_metric=False).monitor == "val_loss"
+    assert EarlyStopping.watching("rmse", True, patience=3, min_delta=0.1) == EarlyStopping(
+        monitor="val_rmse", maximize=False, patience=3, min_delta=0.1)
     metrics = iter([0.2, 0.9, 0.5])
     network = ScriptedNetwork([0.3, 0.2, 0.1])  # the loss alone would pick epoch 3
     trainer = Trainer(network, SGD(learning_rate=1e-3), epochs=3, batch_size=4,
