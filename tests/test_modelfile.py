@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -116,3 +119,119 @@ def test_unexpected_members_are_refused(iris_model: Path, tmp_path: Path) -> Non
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
     path.write_bytes(buffer.getvalue())
     assert load_model(path).optimizer_state["iterations"] == 3
+
+
+# -- what a damaged or foreign archive is refused for (in process: the subprocess cases of
+# test_hostile_input cannot be traced by mutation testing) ---------------------------------
+def rewritten(iris_model: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None]
+              ) -> Path:
+    """A copy of the iris model with ``change`` applied to its arrays."""
+    with np.load(iris_model) as archive:
+        arrays: dict[str, Any] = {k: archive[k] for k in archive.files}
+    change(arrays)
+    path = tmp_path / "m.npz"
+    with path.open("wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def meta_of(arrays: dict[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(str(arrays["meta"])))
+
+
+def with_meta(**changes: Any) -> Callable[[dict[str, Any]], None]:
+    def change(arrays: dict[str, Any]) -> None:
+        arrays["meta"] = np.array(json.dumps({**meta_of(arrays), **changes}))
+    return change
+
+
+def test_json_depth_counts_brackets_outside_strings() -> None:
+    from bpcli.modelfile import _json_depth
+
+    assert _json_depth("{}") == 1 and _json_depth('"no brackets"') == 0
+    assert _json_depth('{"a": [[1], {"b": []}]}') == 4
+    assert _json_depth('{"a": "[[[[\\"[[["}') == 1  # brackets in strings do not count
+    assert _json_depth("[" * 70 + "]" * 70) == 70
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda a: a.__setitem__("meta", np.array("[" * 65 + "]" * 65)),
+     "the metadata is nested more than 64 levels deep; not a file bp wrote"),
+    (lambda a: a.__setitem__("meta", np.array("{not json")),
+     "model metadata is not valid JSON"),
+    (lambda a: a.__setitem__("meta", np.array("[1, 2]")), "not a bp model file"),
+    (with_meta(format="other"), "not a bp model file"),
+    (with_meta(format_version=6), "model format version 6 is not supported by this bp (it "
+     "reads versions 2 to 5); use the bp version that wrote it"),
+    (with_meta(format_version=None), "model format version None is not supported"),
+    (lambda a: a.pop("meta"), "not a bp model file (no metadata)"),
+    (lambda a: a.__setitem__("meta", np.array(["{}"])), "the metadata is not a text scalar"),
+    (lambda a: a.__setitem__("meta", np.array(3)), "the metadata is not a text scalar"),
+    (lambda a: a.pop("pre/scale"), "missing array pre/scale"),
+    (lambda a: a.__setitem__("pre/mean", np.zeros((4, 1))),
+     "array pre/mean should be 1-D floats, not 2-D float64"),
+    (lambda a: a.__setitem__("pre/features", np.zeros(4)),
+     "array pre/features should be 1-D text, not 1-D float64"),
+    (lambda a: a.__setitem__("pre/classes", np.array(["a", "b", "c"])[None]),
+     "array pre/classes should be 1-D text, not 2-D <U1"),
+    (lambda a: a.__setitem__("param/0.W", np.array(["x"])),
+     "array param/0.W has dtype <U1; bp model files hold numbers and text only"),
+    (lambda a: a.__setitem__("param/0.W", np.zeros((4, 8), dtype=np.int64)),
+     "damaged or incompatible model file: parameter 0.W has dtype int64, expected floats"),
+    (with_meta(input_shape=[0]), "input_shape [0] is not a list of positive ints"),
+    (with_meta(input_shape=[True]), "input_shape [True] is not a list of positive ints"),
+    (with_meta(input_shape=[]), "input_shape [] is not a list of positive ints"),
+    (with_meta(input_shape=4), "input_shape 4 is not a list of positive ints"),
+    (with_meta(layers=None), "damaged or incompatible model file: 'NoneType' object is not "
+     "iterable"),
+    (lambda a: a.__setitem__("meta", np.array(json.dumps(
+        {k: v for k, v in meta_of(a).items() if k != "loss"}))),
+     "damaged or incompatible model file: missing 'loss'"),
+    (with_meta(gan={}), "a GAN's model, which makes rows rather than predicting them: draw "
+     "new rows with bp generate"),
+])
+def test_a_damaged_archive_is_refused_for_what_is_wrong(
+        iris_model: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None],
+        message: str) -> None:
+    path = rewritten(iris_model, tmp_path, change)
+    with pytest.raises(ModelFileError) as error:
+        load_model(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+
+
+def test_the_unaltered_copy_loads(iris_model: Path, tmp_path: Path) -> None:
+    """The rewriting above alone changes nothing: each refusal is its change's."""
+    saved = load_model(rewritten(iris_model, tmp_path, lambda a: None))
+    assert saved.preprocessor.classes == load_model(iris_model).preprocessor.classes
+    assert saved.meta["format_version"] == 4
+
+
+def test_metadata_beyond_the_limit_is_refused(iris_model: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted in characters when read and, before reading, from the stored size."""
+    import bpcli.modelfile as modelfile
+
+    long = rewritten(iris_model, tmp_path, with_meta(padding="x" * 2500))
+    with np.load(long) as archive:
+        chars = len(str(archive["meta"]))  # stored in 4 bytes each, after a short header
+    monkeypatch.setattr(modelfile, "MAX_META_CHARS", chars // 8)
+    with pytest.raises(ModelFileError, match=r"the metadata is [0-9.]+ KiB, more than bp "
+                       "reads; not a file bp wrote"):
+        load_model(long)
+    monkeypatch.setattr(modelfile, "MAX_META_CHARS", chars - 1)  # within the stored size
+    with pytest.raises(ModelFileError, match=f"the metadata is {chars} characters, more "
+                       "than bp reads; not a file bp wrote"):
+        load_model(long)
+    monkeypatch.setattr(modelfile, "MAX_META_CHARS", chars)
+    assert load_model(long).meta["padding"] == "x" * 2500
+
+
+def test_a_directory_or_a_non_archive_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match=r": is a directory; give the model\.npz inside"):
+        load_model(tmp_path)
+    text = tmp_path / "m.npz"
+    text.write_text("hello")
+    with pytest.raises(ModelFileError, match=r"m\.npz: not a bp model file \(not an \.npz "
+                       r"archive\)"):
+        load_model(text)
