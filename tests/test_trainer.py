@@ -66,9 +66,10 @@ def rows(n: int) -> tuple[NDArray, NDArray]:
 
 def make_trainer(network: Network, epochs: int, batch_size: int, events: list[Any],
                  should_stop: Any = lambda: False, learning_rate: float = 1e-3,
-                 **options: Any) -> Trainer:
+                 rng: np.random.Generator | None = None, **options: Any) -> Trainer:
     return Trainer(network, SGD(learning_rate=learning_rate), epochs=epochs,
-                   batch_size=batch_size, rng=np.random.default_rng(1),
+                   batch_size=batch_size,
+                   rng=np.random.default_rng(1) if rng is None else rng,
                    metric=lambda P, Y: 0.0, metric_name="m", listeners=[events.append],
                    should_stop=should_stop, **options)
 
@@ -119,17 +120,18 @@ def test_every_row_once_per_epoch(n: int, batch_size: int, epochs: int) -> None:
 
 
 def test_train_loss_is_the_mean_over_rows() -> None:
-    """Batches of unequal size weigh by their rows, not one each."""
+    """Batches of unequal size weigh by their rows, not one each; each epoch its own."""
     network = RecordingNetwork()
     events: list[Any] = []
     X, Y = rows(10)
-    make_trainer(network, 1, 4, events).fit(X, Y, X[:2], Y[:2])
-    (ended,) = [e for e in events if isinstance(e, EpochEnded)]
+    make_trainer(network, 2, 4, events).fit(X, Y, X[:2], Y[:2])
+    ended = [e for e in events if isinstance(e, EpochEnded)]
     sizes = [len(b) for b in network.batches]
-    assert sizes == [4, 4, 2]
-    expected = sum(loss * size for loss, size in zip(network.losses, sizes, strict=True)) / 10
-    assert ended.train_loss == pytest.approx(expected, rel=1e-12)
-    assert ended.train_loss != pytest.approx(float(np.mean(network.losses)), rel=1e-6)
+    assert sizes == [4, 4, 2] * 2
+    for epoch, losses in ((0, network.losses[:3]), (1, network.losses[3:])):
+        expected = sum(loss * size for loss, size in zip(losses, sizes[:3], strict=True)) / 10
+        assert ended[epoch].train_loss == pytest.approx(expected, rel=1e-12)
+        assert ended[epoch].train_loss != pytest.approx(float(np.mean(losses)), rel=1e-6)
 
 
 def test_resume_mid_epoch_sees_the_rest_of_the_rows() -> None:
@@ -670,3 +672,41 @@ def test_the_best_epoch_of_a_run_is_the_first_to_reach_the_best_value() -> None:
     assert EarlyStopping().best([]) is None
     assert EarlyStopping(maximize=True).best([0.2, 0.9, 0.4]) == 1
     assert EarlyStopping(min_delta=0.1).best([1.0, 0.95, 0.85]) == 2
+
+
+def test_resuming_from_an_epochs_checkpoint_continues_as_if_never_stopped() -> None:
+    """The state an epoch's listeners see (what a checkpoint saves) carries the shuffling
+    generator and the schedule: a trainer built afresh from it, with another generator
+    and a new schedule, visits the same batches at the same rates. The plateau schedule
+    halves the rate after epoch 2 only if it remembers epoch 1's loss."""
+    X, Y = rows(10)
+
+    def trainer(network: Network, epochs: int, seed: int) -> Trainer:
+        return make_trainer(network, epochs, 4, [], learning_rate=0.01,
+                            rng=np.random.default_rng(seed),
+                            schedule=ReduceOnPlateau(0.01, factor=0.5, patience=1))
+
+    whole = ScriptedNetwork([1.0, 1.1, 1.2, 1.3])
+    rates: list[float] = []
+    straight = trainer(whole, 4, 1)
+    straight.listeners = [lambda e: rates.append(e.learning_rate)
+                          if isinstance(e, EpochEnded) else None]
+    straight.fit(X, Y, X[:2], Y[:2])
+
+    first = ScriptedNetwork([1.0])
+    saved: list[dict[str, Any]] = []
+    part = trainer(first, 1, 1)
+    part.listeners = [lambda e: saved.append(part.state.to_json())
+                      if isinstance(e, EpochEnded) else None]
+    part.fit(X, Y, X[:2], Y[:2])
+    second = ScriptedNetwork([1.1, 1.2, 1.3])
+    second.flat_params[...] = first.flat_params
+    resumed = trainer(second, 4, 999)
+    resumed.state = TrainerState.from_json(saved[0])
+    resumed_rates: list[float] = []
+    resumed.listeners = [lambda e: resumed_rates.append(e.learning_rate)
+                         if isinstance(e, EpochEnded) else None]
+    resumed.fit(X, Y, X[:2], Y[:2])
+    assert second.batches == whole.batches[3:]  # 3 batches an epoch
+    assert resumed_rates == rates[1:] == [0.01, 0.005, 0.0025]
+    assert np.array_equal(second.flat_params, whole.flat_params)
