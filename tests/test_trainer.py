@@ -564,9 +564,11 @@ def test_training_time_is_counted_and_carried_over_sessions(
     trainer.state.seconds = 1000.0  # from an earlier session
     X, Y = rows(8)
     ended = trainer.fit(X, Y, X[:2], Y[:2])
+    elapsed = next(ticks) - 10**6  # how far the clock moved during the session
     monkeypatch.undo()
     (epoch,) = [e for e in events if isinstance(e, EpochEnded)]
     assert ended.seconds == trainer.state.seconds > 1000.0
+    assert ended.seconds - 1000.0 < elapsed
     assert 0 < epoch.seconds <= ended.seconds - 1000.0  # the epoch within the session
 
 
