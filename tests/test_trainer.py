@@ -616,6 +616,11 @@ def test_a_diverging_step_stops_training_with_where_and_what_to_try() -> None:
                             "try 10x smaller) or input columns with huge values")
     assert "rollbacks" not in message
     assert error.value.exit_code == 1
+    events: list[Any] = []
+    trainer = make_trainer(GradientNormNetwork(2), 3, 4, events)  # in the first epoch too
+    with pytest.raises(TrainingDiverged, match="at epoch 1, batch 2: "):
+        trainer.fit(X, Y, X, Y)
+    assert not any(isinstance(e, RolledBack) for e in events)
 
 
 def test_health_of_a_one_batch_epoch_without_validation_rows() -> None:
