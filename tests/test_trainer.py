@@ -149,6 +149,10 @@ def test_resume_mid_epoch_sees_the_rest_of_the_rows() -> None:
     second_epoch = [i for b in network.batches[5:] for i in b]
     assert len(network.batches) == 10
     assert sorted(first_epoch) == sorted(second_epoch) == list(range(15))
+    started = [e for e in events if isinstance(e, TrainingStarted)]
+    # epochs, batches an epoch, training and validation rows, the metric, where it starts
+    assert started == [TrainingStarted(2, 5, 15, 2, "m", 0, 0),
+                       TrainingStarted(2, 5, 15, 2, "m", 0, 2)]
     assert math.isfinite(trainer.state.best_val_loss)
 
 
