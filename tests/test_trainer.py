@@ -203,17 +203,28 @@ def test_health_after_a_resume_averages_over_the_batches_run() -> None:
     network = GradientNormNetwork()
     events: list[Any] = []
     calls = iter([False, True])
-    trainer = make_trainer(network, 1, 3, events, should_stop=lambda: next(calls, False),
+    trainer = make_trainer(network, 2, 3, events, should_stop=lambda: next(calls, False),
                            health=True)
     X, Y = rows(15)
     with pytest.raises(TrainingInterrupted):
         trainer.fit(X, Y, X, Y)
     trainer.fit(X, Y, X, Y)
-    (ended,) = [e for e in events if isinstance(e, EpochEnded)]
-    assert ended.health is not None and len(network.squared_norms) == 5
+    first, second = [e for e in events if isinstance(e, EpochEnded)]
+    assert first.health is not None and second.health is not None
+    assert len(network.squared_norms) == 10
     # the resumed session ran batches 3 to 5: their mean, not the sum over 5 batches
-    assert ended.health.grad_norm == pytest.approx(
-        math.sqrt(np.mean(network.squared_norms[2:])))
+    assert first.health.grad_norm == pytest.approx(
+        math.sqrt(np.mean(network.squared_norms[2:5])))
+    # the next epoch ran whole
+    assert second.health.grad_norm == pytest.approx(
+        math.sqrt(np.mean(network.squared_norms[5:])))
+
+
+def test_without_health_none_is_measured() -> None:
+    events: list[Any] = []
+    X, Y = rows(8)
+    make_trainer(RecordingNetwork(), 2, 4, events).fit(X, Y, X, Y)
+    assert [e.health for e in events if isinstance(e, EpochEnded)] == [None, None]
 
 
 def test_a_non_finite_monitored_value_is_never_the_best() -> None:
