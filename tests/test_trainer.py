@@ -732,3 +732,19 @@ def test_resuming_from_an_epochs_checkpoint_continues_as_if_never_stopped() -> N
     assert second.batches == whole.batches[3:]  # 3 batches an epoch
     assert resumed_rates == rates[1:] == [0.01, 0.005, 0.0025]
     assert np.array_equal(second.flat_params, whole.flat_params)
+
+
+def test_health_counts_silent_units_on_the_validation_rows() -> None:
+    """A unit that fires on every training row but on no validation row is silent."""
+    from bpcli.nn import Activation
+
+    network = Network([Dense(1), Activation("relu"), Dense(1)], MeanSquaredError(), (1,),
+                      np.random.default_rng(0), np.float64)
+    network.layers[0].params["W"][...] = 1.0
+    network.layers[0].params["b"][...] = 0.0
+    X, Y = np.array([[1.0], [2.0], [3.0], [4.0]]), np.zeros((4, 1))
+    events: list[Any] = []
+    make_trainer(network, 1, 4, events, learning_rate=1e-9, health=True).fit(
+        X, Y, -X[:2], Y[:2])
+    (ended,) = [e for e in events if isinstance(e, EpochEnded)]
+    assert ended.health is not None and ended.health.dead_relu == 1.0
