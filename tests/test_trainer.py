@@ -19,6 +19,7 @@ from bpcli.events import (
     BatchesDone,
     EpochEnded,
     RolledBack,
+    Stopped,
     StoppedEarly,
     TrainingEnded,
     TrainingStarted,
@@ -141,9 +142,10 @@ def test_resume_mid_epoch_sees_the_rest_of_the_rows() -> None:
     calls = iter([False, True])
     trainer = make_trainer(network, 2, 3, events, should_stop=lambda: next(calls, False))
     X, Y = rows(15)
-    with pytest.raises(TrainingInterrupted):
+    with pytest.raises(TrainingInterrupted, match="^stopped at epoch 1, batch 2 of 5$"):
         trainer.fit(X, Y, X[:2], Y[:2])
     assert trainer.state.batch == 2 and trainer.state.epoch == 0
+    assert [e for e in events if isinstance(e, Stopped)] == [Stopped(1, 2, 5)]
     trainer.fit(X, Y, X[:2], Y[:2])
     first_epoch = [i for b in network.batches[:5] for i in b]
     second_epoch = [i for b in network.batches[5:] for i in b]
