@@ -88,6 +88,7 @@ def expected_sizes(n: int, batch_size: int) -> list[int]:
     (10, 5, [5, 5]),        # divides evenly
     (10, 4, [4, 4, 2]),     # a tail batch of 2 is kept, not dropped
     (9, 4, [4, 5]),         # a tail of one row joins the batch before
+    (5, 4, [5]),            # ... also when that leaves a single batch
     (3, 8, [3]),            # fewer rows than a batch: one batch
     (1, 4, [1]),            # a single row is still trained on
     (5, 1, [1, 1, 1, 2]),   # batches of one, the last row joining the one before
