@@ -751,3 +751,21 @@ def test_health_counts_silent_units_on_the_validation_rows() -> None:
         X, Y, -X[:2], Y[:2])
     (ended,) = [e for e in events if isinstance(e, EpochEnded)]
     assert ended.health is not None and ended.health.dead_relu == 1.0
+
+
+def test_a_custom_step_moves_its_own_parameter_vector_which_best_weights_cover() -> None:
+    """A GAN-like step names its own vector (``params``): the best epoch's values of that
+    vector are the ones put back at the end."""
+    vector = np.zeros(3)
+
+    def step(X: NDArray, Y: NDArray, b: int) -> StepResult:
+        vector[...] += 1.0
+        return StepResult(0.0, 0.0)
+
+    network = ScriptedNetwork([1.0, 0.5, 0.9])  # epoch 2 is the best
+    trainer = make_trainer(network, 3, 4, [], step=step, params=vector)
+    X, Y = rows(8)  # 2 batches an epoch
+    before = network.flat_params.copy()
+    trainer.fit(X, Y, X[:2], Y[:2])
+    assert np.array_equal(vector, [4.0, 4.0, 4.0])  # after epoch 2, not 6 after epoch 3
+    assert np.array_equal(network.flat_params, before)  # the step never touched it
