@@ -235,3 +235,17 @@ def test_a_directory_or_a_non_archive_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match=r"m\.npz: not a bp model file \(not an \.npz "
                        r"archive\)"):
         load_model(text)
+
+
+def test_a_checkpoint_keeps_the_optimizer_state(iris_model: Path, tmp_path: Path) -> None:
+    saved = load_model(iris_model)
+    path = tmp_path / "checkpoint.npz"
+    state = {"iterations": np.array(7), "velocity/0": np.arange(3.0)}
+    save_model(path, saved.network, saved.preprocessor, {"note": 1}, optimizer_state=state)
+    again = load_model(path)
+    assert set(again.optimizer_state) == {"iterations", "velocity/0"}
+    assert again.optimizer_state["iterations"] == 7
+    assert np.array_equal(again.optimizer_state["velocity/0"], [0.0, 1.0, 2.0])
+    assert again.meta["note"] == 1
+    save_model(path, saved.network, saved.preprocessor, {})
+    assert load_model(path).optimizer_state == {}  # a model file holds none
