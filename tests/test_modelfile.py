@@ -249,3 +249,35 @@ def test_a_checkpoint_keeps_the_optimizer_state(iris_model: Path, tmp_path: Path
     assert again.meta["note"] == 1
     save_model(path, saved.network, saved.preprocessor, {})
     assert load_model(path).optimizer_state == {}  # a model file holds none
+
+
+def test_the_header_records_the_loss_options_and_shapes(iris_model: Path,
+                                                        tmp_path: Path) -> None:
+    """A loss's options come back from the file (a model loaded for more training keeps
+    them); the output shape is recorded for readers other than bp."""
+    from bpcli.modelfile import model_arrays
+
+    saved = load_model(iris_model)
+    loss = SoftmaxCrossEntropy(label_smoothing=0.2, class_weights=[1.0, 2.0, 3.0])
+    network = net([Dense(3), Activation("softmax")], loss, (4,))
+    header = json.loads(str(model_arrays(network, saved.preprocessor, {})["meta"]))
+    assert header["loss_options"] == {"label_smoothing": 0.2, "class_weights": [1.0, 2.0, 3.0]}
+    assert (header["input_shape"], header["output_shape"]) == ([4], [3])
+    path = tmp_path / "m.npz"
+    save_model(path, network, saved.preprocessor, {})
+    again = load_model(path).network.loss
+    assert again.describe() == loss.describe()
+
+
+def test_the_arrays_are_copies_that_training_does_not_move(iris_model: Path) -> None:
+    """Written later in another thread, they must not follow the live weights."""
+    from bpcli.modelfile import model_arrays
+
+    saved = load_model(iris_model)
+    arrays = model_arrays(saved.network, saved.preprocessor, {},
+                          {"velocity/0": np.zeros(2)})
+    before = {name: value.copy() for name, value in arrays.items()}
+    for param in saved.network.state().values():
+        param += 1.0
+    saved.preprocessor.mean += 1.0
+    assert all(np.array_equal(arrays[name], value) for name, value in before.items())
