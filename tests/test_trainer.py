@@ -6,6 +6,7 @@ gradients in) on the example configs."""
 from __future__ import annotations
 
 import math
+import types
 from typing import Any
 
 import numpy as np
@@ -576,7 +577,8 @@ def test_training_time_is_counted_and_carried_over_sessions(
     import bpcli.trainer as trainer_module
 
     ticks = iter(range(10**6, 10**6 + 10_000, 10))  # 10 s on each time it is read
-    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: float(next(ticks)))
+    clock = types.SimpleNamespace(perf_counter=lambda: float(next(ticks)))
+    monkeypatch.setattr(trainer_module, "time", clock)  # the trainer's clock only
     events: list[Any] = []
     trainer = make_trainer(RecordingNetwork(), 1, 4, events)
     trainer.state.seconds = 1000.0  # from an earlier session
