@@ -281,3 +281,17 @@ def test_the_arrays_are_copies_that_training_does_not_move(iris_model: Path) -> 
         param += 1.0
     saved.preprocessor.mean += 1.0
     assert all(np.array_equal(arrays[name], value) for name, value in before.items())
+
+
+def test_a_network_too_big_to_load_is_refused_before_it_is_built(iris_model: Path,
+                                                                tmp_path: Path) -> None:
+    """The metadata may claim any size; the layer that would not fit is named."""
+    def huge(arrays: dict[str, Any]) -> None:
+        meta = meta_of(arrays)
+        meta["layers"][2]["units"] = 10**12
+        arrays["meta"] = np.array(json.dumps(meta))
+
+    path = rewritten(iris_model, tmp_path, huge)
+    with pytest.raises(ModelFileError, match=r"m\.npz: layer 2 \(dense\): the network needs "
+                       r"about .*; this machine cannot load the model$"):
+        load_model(path)
