@@ -263,6 +263,12 @@ def test_the_header_records_the_loss_options_and_shapes(iris_model: Path,
     header = json.loads(str(model_arrays(network, saved.preprocessor, {})["meta"]))
     assert header["loss_options"] == {"label_smoothing": 0.2, "class_weights": [1.0, 2.0, 3.0]}
     assert (header["input_shape"], header["output_shape"]) == ([4], [3])
+    # what the document's reference loader reads (docs/model-format.md)
+    assert (header["format"], header["format_version"]) == ("bp-model", 4)
+    assert (header["task"], header["targets"]) == ("classification", ["species"])
+    assert header["loss"] == "cross_entropy"
+    assert [d["type"] for d in header["layers"]] == ["dense", "activation"]
+    assert header["preprocessing"] == saved.preprocessor.to_json()
     path = tmp_path / "m.npz"
     save_model(path, network, saved.preprocessor, {})
     again = load_model(path).network.loss
