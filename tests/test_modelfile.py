@@ -56,12 +56,15 @@ def test_the_trained_model_fits_its_preprocessing(iris_model: Path) -> None:
      "3 class labels for 1 outputs"),
     (net([Dense(1)], MeanSquaredError(), (4,)), {"classes": ["a"]},
      "1 class labels for 1 outputs"),
+    # two classes on one output need the sigmoid's loss
+    (net([Dense(1)], MeanSquaredError(), (4,)), {"classes": ["a", "b"]},
+     "2 class labels for 1 outputs"),
     (net([Dense(2)], MeanSquaredError(), (4,)),
      {"task": "regression", "target_mean": np.zeros(2), "target_scale": np.ones(1)},
-     "regression target arrays do not match"),
+     "regression target arrays do not match the output width"),
     (net([Dense(2)], MeanSquaredError(), (4,)),
      {"task": "regression", "target_mean": np.zeros(3), "target_scale": np.ones(3)},
-     "regression target arrays do not match"),
+     "regression target arrays do not match the output width"),
     (classifier(4, 3), {"task": "ranking"}, "unknown task 'ranking'"),
 ])
 def test_parts_that_do_not_fit_are_refused(iris_model: Path, network: Network,
@@ -70,6 +73,8 @@ def test_parts_that_do_not_fit_are_refused(iris_model: Path, network: Network,
     with pytest.raises(ValueError) as error:
         _check_consistent(network, pre)
     assert message in str(error.value)
+    if message.startswith("regression"):  # the whole message, nothing around it
+        assert str(error.value) == message
 
 
 def test_a_regression_model_that_fits_is_accepted(iris_model: Path) -> None:
@@ -301,3 +306,13 @@ def test_a_network_too_big_to_load_is_refused_before_it_is_built(iris_model: Pat
     with pytest.raises(ModelFileError, match=r"m\.npz: layer 2 \(dense\): the network needs "
                        r"about .*; this machine cannot load the model$"):
         load_model(path)
+
+
+def test_input_shapes_of_one_and_nesting_of_exactly_the_limit_are_accepted() -> None:
+    from bpcli.modelfile import MAX_META_DEPTH, _input_shape, _read_meta
+
+    assert _input_shape([1]) == (1,) and _input_shape([28, 28, 1]) == (28, 28, 1)
+    deep = "[" * MAX_META_DEPTH + "]" * MAX_META_DEPTH
+    with pytest.raises(ModelFileError) as error:
+        _read_meta(Path("m.npz"), {"meta": np.array(deep)})
+    assert str(error.value) == "m.npz: not a bp model file"  # read, not refused for depth
