@@ -316,3 +316,18 @@ def test_input_shapes_of_one_and_nesting_of_exactly_the_limit_are_accepted() -> 
     with pytest.raises(ModelFileError) as error:
         _read_meta(Path("m.npz"), {"meta": np.array(deep)})
     assert str(error.value) == "m.npz: not a bp model file"  # read, not refused for depth
+
+
+def test_batch_norm_statistics_travel_in_the_file(iris_model: Path, tmp_path: Path) -> None:
+    """Buffers (running statistics) are members of a model file like parameters."""
+    from bpcli.nn.layers import BatchNorm
+
+    saved = load_model(iris_model)
+    network = net([Dense(3), BatchNorm(), Activation("softmax")], SoftmaxCrossEntropy(), (4,))
+    for buffer in network.buffers().values():
+        buffer[...] = np.arange(buffer.size).reshape(buffer.shape) + 0.5
+    path = tmp_path / "m.npz"
+    save_model(path, network, saved.preprocessor, {})
+    again = load_model(path).network.buffers()
+    assert again.keys() == network.buffers().keys() and again
+    assert all(np.array_equal(again[k], v) for k, v in network.buffers().items())
