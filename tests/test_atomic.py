@@ -80,6 +80,17 @@ def test_missing_directory_and_directory_target_are_refused(tmp_path: Path) -> N
     assert [p.name for p in tmp_path.iterdir()] == ["d"]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_target_is_refused_and_left_in_place(tmp_path: Path) -> None:
+    """Renaming over a FIFO (or a device) would replace the node itself."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match=r"pipe: is not a regular file; give a file name$"):
+        write_text_atomic(fifo, "x")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe"]
+
+
 class Spy:
     """Records fsync and replace calls, in order, then does the real thing."""
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -53,12 +56,15 @@ def test_the_trained_model_fits_its_preprocessing(iris_model: Path) -> None:
      "3 class labels for 1 outputs"),
     (net([Dense(1)], MeanSquaredError(), (4,)), {"classes": ["a"]},
      "1 class labels for 1 outputs"),
+    # two classes on one output need the sigmoid's loss
+    (net([Dense(1)], MeanSquaredError(), (4,)), {"classes": ["a", "b"]},
+     "2 class labels for 1 outputs"),
     (net([Dense(2)], MeanSquaredError(), (4,)),
      {"task": "regression", "target_mean": np.zeros(2), "target_scale": np.ones(1)},
-     "regression target arrays do not match"),
+     "regression target arrays do not match the output width"),
     (net([Dense(2)], MeanSquaredError(), (4,)),
      {"task": "regression", "target_mean": np.zeros(3), "target_scale": np.ones(3)},
-     "regression target arrays do not match"),
+     "regression target arrays do not match the output width"),
     (classifier(4, 3), {"task": "ranking"}, "unknown task 'ranking'"),
 ])
 def test_parts_that_do_not_fit_are_refused(iris_model: Path, network: Network,
@@ -67,6 +73,8 @@ def test_parts_that_do_not_fit_are_refused(iris_model: Path, network: Network,
     with pytest.raises(ValueError) as error:
         _check_consistent(network, pre)
     assert message in str(error.value)
+    if message.startswith("regression"):  # the whole message, nothing around it
+        assert str(error.value) == message
 
 
 def test_a_regression_model_that_fits_is_accepted(iris_model: Path) -> None:
@@ -116,3 +124,210 @@ def test_unexpected_members_are_refused(iris_model: Path, tmp_path: Path) -> Non
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
     path.write_bytes(buffer.getvalue())
     assert load_model(path).optimizer_state["iterations"] == 3
+
+
+# -- what a damaged or foreign archive is refused for (in process: the subprocess cases of
+# test_hostile_input cannot be traced by mutation testing) ---------------------------------
+def rewritten(iris_model: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None]
+              ) -> Path:
+    """A copy of the iris model with ``change`` applied to its arrays."""
+    with np.load(iris_model) as archive:
+        arrays: dict[str, Any] = {k: archive[k] for k in archive.files}
+    change(arrays)
+    path = tmp_path / "m.npz"
+    with path.open("wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def meta_of(arrays: dict[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(str(arrays["meta"])))
+
+
+def with_meta(**changes: Any) -> Callable[[dict[str, Any]], None]:
+    def change(arrays: dict[str, Any]) -> None:
+        arrays["meta"] = np.array(json.dumps({**meta_of(arrays), **changes}))
+    return change
+
+
+def test_json_depth_counts_brackets_outside_strings() -> None:
+    from bpcli.modelfile import _json_depth
+
+    assert _json_depth("{}") == 1 and _json_depth('"no brackets"') == 0
+    assert _json_depth('{"a": [[1], {"b": []}]}') == 4
+    assert _json_depth('{"a": "[[[[\\"[[["}') == 1  # brackets in strings do not count
+    assert _json_depth("[" * 70 + "]" * 70) == 70
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda a: a.__setitem__("meta", np.array("[" * 65 + "]" * 65)),
+     "the metadata is nested more than 64 levels deep; not a file bp wrote"),
+    (lambda a: a.__setitem__("meta", np.array("{not json")),
+     "model metadata is not valid JSON"),
+    (lambda a: a.__setitem__("meta", np.array("[1, 2]")), "not a bp model file"),
+    (with_meta(format="other"), "not a bp model file"),
+    (with_meta(format_version=6), "model format version 6 is not supported by this bp (it "
+     "reads versions 2 to 5); use the bp version that wrote it"),
+    (with_meta(format_version=None), "model format version None is not supported"),
+    (lambda a: a.pop("meta"), "not a bp model file (no metadata)"),
+    (lambda a: a.__setitem__("meta", np.array(["{}"])), "the metadata is not a text scalar"),
+    (lambda a: a.__setitem__("meta", np.array(3)), "the metadata is not a text scalar"),
+    (lambda a: a.pop("pre/scale"), "missing array pre/scale"),
+    (lambda a: a.__setitem__("pre/mean", np.zeros((4, 1))),
+     "array pre/mean should be 1-D floats, not 2-D float64"),
+    (lambda a: a.__setitem__("pre/features", np.zeros(4)),
+     "array pre/features should be 1-D text, not 1-D float64"),
+    (lambda a: a.__setitem__("pre/classes", np.array(["a", "b", "c"])[None]),
+     "array pre/classes should be 1-D text, not 2-D <U1"),
+    (lambda a: a.__setitem__("param/0.W", np.array(["x"])),
+     "array param/0.W has dtype <U1; bp model files hold numbers and text only"),
+    (lambda a: a.__setitem__("param/0.W", np.zeros((4, 8), dtype=np.int64)),
+     "damaged or incompatible model file: parameter 0.W has dtype int64, expected floats"),
+    (with_meta(input_shape=[0]), "input_shape [0] is not a list of positive ints"),
+    (with_meta(input_shape=[True]), "input_shape [True] is not a list of positive ints"),
+    (with_meta(input_shape=[]), "input_shape [] is not a list of positive ints"),
+    (with_meta(input_shape=4), "input_shape 4 is not a list of positive ints"),
+    (with_meta(layers=None), "damaged or incompatible model file: 'NoneType' object is not "
+     "iterable"),
+    (lambda a: a.__setitem__("meta", np.array(json.dumps(
+        {k: v for k, v in meta_of(a).items() if k != "loss"}))),
+     "damaged or incompatible model file: missing 'loss'"),
+    (with_meta(gan={}), "a GAN's model, which makes rows rather than predicting them: draw "
+     "new rows with bp generate"),
+])
+def test_a_damaged_archive_is_refused_for_what_is_wrong(
+        iris_model: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None],
+        message: str) -> None:
+    path = rewritten(iris_model, tmp_path, change)
+    with pytest.raises(ModelFileError) as error:
+        load_model(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+
+
+def test_the_unaltered_copy_loads(iris_model: Path, tmp_path: Path) -> None:
+    """The rewriting above alone changes nothing: each refusal is its change's."""
+    saved = load_model(rewritten(iris_model, tmp_path, lambda a: None))
+    assert saved.preprocessor.classes == load_model(iris_model).preprocessor.classes
+    assert saved.meta["format_version"] == 4
+
+
+def test_metadata_beyond_the_limit_is_refused(iris_model: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted in characters when read and, before reading, from the stored size."""
+    import bpcli.modelfile as modelfile
+
+    long = rewritten(iris_model, tmp_path, with_meta(padding="x" * 2500))
+    with np.load(long) as archive:
+        chars = len(str(archive["meta"]))  # stored in 4 bytes each, after a short header
+    monkeypatch.setattr(modelfile, "MAX_META_CHARS", chars // 8)
+    with pytest.raises(ModelFileError, match=r"the metadata is [0-9.]+ KiB, more than bp "
+                       "reads; not a file bp wrote"):
+        load_model(long)
+    monkeypatch.setattr(modelfile, "MAX_META_CHARS", chars - 1)  # within the stored size
+    with pytest.raises(ModelFileError, match=f"the metadata is {chars} characters, more "
+                       "than bp reads; not a file bp wrote"):
+        load_model(long)
+    monkeypatch.setattr(modelfile, "MAX_META_CHARS", chars)
+    assert load_model(long).meta["padding"] == "x" * 2500
+
+
+def test_a_directory_or_a_non_archive_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match=r": is a directory; give the model\.npz inside"):
+        load_model(tmp_path)
+    text = tmp_path / "m.npz"
+    text.write_text("hello")
+    with pytest.raises(ModelFileError, match=r"m\.npz: not a bp model file \(not an \.npz "
+                       r"archive\)"):
+        load_model(text)
+
+
+def test_a_checkpoint_keeps_the_optimizer_state(iris_model: Path, tmp_path: Path) -> None:
+    saved = load_model(iris_model)
+    path = tmp_path / "checkpoint.npz"
+    state = {"iterations": np.array(7), "velocity/0": np.arange(3.0)}
+    save_model(path, saved.network, saved.preprocessor, {"note": 1}, optimizer_state=state)
+    again = load_model(path)
+    assert set(again.optimizer_state) == {"iterations", "velocity/0"}
+    assert again.optimizer_state["iterations"] == 7
+    assert np.array_equal(again.optimizer_state["velocity/0"], [0.0, 1.0, 2.0])
+    assert again.meta["note"] == 1
+    save_model(path, saved.network, saved.preprocessor, {})
+    assert load_model(path).optimizer_state == {}  # a model file holds none
+
+
+def test_the_header_records_the_loss_options_and_shapes(iris_model: Path,
+                                                        tmp_path: Path) -> None:
+    """A loss's options come back from the file (a model loaded for more training keeps
+    them); the output shape is recorded for readers other than bp."""
+    from bpcli.modelfile import model_arrays
+
+    saved = load_model(iris_model)
+    loss = SoftmaxCrossEntropy(label_smoothing=0.2, class_weights=[1.0, 2.0, 3.0])
+    network = net([Dense(3), Activation("softmax")], loss, (4,))
+    header = json.loads(str(model_arrays(network, saved.preprocessor, {})["meta"]))
+    assert header["loss_options"] == {"label_smoothing": 0.2, "class_weights": [1.0, 2.0, 3.0]}
+    assert (header["input_shape"], header["output_shape"]) == ([4], [3])
+    # what the document's reference loader reads (docs/model-format.md)
+    assert (header["format"], header["format_version"]) == ("bp-model", 4)
+    assert (header["task"], header["targets"]) == ("classification", ["species"])
+    assert header["loss"] == "cross_entropy"
+    assert [d["type"] for d in header["layers"]] == ["dense", "activation"]
+    assert header["preprocessing"] == saved.preprocessor.to_json()
+    path = tmp_path / "m.npz"
+    save_model(path, network, saved.preprocessor, {})
+    again = load_model(path).network.loss
+    assert again.describe() == loss.describe()
+
+
+def test_the_arrays_are_copies_that_training_does_not_move(iris_model: Path) -> None:
+    """Written later in another thread, they must not follow the live weights."""
+    from bpcli.modelfile import model_arrays
+
+    saved = load_model(iris_model)
+    arrays = model_arrays(saved.network, saved.preprocessor, {},
+                          {"velocity/0": np.zeros(2)})
+    before = {name: value.copy() for name, value in arrays.items()}
+    for param in saved.network.state().values():
+        param += 1.0
+    saved.preprocessor.mean += 1.0
+    assert all(np.array_equal(arrays[name], value) for name, value in before.items())
+
+
+def test_a_network_too_big_to_load_is_refused_before_it_is_built(iris_model: Path,
+                                                                tmp_path: Path) -> None:
+    """The metadata may claim any size; the layer that would not fit is named."""
+    def huge(arrays: dict[str, Any]) -> None:
+        meta = meta_of(arrays)
+        meta["layers"][2]["units"] = 10**12
+        arrays["meta"] = np.array(json.dumps(meta))
+
+    path = rewritten(iris_model, tmp_path, huge)
+    with pytest.raises(ModelFileError, match=r"m\.npz: layer 2 \(dense\): the network needs "
+                       r"about .*; this machine cannot load the model$"):
+        load_model(path)
+
+
+def test_input_shapes_of_one_and_nesting_of_exactly_the_limit_are_accepted() -> None:
+    from bpcli.modelfile import MAX_META_DEPTH, _input_shape, _read_meta
+
+    assert _input_shape([1]) == (1,) and _input_shape([28, 28, 1]) == (28, 28, 1)
+    deep = "[" * MAX_META_DEPTH + "]" * MAX_META_DEPTH
+    with pytest.raises(ModelFileError) as error:
+        _read_meta(Path("m.npz"), {"meta": np.array(deep)})
+    assert str(error.value) == "m.npz: not a bp model file"  # read, not refused for depth
+
+
+def test_batch_norm_statistics_travel_in_the_file(iris_model: Path, tmp_path: Path) -> None:
+    """Buffers (running statistics) are members of a model file like parameters."""
+    from bpcli.nn.layers import BatchNorm
+
+    saved = load_model(iris_model)
+    network = net([Dense(3), BatchNorm(), Activation("softmax")], SoftmaxCrossEntropy(), (4,))
+    for buffer in network.buffers().values():
+        buffer[...] = np.arange(buffer.size).reshape(buffer.shape) + 0.5
+    path = tmp_path / "m.npz"
+    save_model(path, network, saved.preprocessor, {})
+    again = load_model(path).network.buffers()
+    assert again.keys() == network.buffers().keys() and again
+    assert all(np.array_equal(again[k], v) for k, v in network.buffers().items())
