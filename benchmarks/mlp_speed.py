@@ -114,15 +114,21 @@ def matmul_bound(case: Case, network: Any) -> float:
     acts = [rng.normal(size=(case.batch, w)).astype(np.float32) for w in widths]
     grads = [np.empty_like(a) for a in acts]
     dws = [np.empty_like(w) for w in weights]
-    repeats = max(10, case.steps // 2)
+    return time_products(np.matmul, weights, acts, grads, dws, max(10, case.steps // 2))
+
+
+def time_products(matmul: Any, weights: list[Any], acts: list[Any], grads: list[Any],
+                  dws: list[Any], repeats: int) -> float:
+    """Seconds per step of a training step's products by ``matmul(a, b, out=c)`` (NumPy's
+    or PyTorch's), outputs preallocated."""
     start = time.perf_counter()
     for _ in range(repeats):
         for i, W in enumerate(weights):
-            np.matmul(acts[i], W, out=acts[i + 1])
+            matmul(acts[i], W, out=acts[i + 1])
         for i in range(len(weights) - 1, -1, -1):
-            np.matmul(acts[i].T, acts[i + 1], out=dws[i])
+            matmul(acts[i].T, acts[i + 1], out=dws[i])
             if i > 0:
-                np.matmul(acts[i + 1], weights[i].T, out=grads[i])
+                matmul(acts[i + 1], weights[i].T, out=grads[i])
     return (time.perf_counter() - start) / repeats
 
 
@@ -163,17 +169,8 @@ def torch_matmul_bound(case: Case) -> float:
     acts = [torch.randn(case.batch, w) for w in sizes]
     grads = [torch.empty_like(a) for a in acts]
     dws = [torch.empty_like(w) for w in weights]
-    repeats = max(10, case.steps // 2)
     with torch.no_grad():
-        start = time.perf_counter()
-        for _ in range(repeats):
-            for i, W in enumerate(weights):
-                torch.mm(acts[i], W, out=acts[i + 1])
-            for i in range(len(weights) - 1, -1, -1):
-                torch.mm(acts[i].T, acts[i + 1], out=dws[i])
-                if i > 0:
-                    torch.mm(acts[i + 1], weights[i].T, out=grads[i])
-        return (time.perf_counter() - start) / repeats
+        return time_products(torch.mm, weights, acts, grads, dws, max(10, case.steps // 2))
 
 
 def run_sklearn(case: Case) -> dict[str, float]:
