@@ -23,7 +23,7 @@ from bpcli.nn import (
     Upsample2D,
 )
 from bpcli.nn.gradcheck import check_gradients
-from bpcli.nn.layers import layer_from_description
+from bpcli.nn.layers import BatchNorm, layer_from_description
 from bpcli.nn.losses import MeanSquaredError, SigmoidBinaryCrossEntropy
 from bpcli.nn.optimizers import Adam
 from tests.numeric import numeric_grad
@@ -138,6 +138,22 @@ def test_generator_gradient_through_the_discriminator_matches_finite_differences
     numeric = numeric_grad(lambda: gan.generator_loss(noise), G.flat_params)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
     assert np.abs(analytic).max() > 1e-3  # a gradient that is there, not zeros everywhere
+
+
+def test_generator_gradient_with_batch_norm_is_the_training_loss_gradient() -> None:
+    # batch norm normalises by the batch in training and by running statistics otherwise:
+    # the loss gradcheck differentiates must be the training one that backward follows
+    rng = np.random.default_rng(5)
+    g = Network([Dense(6), BatchNorm(), Activation("tanh"), Dense(5)], MeanSquaredError(),
+                (3,), rng, F64)
+    d = Network([Dense(6), Activation("tanh"), Dense(1), Activation("sigmoid")],
+                SigmoidBinaryCrossEntropy(), (5,), rng, F64)
+    gan = Gan(g, d, noise_size=3)
+    noise = gan.draw_noise(6)
+    gan.generator_gradients_on(noise)
+    analytic = g.flat_grads.copy()
+    numeric = numeric_grad(lambda: gan.generator_loss(noise), g.flat_params)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
 
 
 def test_discriminator_gradient_matches_finite_differences_with_smoothing() -> None:

@@ -295,3 +295,19 @@ def test_a_batch_of_padding_only_trains_nothing_and_breaks_nothing() -> None:
     loss = net.compute_gradients(np.zeros((3, 4)), np.array([0, 1, 2]))
     assert np.isfinite(loss)
     assert not net.layers[0].grads["W"].any()
+
+
+@pytest.mark.parametrize(("make", "shape"), [
+    (lambda: Conv1D(4, 3), (7, 5)),
+    (lambda: Conv1D(2, 2, stride=2, padding="valid"), (9, 3)),
+    (lambda: GRU(3), (6, 4)),
+    (lambda: LSTM(3, return_sequences=True), (6, 4)),
+    (lambda: Embedding(11, 5, length=7), (7,)),
+], ids=["conv1d", "conv1d strided", "gru", "lstm", "embedding"])
+def test_count_params_is_what_build_makes(make: Any, shape: tuple[int, ...]) -> None:
+    # bp inspect, bp build and the memory estimate count parameters before building
+    layer = make()
+    counted = layer.count_params(shape)
+    layer.build(shape, np.random.default_rng(0), np.float64)
+    assert counted == sum(p.size for p in layer.params.values()) > 0
+    assert isinstance(counted, int)
