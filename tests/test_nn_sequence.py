@@ -120,6 +120,22 @@ def test_rows_of_padding_only_pool_to_zeros() -> None:
         assert np.all(out[0] == 0) and np.any(out[1] != 0)
 
 
+def test_padding_never_wins_a_max_pool_nor_counts_in_an_average() -> None:
+    # every word's vector negative: a padding position (a zero vector) read by the pool
+    # would give 0 for the max and pull the mean towards 0
+    X = np.array([[3.0, 4.0, 0.0, 0.0], [3.0, 3.0, 3.0, 4.0]])
+    for pool, expected in ((GlobalMaxPool1D(), np.maximum), (GlobalAvgPool1D(), None)):
+        net = Network([Embedding(VOCAB, 2), pool], LOSSES["mse"](), (4,),
+                      np.random.default_rng(0), np.float64)
+        W = net.layers[0].params["W"]
+        W[3], W[4] = [-1.0, -2.0], [-3.0, -0.5]
+        out = net.forward(X)
+        if expected is np.maximum:
+            np.testing.assert_array_equal(out, [[-1.0, -0.5], [-1.0, -0.5]])
+        else:
+            np.testing.assert_allclose(out, [[-2.0, -1.25], [-1.5, -1.625]])
+
+
 def test_embedding_gradient_adds_up_repeated_tokens_and_skips_padding() -> None:
     layer = Embedding(VOCAB, 2)
     layer.build((4,), np.random.default_rng(0), np.float64)
