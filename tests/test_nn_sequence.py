@@ -191,6 +191,38 @@ def test_conv1d_equals_the_loop_reference(kernel: int, stride: int, padding: Any
     assert left >= 0
 
 
+@pytest.mark.parametrize(("length", "kernel", "stride", "pads", "out"), [
+    (9, 3, 1, (1, 1), 9), (9, 4, 1, (1, 2), 9), (9, 3, 2, (1, 1), 5),
+    (10, 4, 3, (1, 2), 4), (9, 2, 3, (0, 0), 3), (8, 1, 1, (0, 0), 8),
+])
+def test_conv1d_same_padding_follows_tensorflows_rule(
+        length: int, kernel: int, stride: int, pads: tuple[int, int], out: int) -> None:
+    # ceil(length / stride) outputs; (out - 1) * stride + kernel - length positions of
+    # padding, the odd one on the right (worked out by hand, not by the layer's helper)
+    layer = Conv1D(2, kernel, stride=stride, padding="same")
+    assert layer.compute_output_shape((length, 3)) == (out, 2)
+    layer.build((length, 3), np.random.default_rng(0), np.float64)
+    assert tuple(layer._pads) == pads
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Conv1D(3, 3), lambda: Conv1D(3, 2, stride=2, padding="valid"),
+    lambda: GRU(3, return_sequences=True), lambda: GRU(3), lambda: LSTM(3),
+    lambda: LSTM(3, return_sequences=True), lambda: GlobalMaxPool1D(),
+    lambda: GlobalAvgPool1D(),
+], ids=["conv1d", "conv1d strided", "gru sequence", "gru", "lstm", "lstm sequence",
+        "max pool", "avg pool"])
+def test_float32_layers_keep_float32_through_both_passes(make: Any) -> None:
+    layer = make()
+    layer.build((6, 4), np.random.default_rng(0), np.float32)
+    layer.needs_input_grad = True
+    X = np.random.default_rng(1).normal(size=(2, 6, 4)).astype(np.float32)
+    Y = layer.forward(X, True)
+    dX = layer.backward(np.ones_like(Y))
+    assert Y.dtype == np.float32 and dX is not None and dX.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in layer.grads.values())
+
+
 def test_conv1d_matches_torch() -> None:
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(5)
