@@ -82,6 +82,19 @@ def test_gradients_match_finite_differences(name: str, side: int) -> None:
     assert all(r.layer != "input" for r in results)  # token ids have no gradient
 
 
+@pytest.mark.parametrize("name", ["gru", "stacked gru", "lstm", "lstm states pooled"])
+def test_gradients_when_every_row_ends_before_the_last_position(name: str) -> None:
+    # the recurrent loops stop after the batch's last word; the positions after it carry
+    # the last state on (forward) and hand their gradients back to it (backward)
+    rng = np.random.default_rng(2)
+    length = 7
+    X = token_rows(rng, 6, length)
+    X[:, 4:] = 0
+    net = network(ARCHITECTURES[name](length), length)
+    results = check_gradients(net, X, rng.integers(0, 3, 6))
+    assert results and all(r.passed for r in results), [r for r in results if not r.passed]
+
+
 @pytest.mark.parametrize("layer", [GRU, LSTM])
 def test_recurrent_gradients_over_long_sequences(layer: type[GRU] | type[LSTM]) -> None:
     rng = np.random.default_rng(1)
