@@ -218,6 +218,50 @@ def test_step_moves_the_discriminator_each_batch_and_the_generator_every_d_steps
     assert not np.array_equal(gan.generator.flat_params, g_before)
 
 
+def test_a_step_reports_its_figures_and_both_networks_gradient_norms() -> None:
+    gan = _gan()
+    step = GanStep(gan, OptimizerPair(Adam(0.01, beta1=0.5), Adam(0.01, beta1=0.5)))
+    real = np.random.default_rng(6).normal(size=(8, 5))
+    stats, squared, failed = step(real, batch=0)
+    assert failed is None
+    assert all(np.isfinite(v) for v in (stats.d_loss, stats.g_loss))
+    assert 0 < stats.d_real < 1 and 0 < stats.d_fake < 1
+    # the squared norm of both gradients applied (the divergence check's figure): the
+    # discriminator's, as a twin GAN computes it on the same draws, and the generator's
+    twin = _gan()
+    twin.discriminator_gradients(real)
+    D, G = twin.discriminator, gan.generator
+    assert squared == pytest.approx(float(D.flat_grads @ D.flat_grads)
+                                    + float(G.flat_grads @ G.flat_grads), rel=1e-9)
+
+
+def test_a_non_finite_discriminator_loss_applies_nothing_and_names_it() -> None:
+    gan = _gan()
+    step = GanStep(gan, OptimizerPair(Adam(0.01, beta1=0.5), Adam(0.01, beta1=0.5)))
+    real = np.random.default_rng(6).normal(size=(8, 5))
+    real[2, 1] = np.nan
+    g_before, d_before = gan.generator.flat_params.copy(), gan.discriminator.flat_params.copy()
+    stats, _, failed = step(real, batch=0)
+    assert failed == "discriminator" and np.isnan(stats.d_loss) and stats.g_loss is None
+    assert 0 < stats.d_fake < 1  # the fakes' figure is still reported
+    np.testing.assert_array_equal(gan.discriminator.flat_params, d_before)
+    np.testing.assert_array_equal(gan.generator.flat_params, g_before)
+
+
+def test_a_non_finite_generator_loss_keeps_the_generator_and_names_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    gan = _gan()
+    step = GanStep(gan, OptimizerPair(Adam(0.01, beta1=0.5), Adam(0.01, beta1=0.5)))
+    real = np.random.default_rng(6).normal(size=(8, 5))
+    g_before, d_before = gan.generator.flat_params.copy(), gan.discriminator.flat_params.copy()
+    monkeypatch.setattr(gan, "generator_gradients", lambda n: (float("inf"), None))
+    stats, _, failed = step(real, batch=0)
+    assert failed == "generator" and stats.g_loss == float("inf")
+    assert np.isfinite(stats.d_loss) and 0 < stats.d_real < 1
+    assert not np.array_equal(gan.discriminator.flat_params, d_before)  # its step was fine
+    np.testing.assert_array_equal(gan.generator.flat_params, g_before)
+
+
 def test_optimizer_pair_scales_both_rates_and_round_trips_its_state() -> None:
     pair = OptimizerPair(Adam(0.001, beta1=0.5), Adam(0.004, beta1=0.5))
     pair.learning_rate = 0.0005
