@@ -125,11 +125,19 @@ class SavedGan:
     optimizer_state: dict[str, NDArray] = field(default_factory=dict)
 
 
-def load_gan(path: Path) -> SavedGan:
-    """Read a GAN's model or checkpoint file; any defect is a ``ModelFileError``."""
+def _read_checked(path: Path) -> tuple[dict[str, NDArray], dict[str, Any]]:
+    """A model file's arrays, their names checked, and its metadata."""
     arrays = _read_arrays(path)
     _check_members(path, arrays)
-    meta = _read_meta(path, arrays)
+    return arrays, _read_meta(path, arrays)
+
+
+def load_gan(path: Path) -> SavedGan:
+    """Read a GAN's model or checkpoint file; any defect is a ``ModelFileError``."""
+    return _gan_from(path, *_read_checked(path))
+
+
+def _gan_from(path: Path, arrays: dict[str, NDArray], meta: dict[str, Any]) -> SavedGan:
     if "gan" not in meta:
         raise ModelFileError(f"{path}: not a GAN's model (it predicts {meta.get('task')}); "
                              f"bp generate draws rows from models trained with a gan section")
@@ -170,16 +178,16 @@ def _prefixed(arrays: dict[str, NDArray], prefix: str) -> dict[str, NDArray]:
 
 def load_any(path: Path) -> SavedModel | SavedGan:
     """A model's or a GAN's file (or checkpoint), whichever ``path`` holds."""
-    arrays = _read_arrays(path)
-    _check_members(path, arrays)
-    return load_gan(path) if "gan" in _read_meta(path, arrays) else load_model(path)
+    arrays, meta = _read_checked(path)
+    return (_gan_from if "gan" in meta else _model_from)(path, arrays, meta)
 
 
 def load_model(path: Path) -> SavedModel:
     """Read a model or checkpoint file; any defect is a ``ModelFileError`` naming it."""
-    arrays = _read_arrays(path)
-    _check_members(path, arrays)
-    meta = _read_meta(path, arrays)
+    return _model_from(path, *_read_checked(path))
+
+
+def _model_from(path: Path, arrays: dict[str, NDArray], meta: dict[str, Any]) -> SavedModel:
     if "gan" in meta:
         raise ModelFileError(f"{path}: a GAN's model, which makes rows rather than predicting "
                              f"them: draw new rows with bp generate {path}")
@@ -189,21 +197,14 @@ def load_model(path: Path) -> SavedModel:
         input_shape = _input_shape(meta["input_shape"])
         _check_fits(path, layers, input_shape)
         network = Network(layers, loss, input_shape, np.random.default_rng(0))
-        params = {k.removeprefix("param/"): v for k, v in arrays.items() if k.startswith("param/")}
-        for name, value in params.items():
-            if value.dtype.kind != "f":
-                raise ValueError(f"parameter {name} has dtype {value.dtype}, expected floats")
-        network.load_state(params)
-        network.load_buffers({k.removeprefix("buffer/"): v for k, v in arrays.items()
-                              if k.startswith("buffer/")})
-        pre = {k.removeprefix("pre/"): v for k, v in arrays.items() if k.startswith("pre/")}
-        preprocessor = Preprocessor.from_saved(meta["preprocessing"], pre)
+        network.load_state(_prefixed(arrays, "param/"))
+        network.load_buffers(_prefixed(arrays, "buffer/"))
+        preprocessor = Preprocessor.from_saved(meta["preprocessing"], _prefixed(arrays, "pre/"))
         _check_consistent(network, preprocessor)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ModelFileError(f"{path}: damaged or incompatible model file: {detail}") from None
-    optimizer = {k.removeprefix("opt/"): v for k, v in arrays.items() if k.startswith("opt/")}
-    return SavedModel(network, preprocessor, meta, optimizer)
+    return SavedModel(network, preprocessor, meta, _prefixed(arrays, "opt/"))
 
 
 def _input_shape(value: Any) -> tuple[int, ...]:
