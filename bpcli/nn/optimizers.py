@@ -11,6 +11,8 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from bpcli.nn.blas import axpby, axpy
+
 Array = NDArray[np.floating]
 Mask = NDArray[np.bool_]
 
@@ -94,21 +96,19 @@ class SGD(Optimizer):
         scratch = self._scratch(params)
         if mu == 0.0:
             for w, g, step in zip(params, grads, scratch, strict=True):
-                w -= np.multiply(g, lr, out=step)
+                axpy(-lr, g, w, step)
             self.iterations += 1
             return
         if not self.velocities:
             self.velocities = [np.zeros_like(w) for w in params]
         for w, g, v, step in zip(params, grads, self.velocities, scratch, strict=True):
-            v *= mu
-            v -= np.multiply(g, lr, out=step)
+            axpby(-lr, g, mu, v, step)
             if self.nesterov:
-                w -= step  # the -lr * g part of the Nesterov step
-                w += np.multiply(v, mu, out=step)
+                axpy(-lr, g, w, step)  # the -lr * g part of the Nesterov step
+                axpy(mu, v, w, step)
             else:
-                w += v
+                axpy(1.0, v, w, step)
         self.iterations += 1
-
 
 
 def _check_moments(beta1: float, beta2: float, epsilon: float) -> None:
