@@ -4,6 +4,9 @@ repeated in a batch, and the other columns carried beside the text."""
 
 from __future__ import annotations
 
+import json
+import re
+import tracemalloc
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,7 @@ from bpcli.nn import (
     Network,
 )
 from bpcli.nn.gradcheck import check_gradients
+from bpcli.nn.layers import layer_from_description
 from bpcli.nn.losses import LOSSES
 from bpcli.nn.reference import conv1d_backward, conv1d_forward
 
@@ -136,7 +140,7 @@ def test_rows_of_padding_only_pool_to_zeros() -> None:
 def test_padding_never_wins_a_max_pool_nor_counts_in_an_average() -> None:
     # every word's vector negative: a padding position (a zero vector) read by the pool
     # would give 0 for the max and pull the mean towards 0
-    X = np.array([[3.0, 4.0, 0.0, 0.0], [3.0, 3.0, 3.0, 4.0]])
+    X = np.array([[3.0, 4.0, 0.0, 0.0], [3.0, 3.0, 3.0, 4.0], [4.0, 0.0, 0.0, 0.0]])
     for pool, expected in ((GlobalMaxPool1D(), np.maximum), (GlobalAvgPool1D(), None)):
         net = Network([Embedding(VOCAB, 2), pool], LOSSES["mse"](), (4,),
                       np.random.default_rng(0), np.float64)
@@ -144,9 +148,9 @@ def test_padding_never_wins_a_max_pool_nor_counts_in_an_average() -> None:
         W[3], W[4] = [-1.0, -2.0], [-3.0, -0.5]
         out = net.forward(X)
         if expected is np.maximum:
-            np.testing.assert_array_equal(out, [[-1.0, -0.5], [-1.0, -0.5]])
-        else:
-            np.testing.assert_allclose(out, [[-2.0, -1.25], [-1.5, -1.625]])
+            np.testing.assert_array_equal(out, [[-1.0, -0.5], [-1.0, -0.5], [-3.0, -0.5]])
+        else:  # (a text of one word: its vector)
+            np.testing.assert_allclose(out, [[-2.0, -1.25], [-1.5, -1.625], [-3.0, -0.5]])
 
 
 def test_embedding_gradient_adds_up_repeated_tokens_and_skips_padding() -> None:
@@ -372,3 +376,270 @@ def test_count_params_is_what_build_makes(make: Any, shape: tuple[int, ...]) -> 
     layer.build(shape, np.random.default_rng(0), np.float64)
     assert counted == sum(p.size for p in layer.params.values()) > 0
     assert isinstance(counted, int)
+
+
+# --- settings refused or accepted, and what the refusals say (a model file's layer
+# settings reach these constructors without the config's checks in front of them)
+
+HALF: Any = 2.5  # (a float where an int belongs)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: Embedding(0, 4), "embedding vocabulary must be a positive int, got 0"),
+    (lambda: Embedding(11, 0), "embedding dimension must be a positive int, got 0"),
+    (lambda: Embedding(11, True), "embedding dimension must be a positive int, got True"),
+    (lambda: Embedding(11, HALF), "embedding dimension must be a positive int, got 2.5"),
+    (lambda: Embedding(1, 4), "embedding vocabulary must hold padding and at least one token"),
+    (lambda: Embedding(11, 4, length=0), "embedding length must be a positive int, got 0"),
+    (lambda: Embedding(11, 4, length=HALF), "embedding length must be a positive int, got 2.5"),
+    (lambda: Conv1D(0, 3), "conv1d filters must be a positive int, got 0"),
+    (lambda: Conv1D(2, True), "conv1d kernel_size must be a positive int, got True"),
+    (lambda: Conv1D(2, 3, stride=HALF), "conv1d stride must be a positive int, got 2.5"),
+    *[(lambda p=p: Conv1D(2, 3, padding=p),
+       f"conv1d padding must be 'same', 'valid' or an int >= 0, got {p!r}")
+      for p in (True, 2.5, -1, "full")],
+    (lambda: GRU(0), "gru units must be a positive int, got 0"),
+    (lambda: LSTM(True), "lstm units must be a positive int, got True"),
+    (lambda: GRU(HALF), "gru units must be a positive int, got 2.5"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_bad_settings_are_refused_naming_the_setting(make: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        make()
+
+
+@pytest.mark.parametrize(("layer", "shape", "message"), [
+    (Embedding(11, 2), (3, 4), "embedding expects rows of token ids, got shape (3, 4)"),
+    (Embedding(11, 2, length=5), (3,), "embedding length 5 is more than the 3 input columns"),
+    (Conv1D(2, 3), (5,), "conv1d expects sequences (length, channels), got shape (5,)"),
+    # 2 positions and 1 of padding on each end
+    (Conv1D(2, 5, padding=1), (2, 3),
+     "conv1d kernel 5 is longer than the padded sequence (4 positions)"),
+    (GlobalMaxPool1D(), (5,),
+     "global_max_pool1d expects sequences (length, channels), got shape (5,)"),
+    (GRU(2), (5,), "gru expects sequences (length, features), got shape (5,)"),
+], ids=["embedding rows", "embedding length", "conv1d rows", "conv1d kernel", "pool", "gru"])
+def test_shapes_that_do_not_fit_are_refused_saying_why(layer: Layer, shape: tuple[int, ...],
+                                                       message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        layer.compute_output_shape(shape)
+
+
+def test_the_smallest_settings_work() -> None:
+    # one unit, a dimension of one, a vocabulary of padding and one word, one id column
+    X = np.array([[1.0], [0.0]])
+    for layers in ([Embedding(2, 1, length=1), GRU(1)], [Embedding(2, 1), LSTM(1)],
+                   [Embedding(2, 1), Conv1D(1, 1), GlobalAvgPool1D()]):
+        net = Network(layers, LOSSES["mse"](), (1,), np.random.default_rng(0), np.float64)
+        assert net.forward(X).shape == (2, 1)
+    # a kernel exactly as long as the padded sequence: one output
+    assert Conv1D(1, 4, padding="valid").compute_output_shape((4, 2)) == (1, 1)
+    assert Conv1D(1, 4, padding=1).compute_output_shape((2, 2)) == (1, 1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Embedding(VOCAB, 2), lambda: Conv1D(2, 3), lambda: GlobalMaxPool1D(),
+    lambda: GlobalAvgPool1D()], ids=["embedding", "conv1d", "max pool", "avg pool"])
+def test_backward_before_forward_says_so(make: Any) -> None:
+    layer = make()
+    layer.build((4,) if isinstance(layer, Embedding) else (4, 2),
+                np.random.default_rng(0), np.float64)
+    layer.needs_input_grad = True
+    with pytest.raises(AssertionError, match=r"^backward (called )?before (a training )?forward$"):
+        layer.backward(np.ones((1, *layer.output_shape)))
+    if isinstance(layer, Conv1D):  # an inference pass keeps nothing to go back through
+        layer.forward(np.ones((1, 4, 2)), False)
+        with pytest.raises(AssertionError, match="^backward called before a training forward$"):
+            layer.backward(np.ones((1, *layer.output_shape)))
+
+
+# --- initial weights and the settings the model file keeps
+
+def test_embedding_weights_start_as_documented() -> None:
+    rng = np.random.default_rng(0)
+    default = Embedding(200, 8)
+    default.build((3,), rng, np.float64)
+    W = default.params["W"]
+    assert not W[0].any()  # padding's row: never read, and no weight for a penalty
+    assert 0.04 < np.abs(W).max() <= 0.05  # Keras' U(-0.05, 0.05)
+    wide = Embedding(200, 8, init_options={"limit": 0.5})
+    wide.build((3,), rng, np.float64)
+    assert 0.4 < np.abs(wide.params["W"]).max() <= 0.5
+    other = Embedding(200, 8, init="glorot_uniform")  # takes no limit
+    other.build((3,), rng, np.float64)
+    assert other.describe()["init_options"] == {}
+
+
+def test_conv1d_init_options_and_pytorch_biases() -> None:
+    rng = np.random.default_rng(0)
+    wide = Conv1D(50, 8, init="uniform", init_options={"limit": 0.5})
+    wide.build((10, 2), rng, np.float64)
+    assert 0.4 < np.abs(wide.params["W"]).max() <= 0.5
+    rebuilt = layer_from_description(wide.describe())
+    assert rebuilt.describe() == wide.describe()
+    assert rebuilt.describe()["init_options"] == {"limit": 0.5}
+    # PyTorch's default draws the biases too, U(+-1/sqrt(channels * kernel)) = +-0.25 here
+    torchlike = Conv1D(500, 8, init="pytorch_uniform")
+    torchlike.build((10, 2), rng, np.float32)
+    b = torchlike.params["b"]
+    assert b.dtype == np.float32 and 0.2 < np.abs(b).max() <= 0.25
+
+
+def test_layer_settings_given_as_numpy_ints_describe_as_plain_ints() -> None:
+    # the description goes into the model file as JSON
+    layer = Conv1D(np.int64(2), np.int64(3), stride=np.int64(2), padding=np.int64(1))
+    described = json.loads(json.dumps(layer.describe()))
+    assert described["padding"] == 1 and type(layer.describe()["padding"]) is int
+
+
+# --- worked examples, independent of the layers' helpers
+
+@pytest.mark.parametrize(("stride", "expected"), [(1, [21.0, 32.0, 43.0]), (2, [21.0, 43.0])])
+def test_conv1d_valid_padding_pads_nothing(stride: int, expected: list[float]) -> None:
+    # Y[t] = X[t * stride] * 1 + X[t * stride + 1] * 10 over X = 1, 2, 3, 4
+    layer = Conv1D(1, 2, stride=stride, padding="valid")
+    layer.build((4, 1), np.random.default_rng(0), np.float64)
+    layer.params["W"][...] = [[[1.0, 10.0]]]
+    layer.params["b"][...] = 0.0
+    Y = layer.forward(np.arange(1.0, 5.0).reshape(1, 4, 1), False)
+    np.testing.assert_array_equal(Y[0, :, 0], expected)
+
+
+@pytest.mark.parametrize(("kernel", "padding", "expected"), [
+    (3, "valid", [True, True, False]),  # centres at positions 1, 2, 3
+    (2, "same", [True, True, True, False, False]),  # left of centre: the position itself
+    (3, "same", [True, True, True, False, False]),
+])
+def test_a_conv1d_output_is_real_where_its_window_centre_is(kernel: int, padding: str,
+                                                            expected: list[bool]) -> None:
+    net = Network([Embedding(VOCAB, 2), Conv1D(2, kernel, padding=padding), GlobalMaxPool1D()],
+                  LOSSES["mse"](), (5,), np.random.default_rng(0), np.float64)
+    net.forward(np.array([[5.0, 6.0, 7.0, 0.0, 0.0]]))
+    np.testing.assert_array_equal(net.layers[1].output_mask(), [expected])
+
+
+def test_conv1d_workspace_counts_the_unrolled_windows() -> None:
+    # the memory estimate: 3 windows of 4 positions by 3 channels per sample
+    assert Conv1D(4, 4, stride=3, padding="valid").workspace((10, 3)) == 3 * 4 * 3
+
+
+def test_a_plain_sequence_pools_over_every_position() -> None:
+    # no embedding in front: every position is real
+    X = np.array([[[1.0, 2.0], [3.0, -4.0], [5.0, 0.5]]])
+    for pool, expected in ((GlobalAvgPool1D(), [3.0, -0.5]), (GlobalMaxPool1D(), [5.0, 2.0])):
+        pool.build((3, 2), np.random.default_rng(0), np.float64)
+        np.testing.assert_allclose(pool.forward(X, False), [expected], rtol=1e-15)
+
+
+# --- precision and memory
+
+def test_a_float32_text_network_stays_float32_in_training_and_inference() -> None:
+    layers = [Embedding(VOCAB, 4), Conv1D(3, 2), GRU(3, return_sequences=True),
+              LSTM(3, return_sequences=True), GlobalAvgPool1D(), Dense(2)]
+    net = Network(layers, LOSSES["mse"](), (7,), np.random.default_rng(0), np.float32)
+    X = token_rows(np.random.default_rng(1), 6, 7)
+    assert all(p.dtype == np.float32 for layer in layers for p in layer.params.values())
+    assert net.forward(X).dtype == np.float32
+    net.compute_gradients(X, np.zeros((6, 2), dtype=np.float32))
+    assert all(g.dtype == np.float32 for layer in layers for g in layer.grads.values())
+    for make in (lambda: LSTM(3), lambda: GRU(3)):  # inference without an embedding in front
+        layer = make()
+        layer.build((5, 2), np.random.default_rng(0), np.float32)
+        assert layer.forward(np.ones((2, 5, 2), dtype=np.float32), False).dtype == np.float32
+
+
+def _pass_bytes(make: Any, dtype: Any, masked: bool) -> tuple[int, int]:
+    """Peak bytes a fresh layer allocates in a training forward pass, and in backward."""
+    rng = np.random.default_rng(0)
+    n, length = 4096, 4
+    layer = make()
+    X = rng.normal(size=(n, length, 3)).astype(dtype)
+    if masked:  # rows of 1 to 3 words, padding after
+        embedding = Embedding(VOCAB, 3)
+        embedding.build((length,), rng, dtype)
+        ids = rng.integers(1, VOCAB, (n, length)).astype(dtype)
+        ids[np.arange(length) >= rng.integers(1, length, (n, 1))] = 0
+        X = embedding.forward(ids, True)
+        layer.mask_source = embedding
+    layer.build((length, 3), rng, dtype)
+    layer.needs_input_grad = True
+    tracemalloc.start()
+    try:
+        Y = layer.forward(X, True)
+        forward = tracemalloc.get_traced_memory()[1]
+        dY = np.ones_like(Y)
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        layer.backward(dY)
+        backward = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+    return forward, backward
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["plain", "masked"])
+@pytest.mark.parametrize("make", [
+    lambda: GRU(8), lambda: GRU(8, return_sequences=True), lambda: LSTM(8),
+    lambda: LSTM(8, return_sequences=True), lambda: Conv1D(8, 3)],
+    ids=["gru", "gru sequence", "lstm", "lstm sequence", "conv1d"])
+def test_float32_passes_take_half_the_memory_of_float64(make: Any, masked: bool) -> None:
+    # bp trains in float32 for the memory: an array left at NumPy's float64 default inside
+    # a pass (its values cast back when written into the float32 ones) would cost twice
+    # its size. (Each pass here holds MBs; a (units, batch) array is 128 KiB, the masks
+    # and indices that do not scale with the precision a few KiB.)
+    single, double = _pass_bytes(make, np.float32, masked), _pass_bytes(make, np.float64, masked)
+    for name, a, b in zip(("forward", "backward"), single, double, strict=True):
+        assert abs(2 * a - b) <= 32 * 1024, (name, a, b)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Conv1D(8, 3), lambda: Conv1D(8, 3, stride=2), lambda: GRU(8), lambda: LSTM(8)],
+    ids=["conv1d", "conv1d strided", "gru", "lstm"])
+def test_inference_keeps_nothing_of_the_batch(make: Any) -> None:
+    # bp predict and bp serve run batch after batch: nothing of one may stay behind
+    layer = make()
+    layer.build((4, 3), np.random.default_rng(0), np.float64)
+    X = np.random.default_rng(1).normal(size=(4096, 4, 3))  # 384 KiB
+    tracemalloc.start()
+    try:
+        Y = layer.forward(X, False)
+        del Y
+        kept = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert kept < 32 * 1024
+
+
+# --- the recurrent layers over padding
+
+def _text_net(layers: list[Layer], length: int) -> Network:
+    return Network(layers, LOSSES["mse"](), (length,), np.random.default_rng(8), np.float64)
+
+
+@pytest.mark.parametrize("kind", [GRU, LSTM])
+def test_the_state_is_carried_over_padding_wherever_it_is(kind: type[GRU] | type[LSTM]) -> None:
+    # the batch's longest row ends one position before the last
+    ids = np.array([[5, 6, 0, 0, 0, 0], [7, 0, 0, 0, 0, 0], [2, 3, 4, 5, 9, 0]], float)
+    ends = [2, 1, 5]
+    sequences = _text_net([Embedding(VOCAB, 3), kind(4, return_sequences=True)], 6)
+    states = sequences.forward(ids)
+    for row, end in enumerate(ends):
+        for t in range(end, 6):
+            np.testing.assert_array_equal(states[row, t], states[row, end - 1])
+    last = _text_net([Embedding(VOCAB, 3), kind(4)], 6)
+    last.flat_params[...] = sequences.flat_params
+    np.testing.assert_array_equal(last.forward(ids), states[:, -1])
+    np.testing.assert_array_equal(last.forward(ids)[:, 0], states[np.arange(3), [1, 0, 4], 0])
+    # padding between words (not what bp's encoder makes, but what the mask says) is skipped
+    gap = np.array([[5, 0, 7, 0, 0, 6], [5, 7, 6, 0, 0, 0]], float)
+    out = last.forward(gap)
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("kind", [GRU, LSTM])
+def test_a_batch_of_padding_only_through_a_recurrent_layer(kind: type[GRU] | type[LSTM]) -> None:
+    net = _text_net([Embedding(VOCAB, 3), kind(4), Dense(2)], 5)
+    out = net.forward(np.zeros((2, 5)))
+    np.testing.assert_array_equal(out, np.broadcast_to(net.layers[2].params["b"], (2, 2)))
+    loss = net.compute_gradients(np.zeros((2, 5)), np.ones((2, 2)))
+    assert np.isfinite(loss)
+    assert not any(net.layers[1].grads[k].any() for k in net.layers[1].grads)

@@ -50,7 +50,6 @@ class _Recurrent(Layer):
         self.recurrent_init = recurrent_init
         self._initializer = make_initializer(init)
         self._recurrent_initializer = make_initializer(recurrent_init)
-        self._mask: Array | None = None  # (batch, length, 1), 1.0 at real positions
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 2:
@@ -236,9 +235,6 @@ class LSTM(_Recurrent):
     kind = "lstm"
     gates = 4
 
-    def _bias_count(self) -> int:
-        return 1
-
     def build(self, input_shape: Shape, rng: np.random.Generator, dtype: DTypeLike) -> Shape:
         shape = super().build(input_shape, rng, dtype)
         b = np.zeros(4 * self.units, dtype=dtype)
@@ -302,8 +298,7 @@ class LSTM(_Recurrent):
                 padding = np.broadcast_to(real[t] == 0, cell.shape)
                 np.copyto(new_cell, cell, where=padding)
                 np.copyto(states[t + 1], h, where=padding)
-        states[steps + 1 :] = states[steps]
-        cells[steps + 1 :] = cells[steps]
+        states[steps + 1 :] = states[steps]  # (cells after the last word are never read)
         time_first = states.transpose(0, 2, 1)  # (length + 1, n, H)
         if training:
             self._lstm_cache = (Xt, real, every, steps, states, cells, acts, tanh_cells)
@@ -354,7 +349,7 @@ class LSTM(_Recurrent):
         # the weights' gradients, summed over the steps' products, in PyTorch's gate order
         back = np.argsort(order)
         G = dG.transpose(1, 0, 2).reshape(4 * H, steps * n)  # one product over the steps
-        X_rows = Xt[:steps].reshape(steps * n, -1)
+        X_rows = Xt[:steps].reshape(steps * n, Xt.shape[-1])  # (no -1: steps may be 0)
         self.grads["W"][...] = (G @ X_rows)[back].T  # (features, 4H)
         H_rows = np.ascontiguousarray(states[:steps].transpose(1, 0, 2)).reshape(H, -1)
         self.grads["U"][...] = (H_rows @ G.T)[:, back]
@@ -363,7 +358,7 @@ class LSTM(_Recurrent):
             return None
         W = self.params["W"][:, order]  # (features, 4H)
         dX = np.zeros((n, length, W.shape[0]), dtype=dY.dtype)
-        dX[:, :steps] = (W @ G).reshape(-1, steps, n).transpose(2, 1, 0)
+        dX[:, :steps] = (W @ G).reshape(W.shape[0], steps, n).transpose(2, 1, 0)
         return dX
 
 
