@@ -12,10 +12,11 @@ import pytest
 from numpy.typing import NDArray
 
 from bpcli.csvfile import Table, read_csv
-from bpcli.data import BLOCK_ROWS, InputColumn, Preprocessor, _owner
+from bpcli.data import BLOCK_ROWS, InputColumn, Preprocessor, _owner, cell_problems, fill_advice
 from bpcli.dates import EPOCH, date_features
-from bpcli.errors import DataError
+from bpcli.errors import DataError, DataProblems
 from bpcli.targets import as_numbers
+from bpcli.text import TextSpec
 
 
 def table(tmp_path: Path, text: str) -> Table:
@@ -221,3 +222,135 @@ def test_labelled_rows_have_every_target(tmp_path: Path) -> None:
     assert rows is not None and rows.tolist() == [0, 3]  # row 1 lacks a, row 2 lacks b
     # every row labelled: None, so that bp evaluate reports no unscored rows
     assert pre.labelled(table(tmp_path, "x,a,b\n1,1,1\n2,2,2\n")) is None
+
+
+# -- categories: rare values share the "other" input; unseen ones follow data.columns.*.unseen
+COLOURS = "c,y\nred,1\nblue,2\nred,3\ngreen,4\nblue,5\nred,6\n"  # green: rare in training
+
+
+@pytest.mark.parametrize(("unseen", "pink", "note"), [
+    ("other", [0, 0, 1], "value outside the model's vocabulary (rare in training, or new) "
+     "(first: 'pink' on line 3); encoded as c=<other>"),
+    ("zeros", [0, 0, 0], "category not seen in training (first: 'pink' on line 3); encoded "
+     "as all zeros"),
+])
+def test_rare_training_values_share_the_other_input_and_unseen_ones_follow_the_setting(
+        tmp_path: Path, unseen: str, pink: list[int], note: str) -> None:
+    spec = InputColumn("c", "categorical", unseen=unseen, min_frequency=2)
+    pre = Preprocessor.fit(table(tmp_path, COLOURS), None, [spec], ["y"], "regression")
+    assert (spec.categories, spec.other) == (["blue", "red"], True)
+    assert pre.features == ["c=blue", "c=red", "c=<other>"]
+    new = table(tmp_path, "c,y\ngreen,1\npink,2\nred,3\npink,4\n")
+    notes: list[str] = []
+    X = pre.transform_features(new, notes=notes)
+    assert X.tolist() == [[0, 0, 1], pink, [0, 1, 0], pink]
+    assert notes == [f"{new.path}: 2 rows with a 'c' {note}"]
+    # counted over every block of rows encoded (here one per part)
+    notes.clear()
+    pre.transform_parts(new, [np.array([3]), np.array([1])], notes=notes)
+    assert notes == [f"{new.path}: 2 rows with a 'c' {note.replace('line 3', 'line 5')}"]
+    # green, rare in training, is no unseen value: it goes to "other" and makes no note
+    notes.clear()
+    assert pre.transform_features(new, np.array([2, 0]), notes=notes).tolist() == [
+        [0, 1, 0], [0, 0, 1]]
+    assert notes == []
+
+
+def test_an_unseen_category_is_refused_on_its_line_with_what_to_do(tmp_path: Path) -> None:
+    spec = InputColumn("c", "categorical", min_frequency=2)  # unseen: error
+    pre = Preprocessor.fit(table(tmp_path, COLOURS), None, [spec], ["y"], "regression")
+    new = table(tmp_path, "c,y\ngreen,1\nred,2\npink,3\n")
+    assert pre.transform_features(new, np.array([1, 0])).tolist() == [[0, 1, 0], [0, 0, 1]]
+    with pytest.raises(DataError, match=r"^\S*d\.csv:4: column 'c': category 'pink' was not "
+                       r"in the training data \('blue', 'red'\); fix the value, or train the "
+                       r"model with data.columns.c.unseen: other \(such values then share an "
+                       r"'other' input\)$"):
+        pre.transform_features(new, np.array([2, 1]))
+
+
+def test_unseen_other_without_rare_values_encodes_zeros_and_says_so(tmp_path: Path) -> None:
+    spec = InputColumn("c", "categorical", unseen="other")
+    pre = Preprocessor.fit(table(tmp_path, COLOURS), None, [spec], ["y"], "regression")
+    assert (spec.categories, spec.other) == (["blue", "green", "red"], False)
+    new = table(tmp_path, "c,y\npink,1\nred,2\n")
+    notes: list[str] = []
+    assert pre.transform_features(new, notes=notes).tolist() == [[0, 0, 0], [0, 0, 1]]
+    assert notes == [f"{new.path}: 1 row with a 'c' category not seen in training (first: "
+                     "'pink' on line 2); encoded as all zeros"]
+
+
+def test_a_missing_category_imputed_with_a_rare_value_goes_to_the_other_input(
+        tmp_path: Path) -> None:
+    # every value rarer than min_frequency: the most frequent, red, is in "other" too
+    spec = InputColumn("c", "categorical", missing="most_frequent", min_frequency=4)
+    pre = Preprocessor.fit(table(tmp_path, COLOURS), None, [spec], ["y"], "regression")
+    assert (spec.categories, spec.fill, pre.features) == ([], "red", ["c=<other>"])
+    new = table(tmp_path, "c,y\n,1\nred,2\n")
+    assert pre.transform_features(new).tolist() == [[1], [1]]
+
+
+def test_a_missing_category_without_imputation_is_refused_on_its_line(tmp_path: Path) -> None:
+    pre = Preprocessor.fit(table(tmp_path, COLOURS), None, [InputColumn("c", "categorical")],
+                           ["y"], "regression")
+    new = table(tmp_path, "c,y\nred,1\nblue,2\n,3\n")
+    with pytest.raises(DataError, match=r"^\S*d\.csv:4: column 'c': missing value; fill it "
+                       r"in, or impute: data.columns.c.missing: most_frequent"):
+        pre.transform_features(new, np.array([2, 0]))
+
+
+# -- check_cells: every cell problem of the inputs at once -----------------------------------
+def test_check_cells_lists_texts_that_are_no_dates_and_missing_cells_of_every_column(
+        tmp_path: Path) -> None:
+    text = "d,n,y\n2012-01-01,1,1\nsoon,2,1\n,,1\nlater,3,1\nsoon,4,1\n2012-01-02,5,1\n" \
+        "never,6,1\n"
+    t = table(tmp_path, text)
+    specs = [InputColumn("d", "date"), InputColumn("n", "numeric")]
+    pre = Preprocessor.fit(t, np.array([0, 5]), specs, ["y"], "regression")
+    how = "write a date such as 2012-01-31, 2012/01/31 or 31.01.2012 (or set its format: " \
+        "data.columns.d.date_format: '%d %b %Y'), or leave the cell empty"
+    with pytest.raises(DataProblems) as raised:
+        pre.check_cells(t)
+    path = t.path
+    assert raised.value.where == str(path)
+    assert raised.value.problems == [
+        f"{path}:3: column 'd': 'soon' is not a date (nor 'later', 'never') (4 cells, on "
+        f"lines 3, 5, 6, 8); {how}",
+        f"{path}:4: column 'd': missing value; {fill_advice(specs[0])}",
+        f"{path}:4: column 'n': missing value; {fill_advice(specs[1])}"]
+    # among some rows only, named by their file lines
+    with pytest.raises(DataProblems) as raised:
+        pre.check_cells(t, np.array([2, 4, 5]))
+    assert raised.value.problems == [f"{path}:6: column 'd': 'soon' is not a date; {how}",
+                                     *raised.value.problems[1:]]
+    assert raised.value.problems[1:] == [
+        f"{path}:4: column 'd': missing value; {fill_advice(specs[0])}",
+        f"{path}:4: column 'n': missing value; {fill_advice(specs[1])}"]
+    pre.check_cells(t, np.array([0, 5]))  # no problem there
+    # imputed columns have no missing values to report; a date format is named as advice
+    specs = [InputColumn("d", "date", missing="median", date_format="%Y-%m-%d"),
+             InputColumn("n", "numeric", missing="mean")]
+    pre = Preprocessor.fit(t, np.array([0, 2, 5]), specs, ["y"], "regression")
+    with pytest.raises(DataProblems) as raised:
+        pre.check_cells(t, np.array([1, 2]))
+    assert raised.value.problems == [
+        f"{path}:3: column 'd': 'soon' is not a date; write the format "
+        "data.columns.d.date_format: '%Y-%m-%d', or leave the cell empty"]
+
+
+def test_cells_that_did_not_read_are_not_reported_again_as_missing(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("n,y\n1,1\nabc,2\n,3\n")
+    t = read_csv(path, kinds={"n": "numeric"}, collect=True)
+    assert list(t.bad) == ["n"]
+    spec = InputColumn("n", "numeric")
+    assert cell_problems(t, spec) == [f"{path}:4: column 'n': missing value; "
+                                      f"{fill_advice(spec)}"]
+
+
+def test_a_missing_text_is_an_empty_one(tmp_path: Path) -> None:
+    t = table(tmp_path, "t,y\nhello world,1\n,2\n")
+    spec = InputColumn("t", "text", text=TextSpec())
+    pre = Preprocessor.fit(t, None, [spec], ["y"], "regression")
+    assert cell_problems(t, spec) == []
+    pre.check_cells(t)
+    assert pre.transform_features(t)[1].tolist() == [0, 0]
