@@ -58,16 +58,25 @@ def test_a_text_column_of_numbers_decides_as_its_numbers(tmp_path: Path) -> None
 
 def test_a_word_among_many_numbers_is_a_typo_named_on_its_line(tmp_path: Path) -> None:
     cells = [str(i % 7) + ".5" for i in range(40)]
-    cells[12] = cells[30] = "n/a?"  # 2 of 40 rows: 5%
+    cells[1] = ""  # missing: neither a number nor a word
+    cells[12], cells[30] = "n/a?", "#REF!"  # 2 of 40 rows: 5%
     path = tmp_path / "d.csv"
-    path.write_text("y\n" + "".join(f"{c}\n" for c in cells))
+    path.write_text("i,y\n" + "".join(f"{i},{c}\n" for i, c in enumerate(cells)))
     t = read_csv(path, kinds={"y": "categorical"})  # as bp reads a column with words
+    assert len(t) == 40
     with pytest.raises(DataError, match=r"^\S*d\.csv:14: column 'y': 'n/a\?' is not a number "
                        r"in a column of numbers \(2 cells, on lines 14, 32\); fix it, or set "
                        r"data.task: classification if the column holds labels$"):
         infer_task(t.columns["y"], "y", t)
     # without the table (no line to name) the words make labels
     assert infer_task(t.columns["y"], "y")[0] == "classification"
+    # one word, sorted before the one number of the column
+    path.write_text("y\n" + "7\n" * 30 + "#REF!\n" + "7\n" * 9)
+    t = read_csv(path, kinds={"y": "categorical"})
+    assert t.columns["y"].categories == ["#REF!", "7"]
+    with pytest.raises(DataError, match=r"^\S*d\.csv:32: column 'y': '#REF!' is not a number "
+                       r"in a column of numbers; fix it"):
+        infer_task(t.columns["y"], "y", t)
 
 
 def test_a_regression_target_of_text_names_the_line_and_the_way_out(tmp_path: Path) -> None:
@@ -125,6 +134,10 @@ def test_a_split_without_labels_rounds_each_part_of_all_rows() -> None:
     # too few rows for one in every part: rounded, none taken; 40 rows keep one back
     (2, [0.1, 0.1], [2, 0, 0], [32, 4, 4]),
     (2, [0.5, 0.5], [0, 1, 1], [1, 20, 19]),
+    (10, [0.05], [9, 1], [38, 2]),  # half a row rounded to none: one, not more
+    # 4.5 rows rounded to 4 would leave no row for the next part and the rest: 3
+    (5, [0.9, 0.1], [1, 3, 1], [1, 36, 3]),
+    (40, [0.2, 0.1, 0.3], [16, 8, 4, 12], [16, 8, 4, 12]),  # three parts after the rest
 ])
 def test_a_small_class_gives_each_part_a_row_while_it_has_enough(
         size: int, fractions: list[float], counts: list[int], large: list[int]) -> None:
