@@ -354,3 +354,31 @@ def test_a_missing_text_is_an_empty_one(tmp_path: Path) -> None:
     assert cell_problems(t, spec) == []
     pre.check_cells(t)
     assert pre.transform_features(t)[1].tolist() == [0, 0]
+
+
+def test_max_categories_keeps_the_most_frequent_values_ties_in_sorted_order(
+        tmp_path: Path) -> None:
+    t = table(tmp_path, "c,y\n" + "".join(f"{c},1\n" for c in
+                                           "d d d b b a a c e e".split()))
+    for most, kept, other in ((2, ["a", "d"], True),  # a, b and e have 2: a, the first
+                              (4, ["a", "b", "d", "e"], True),
+                              (5, ["a", "b", "c", "d", "e"], False)):
+        spec = InputColumn("c", "categorical", unseen="other", max_categories=most)
+        pre = Preprocessor.fit(t, None, [spec], ["y"], "regression")
+        assert (spec.categories, spec.other) == (kept, other)
+        X = pre.transform_features(t)
+        for row, value in enumerate("d d d b b a a c e e".split()):
+            assert X[row].tolist() == [float(value == c) for c in kept] + \
+                [float(value not in kept)] * other
+
+
+@pytest.mark.parametrize("scaling", ["standard", "minmax"])
+def test_a_constant_column_keeps_a_scale_of_one(tmp_path: Path, scaling: str) -> None:
+    t = table(tmp_path, "x,y\n3,7\n3,7\n3,7\n")
+    pre = Preprocessor.fit(t, None, [InputColumn("x", "numeric", scaling=scaling)], ["y"],
+                           "regression")
+    assert (pre.mean.tolist(), pre.scale.tolist()) == ([3.0], [1.0])
+    assert (pre.target_mean.tolist(), pre.target_scale.tolist()) == ([7.0], [1.0])
+    new = table(tmp_path, "x,y\n5,8\n")
+    assert pre.transform_features(new).tolist() == [[2.0]]
+    assert pre.transform_target(new).tolist() == [[1.0]]
