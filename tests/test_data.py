@@ -4,6 +4,7 @@ end-to-end tests never reached (found by branch coverage)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 
@@ -382,3 +383,86 @@ def test_a_constant_column_keeps_a_scale_of_one(tmp_path: Path, scaling: str) ->
     new = table(tmp_path, "x,y\n5,8\n")
     assert pre.transform_features(new).tolist() == [[2.0]]
     assert pre.transform_target(new).tolist() == [[1.0]]
+
+
+# -- the model file: what predict reads back is what training fitted ----------------------
+def fitted_for_saving(tmp_path: Path) -> tuple[Preprocessor, Table]:
+    t = table(tmp_path, "n,f,m,b,c,d,t,y\n"
+                        "1,10,5,true,Red,03/01/2012,good day,a\n"
+                        "2,20,,false,red ,04/01/2012,bad day,b\n"
+                        "4,30,9,true,Blue,,good night,a\n"
+                        "8,40,7,false,green,05/02/2012,,b\n")
+    inputs = [InputColumn("n", "numeric"),
+              InputColumn("f", "numeric", scaling="fixed", scale_by=8.0),
+              InputColumn("m", "numeric", scaling="minmax", missing="median"),
+              InputColumn("b", "boolean", scaling="none"),
+              InputColumn("c", "categorical", unseen="other", fold_case=True,
+                          min_frequency=2, na_values=["?"]),
+              InputColumn("d", "date", missing="most_frequent", day_first=False),
+              InputColumn("t", "text", text=TextSpec())]
+    pre = Preprocessor.fit(t, None, inputs, ["y"], "classification")
+    pre.delimiter, pre.na_values = ";", ["-"]
+    return pre, t
+
+
+def test_a_preprocessor_read_back_from_its_settings_and_arrays_encodes_alike(
+        tmp_path: Path) -> None:
+    pre, t = fitted_for_saving(tmp_path)
+    assert pre.inputs[4].categories == ["red"] and pre.inputs[4].other
+    settings = json.loads(json.dumps(pre.to_json()))  # as the model file stores it
+    arrays = pre.to_arrays()
+    assert arrays["features"].tolist() == pre.features and arrays["classes"].tolist() == \
+        ["a", "b"]
+    back = Preprocessor.from_saved(settings, arrays)
+    for name in ("mean", "scale", "target_mean", "target_scale"):
+        assert np.array_equal(getattr(back, name), getattr(pre, name))
+    assert (back.classes, back.features) == (pre.classes, pre.features)
+    assert (back.delimiter, back.na_values, back.task, back.targets) == (
+        ";", ["-"], "classification", ["y"])
+    assert [c.to_json() for c in back.inputs] == [c.to_json() for c in pre.inputs]
+    new = table(tmp_path, "n,f,m,b,c,d,t,y\n3,16,,true,RED,,good,a\n5,8,6,false,pink,"
+                          "12/31/2012,night day,b\n")
+    assert np.array_equal(back.transform_features(new), pre.transform_features(new))
+    assert back.class_indices(new).tolist() == [0, 1]
+    # what was saved for each kind, as docs/model-format.md lists it
+    saved = {c["name"]: c for c in settings["inputs"]}
+    assert saved["f"] == {"name": "f", "kind": "numeric", "missing": "error", "fill": None,
+                          "scaling": "fixed", "scale_by": 8.0, "na_values": []}
+    assert saved["m"]["fill"] == 7.0 and "scale_by" not in saved["m"]
+    assert saved["c"] == {"name": "c", "kind": "categorical", "missing": "error",
+                          "fill": None, "unseen": "other", "categories": ["red"],
+                          "other": True, "fold_case": True, "na_values": ["?"]}
+    assert saved["d"] == {"name": "d", "kind": "date", "missing": "most_frequent",
+                          "fill": "2012-03-01", "scaling": "standard", "date_format": None,
+                          "day_first": False, "na_values": []}
+    assert saved["t"]["text"] == pre.inputs[6].text.to_json()  # type: ignore[union-attr]
+
+
+def test_saved_settings_that_do_not_fit_are_refused(tmp_path: Path) -> None:
+    pre, _ = fitted_for_saving(tmp_path)
+    settings, arrays = pre.to_json(), pre.to_arrays()
+    with pytest.raises(ValueError, match=r"delimiter '\|\|' is none of ','"):
+        Preprocessor.from_saved({**settings, "delimiter": "||"}, arrays)
+    renamed = {**arrays, "features": np.array(["x", *pre.features[1:]])}
+    with pytest.raises(ValueError, match="the feature names do not match the column "
+                       "settings"):
+        Preprocessor.from_saved(settings, renamed)
+    # settings of an older file: no delimiter, no na_values
+    older = {k: v for k, v in settings.items() if k not in ("delimiter", "na_values")}
+    back = Preprocessor.from_saved(older, arrays)
+    assert (back.delimiter, back.na_values) == (None, [])
+
+
+def test_numeric_columns_are_fitted_in_float64(tmp_path: Path) -> None:
+    # the cells are read as float32; their mean, spread and fill are sums of many of them,
+    # which float32 would round at every step
+    cells = [f"{1000 + i / 7:.4f}" for i in range(3000)]
+    cells[5] = ""
+    t = table(tmp_path, "x,y\n" + "".join(f"{c},1\n" for c in cells))
+    spec = InputColumn("x", "numeric", missing="mean")
+    pre = Preprocessor.fit(t, None, [spec], ["y"], "regression")
+    values = t.columns["x"].values.astype(np.float64)
+    present = values[~np.isnan(values)]
+    assert spec.fill == present.mean()
+    filled = np.where(np.isnan(values), present.mean(), values)
+    assert (pre.mean[0], pre.scale[0]) == (filled.mean(), filled.std())
