@@ -13,7 +13,7 @@ import pytest
 from numpy.typing import NDArray
 
 from bpcli.csvfile import Table, read_csv
-from bpcli.data import BLOCK_ROWS, InputColumn, Preprocessor, _owner, cell_problems, fill_advice
+from bpcli.data import BLOCK_BYTES, BLOCK_ROWS, InputColumn, _block_rows, Preprocessor, _owner, cell_problems, fill_advice
 from bpcli.dates import EPOCH, date_features
 from bpcli.errors import DataError, DataProblems
 from bpcli.targets import as_numbers
@@ -466,3 +466,90 @@ def test_numeric_columns_are_fitted_in_float64(tmp_path: Path) -> None:
     assert spec.fill == present.mean()
     filled = np.where(np.isnan(values), present.mean(), values)
     assert (pre.mean[0], pre.scale[0]) == (filled.mean(), filled.std())
+
+
+def test_fold_case_compares_values_in_lower_case_with_spaces_collapsed(tmp_path: Path) -> None:
+    t = table(tmp_path, "c,y\nLight Blue,1\nlight  blue,2\n LIGHT BLUE ,3\nRed,4\n")
+    spec = InputColumn("c", "categorical", fold_case=True)
+    pre = Preprocessor.fit(t, None, [spec], ["y"], "regression")
+    assert spec.categories == ["light blue", "red"]
+    new = table(tmp_path, "c,y\nlight\tBLUE,1\nRED,2\n")
+    assert pre.transform_features(new).tolist() == [[1, 0], [0, 1]]
+
+
+def test_parts_of_a_table_encode_as_each_part_alone_and_can_release_the_columns(
+        tmp_path: Path) -> None:
+    t = table(tmp_path, "x,c,y\n" + "".join(f"{i % 7},{'abc'[i % 3]},{i}\n"
+                                             for i in range(600)))
+    rows = np.arange(600)
+    parts = [rows[rows % 5 != 0], rows[rows % 10 == 0], rows[rows % 10 == 5]]
+    pre = Preprocessor.fit(t, parts[0], [InputColumn("x", "numeric"),
+                                         InputColumn("c", "categorical")], ["y"], "regression")
+    alone = [pre.transform_features(t, p, np.float64) for p in parts]
+    for release in (False, True):
+        together = pre.transform_parts(t, parts, np.float64, release=release)
+        assert [X.dtype for X in together] == [np.float64] * 3
+        assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
+        assert sorted(t.columns) == (["y"] if release else ["c", "x", "y"])
+    t = table(tmp_path, "x,c,y\n1,a,1\n2,b,2\n3,c,3\n")
+    # parts in no file order: each is encoded in its own order
+    X = pre.transform_parts(t, [np.array([2, 0]), np.array([1])])
+    assert np.array_equal(X[0], pre.transform_features(t, np.array([2, 0])))
+    assert X[0][:, 1:].tolist() == [[0, 0, 1], [1, 0, 0]]
+
+
+def test_block_rows_keep_a_block_within_a_few_megabytes() -> None:
+    assert _block_rows(4) == BLOCK_ROWS
+    assert _block_rows(0) == BLOCK_ROWS
+    assert _block_rows(BLOCK_BYTES // 1000) == 1000
+    assert _block_rows(BLOCK_BYTES) == 256  # never fewer rows than that
+
+
+def labels(tmp_path: Path, text: str) -> Table:
+    """A table whose target column is read as text, as bp reads class labels."""
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    return read_csv(path, kinds={"y": "categorical"})
+
+
+def test_class_labels_that_are_numbers_match_by_value(tmp_path: Path) -> None:
+    t = labels(tmp_path, "x,y\n1,10\n2,9\n3,10\n4,2\n")
+    pre = Preprocessor.fit(t, np.array([0, 1, 3]), [InputColumn("x", "numeric")], ["y"],
+                           "classification")
+    assert pre.classes == ["2", "9", "10"]  # as numbers
+    new = labels(tmp_path, "x,y\n1,10.0\n2,2\n3,9e0\n")
+    assert pre.class_indices(new).tolist() == [2, 0, 1]
+    assert pre.transform_target(new).tolist() == [2, 0, 1]
+    one = pre.transform_target(new, one_column=True)
+    assert one.shape == (3, 1) and one.dtype == np.float32
+    with pytest.raises(DataError, match=r"d\.csv:2: column 'y': label '10.5' was not in the "
+                       r"training data \(classes: 2, 9, 10\)"):
+        pre.class_indices(labels(tmp_path, "x,y\n1,10.5\n"))
+    # text classes are compared as text
+    t = labels(tmp_path, "x,y\n1,a\n2,1\n")
+    pre = Preprocessor.fit(t, None, [InputColumn("x", "numeric")], ["y"], "classification")
+    assert pre.classes == ["1", "a"]
+    with pytest.raises(DataError, match="label '1.0' was not in the training data"):
+        pre.class_indices(labels(tmp_path, "x,y\n1,1.0\n"))
+
+
+def test_regression_targets_are_scaled_unless_told_not_to(tmp_path: Path) -> None:
+    t = table(tmp_path, "x,y,z\n1,2,10\n2,4,10\n3,9,40\n")
+    for scale, mean, spread in ((True, [5.0, 20.0], [np.std([2, 4, 9]), np.std([10, 10, 40])]),
+                                (False, [0.0, 0.0], [1.0, 1.0])):
+        pre = Preprocessor.fit(t, None, [InputColumn("x", "numeric")], ["y", "z"],
+                               "regression", scale_target=scale)
+        assert pre.target_mean.tolist() == mean
+        assert np.allclose(pre.target_scale, spread, rtol=1e-12)
+        Y = pre.transform_target(t, np.array([2, 0]), dtype=np.float64)
+        assert np.allclose(Y, (np.array([[9, 40], [2, 10]]) - mean) / spread)
+        assert np.allclose(pre.inverse_target(Y), [[9, 40], [2, 10]])
+
+
+def test_a_text_column_without_a_token_in_the_training_rows_is_refused(tmp_path: Path) -> None:
+    t = table(tmp_path, "t,y\n!!,1\n??,2\nhello,3\n")
+    spec = InputColumn("t", "text", text=TextSpec())
+    with pytest.raises(DataError, match=r"^\S*d\.csv: column 't': no token of the training "
+                       r"rows matches the token pattern .* \(and min_count 1\); is it text\? If "
+                       r"so, set data.columns.t.token_pattern$"):
+        Preprocessor.fit(t, np.array([0, 1]), [spec], ["y"], "regression")
