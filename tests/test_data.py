@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from bpcli.csvfile import Table, read_csv
 from bpcli.data import BLOCK_BYTES, BLOCK_ROWS, InputColumn, _block_rows, Preprocessor, _owner, cell_problems, fill_advice
-from bpcli.dates import EPOCH, date_features
+from bpcli.dates import DATE_FEATURES, EPOCH, date_features
 from bpcli.errors import DataError, DataProblems
 from bpcli.targets import as_numbers
 from bpcli.text import TextSpec
@@ -409,6 +409,9 @@ def test_a_preprocessor_read_back_from_its_settings_and_arrays_encodes_alike(
         tmp_path: Path) -> None:
     pre, t = fitted_for_saving(tmp_path)
     assert pre.inputs[4].categories == ["red"] and pre.inputs[4].other
+    assert pre.features == ["n", "f", "m", "b", "c=red", "c=<other>",
+                            *(f"d:{name}" for name in DATE_FEATURES),
+                            *(f"t:{token}" for token in ["bad", "day", "good", "night"])]
     settings = json.loads(json.dumps(pre.to_json()))  # as the model file stores it
     arrays = pre.to_arrays()
     assert arrays["features"].tolist() == pre.features and arrays["classes"].tolist() == \
@@ -553,3 +556,16 @@ def test_a_text_column_without_a_token_in_the_training_rows_is_refused(tmp_path:
                        r"rows matches the token pattern .* \(and min_count 1\); is it text\? If "
                        r"so, set data.columns.t.token_pattern$"):
         Preprocessor.fit(t, np.array([0, 1]), [spec], ["y"], "regression")
+
+
+@pytest.mark.parametrize(("missing", "fill", "expected"), [
+    ("constant", -1, -1.0), ("mean", None, 9 / 4), ("median", None, 1.5),
+    ("most_frequent", None, 1.0)])
+def test_a_missing_number_is_filled_as_told(tmp_path: Path, missing: str, fill: int | None,
+                                           expected: float) -> None:
+    t = table(tmp_path, "x,y\n1,1\n,2\n1,3\n5,4\n2,5\n9,6\n")
+    spec = InputColumn("x", "numeric", missing=missing, fill=fill, scaling="none")
+    # the training rows: 1, missing, 1, 5, 2 (not the 9 after them)
+    pre = Preprocessor.fit(t, np.arange(5), [spec], ["y"], "regression")
+    assert isinstance(spec.fill, float) and spec.fill == pytest.approx(expected, rel=1e-12)
+    assert pre.transform_features(t, np.array([1]), np.float64).tolist() == [[spec.fill]]
