@@ -569,3 +569,17 @@ def test_a_missing_number_is_filled_as_told(tmp_path: Path, missing: str, fill: 
     pre = Preprocessor.fit(t, np.arange(5), [spec], ["y"], "regression")
     assert isinstance(spec.fill, float) and spec.fill == pytest.approx(expected, rel=1e-12)
     assert pre.transform_features(t, np.array([1]), np.float64).tolist() == [[spec.fill]]
+
+
+@pytest.mark.parametrize(("kind", "missing"), [("numeric", "mean"), ("numeric", "median"),
+                                               ("boolean", "most_frequent"),
+                                               ("categorical", "most_frequent")])
+def test_no_training_value_to_impute_from_is_an_error_saying_what_to_do(
+        tmp_path: Path, kind: str, missing: str) -> None:
+    t = table(tmp_path, "x,y\n,1\n,2\n" + ("true" if kind == "boolean" else "3") + ",3\n")
+    if kind == "categorical":
+        t = read_csv(t.path, kinds={"x": "categorical"})
+    with pytest.raises(DataError, match=r"^\S*d\.csv: column 'x' has no values in the "
+                       "training rows to impute from; drop it or fill it in$"):
+        Preprocessor.fit(t, np.array([0, 1]), [InputColumn("x", kind, missing=missing)],
+                         ["y"], "regression")
