@@ -398,7 +398,8 @@ def fitted_for_saving(tmp_path: Path) -> tuple[Preprocessor, Table]:
               InputColumn("b", "boolean", scaling="none"),
               InputColumn("c", "categorical", unseen="other", fold_case=True,
                           min_frequency=2, na_values=["?"]),
-              InputColumn("d", "date", missing="most_frequent", day_first=False),
+              InputColumn("d", "date", missing="most_frequent", day_first=False,
+                          date_format="%m/%d/%Y"),
               InputColumn("t", "text", text=TextSpec())]
     pre = Preprocessor.fit(t, None, inputs, ["y"], "classification")
     pre.delimiter, pre.na_values = ";", ["-"]
@@ -426,6 +427,9 @@ def test_a_preprocessor_read_back_from_its_settings_and_arrays_encodes_alike(
     new = table(tmp_path, "n,f,m,b,c,d,t,y\n3,16,,true,RED,,good,a\n5,8,6,false,pink,"
                           "12/31/2012,night day,b\n")
     assert np.array_equal(back.transform_features(new), pre.transform_features(new))
+    # fixed scaling divides by scale_by alone; minmax maps the training range onto [0, 1]
+    assert (pre.mean[1], pre.scale[1], pre.mean[2], pre.scale[2]) == (0, 8, 5, 4)
+    assert back.transform_features(new)[:, 1:3].tolist() == [[2, 0.5], [1, 0.25]]
     assert back.class_indices(new).tolist() == [0, 1]
     # what was saved for each kind, as docs/model-format.md lists it
     saved = {c["name"]: c for c in settings["inputs"]}
@@ -436,7 +440,8 @@ def test_a_preprocessor_read_back_from_its_settings_and_arrays_encodes_alike(
                           "fill": None, "unseen": "other", "categories": ["red"],
                           "other": True, "fold_case": True, "na_values": ["?"]}
     assert saved["d"] == {"name": "d", "kind": "date", "missing": "most_frequent",
-                          "fill": "2012-03-01", "scaling": "standard", "date_format": None,
+                          "fill": "2012-03-01", "scaling": "standard",
+                          "date_format": "%m/%d/%Y",
                           "day_first": False, "na_values": []}
     assert saved["t"]["text"] == pre.inputs[6].text.to_json()  # type: ignore[union-attr]
 
@@ -559,13 +564,13 @@ def test_a_text_column_without_a_token_in_the_training_rows_is_refused(tmp_path:
 
 
 @pytest.mark.parametrize(("missing", "fill", "expected"), [
-    ("constant", -1, -1.0), ("mean", None, 9 / 4), ("median", None, 1.5),
-    ("most_frequent", None, 1.0)])
+    ("constant", -1, -1.0), ("mean", None, 13 / 4), ("median", None, 3.5),
+    ("most_frequent", None, 5.0)])
 def test_a_missing_number_is_filled_as_told(tmp_path: Path, missing: str, fill: int | None,
                                            expected: float) -> None:
-    t = table(tmp_path, "x,y\n1,1\n,2\n1,3\n5,4\n2,5\n9,6\n")
+    t = table(tmp_path, "x,y\n1,1\n,2\n5,3\n5,4\n2,5\n9,6\n")
     spec = InputColumn("x", "numeric", missing=missing, fill=fill, scaling="none")
-    # the training rows: 1, missing, 1, 5, 2 (not the 9 after them)
+    # the training rows: 1, missing, 5, 5, 2 (not the 9 after them)
     pre = Preprocessor.fit(t, np.arange(5), [spec], ["y"], "regression")
     assert isinstance(spec.fill, float) and spec.fill == pytest.approx(expected, rel=1e-12)
     assert pre.transform_features(t, np.array([1]), np.float64).tolist() == [[spec.fill]]
