@@ -588,3 +588,27 @@ def test_no_training_value_to_impute_from_is_an_error_saying_what_to_do(
                        "training rows to impute from; drop it or fill it in$"):
         Preprocessor.fit(t, np.array([0, 1]), [InputColumn("x", kind, missing=missing)],
                          ["y"], "regression")
+
+
+def test_numeric_inputs_are_scaled_in_float32_from_float32_mean_and_scale(
+        tmp_path: Path) -> None:
+    cells = [f"{1000 + i / 7:.4f}" for i in range(50)]
+    t = table(tmp_path, "x,z,y\n" + "".join(f"{c},{i % 3 / 5},1\n" for i, c in enumerate(cells)))
+    pre = Preprocessor.fit(t, None, [InputColumn("x", "numeric"),
+                                     InputColumn("z", "numeric", scaling="minmax")],
+                           ["y"], "regression")
+    assert (pre.mean[1], pre.scale[1]) == (0, pytest.approx(0.4))  # a span below 1 too
+    raw = np.column_stack([t.columns["x"].values, t.columns["z"].values])
+    f32 = np.float32
+    expected = (raw.astype(f32) - pre.mean.astype(f32)) / pre.scale.astype(f32)
+    assert np.array_equal(pre.transform_features(t), expected)
+    assert not np.array_equal(expected, ((raw - pre.mean) / pre.scale).astype(f32))
+
+
+def test_a_missing_number_at_predict_time_is_named_on_its_line(tmp_path: Path) -> None:
+    pre = Preprocessor.fit(table(tmp_path, "x,y\n1,1\n2,2\n"), None,
+                           [InputColumn("x", "numeric")], ["y"], "regression")
+    new = table(tmp_path, "x,y\n1,1\n,2\n3,3\n")
+    with pytest.raises(DataError, match=r"^\S*d\.csv:3: column 'x': missing value; fill it "
+                       r"in, or impute: data.columns.x.missing: mean"):
+        pre.transform_features(new, np.array([2, 1]))
