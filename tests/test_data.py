@@ -13,7 +13,16 @@ import pytest
 from numpy.typing import NDArray
 
 from bpcli.csvfile import Table, read_csv
-from bpcli.data import BLOCK_BYTES, BLOCK_ROWS, InputColumn, _block_rows, Preprocessor, _owner, cell_problems, fill_advice
+from bpcli.data import (
+    BLOCK_BYTES,
+    BLOCK_ROWS,
+    InputColumn,
+    Preprocessor,
+    _block_rows,
+    _owner,
+    cell_problems,
+    fill_advice,
+)
 from bpcli.dates import DATE_FEATURES, EPOCH, date_features
 from bpcli.errors import DataError, DataProblems
 from bpcli.targets import as_numbers
@@ -266,7 +275,7 @@ def test_an_unseen_category_is_refused_on_its_line_with_what_to_do(tmp_path: Pat
                        r"in the training data \('blue', 'red'\); fix the value, or train the "
                        r"model with data.columns.c.unseen: other \(such values then share an "
                        r"'other' input\)$"):
-        pre.transform_features(new, np.array([2, 1]))
+        pre.transform_features(new, np.array([2, 0, 1]))
 
 
 def test_unseen_other_without_rare_values_encodes_zeros_and_says_so(tmp_path: Path) -> None:
@@ -592,7 +601,8 @@ def test_no_training_value_to_impute_from_is_an_error_saying_what_to_do(
 
 def test_numeric_inputs_are_scaled_in_float32_from_float32_mean_and_scale(
         tmp_path: Path) -> None:
-    cells = [f"{1000 + i / 7:.4f}" for i in range(50)]
+    # small values and large ones: subtracting the mean rounds in float32
+    cells = [f"{k / 1000:.4f}" for k in range(1, 41)] + [f"{5000 + k / 7:.4f}" for k in range(10)]
     t = table(tmp_path, "x,z,y\n" + "".join(f"{c},{i % 3 / 5},1\n" for i, c in enumerate(cells)))
     pre = Preprocessor.fit(t, None, [InputColumn("x", "numeric"),
                                      InputColumn("z", "numeric", scaling="minmax")],
@@ -602,7 +612,9 @@ def test_numeric_inputs_are_scaled_in_float32_from_float32_mean_and_scale(
     f32 = np.float32
     expected = (raw.astype(f32) - pre.mean.astype(f32)) / pre.scale.astype(f32)
     assert np.array_equal(pre.transform_features(t), expected)
-    assert not np.array_equal(expected, ((raw - pre.mean) / pre.scale).astype(f32))
+    # which differs from the same computed in float64 and rounded once
+    mean, scale = pre.mean.astype(f32).astype(np.float64), pre.scale.astype(f32).astype(np.float64)
+    assert not np.array_equal(expected, ((raw - mean) / scale).astype(f32))
 
 
 def test_a_missing_number_at_predict_time_is_named_on_its_line(tmp_path: Path) -> None:
@@ -611,4 +623,4 @@ def test_a_missing_number_at_predict_time_is_named_on_its_line(tmp_path: Path) -
     new = table(tmp_path, "x,y\n1,1\n,2\n3,3\n")
     with pytest.raises(DataError, match=r"^\S*d\.csv:3: column 'x': missing value; fill it "
                        r"in, or impute: data.columns.x.missing: mean"):
-        pre.transform_features(new, np.array([2, 1]))
+        pre.transform_features(new, np.array([2, 0, 1]))
