@@ -624,3 +624,11 @@ def test_a_missing_number_at_predict_time_is_named_on_its_line(tmp_path: Path) -
     with pytest.raises(DataError, match=r"^\S*d\.csv:3: column 'x': missing value; fill it "
                        r"in, or impute: data.columns.x.missing: mean"):
         pre.transform_features(new, np.array([2, 0, 1]))
+
+
+def test_a_regression_preprocessor_read_back_keeps_its_target_scaling(tmp_path: Path) -> None:
+    t = table(tmp_path, "x,y\n1,10\n2,30\n")
+    pre = Preprocessor.fit(t, None, [InputColumn("x", "numeric")], ["y"], "regression")
+    back = Preprocessor.from_saved(pre.to_json(), pre.to_arrays())
+    assert (back.target_mean.tolist(), back.target_scale.tolist()) == ([20.0], [10.0])
+    assert back.inverse_target(np.array([[1.0]])).tolist() == [[30.0]]
