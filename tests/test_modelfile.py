@@ -331,3 +331,102 @@ def test_batch_norm_statistics_travel_in_the_file(iris_model: Path, tmp_path: Pa
     again = load_model(path).network.buffers()
     assert again.keys() == network.buffers().keys() and again
     assert all(np.array_equal(again[k], v) for k, v in network.buffers().items())
+
+
+# -- a GAN's file: both networks, their settings, and what a damaged one is refused for -----
+def gan_file(iris_model: Path, path: Path) -> tuple[Path, Any]:
+    """A small GAN (a batch-norm discriminator, uniform noise, label smoothing 0.1)
+    written as bp writes one, and the GAN."""
+    from bpcli.modelfile import gan_arrays, write_arrays
+    from bpcli.nn import Gan, NoLoss
+    from bpcli.nn.layers import BatchNorm
+
+    rng = np.random.default_rng(3)
+    G = Network([Dense(6), Activation("tanh"), Dense(7)], NoLoss(), (3,), rng)
+    D = Network([Dense(6), BatchNorm(), Activation("tanh"), Dense(1), Activation("sigmoid")],
+                SigmoidBinaryCrossEntropy(), (7,), rng)
+    for buffer in D.buffers().values():
+        buffer[...] = rng.uniform(0.5, 2.0, buffer.shape)
+    gan = Gan(G, D, 3, "uniform", 0.1)
+    settings = {"noise_size": 3, "noise": "uniform", "label_smoothing": 0.1, "d_steps": 2}
+    arrays = gan_arrays(gan, load_model(iris_model).preprocessor, {"gan": settings})
+    write_arrays(path, arrays)
+    return path, gan
+
+
+def test_a_gan_comes_back_from_its_file_with_its_settings(iris_model: Path,
+                                                          tmp_path: Path) -> None:
+    from bpcli.modelfile import SavedGan, SavedModel, load_any, load_gan
+
+    path, gan = gan_file(iris_model, tmp_path / "gan.npz")
+    for saved in (load_gan(path), load_any(path)):
+        assert isinstance(saved, SavedGan)
+        again = saved.gan
+        assert (again.noise_size, again.noise, again.label_smoothing) == (3, "uniform", 0.1)
+        for new, old in ((again.generator, gan.generator),
+                         (again.discriminator, gan.discriminator)):
+            assert new.state().keys() == old.state().keys()
+            assert all(np.array_equal(new.state()[k], v) for k, v in old.state().items())
+            assert new.buffers().keys() == old.buffers().keys()
+            assert all(np.array_equal(new.buffers()[k], v) for k, v in old.buffers().items())
+        assert again.discriminator.buffers()  # the batch norm's statistics travelled
+    assert isinstance(load_any(iris_model), SavedModel)
+
+
+def test_a_gans_arrays_are_copies_that_training_does_not_move(iris_model: Path,
+                                                              tmp_path: Path) -> None:
+    """A checkpoint's arrays are written later, in another thread, while both networks
+    train on: the discriminator's too must not follow the live weights."""
+    from bpcli.modelfile import gan_arrays
+
+    _, gan = gan_file(iris_model, tmp_path / "gan.npz")
+    arrays = gan_arrays(gan, load_model(iris_model).preprocessor,
+                        {"gan": {"noise_size": 3}})
+    before = {name: value.copy() for name, value in arrays.items()}
+    gan.flat_params += 1.0
+    for buffer in gan.discriminator.buffers().values():
+        buffer += 1.0
+    assert any(name.startswith("discriminator/buffer/") for name in arrays)
+    assert all(np.array_equal(arrays[name], value) for name, value in before.items())
+
+
+def _without_noise_size(settings: dict[str, Any]) -> None:
+    del settings["noise_size"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (_without_noise_size, "damaged or incompatible model file: missing 'noise_size'"),
+    (lambda s: s.update(noise="gaussian"), "damaged or incompatible model file: unknown "
+     "noise 'gaussian'; one of ['normal', 'uniform']"),
+    (lambda s: s["discriminator"]["layers"][0].update(units=10**12),
+     "layer 0 (dense): the network needs about "),
+])
+def test_a_damaged_gan_file_is_refused_naming_it(iris_model: Path, tmp_path: Path,
+                                                 change: Callable[[dict[str, Any]], None],
+                                                 message: str) -> None:
+    from bpcli.modelfile import load_any, load_gan
+
+    path, _ = gan_file(iris_model, tmp_path / "gan.npz")
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    meta = meta_of(arrays)
+    change(meta["gan"])
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    for load in (load_gan, load_any):
+        with pytest.raises(ModelFileError) as error:
+            load(path)
+        assert str(error.value).startswith(f"{path}: {message}")
+        if not message.startswith("layer"):
+            assert str(error.value) == f"{path}: {message}"
+
+
+def test_bp_generate_refuses_a_predictors_file_saying_what_it_predicts(
+        iris_model: Path) -> None:
+    from bpcli.modelfile import load_gan
+
+    with pytest.raises(ModelFileError) as error:
+        load_gan(iris_model)
+    assert str(error.value) == (f"{iris_model}: not a GAN's model (it predicts "
+                                "classification); bp generate draws rows from models "
+                                "trained with a gan section")
