@@ -430,3 +430,94 @@ def test_bp_generate_refuses_a_predictors_file_saying_what_it_predicts(
     assert str(error.value) == (f"{iris_model}: not a GAN's model (it predicts "
                                 "classification); bp generate draws rows from models "
                                 "trained with a gan section")
+
+
+# -- the limits at their edges --------------------------------------------------------------
+def test_a_file_without_loss_options_loads_with_the_losss_defaults(iris_model: Path,
+                                                                   tmp_path: Path) -> None:
+    """``loss_options`` only carries settings; a file without the key (a reader of the
+    document may write one) reads as one with none set."""
+    def drop(arrays: dict[str, Any]) -> None:
+        meta = meta_of(arrays)
+        del meta["loss_options"]
+        arrays["meta"] = np.array(json.dumps(meta))
+
+    saved = load_model(rewritten(iris_model, tmp_path, drop))
+    assert saved.network.loss.describe() == SoftmaxCrossEntropy().describe()
+
+
+def test_a_network_is_refused_only_when_loading_it_would_not_fit(
+        iris_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading needs each parameter once and one row's inputs and outputs per layer, in
+    float32; not a training step's gradients, optimizer slots or batch."""
+    import bpcli.memory
+    import bpcli.modelfile as modelfile
+
+    network = classifier(4, 3)  # dense 4 -> 3, then softmax
+    path = tmp_path / "m.npz"
+    save_model(path, network, load_model(iris_model).preprocessor, {})
+    need = ((4 * 3 + 3) + (4 + 3) + (3 + 3)) * 4
+    monkeypatch.setattr(modelfile, "memory_limit", lambda: 1 << 40)  # the archive's size
+    monkeypatch.setattr(bpcli.memory, "available_memory", lambda: need)
+    assert load_model(path).network.n_params == 15
+    monkeypatch.setattr(bpcli.memory, "available_memory", lambda: need - 1)
+    with pytest.raises(ModelFileError, match=rf"m\.npz: layer 0 \(dense\): the network "
+                       rf"needs about {need} bytes, more than the {need - 1} bytes of memory"):
+        load_model(path)
+
+
+def test_an_archive_is_refused_only_when_its_arrays_exceed_the_memory(
+        iris_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bpcli.modelfile as modelfile
+    from bpcli.files import human_size
+
+    with zipfile.ZipFile(iris_model) as archive:
+        total = sum(m.file_size for m in archive.infolist())
+    monkeypatch.setattr(modelfile, "memory_limit", lambda: total)
+    load_model(iris_model)
+    monkeypatch.setattr(modelfile, "memory_limit", lambda: total - 1)
+    with pytest.raises(ModelFileError) as error:
+        load_model(iris_model)
+    assert str(error.value) == (f"{iris_model}: its arrays hold {human_size(total)}, more "
+                                "than the memory available; this machine cannot load the "
+                                "model")
+
+
+@pytest.mark.parametrize(("extra", "refused"), [(0, False), (1, True)])
+def test_a_metadata_member_is_refused_unread_one_byte_over_its_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: int, refused: bool) -> None:
+    """Before reading, the stored metadata may take 4 bytes a character and 4 KiB of
+    header; one byte more is refused, whatever the member holds."""
+    import bpcli.modelfile as modelfile
+
+    monkeypatch.setattr(modelfile, "MAX_META_CHARS", 1000)
+    path = tmp_path / "m.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("meta.npy", b"\0" * (4 * 1000 + 4096 + extra))
+    with pytest.raises(ModelFileError) as error:
+        load_model(path)
+    over = f"{path}: the metadata is 7.9 KiB, more than bp reads; not a file bp wrote"
+    assert (str(error.value) == over) is refused
+    if not refused:  # read, and refused for what it holds
+        assert str(error.value) == f"{path}: members meta are not NumPy arrays; not a file bp wrote"
+
+
+@pytest.mark.parametrize("member", ["meta.npy", "param/0.W.npy", "notes.txt"])
+def test_a_member_that_is_no_array_is_refused_in_one_line(iris_model: Path, tmp_path: Path,
+                                                          member: str) -> None:
+    """np.load returns such a member as bytes; it used to end in an AttributeError's
+    traceback."""
+    from bpcli.modelfile import load_any
+
+    path = tmp_path / "m.npz"
+    with zipfile.ZipFile(iris_model) as source, zipfile.ZipFile(path, "w") as archive:
+        for info in source.infolist():
+            if info.filename != member:
+                archive.writestr(info, source.read(info))
+        archive.writestr(member, b"hello")
+    name = member.removesuffix(".npy")
+    for load in (load_model, load_any):
+        with pytest.raises(ModelFileError) as error:
+            load(path)
+        assert str(error.value) == (f"{path}: members {name} are not NumPy arrays; not a "
+                                    "file bp wrote")
