@@ -521,3 +521,51 @@ def test_a_member_that_is_no_array_is_refused_in_one_line(iris_model: Path, tmp_
             load(path)
         assert str(error.value) == (f"{path}: members {name} are not NumPy arrays; not a "
                                     "file bp wrote")
+
+
+# -- files that are not bp's: what np.load meets, said in one line ----------------------
+PICKLE_RAN: list[int] = []
+
+
+def _pickle_ran() -> None:
+    PICKLE_RAN.append(1)
+
+
+class _Payload:
+    """Unpickled, it calls ``_pickle_ran``: what a hostile file would run."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_pickle_ran, ())
+
+
+def test_pickled_arrays_are_refused_and_never_run(tmp_path: Path) -> None:
+    path = tmp_path / "m.npz"
+    np.savez(path, meta=np.array("{}"), evil=np.array([_Payload()], dtype=object))
+    with pytest.raises(ModelFileError) as error:
+        load_model(path)
+    assert str(error.value) == (f"{path}: holds pickled objects, which bp never loads; not a "
+                                "file bp wrote")
+    assert not PICKLE_RAN
+
+
+def test_a_missing_or_unreadable_file_is_refused_saying_why(tmp_path: Path) -> None:
+    missing = tmp_path / "none.npz"
+    with pytest.raises(ModelFileError) as error:
+        load_model(missing)
+    assert str(error.value) == f"{missing}: model file not found"
+    bad_header = tmp_path / "header.npz"  # numpy's magic, then no header it can parse
+    with zipfile.ZipFile(bad_header, "w") as archive:
+        archive.writestr("meta.npy", b"\x93NUMPY\x01\x00" + (20).to_bytes(2, "little")
+                         + b"{garbage}" + b" " * 11)
+    with pytest.raises(ModelFileError) as error:
+        load_model(bad_header)
+    assert str(error.value).startswith(f"{bad_header}: not a readable bp model file (")
+    damaged = tmp_path / "crc.npz"  # a byte flipped inside a stored array
+    np.savez(damaged, meta=np.array("x" * 100), a=np.arange(1000.0))
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError) as error:
+        load_model(damaged)
+    assert str(error.value) == (f"{damaged}: not a readable bp model file (BadZipFile: Bad "
+                                "CRC-32 for file 'a.npy')")
