@@ -261,7 +261,14 @@ def _read_arrays(path: Path) -> dict[str, NDArray]:
             if not isinstance(archive, np.lib.npyio.NpzFile):
                 raise ModelFileError(f"{path}: a single .npy array, not a bp model (.npz)")
             with archive:
-                return {name: archive[name] for name in archive.files}
+                arrays = {name: archive[name] for name in archive.files}
+            # np.load hands back a member that is no .npy array as its raw bytes
+            raw = sorted(name for name, value in arrays.items()
+                         if not isinstance(value, np.ndarray))
+            if raw:
+                raise ModelFileError(f"{path}: members {', '.join(raw)} are not NumPy arrays; "
+                                     "not a file bp wrote")
+            return arrays
     except ModelFileError:
         raise
     except ValueError as exc:

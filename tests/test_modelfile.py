@@ -331,3 +331,241 @@ def test_batch_norm_statistics_travel_in_the_file(iris_model: Path, tmp_path: Pa
     again = load_model(path).network.buffers()
     assert again.keys() == network.buffers().keys() and again
     assert all(np.array_equal(again[k], v) for k, v in network.buffers().items())
+
+
+# -- a GAN's file: both networks, their settings, and what a damaged one is refused for -----
+def gan_file(iris_model: Path, path: Path) -> tuple[Path, Any]:
+    """A small GAN (a batch-norm discriminator, uniform noise, label smoothing 0.1)
+    written as bp writes one, and the GAN."""
+    from bpcli.modelfile import gan_arrays, write_arrays
+    from bpcli.nn import Gan, NoLoss
+    from bpcli.nn.layers import BatchNorm
+
+    rng = np.random.default_rng(3)
+    G = Network([Dense(6), Activation("tanh"), Dense(7)], NoLoss(), (3,), rng)
+    D = Network([Dense(6), BatchNorm(), Activation("tanh"), Dense(1), Activation("sigmoid")],
+                SigmoidBinaryCrossEntropy(), (7,), rng)
+    for buffer in D.buffers().values():
+        buffer[...] = rng.uniform(0.5, 2.0, buffer.shape)
+    gan = Gan(G, D, 3, "uniform", 0.1)
+    settings = {"noise_size": 3, "noise": "uniform", "label_smoothing": 0.1, "d_steps": 2}
+    arrays = gan_arrays(gan, load_model(iris_model).preprocessor, {"gan": settings})
+    write_arrays(path, arrays)
+    return path, gan
+
+
+def test_a_gan_comes_back_from_its_file_with_its_settings(iris_model: Path,
+                                                          tmp_path: Path) -> None:
+    from bpcli.modelfile import SavedGan, SavedModel, load_any, load_gan
+
+    path, gan = gan_file(iris_model, tmp_path / "gan.npz")
+    for saved in (load_gan(path), load_any(path)):
+        assert isinstance(saved, SavedGan)
+        again = saved.gan
+        assert (again.noise_size, again.noise, again.label_smoothing) == (3, "uniform", 0.1)
+        for new, old in ((again.generator, gan.generator),
+                         (again.discriminator, gan.discriminator)):
+            assert new.state().keys() == old.state().keys()
+            assert all(np.array_equal(new.state()[k], v) for k, v in old.state().items())
+            assert new.buffers().keys() == old.buffers().keys()
+            assert all(np.array_equal(new.buffers()[k], v) for k, v in old.buffers().items())
+        assert again.discriminator.buffers()  # the batch norm's statistics travelled
+    assert isinstance(load_any(iris_model), SavedModel)
+
+
+def test_a_gans_arrays_are_copies_that_training_does_not_move(iris_model: Path,
+                                                              tmp_path: Path) -> None:
+    """A checkpoint's arrays are written later, in another thread, while both networks
+    train on: the discriminator's too must not follow the live weights."""
+    from bpcli.modelfile import gan_arrays
+
+    _, gan = gan_file(iris_model, tmp_path / "gan.npz")
+    arrays = gan_arrays(gan, load_model(iris_model).preprocessor,
+                        {"gan": {"noise_size": 3}})
+    before = {name: value.copy() for name, value in arrays.items()}
+    gan.flat_params += 1.0
+    for buffer in gan.discriminator.buffers().values():
+        buffer += 1.0
+    assert any(name.startswith("discriminator/buffer/") for name in arrays)
+    assert all(np.array_equal(arrays[name], value) for name, value in before.items())
+
+
+def _without_noise_size(settings: dict[str, Any]) -> None:
+    del settings["noise_size"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (_without_noise_size, "damaged or incompatible model file: missing 'noise_size'"),
+    (lambda s: s.update(noise="gaussian"), "damaged or incompatible model file: unknown "
+     "noise 'gaussian'; one of ['normal', 'uniform']"),
+    (lambda s: s["discriminator"]["layers"][0].update(units=10**12),
+     "layer 0 (dense): the network needs about "),
+])
+def test_a_damaged_gan_file_is_refused_naming_it(iris_model: Path, tmp_path: Path,
+                                                 change: Callable[[dict[str, Any]], None],
+                                                 message: str) -> None:
+    from bpcli.modelfile import load_any, load_gan
+
+    path, _ = gan_file(iris_model, tmp_path / "gan.npz")
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    meta = meta_of(arrays)
+    change(meta["gan"])
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    for load in (load_gan, load_any):
+        with pytest.raises(ModelFileError) as error:
+            load(path)
+        assert str(error.value).startswith(f"{path}: {message}")
+        if not message.startswith("layer"):
+            assert str(error.value) == f"{path}: {message}"
+
+
+def test_bp_generate_refuses_a_predictors_file_saying_what_it_predicts(
+        iris_model: Path) -> None:
+    from bpcli.modelfile import load_gan
+
+    with pytest.raises(ModelFileError) as error:
+        load_gan(iris_model)
+    assert str(error.value) == (f"{iris_model}: not a GAN's model (it predicts "
+                                "classification); bp generate draws rows from models "
+                                "trained with a gan section")
+
+
+# -- the limits at their edges --------------------------------------------------------------
+def test_a_file_without_loss_options_loads_with_the_losss_defaults(iris_model: Path,
+                                                                   tmp_path: Path) -> None:
+    """``loss_options`` only carries settings; a file without the key (a reader of the
+    document may write one) reads as one with none set."""
+    def drop(arrays: dict[str, Any]) -> None:
+        meta = meta_of(arrays)
+        del meta["loss_options"]
+        arrays["meta"] = np.array(json.dumps(meta))
+
+    saved = load_model(rewritten(iris_model, tmp_path, drop))
+    assert saved.network.loss.describe() == SoftmaxCrossEntropy().describe()
+
+
+def test_a_network_is_refused_only_when_loading_it_would_not_fit(
+        iris_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading needs each parameter once and one row's inputs and outputs per layer, in
+    float32; not a training step's gradients, optimizer slots or batch."""
+    import bpcli.memory
+    import bpcli.modelfile as modelfile
+
+    network = classifier(4, 3)  # dense 4 -> 3, then softmax
+    path = tmp_path / "m.npz"
+    save_model(path, network, load_model(iris_model).preprocessor, {})
+    need = ((4 * 3 + 3) + (4 + 3) + (3 + 3)) * 4
+    monkeypatch.setattr(modelfile, "memory_limit", lambda: 1 << 40)  # the archive's size
+    monkeypatch.setattr(bpcli.memory, "available_memory", lambda: need)
+    assert load_model(path).network.n_params == 15
+    monkeypatch.setattr(bpcli.memory, "available_memory", lambda: need - 1)
+    with pytest.raises(ModelFileError, match=rf"m\.npz: layer 0 \(dense\): the network "
+                       rf"needs about {need} bytes, more than the {need - 1} bytes of memory"):
+        load_model(path)
+
+
+def test_an_archive_is_refused_only_when_its_arrays_exceed_the_memory(
+        iris_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bpcli.modelfile as modelfile
+    from bpcli.files import human_size
+
+    with zipfile.ZipFile(iris_model) as archive:
+        total = sum(m.file_size for m in archive.infolist())
+    monkeypatch.setattr(modelfile, "memory_limit", lambda: total)
+    load_model(iris_model)
+    monkeypatch.setattr(modelfile, "memory_limit", lambda: total - 1)
+    with pytest.raises(ModelFileError) as error:
+        load_model(iris_model)
+    assert str(error.value) == (f"{iris_model}: its arrays hold {human_size(total)}, more "
+                                "than the memory available; this machine cannot load the "
+                                "model")
+
+
+@pytest.mark.parametrize(("extra", "refused"), [(0, False), (1, True)])
+def test_a_metadata_member_is_refused_unread_one_byte_over_its_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: int, refused: bool) -> None:
+    """Before reading, the stored metadata may take 4 bytes a character and 4 KiB of
+    header; one byte more is refused, whatever the member holds."""
+    import bpcli.modelfile as modelfile
+
+    monkeypatch.setattr(modelfile, "MAX_META_CHARS", 1000)
+    path = tmp_path / "m.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("meta.npy", b"\0" * (4 * 1000 + 4096 + extra))
+    with pytest.raises(ModelFileError) as error:
+        load_model(path)
+    over = f"{path}: the metadata is 7.9 KiB, more than bp reads; not a file bp wrote"
+    assert (str(error.value) == over) is refused
+    if not refused:  # read, and refused for what it holds
+        assert str(error.value) == f"{path}: members meta are not NumPy arrays; not a file bp wrote"
+
+
+@pytest.mark.parametrize("member", ["meta.npy", "param/0.W.npy", "notes.txt"])
+def test_a_member_that_is_no_array_is_refused_in_one_line(iris_model: Path, tmp_path: Path,
+                                                          member: str) -> None:
+    """np.load returns such a member as bytes; it used to end in an AttributeError's
+    traceback."""
+    from bpcli.modelfile import load_any
+
+    path = tmp_path / "m.npz"
+    with zipfile.ZipFile(iris_model) as source, zipfile.ZipFile(path, "w") as archive:
+        for info in source.infolist():
+            if info.filename != member:
+                archive.writestr(info, source.read(info))
+        archive.writestr(member, b"hello")
+    name = member.removesuffix(".npy")
+    for load in (load_model, load_any):
+        with pytest.raises(ModelFileError) as error:
+            load(path)
+        assert str(error.value) == (f"{path}: members {name} are not NumPy arrays; not a "
+                                    "file bp wrote")
+
+
+# -- files that are not bp's: what np.load meets, said in one line ----------------------
+PICKLE_RAN: list[int] = []
+
+
+def _pickle_ran() -> None:
+    PICKLE_RAN.append(1)
+
+
+class _Payload:
+    """Unpickled, it calls ``_pickle_ran``: what a hostile file would run."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_pickle_ran, ())
+
+
+def test_pickled_arrays_are_refused_and_never_run(tmp_path: Path) -> None:
+    path = tmp_path / "m.npz"
+    np.savez(path, meta=np.array("{}"), evil=np.array([_Payload()], dtype=object))
+    with pytest.raises(ModelFileError) as error:
+        load_model(path)
+    assert str(error.value) == (f"{path}: holds pickled objects, which bp never loads; not a "
+                                "file bp wrote")
+    assert not PICKLE_RAN
+
+
+def test_a_missing_or_unreadable_file_is_refused_saying_why(tmp_path: Path) -> None:
+    missing = tmp_path / "none.npz"
+    with pytest.raises(ModelFileError) as error:
+        load_model(missing)
+    assert str(error.value) == f"{missing}: model file not found"
+    bad_header = tmp_path / "header.npz"  # numpy's magic, then no header it can parse
+    with zipfile.ZipFile(bad_header, "w") as archive:
+        archive.writestr("meta.npy", b"\x93NUMPY\x01\x00" + (20).to_bytes(2, "little")
+                         + b"{garbage}" + b" " * 11)
+    with pytest.raises(ModelFileError) as error:
+        load_model(bad_header)
+    assert str(error.value).startswith(f"{bad_header}: not a readable bp model file (")
+    damaged = tmp_path / "crc.npz"  # a byte flipped inside a stored array
+    np.savez(damaged, meta=np.array("x" * 100), a=np.arange(1000.0))
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError) as error:
+        load_model(damaged)
+    assert str(error.value) == (f"{damaged}: not a readable bp model file (BadZipFile: Bad "
+                                "CRC-32 for file 'a.npy')")
