@@ -118,6 +118,14 @@ def test_the_64_bit_symbols_come_first() -> None:
     assert function.argtypes == [c_int, c_float, pointer, c_int, c_float, pointer, c_int]
 
 
+@pytest.mark.parametrize("n, through_blas", [(blas.SMALL - 1, False), (blas.SMALL, True)])
+def test_blas_takes_vectors_from_small_values_on(n: int, through_blas: bool,
+                                                 blas_calls: list[str]) -> None:
+    x, y = vectors(n, np.float32)
+    blas.axpy(2.0, x, y, np.empty_like(x))
+    assert blas_calls == (["saxpy"] if through_blas else [])
+
+
 def test_vectors_of_different_shapes_are_refused() -> None:
     x, y = vectors(LARGE, np.float32)
     with pytest.raises(ValueError, match="shapes differ"):
