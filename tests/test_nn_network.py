@@ -150,6 +150,8 @@ def test_evaluate_is_forward_and_loss_in_inference_mode(batch_size: int) -> None
     expected_outputs = network.forward(X, training=False)
     np.testing.assert_allclose(outputs, expected_outputs, rtol=1e-12)
     assert loss == pytest.approx(network.loss_value(X, y, training=False), rel=1e-12)
+    # inference mode unless asked for training
+    assert network.loss_value(X, y) == pytest.approx(loss, rel=1e-12)
     # Dropout is off: inference is repeatable and differs from a training pass.
     np.testing.assert_array_equal(network.forward(X), expected_outputs)
     assert not np.allclose(network.forward(X, training=True), expected_outputs)
