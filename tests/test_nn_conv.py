@@ -473,6 +473,9 @@ def test_float32_stays_float32() -> None:
         dX = layer.backward(rng.normal(size=Y.shape).astype(f32))
         assert dX is not None and dX.dtype == f32
         assert all(g.dtype == f32 for g in layer.grads.values())
+        # no float work array of twice the size hides in the layer (masks are bool)
+        assert all(a.dtype == f32 for a in layer._scratch_arrays.values()
+                   if a.dtype.kind == "f"), layer.kind
         assert layer.forward(X, False).dtype == f32
 
 
