@@ -483,6 +483,12 @@ def test_a_layer_between_an_embedding_and_the_pooling_passes_the_side_features_o
 
 
 def test_layer_validation() -> None:
+    for units in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match=re.escape(
+                f"dense units must be a positive int, got {units!r}")):
+            Dense(units)  # type: ignore[arg-type]
+    assert Dense(np.int64(3)).units == 3
+    assert Dense(1).units == 1
     with pytest.raises(ValueError, match="initialiser"):
         Dense(3, init="he_normal_but_misspelt")
     with pytest.raises(ValueError, match="activation"):
