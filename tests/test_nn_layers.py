@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from bpcli.memory import ACTIVATION_COPIES, TRAINING_COPIES, layer_needs
 from bpcli.nn import LAYERS, Activation, Dense, Dropout, Layer, Network
 from bpcli.nn.gradcheck import check_gradients
 from bpcli.nn.layers import BatchNorm, LayerNorm, layer_from_description
@@ -480,6 +481,17 @@ def test_a_layer_between_an_embedding_and_the_pooling_passes_the_side_features_o
     X = np.array([[1, 2, 3, 4, 0.5, -7.0], [5, 6, 0, 0, 2.5, 1.0]])
     np.testing.assert_array_equal(network.forward(X)[:, 2:], X[:, 4:])
     assert layers[1].side_features() is not None and layers[1].side_width() == 2
+
+
+def test_plain_layers_add_no_workspace_to_the_memory_estimate() -> None:
+    """Only layers with work arrays beyond their output (a conv's unrolled windows) ask
+    for more than parameters and activations when bp checks a network fits in memory."""
+    layers: list[Layer] = [Dense(5), Activation("relu"), Dropout(0.5), LayerNorm()]
+    needs = layer_needs(layers, (3,), 4, batch=8, inference_batch=16)
+    per_activation = 8 * ACTIVATION_COPIES * 5 + 16 * (5 + 5)
+    dense = (3 * 5 + 5) * TRAINING_COPIES + 8 * ACTIVATION_COPIES * 5 + 16 * (3 + 5)
+    norm = 2 * 5 * TRAINING_COPIES + per_activation
+    assert needs == [4 * dense, 4 * per_activation, 4 * per_activation, 4 * norm]
 
 
 def test_layer_validation() -> None:
