@@ -15,6 +15,7 @@ from bpcli.nn import (
     Loss,
     Network,
 )
+from bpcli.nn.conv import Conv2D, Flatten
 from bpcli.nn.layers import BatchNorm
 from bpcli.nn.losses import MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from bpcli.nn.network import layer_numbers, share_storage
@@ -174,6 +175,22 @@ def test_forward_logits_are_the_outputs_before_the_fused_activation(training: bo
     assert not np.allclose(logits, expected)
     if not training:  # no dropout in inference: the same logits again
         np.testing.assert_array_equal(network.forward_logits(X), logits)
+
+
+def test_flat_rows_are_read_as_images_in_row_major_order() -> None:
+    """What a CSV gives a conv network: rows of C*H*W pixels, channel, then row, then column."""
+    rng = np.random.default_rng(8)
+    network = Network([Conv2D(2, 2), Flatten(), Dense(3)], MeanSquaredError(), (2, 3, 4), rng,
+                      np.float64)
+    images = rng.normal(size=(5, 2, 3, 4))
+    rows = images.reshape(5, 24)
+    assert network.shaped(rows).shape == (5, 2, 3, 4)
+    assert network.shaped(images) is images
+    np.testing.assert_array_equal(network.forward(rows), network.forward(images))
+    Y = rng.normal(size=(5, 3))
+    assert network.loss_value(rows, Y) == network.loss_value(images, Y)
+    loss, outputs = network.evaluate(rows, Y, batch_size=2)
+    np.testing.assert_allclose(outputs, network.forward(images), rtol=1e-12)
 
 
 def test_evaluate_without_fused_loss() -> None:
