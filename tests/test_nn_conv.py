@@ -545,8 +545,12 @@ def test_image_layers_need_3d_inputs(layer: Layer) -> None:
 
 
 def test_windows_larger_than_the_input_are_refused() -> None:
-    with pytest.raises(ValueError, match=r"the 5x5 kernel is larger than its 4x6 input"):
+    with pytest.raises(ValueError, match=re.escape(
+            "conv2d: the 5x5 kernel is larger than its 4x6 input; use a smaller kernel, more "
+            "padding or a larger input")):
         Conv2D(2, 5).compute_output_shape((1, 4, 6))
+    with pytest.raises(ValueError, match=r"the 5x1 kernel is larger than its 4x6 input;"):
+        Conv2D(2, (5, 1)).compute_output_shape((1, 4, 6))  # too tall, narrow enough
     with pytest.raises(ValueError, match=r"3x7 kernel is larger than its 6x6 input "
                                          r"\(padded from 4x4\)"):
         Conv2D(2, (3, 7), padding=1).compute_output_shape((1, 4, 4))
