@@ -489,6 +489,11 @@ def test_backward_after_an_inference_forward_is_refused(layer: Layer) -> None:
         layer.backward(np.ones_like(Y))
 
 
+def test_a_conv_used_before_it_is_built_says_so() -> None:
+    with pytest.raises(AssertionError, match="^conv2d used before build$"):
+        Conv2D(2, 3).forward(np.zeros((2, 1, 5, 5)), True)
+
+
 @pytest.mark.parametrize("layer", [Conv2D(2, 3), MaxPool2D(), AvgPool2D(2, 1),
                                    GlobalAvgPool2D(), Upsample2D(2)],
                          ids=lambda layer: layer.kind)
