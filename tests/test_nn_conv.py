@@ -178,6 +178,26 @@ def test_conv_inference_splits_large_batches(monkeypatch: pytest.MonkeyPatch) ->
     np.testing.assert_allclose(layer.forward(X, False), expected, rtol=1e-13)
 
 
+def test_conv_inference_takes_one_sample_at_a_time_when_one_barely_fits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memory bound holds down to single samples, and a batch of one is a batch."""
+    layer = built(Conv2D(3, 3, stride=2, padding="same"), (2, 9, 9))
+    X = np.random.default_rng(6).normal(size=(3, 2, 9, 9))
+    expected = layer.forward(X, True).copy()
+    widths: list[int] = []
+    original = Conv2D._forward_frame
+
+    def recording(self: Conv2D, Xf: NDArray, Yf: NDArray, alloc: Any) -> NDArray:
+        widths.append(Xf.shape[-1])
+        return original(self, Xf, Yf, alloc)
+
+    monkeypatch.setattr(Conv2D, "_forward_frame", recording)
+    monkeypatch.setattr(conv_module, "INFERENCE_COLS_BYTES", 100)  # not one sample's windows
+    np.testing.assert_allclose(layer.forward(X, False), expected, rtol=1e-13)
+    assert widths == [1, 1, 1]
+    np.testing.assert_allclose(layer.forward(X[:1], False), expected[:1], rtol=1e-13)
+
+
 @pytest.mark.parametrize("layer", [
     Conv2D(3, 3), Conv2D(4, (2, 3), stride=2, padding="same", use_bias=False),
     Conv2D(1, 1, padding=1)], ids=["bias", "no bias", "1x1"])
