@@ -78,6 +78,8 @@ def test_layer_numbers_fold_activations_into_their_layer() -> None:
     assert [e["index"] for e in network.summary()] == [0, 1, 2, 3, 4]
     # an activation that follows no dense or conv2d layer is a layer of its own
     assert layer_numbers([BatchNorm(), Activation("relu"), Dense(2)]) == [0, 1, 2]
+    # nor does one that comes first, whatever the last layer is
+    assert layer_numbers([Activation("tanh"), Dense(4), Dense(2)]) == [0, 1, 2]
 
 
 def test_summary_has_one_entry_per_numbered_layer() -> None:
