@@ -271,6 +271,36 @@ def test_identity_copies_into_a_given_output_and_passes_its_input_through() -> N
     assert identity.forward(Z, out) is out and out.tolist() == [[1.0, -2.0]]
 
 
+def test_leaky_relu_slope_defaults_to_a_hundredth() -> None:
+    fn = ACTIVATIONS["leaky_relu"]()
+    Z = np.array([[-3.0, 2.0]])
+    np.testing.assert_allclose(fn.forward(Z), [[-0.03, 2.0]], rtol=1e-15)
+    np.testing.assert_allclose(fn.backward(np.ones_like(Z), None, fn.forward(Z)), [[0.01, 1.0]],
+                               rtol=1e-15)
+
+
+def test_softmax_normalises_and_differentiates_along_the_last_axis_of_any_rank() -> None:
+    """A softmax after a layer of 3-D outputs (a conv's channels, rows, columns)."""
+    fn = ACTIVATIONS["softmax"]()
+    rng = np.random.default_rng(40)
+    Z, G = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))
+    A = np.array(fn.forward(Z))
+    np.testing.assert_allclose(A.sum(axis=-1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(A, np.exp(Z) / np.exp(Z).sum(axis=-1, keepdims=True),
+                               rtol=1e-12)
+    dZ = backward_of(fn, G, Z, A)
+    np.testing.assert_allclose(dZ, numeric_grad(lambda: float(np.sum(fn.forward(Z) * G)), Z),
+                               rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu", "swish"])
+def test_activations_that_need_their_input_say_so_when_it_is_missing(name: str) -> None:
+    fn = ACTIVATIONS[name]()
+    A = np.array(fn.forward(np.ones((1, 2))))
+    with pytest.raises(AssertionError, match=f"^{fn.name} needs its input for backward$"):
+        fn.backward(np.ones_like(A), None, A)
+
+
 def test_leaky_relu_refuses_a_negative_slope() -> None:
     with pytest.raises(ValueError, match="leaky_relu slope must be >= 0, got -0.1"):
         ACTIVATIONS["leaky_relu"](slope=-0.1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -17,6 +20,15 @@ LARGE = 3 * blas.SMALL + 7  # an odd size: BLAS kernels handle the tail apart
 def vectors(n: int, dtype: Any, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return rng.normal(size=n).astype(dtype), rng.normal(size=n).astype(dtype)
+
+
+@pytest.fixture(autouse=True)
+def fresh_lookup() -> Iterator[None]:
+    """Each test looks the functions up anew: the lookup is cached for the process, and a
+    test should check the lookup of the code it runs, not one made before it started."""
+    blas._functions.cache_clear()
+    yield
+    blas._functions.cache_clear()
 
 
 @pytest.fixture
@@ -80,6 +92,38 @@ def test_numpy_does_what_blas_cannot_take_with_the_same_arithmetic(
     np.testing.assert_array_equal(y1, y + x * -0.03)
     np.testing.assert_array_equal(y2, y * 0.9 + x * -0.03)
     assert blas_calls == []
+
+
+def test_a_blas_without_64_bit_symbols_is_called_with_32_bit_integers() -> None:
+    # a system OpenBLAS or MKL names its functions plainly; the first names tried are
+    # absent there, and asking for them must not fail
+    library = SimpleNamespace(cblas_daxpby=SimpleNamespace(), cblas_saxpy=SimpleNamespace())
+    function = blas._symbol(library, "daxpby")  # type: ignore[arg-type]
+    assert function is library.cblas_daxpby
+    c_int, c_double, pointer = ctypes.c_int32, ctypes.c_double, ctypes.c_void_p
+    assert function.argtypes == [c_int, c_double, pointer, c_int, c_double, pointer, c_int]
+    assert function.restype is None
+    function = blas._symbol(library, "saxpy")  # type: ignore[arg-type]
+    assert function is library.cblas_saxpy
+    assert function.argtypes == [c_int, ctypes.c_float, pointer, c_int, pointer, c_int]
+    assert blas._symbol(library, "daxpy") is None  # type: ignore[arg-type]
+
+
+def test_the_64_bit_symbols_come_first() -> None:
+    library = SimpleNamespace(cblas_saxpby=SimpleNamespace(),
+                              scipy_cblas_saxpby64_=SimpleNamespace())
+    function = blas._symbol(library, "saxpby")  # type: ignore[arg-type]
+    assert function is library.scipy_cblas_saxpby64_
+    c_int, c_float, pointer = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
+    assert function.argtypes == [c_int, c_float, pointer, c_int, c_float, pointer, c_int]
+
+
+@pytest.mark.parametrize("n, through_blas", [(blas.SMALL - 1, False), (blas.SMALL, True)])
+def test_blas_takes_vectors_from_small_values_on(n: int, through_blas: bool,
+                                                 blas_calls: list[str]) -> None:
+    x, y = vectors(n, np.float32)
+    blas.axpy(2.0, x, y, np.empty_like(x))
+    assert blas_calls == (["saxpy"] if through_blas else [])
 
 
 def test_vectors_of_different_shapes_are_refused() -> None:

@@ -1,4 +1,4 @@
-"""Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D and Flatten.
+"""Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Flatten, Reshape and Upsample2D.
 
 Forward passes are compared with the plain-loop references of ``bpcli/nn/reference.py``
 (and with PyTorch when it is installed), backward passes with central differences in
@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,8 @@ from bpcli.nn import (
     Layer,
     MaxPool2D,
     Network,
+    Reshape,
+    Upsample2D,
 )
 from bpcli.nn import conv as conv_module
 from bpcli.nn.conv import geometry
@@ -175,6 +178,39 @@ def test_conv_inference_splits_large_batches(monkeypatch: pytest.MonkeyPatch) ->
     np.testing.assert_allclose(layer.forward(X, False), expected, rtol=1e-13)
 
 
+def test_conv_inference_takes_one_sample_at_a_time_when_one_barely_fits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memory bound holds down to single samples, and a batch of one is a batch."""
+    layer = built(Conv2D(3, 3, stride=2, padding="same"), (2, 9, 9))
+    X = np.random.default_rng(6).normal(size=(3, 2, 9, 9))
+    expected = layer.forward(X, True).copy()
+    widths: list[int] = []
+    original = Conv2D._forward_frame
+
+    def recording(self: Conv2D, Xf: NDArray, Yf: NDArray, alloc: Any) -> NDArray:
+        widths.append(Xf.shape[-1])
+        return original(self, Xf, Yf, alloc)
+
+    monkeypatch.setattr(Conv2D, "_forward_frame", recording)
+    monkeypatch.setattr(conv_module, "INFERENCE_COLS_BYTES", 100)  # not one sample's windows
+    np.testing.assert_allclose(layer.forward(X, False), expected, rtol=1e-13)
+    assert widths == [1, 1, 1]
+    np.testing.assert_allclose(layer.forward(X[:1], False), expected[:1], rtol=1e-13)
+
+
+@pytest.mark.parametrize("layer", [
+    Conv2D(3, 3), Conv2D(4, (2, 3), stride=2, padding="same", use_bias=False),
+    Conv2D(1, 1, padding=1)], ids=["bias", "no bias", "1x1"])
+def test_conv_counts_before_building_what_building_makes(layer: Conv2D) -> None:
+    """What bp's memory estimate takes before building a network too big to build."""
+    params, workspace = layer.count_params(INPUT), layer.workspace(INPUT)
+    built(layer)
+    assert params == layer.n_params
+    layer.forward(np.random.default_rng(2).normal(size=(3, *INPUT)), True)
+    assert layer._cols is not None  # the unrolled windows, and their gradient as big
+    assert workspace == 2 * layer._cols.size // 3
+
+
 def test_conv_initialiser_fans() -> None:
     assert fans((400, 300)) == (400, 300)
     assert fans((32, 16, 3, 5)) == (16 * 15, 32 * 15)
@@ -275,6 +311,37 @@ def test_flatten_is_row_major() -> None:
     framed = np.ascontiguousarray(X.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
     np.testing.assert_array_equal(layer.forward(framed, True), X.reshape(5, 24))
     np.testing.assert_array_equal(layer.backward(X.reshape(5, 24)), X)
+    check_layer_gradients(layer, X)
+
+
+# -- reshape and upsampling ---------------------------------------------------------------
+def test_reshape_is_a_row_major_view_and_its_gradient_is_reshaped_back() -> None:
+    layer = built(Reshape([3, 4]), (12,))
+    X = np.random.default_rng(30).normal(size=(5, 12))
+    for training in (True, False):
+        Y = layer.forward(X, training)
+        assert Y.shape == (5, 3, 4)
+        np.testing.assert_array_equal(Y[:, 1, 2], X[:, 1 * 4 + 2])
+        assert np.shares_memory(Y, X)
+    check_layer_gradients(layer, X)
+
+
+def test_reshape_needs_as_many_values_as_it_has_inputs() -> None:
+    assert Reshape([1, 6]).compute_output_shape((2, 3)) == (1, 6)
+    with pytest.raises(ValueError, match=re.escape(
+            "cannot reshape inputs of shape (2, 3) (6 values) to (4, 2) (8 values)")):
+        Reshape([4, 2]).compute_output_shape((2, 3))
+
+
+@pytest.mark.parametrize("size", [2, (1, 3), (3, 2)])
+def test_upsample2d_repeats_each_pixel_as_a_block(size: Any) -> None:
+    layer = built(Upsample2D(size))
+    sh, sw = as_pair(size)
+    assert layer.output_shape == (INPUT[0], INPUT[1] * sh, INPUT[2] * sw)
+    X = np.random.default_rng(31).normal(size=(3, *INPUT))
+    expected = np.repeat(np.repeat(X, sh, axis=2), sw, axis=3)
+    np.testing.assert_array_equal(layer.forward(X, False), expected)
+    np.testing.assert_array_equal(layer.forward(X, True), expected)
     check_layer_gradients(layer, X)
 
 
@@ -417,7 +484,7 @@ def test_float32_stays_float32() -> None:
     f32 = np.float32
     rng = np.random.default_rng(22)
     for layer in (Conv2D(3, 3, padding="same"), MaxPool2D(3, 2, "same"), AvgPool2D(2),
-                  GlobalAvgPool2D(), Flatten()):
+                  GlobalAvgPool2D(), Flatten(), Reshape([6, 7, 2]), Upsample2D((2, 3))):
         built(layer, INPUT, dtype=f32)
         assert all(v.dtype == f32 for v in (*layer.params.values(), *layer.grads.values()))
         X = rng.normal(size=(3, *INPUT)).astype(f32)
@@ -426,6 +493,9 @@ def test_float32_stays_float32() -> None:
         dX = layer.backward(rng.normal(size=Y.shape).astype(f32))
         assert dX is not None and dX.dtype == f32
         assert all(g.dtype == f32 for g in layer.grads.values())
+        # no float work array of twice the size hides in the layer (masks are bool)
+        assert all(a.dtype == f32 for a in layer._scratch_arrays.values()
+                   if a.dtype.kind == "f"), layer.kind
         assert layer.forward(X, False).dtype == f32
 
 
@@ -439,8 +509,18 @@ def test_backward_after_an_inference_forward_is_refused(layer: Layer) -> None:
         layer.backward(np.ones_like(Y))
 
 
-def test_training_buffers_are_reused_and_inference_outputs_are_fresh() -> None:
-    layer = built(Conv2D(2, 3), (1, 5, 5))
+def test_a_conv_used_before_it_is_built_says_so() -> None:
+    with pytest.raises(AssertionError, match="^conv2d used before build$"):
+        Conv2D(2, 3).forward(np.zeros((2, 1, 5, 5)), True)
+
+
+@pytest.mark.parametrize("layer", [Conv2D(2, 3), MaxPool2D(), AvgPool2D(2, 1),
+                                   GlobalAvgPool2D(), Upsample2D(2)],
+                         ids=lambda layer: layer.kind)
+def test_training_buffers_are_reused_and_inference_outputs_are_fresh(layer: Layer) -> None:
+    """Inference outputs are kept (evaluate joins its batches' outputs): a reused buffer
+    would overwrite them with the next batch's."""
+    built(layer, (1, 5, 5))
     rng = np.random.default_rng(23)
     X1, X2 = rng.normal(size=(2, 1, 5, 5)), rng.normal(size=(2, 1, 5, 5))
     Y1 = layer.forward(X1, True)
@@ -458,6 +538,7 @@ def test_training_buffers_are_reused_and_inference_outputs_are_fresh() -> None:
                          init="glorot_normal"),
     Conv2D(2, 1, padding="same", init="constant", init_options={"value": 0.5}),
     MaxPool2D(), MaxPool2D((3, 2), 1, "same"), AvgPool2D(3, 2, 1), GlobalAvgPool2D(), Flatten(),
+    Reshape([3, 1, 4]), Upsample2D((2, 1)),
 ], ids=lambda layer: layer.kind)
 def test_rebuild_from_description(layer: Layer) -> None:
     description = layer.describe()
@@ -489,8 +570,12 @@ def test_image_layers_need_3d_inputs(layer: Layer) -> None:
 
 
 def test_windows_larger_than_the_input_are_refused() -> None:
-    with pytest.raises(ValueError, match=r"the 5x5 kernel is larger than its 4x6 input"):
+    with pytest.raises(ValueError, match=re.escape(
+            "conv2d: the 5x5 kernel is larger than its 4x6 input; use a smaller kernel, more "
+            "padding or a larger input")):
         Conv2D(2, 5).compute_output_shape((1, 4, 6))
+    with pytest.raises(ValueError, match=r"the 5x1 kernel is larger than its 4x6 input;"):
+        Conv2D(2, (5, 1)).compute_output_shape((1, 4, 6))  # too tall, narrow enough
     with pytest.raises(ValueError, match=r"3x7 kernel is larger than its 6x6 input "
                                          r"\(padded from 4x4\)"):
         Conv2D(2, (3, 7), padding=1).compute_output_shape((1, 4, 4))
@@ -516,6 +601,12 @@ def test_windows_larger_than_the_input_are_refused() -> None:
     (lambda: MaxPool2D(2, padding=2), "at most half the pool size"),
     (lambda: AvgPool2D((4, 2), padding=(1, 2)), "at most half the pool size"),
     (lambda: MaxPool2D(2, stride=(1, 0)), "stride must be at least 1"),
+    (lambda: Upsample2D(0), "upsample2d size must be at least 1"),
+    (lambda: Upsample2D((2, 2, 2)), "upsample2d size must be an int or a pair"),
+    (lambda: Reshape([]), "reshape shape must be a list of positive ints"),
+    (lambda: Reshape([2, 0]), "reshape shape must be a list of positive ints"),
+    (lambda: Reshape([2, True]), "reshape shape must be a list of positive ints"),
+    (lambda: Reshape([2, 1.5]), "reshape shape must be a list of positive ints"),  # type: ignore[list-item]
 ], ids=lambda value: value if isinstance(value, str) else "")
 def test_bad_arguments(make: Callable[[], Layer], match: str) -> None:
     with pytest.raises(ValueError, match=match):

@@ -10,8 +10,9 @@ import pytest
 from numpy.typing import NDArray
 
 from bpcli.nn import Activation, Dense, Network
-from bpcli.nn.gradcheck import check_gradients
-from bpcli.nn.losses import MeanSquaredError, SoftmaxCrossEntropy
+from bpcli.nn.gan import Gan
+from bpcli.nn.gradcheck import check_generator_gradients, check_gradients
+from bpcli.nn.losses import MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from tests.test_nn_gradients import build
 
 
@@ -83,3 +84,64 @@ def test_checker_samples_at_most_max_entries() -> None:
     assert network.layers[0].needs_input_grad is False
     again = check_gradients(network, X, Y, max_entries=6, rng=np.random.default_rng(0))
     assert again == checks
+
+
+def test_progress_is_told_before_each_tensor() -> None:
+    """What ``bp gradcheck`` shows while it works: "3/5", with the tensor's name."""
+    rng = np.random.default_rng(17)
+    network = build([Dense(3), Activation("tanh"), Dense(2)], MeanSquaredError(), 2, seed=18)
+    told: list[tuple[int, int, str]] = []
+    checks = check_gradients(network, rng.normal(size=(3, 2)), rng.normal(size=(3, 2)),
+                             on_tensor=lambda i, n, name: told.append((i, n, name)))
+    assert told == [(1, 5, "0 dense W"), (2, 5, "0 dense b"), (3, 5, "1 dense W"),
+                    (4, 5, "1 dense b"), (5, 5, "input X")]
+    assert [f"{c.layer} {c.name}" for c in checks] == [name for _, _, name in told]
+
+
+# -- a GAN's generator, checked through its discriminator ---------------------------------
+def small_gan() -> Gan:
+    rng = np.random.default_rng(19)
+    generator = Network([Dense(4), Activation("tanh"), Dense(3)], MeanSquaredError(), (2,),
+                        rng, np.float64)
+    discriminator = Network([Dense(4), Activation("tanh"), Dense(1), Activation("sigmoid")],
+                            SigmoidBinaryCrossEntropy(), (3,), rng, np.float64)
+    return Gan(generator, discriminator, noise_size=2)
+
+
+GENERATOR_TENSORS = [("generator 0 dense", "W", (2, 4)), ("generator 0 dense", "b", (4,)),
+                     ("generator 1 dense", "W", (4, 3)), ("generator 1 dense", "b", (3,))]
+
+
+def test_generator_check_passes_and_names_the_generators_tensors() -> None:
+    gan = small_gan()
+    noise = gan.draw_noise(5, np.random.default_rng(20)).astype(np.float32)
+    told: list[tuple[int, int, str]] = []
+    checks = check_generator_gradients(gan, noise,
+                                       on_tensor=lambda i, n, name: told.append((i, n, name)))
+    assert [(c.layer, c.name, c.shape) for c in checks] == GENERATOR_TENSORS
+    assert told == [(i, 4, f"{layer} {key}")
+                    for i, (layer, key, _) in enumerate(GENERATOR_TENSORS, 1)]
+    for c in checks:
+        assert c.passed and not c.directional, c
+        assert c.checked == c.total == int(np.prod(c.shape))
+        assert c.max_abs_error < 1e-8
+    sampled = check_generator_gradients(gan, noise, max_entries=3)
+    assert [c.checked for c in sampled] == [3, 3, 3, 3] and all(c.passed for c in sampled)
+    fast = check_generator_gradients(gan, noise, directions=2)
+    assert all(c.passed and c.directional and c.checked == 2 for c in fast)
+
+
+def test_generator_check_catches_a_wrong_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Dense.backward
+
+    def slightly_wrong(self: Dense, dY: NDArray) -> NDArray | None:
+        dX = original(self, dY)
+        self.grads["W"] *= 1.01
+        return dX
+
+    gan = small_gan()
+    noise = gan.draw_noise(5, np.random.default_rng(21))
+    monkeypatch.setattr(Dense, "backward", slightly_wrong)
+    for checks in (check_generator_gradients(gan, noise),
+                   check_generator_gradients(gan, noise, directions=2)):
+        assert [c.passed for c in checks] == [False, True, False, True]

@@ -62,6 +62,19 @@ def test_initialiser_statistics(name: str, dtype: type[np.floating]) -> None:
         assert np.abs(W64).max() > 3 * scale  # tails exist: not a uniform in disguise
 
 
+@pytest.mark.parametrize("shape", [(4, 2, 3, 3), (30, 2, 3)])
+def test_orthogonal_kernels_have_the_kernels_shape_and_orthonormal_rows(
+        shape: tuple[int, ...]) -> None:
+    """A conv2d's (filters, channels, kh, kw) kernel: orthonormal as filters x the rest."""
+    W = INITIALIZERS["orthogonal"](shape, np.random.default_rng(14), np.float64)
+    assert W.shape == shape
+    rows = W.reshape(shape[0], -1)
+    if rows.shape[0] <= rows.shape[1]:
+        np.testing.assert_allclose(rows @ rows.T, np.eye(shape[0]), atol=1e-12)
+    else:
+        np.testing.assert_allclose(rows.T @ rows, np.eye(rows.shape[1]), atol=1e-12)
+
+
 def test_uniform_initialiser_takes_its_limit() -> None:
     W = make_initializer("uniform", limit=0.05)((FAN_IN, FAN_OUT), np.random.default_rng(1),
                                                 np.float64)

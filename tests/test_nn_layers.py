@@ -6,6 +6,7 @@ the image layers of conv.py in test_nn_conv.py.)"""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -13,10 +14,12 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from bpcli.memory import ACTIVATION_COPIES, TRAINING_COPIES, layer_needs
 from bpcli.nn import LAYERS, Activation, Dense, Dropout, Layer, Network
 from bpcli.nn.gradcheck import check_gradients
 from bpcli.nn.layers import BatchNorm, LayerNorm, layer_from_description
 from bpcli.nn.losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
+from bpcli.nn.sequence import Conv1D, Embedding, GlobalMaxPool1D
 from tests.numeric import numeric_grad
 
 EPS = 1e-6
@@ -244,6 +247,20 @@ def test_running_statistics_one_step_convention(input_shape: tuple[int, ...]) ->
                                0.8 + 0.2 * per_feature.var(axis=1, ddof=1), rtol=1e-12)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 1.0])
+def test_momentum_at_either_end_of_its_range(momentum: float) -> None:
+    """0 keeps only the last batch's statistics; 1 keeps the running ones as they were."""
+    layer = built(BatchNorm(momentum=momentum), (2,))
+    X = np.random.default_rng(12).normal(3.0, 2.0, size=(6, 2))
+    layer.forward(X, True)
+    if momentum == 1.0:
+        assert_stats_equal(layer, {"running_mean": np.zeros(2), "running_var": np.ones(2)})
+    else:
+        np.testing.assert_allclose(layer.buffers["running_mean"], X.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(layer.buffers["running_var"], X.var(axis=0, ddof=1),
+                                   rtol=1e-12)
+
+
 def test_running_statistics_approach_the_data_statistics() -> None:
     rng = np.random.default_rng(11)
     mean = np.array([-3.0, 0.0, 5.0])
@@ -293,7 +310,7 @@ def test_inference_forward_then_backward_is_refused(norm: str) -> None:
     X = np.random.default_rng(0).normal(size=(4, 3))
     layer.forward(X, True)
     layer.forward(X, False)
-    with pytest.raises(AssertionError, match="training forward"):
+    with pytest.raises(AssertionError, match="^backward called before a training forward$"):
         layer.backward(np.ones((4, 3)))
 
 
@@ -343,7 +360,10 @@ def test_only_batch_norm_has_buffers() -> None:
 def test_batch_norm_rejects_a_training_batch_of_one() -> None:
     layer = built(BatchNorm(), (3,))
     stats = running_stats(layer)
-    with pytest.raises(ValueError, match=r"batch_norm.*batch variance is undefined"):
+    with pytest.raises(ValueError, match=re.escape(
+            "batch_norm needs at least 2 values per feature in training mode, got a batch of "
+            "shape (1, 3): the batch variance is undefined for a single sample; use batches "
+            "of 2 or more samples")):
         layer.forward(np.ones((1, 3)), True)
     assert_stats_equal(layer, stats)
     # A single image still has many values per channel.
@@ -452,7 +472,35 @@ def test_dropout_statistics() -> None:
     np.testing.assert_array_equal(layer.forward(X, training=False), X)
 
 
+def test_a_layer_between_an_embedding_and_the_pooling_passes_the_side_features_on() -> None:
+    """The columns after the token ids reach the pooling layer through a conv1d, which
+    asks the embedding for them (Layer.side_features)."""
+    layers: list[Layer] = [Embedding(9, 3, length=4), Conv1D(2, 2), GlobalMaxPool1D()]
+    network = Network(layers, MeanSquaredError(), (6,), np.random.default_rng(15))
+    assert network.output_shape == (2 + 2,)
+    X = np.array([[1, 2, 3, 4, 0.5, -7.0], [5, 6, 0, 0, 2.5, 1.0]])
+    np.testing.assert_array_equal(network.forward(X)[:, 2:], X[:, 4:])
+    assert layers[1].side_features() is not None and layers[1].side_width() == 2
+
+
+def test_plain_layers_add_no_workspace_to_the_memory_estimate() -> None:
+    """Only layers with work arrays beyond their output (a conv's unrolled windows) ask
+    for more than parameters and activations when bp checks a network fits in memory."""
+    layers: list[Layer] = [Dense(5), Activation("relu"), Dropout(0.5), LayerNorm()]
+    needs = layer_needs(layers, (3,), 4, batch=8, inference_batch=16)
+    per_activation = 8 * ACTIVATION_COPIES * 5 + 16 * (5 + 5)
+    dense = (3 * 5 + 5) * TRAINING_COPIES + 8 * ACTIVATION_COPIES * 5 + 16 * (3 + 5)
+    norm = 2 * 5 * TRAINING_COPIES + per_activation
+    assert needs == [4 * dense, 4 * per_activation, 4 * per_activation, 4 * norm]
+
+
 def test_layer_validation() -> None:
+    for units in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match=re.escape(
+                f"dense units must be a positive int, got {units!r}")):
+            Dense(units)  # type: ignore[arg-type]
+    assert Dense(np.int64(3)).units == 3
+    assert Dense(1).units == 1
     with pytest.raises(ValueError, match="initialiser"):
         Dense(3, init="he_normal_but_misspelt")
     with pytest.raises(ValueError, match="activation"):

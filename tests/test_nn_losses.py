@@ -305,6 +305,16 @@ def test_huber_by_hand(delta: float, expected_value: float, expected_grad: list)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-15)
 
 
+@pytest.mark.parametrize(("p", "expected"), [(0.5, 0.125), (-3.0, 2.5)])
+def test_huber_of_a_single_value(p: float, expected: float) -> None:
+    """One row with one output: the mean over one entry is that entry's cost."""
+    loss = Huber()
+    assert loss.value(np.array([[p]]), np.zeros((1, 1))) == pytest.approx(expected, rel=1e-15)
+    value, grad = loss.value_and_grad(np.array([[p]]), np.zeros((1, 1)))
+    assert value == pytest.approx(expected, rel=1e-15)
+    np.testing.assert_allclose(grad, [[max(-1.0, min(1.0, p))]], rtol=1e-15)
+
+
 def test_cross_entropy_label_smoothing_by_hand() -> None:
     # softmax([ln 3, 0]) = [0.75, 0.25]; s = 0.2, k = 2: t = [0.9, 0.1]
     Z = np.array([[math.log(3.0), 0.0]])

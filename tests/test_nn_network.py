@@ -15,9 +15,10 @@ from bpcli.nn import (
     Loss,
     Network,
 )
+from bpcli.nn.conv import Conv2D, Flatten
 from bpcli.nn.layers import BatchNorm
 from bpcli.nn.losses import MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
-from bpcli.nn.network import layer_numbers
+from bpcli.nn.network import layer_numbers, share_storage
 from bpcli.nn.optimizers import SGD, Adam
 
 
@@ -77,6 +78,24 @@ def test_layer_numbers_fold_activations_into_their_layer() -> None:
     assert [e["index"] for e in network.summary()] == [0, 1, 2, 3, 4]
     # an activation that follows no dense or conv2d layer is a layer of its own
     assert layer_numbers([BatchNorm(), Activation("relu"), Dense(2)]) == [0, 1, 2]
+    # nor does one that comes first, whatever the last layer is
+    assert layer_numbers([Activation("tanh"), Dense(4), Dense(2)]) == [0, 1, 2]
+
+
+def test_summary_has_one_entry_per_numbered_layer() -> None:
+    """What ``bp inspect`` shows of a model: each dense layer with its activation, the
+    parameters of both counted together."""
+    layers: list[Layer] = [Dense(8), Activation("relu"), Dropout(0.5), Dense(3),
+                           Activation("softmax")]
+    network = Network(layers, SoftmaxCrossEntropy(), (4,), np.random.default_rng(0))
+    assert network.summary() == [
+        {"index": 0, "type": "dense", "options": {"units": 8, "init": "glorot_uniform"},
+         "activation": {"name": "relu"}, "output_shape": [8], "parameters": 4 * 8 + 8},
+        {"index": 1, "type": "dropout", "options": {"rate": 0.5}, "activation": None,
+         "output_shape": [8], "parameters": 0},
+        {"index": 2, "type": "dense", "options": {"units": 3, "init": "glorot_uniform"},
+         "activation": {"name": "softmax"}, "output_shape": [3], "parameters": 8 * 3 + 3},
+    ]
 
 
 # -- state ---------------------------------------------------------------------------
@@ -92,11 +111,11 @@ def test_load_state_copies_matching_parameters() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ("drop", "missing"),
-        ("add", "unexpected"),
-        ("rename", "missing"),
-        ("reshape", "wrong shape"),
-        ("transpose", "wrong shape"),
+        ("drop", "; missing ['3.b']"),
+        ("add", "; unexpected ['5.W']"),
+        ("rename", "; missing ['3.W']; unexpected ['2.W']"),
+        ("reshape", "; wrong shape ['0.b']"),
+        ("transpose", "; wrong shape ['0.W']"),
     ],
 )
 def test_load_state_rejects_mismatch(change: str, message: str) -> None:
@@ -113,8 +132,9 @@ def test_load_state_rejects_mismatch(change: str, message: str) -> None:
         state["0.b"] = np.zeros(9)
     else:
         state["0.W"] = state["0.W"].T.copy()
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError) as refused:
         network.load_state(state)
+    assert str(refused.value) == "parameters do not match the architecture" + message
     # Nothing was half-loaded.
     for name, value in network.state().items():
         np.testing.assert_array_equal(value, before[name], err_msg=name)
@@ -134,10 +154,45 @@ def test_evaluate_is_forward_and_loss_in_inference_mode(batch_size: int) -> None
     expected_outputs = network.forward(X, training=False)
     np.testing.assert_allclose(outputs, expected_outputs, rtol=1e-12)
     assert loss == pytest.approx(network.loss_value(X, y, training=False), rel=1e-12)
+    # inference mode unless asked for training
+    assert network.loss_value(X, y) == pytest.approx(loss, rel=1e-12)
     # Dropout is off: inference is repeatable and differs from a training pass.
     np.testing.assert_array_equal(network.forward(X), expected_outputs)
     assert not np.allclose(network.forward(X, training=True), expected_outputs)
     np.testing.assert_allclose(outputs.sum(axis=1), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_forward_logits_are_the_outputs_before_the_fused_activation(training: bool) -> None:
+    """What a GAN's discriminator hands its loss: the logits, whose softmax is the output."""
+    network = classifier(seed=6)
+    X = np.random.default_rng(7).normal(size=(5, 4))
+    with network.held_randomness():  # the same dropout draw in both training passes
+        expected = network.forward(X, training).copy()
+        logits = network.forward_logits(X, training)
+    assert logits.shape == (5, 3)
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-12)
+    assert not np.allclose(logits, expected)
+    if not training:  # no dropout in inference: the same logits again
+        np.testing.assert_array_equal(network.forward_logits(X), logits)
+
+
+def test_flat_rows_are_read_as_images_in_row_major_order() -> None:
+    """What a CSV gives a conv network: rows of C*H*W pixels, channel, then row, then column."""
+    rng = np.random.default_rng(8)
+    network = Network([Conv2D(2, 2), Flatten(), Dense(3)], MeanSquaredError(), (2, 3, 4), rng,
+                      np.float64)
+    images = rng.normal(size=(5, 2, 3, 4))
+    rows = images.reshape(5, 24)
+    assert network.shaped(rows).shape == (5, 2, 3, 4)
+    assert network.shaped(images) is images
+    np.testing.assert_array_equal(network.forward(rows), network.forward(images))
+    Y = rng.normal(size=(5, 3))
+    assert network.loss_value(rows, Y) == network.loss_value(images, Y)
+    loss, outputs = network.evaluate(rows, Y, batch_size=2)
+    np.testing.assert_allclose(outputs, network.forward(images), rtol=1e-12)
 
 
 def test_evaluate_without_fused_loss() -> None:
@@ -173,6 +228,39 @@ def test_fused_loss_needs_its_output_activation(loss: Loss, last: str | None) ->
 def test_empty_network_with_fused_loss_is_rejected() -> None:
     with pytest.raises(ValueError):
         Network([], SoftmaxCrossEntropy(), (2,), np.random.default_rng(0))
+
+
+def test_shared_storage_holds_every_networks_parameters_and_gradients_in_order() -> None:
+    """Networks trained together (a GAN's two) in one vector: copying or restoring it
+    covers them all."""
+    f32 = np.float32
+    small = Network([Dense(2)], MeanSquaredError(), (3,), np.random.default_rng(4), f32)
+    networks = [classifier(seed=1, dtype=f32), small, classifier(seed=2, dtype=f32)]
+    before = [p.copy() for net in networks for p in net.param_arrays()]
+    flat_params, flat_grads = share_storage(networks)
+    assert flat_params.dtype == flat_grads.dtype == f32
+    assert flat_params.shape == flat_grads.shape == (sum(n.n_params for n in networks),)
+    np.testing.assert_array_equal(flat_params, np.concatenate([p.ravel() for p in before]))
+    after = [p for net in networks for p in net.param_arrays()]
+    for old, new in zip(before, after, strict=True):
+        np.testing.assert_array_equal(new, old)
+    # each network's own vectors are its stretch of the joint ones
+    ends = np.cumsum([0] + [net.n_params for net in networks])
+    for net, start, end in zip(networks, ends, ends[1:], strict=False):
+        assert np.shares_memory(net.flat_params, flat_params[start:end])
+        assert not np.shares_memory(net.flat_params, flat_params[:start])
+        assert not np.shares_memory(net.flat_params, flat_params[end:])
+    # the last network's gradients land in its stretch only
+    rng = np.random.default_rng(3)
+    networks[2].compute_gradients(rng.normal(size=(6, 4)).astype(f32),
+                                  rng.integers(0, 3, size=6))
+    assert not np.any(flat_grads[: ends[2]])
+    np.testing.assert_array_equal(
+        flat_grads[ends[2] :], np.concatenate([g.ravel() for g in networks[2].grad_arrays()]))
+    assert np.any(flat_grads[ends[2] :])
+    # restoring the joint vector restores every network
+    flat_params[...] = 0.0
+    assert not any(np.any(p) for p in after)
 
 
 # -- determinism and dtypes ----------------------------------------------------------

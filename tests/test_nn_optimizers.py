@@ -484,7 +484,7 @@ def test_loaded_state_is_not_shared_with_the_source() -> None:
 
 
 def test_optimizer_state_without_a_learning_rate_keeps_the_configured_one() -> None:
-    params = [np.zeros(2)]
+    params: list[Floats] = [np.zeros(2)]
     adam = Adam(learning_rate=0.01)
     adam.step(params, [np.ones(2)])
     state = adam.state()
@@ -594,9 +594,11 @@ def test_float32_stays_float32(kind: str) -> None:
             assert value.dtype == np.float32, key
 
 
+@pytest.mark.parametrize("n", [20_000, 50_000], ids=["numpy", "blas"])  # see blas.SMALL
 @pytest.mark.parametrize("kind", sorted(FACTORIES))
-def test_a_step_allocates_nothing_parameter_sized(kind: str) -> None:
-    n = 50_000  # 200 kB of float32
+def test_a_step_allocates_nothing_parameter_sized(kind: str, n: int) -> None:
+    # 80 or 200 kB of float32: SGD's updates of the smaller go through NumPy, with work
+    # arrays of its own, of the larger through BLAS
     w = np.zeros(n, np.float32)
     g = np.linspace(-1, 1, n, dtype=np.float32)
     opt = FACTORIES[kind]()
@@ -611,6 +613,36 @@ def test_a_step_allocates_nothing_parameter_sized(kind: str) -> None:
     finally:
         tracemalloc.stop()
     assert peak < n  # a quarter of one parameter-sized float32 array
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_the_state_before_the_first_step_round_trips(kind: str) -> None:
+    """A checkpoint can be written before any step (a run stopped in its first batch)."""
+    fresh = FACTORIES[kind]()
+    state = fresh.state()
+    assert int(state["iterations"]) == 0
+    assert float(state["learning_rate"]) == fresh.learning_rate
+    assert not any("/" in key for key in state)  # no per-parameter arrays yet
+    params: list[Floats] = [np.ones((3, 2)), np.ones(2)]
+    restored_params = [p.copy() for p in params]
+    restored = FACTORIES[kind]()
+    restored.load_state(state)
+    for g in gradients_for(3, 2, np.float64):
+        fresh.step(params, g)
+        restored.step(restored_params, [a.copy() for a in g])
+    for p, q in zip(params, restored_params, strict=True):
+        np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_gradients_that_do_not_match_the_parameters_are_refused(kind: str) -> None:
+    """One gradient short would leave a parameter silently untrained."""
+    opt = FACTORIES[kind]()
+    params: list[Floats] = [np.ones((3, 2)), np.ones(2)]
+    grads = gradients_for(4, 1, np.float64)[0]
+    opt.step(params, grads)
+    with pytest.raises(ValueError, match="zip"):
+        opt.step(params, grads[:1])
 
 
 # -- validation ----------------------------------------------------------------------

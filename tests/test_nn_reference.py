@@ -17,6 +17,8 @@ from bpcli.nn import AvgPool2D, Conv2D, Layer, MaxPool2D
 from bpcli.nn.reference import (
     as_pair,
     avg_pool2d_backward,
+    conv1d_backward,
+    conv1d_forward,
     conv2d_backward,
     conv2d_forward,
     max_pool2d_backward,
@@ -107,3 +109,68 @@ def test_the_loops_backward_passes_are_their_forward_passes_derivatives() -> Non
         np.testing.assert_allclose(backward(X, H, window, pool_stride, pool_pads),
                                    numeric_grad(pool_loss, X), rtol=1e-6, atol=1e-8,
                                    err_msg=mode)
+
+
+def test_max_pool_loops_visit_every_sample_and_channel() -> None:
+    """Three samples of two channels (a loop over the wrong axis would miss one)."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3, 2, 4, 4))
+    window, stride, pads = (2, 2), (2, 2), ((0, 0), (0, 0))
+    dY = rng.normal(size=(3, 2, 2, 2))
+    dX = max_pool2d_backward(X, dY, window, stride, pads)
+    blocks = X.reshape(3, 2, 2, 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(3, 2, 2, 2, 4)
+    np.testing.assert_array_equal(pool2d_forward(X, window, stride, pads, "max"),
+                                  blocks.max(axis=-1))
+    # each window's gradient lands on its maximum, and nowhere else
+    picked = blocks.argmax(axis=-1)
+    expected = np.zeros((3, 2, 2, 2, 4))
+    np.put_along_axis(expected, picked[..., None], dY[..., None], axis=-1)
+    expected = expected.reshape(3, 2, 2, 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(X.shape)
+    np.testing.assert_array_equal(dX, expected)
+
+
+def test_conv2d_loops_compute_in_the_wider_dtype() -> None:
+    """float32 inputs and weights with a float64 gradient: gradients in float64."""
+    rng = np.random.default_rng(6)
+    X, W = rng.normal(size=(2, 2, 4, 4)).astype(np.float32), rng.normal(size=(3, 2, 2, 2))
+    W32 = W.astype(np.float32)
+    dY = rng.normal(size=(2, 3, 3, 3))
+    stride, pads = (1, 1), ((0, 0), (0, 0))
+    dX, dW, db = conv2d_backward(X, W32, dY, stride, pads)
+    ex_dX, ex_dW, ex_db = conv2d_backward(X.astype(np.float64), W32.astype(np.float64), dY,
+                                          stride, pads)
+    assert dX.dtype == dW.dtype == db.dtype == np.float64
+    np.testing.assert_allclose(dX, ex_dX, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(dW, ex_dW, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(db, ex_db, rtol=1e-14)
+
+
+@pytest.mark.parametrize(("stride", "pads"), [(1, (0, 0)), (2, (1, 2)), (3, (2, 0))])
+def test_conv1d_loops_are_the_2d_loops_on_a_single_row(stride: int, pads: tuple[int, int]
+                                                       ) -> None:
+    """(N, L, C) sequences as (N, C, 1, L) images and (F, C, k) kernels as (F, C, 1, k):
+    the same sums, so the 2-D loops (checked above) check the 1-D ones."""
+    rng = np.random.default_rng(7)
+    X, W, b = rng.normal(size=(2, 7, 3)), rng.normal(size=(4, 3, 3)), rng.normal(size=4)
+    as_image = X.transpose(0, 2, 1)[:, :, None, :]
+    kernel = W[:, :, None, :]
+    Y = conv1d_forward(X, W, b, stride, pads)
+    Y2 = conv2d_forward(as_image, kernel, b, (1, stride), ((0, 0), pads))
+    assert Y.shape == (2, Y2.shape[3], 4)
+    np.testing.assert_allclose(Y, Y2[:, :, 0, :].transpose(0, 2, 1), rtol=1e-12, atol=1e-12)
+    dY = rng.normal(size=Y.shape)
+    dX, dW, db = conv1d_backward(X, W, dY, stride, pads)
+    dX2, dW2, db2 = conv2d_backward(as_image, kernel, dY.transpose(0, 2, 1)[:, :, None, :],
+                                    (1, stride), ((0, 0), pads))
+    np.testing.assert_allclose(dX, dX2[:, :, 0, :].transpose(0, 2, 1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dW, dW2[:, :, 0, :], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, db2, rtol=1e-12, atol=1e-12)
+
+
+def test_conv1d_loops_keep_float32() -> None:
+    rng = np.random.default_rng(8)
+    X, W = rng.normal(size=(2, 5, 2)).astype(np.float32), rng.normal(size=(3, 2, 2))
+    Y = conv1d_forward(X, W.astype(np.float32), np.zeros(3, np.float32), 1, (0, 0))
+    dX, dW, db = conv1d_backward(X, W.astype(np.float32), np.ones_like(Y), 1, (0, 0))
+    assert Y.dtype == dX.dtype == dW.dtype == db.dtype == np.float32
+    np.testing.assert_allclose(db, [8.0, 8.0, 8.0])  # 2 samples x 4 positions

@@ -82,6 +82,16 @@ PENALTY_CASES: dict[str, tuple[Penalties, dict[int, tuple[float, float]]]] = {
 
 
 # -- Penalty on its own ---------------------------------------------------------------
+def test_a_penalty_keeps_its_own_copy_of_the_keys_it_was_given() -> None:
+    """Frozen: changing the list it was made from afterwards changes nothing."""
+    keys = ["W", "b"]
+    penalty = Penalty(l2=1.0, keys=keys)  # type: ignore[arg-type]
+    keys.append("gamma")
+    params = {"W": np.array([1.0, 2.0]), "b": np.array([3.0]), "gamma": np.array([10.0])}
+    assert penalty.value(params) == pytest.approx(1.0 + 4.0 + 9.0, rel=1e-15)
+    assert penalty == Penalty(l2=1.0, keys=("W", "b")) and hash(penalty) is not None
+
+
 def test_penalty_value_and_gradient_by_hand() -> None:
     W = np.array([[1.0, -2.0], [0.0, 3.0]])
     b = np.array([5.0, -1.0])

@@ -138,6 +138,16 @@ def test_plateau_patience_and_absolute_min_delta() -> None:
     assert s.best == 0.85
 
 
+@pytest.mark.parametrize("min_delta", [0.0, 0.25])
+def test_plateau_an_improvement_of_exactly_min_delta_is_not_one(min_delta: float) -> None:
+    s = ReduceOnPlateau(1.0, factor=0.5, patience=1, min_delta=min_delta)
+    # e2 is exactly min_delta below the best (the same value when min_delta is 0): not
+    # below best - min_delta, so a bad epoch, and patience 1 drops the rate
+    got = drive(s, [1.0, 1.0 - min_delta])
+    same(got, [1.0, 1.0, 0.5])
+    assert s.best == 1.0
+
+
 def test_plateau_default_patience_is_ten_bad_epochs() -> None:
     s = ReduceOnPlateau(0.01)
     got = drive(s, [1.0] * 11)  # one improvement, then ten epochs without one
