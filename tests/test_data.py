@@ -632,3 +632,21 @@ def test_a_regression_preprocessor_read_back_keeps_its_target_scaling(tmp_path: 
     back = Preprocessor.from_saved(pre.to_json(), pre.to_arrays())
     assert (back.target_mean.tolist(), back.target_scale.tolist()) == ([20.0], [10.0])
     assert back.inverse_target(np.array([[1.0]])).tolist() == [[30.0]]
+
+
+def test_targets_of_chosen_rows_in_the_asked_dtype_and_text_labels_among_number_classes(
+        tmp_path: Path) -> None:
+    t = labels(tmp_path, "x,y\n1,10\n2,9\n3,10\n4,2\n")
+    pre = Preprocessor.fit(t, None, [InputColumn("x", "numeric")], ["y"], "classification")
+    # the rows asked for, in their order (not every row)
+    assert pre.transform_target(t, np.array([3, 1])).tolist() == [0, 1]
+    assert pre.transform_target(t, np.array([2]), one_column=True).tolist() == [[2.0]]
+    # a label that is no number, among classes that all are, is unseen, not a crash
+    with pytest.raises(DataError, match=r"d\.csv:2: column 'y': label 'ten' was not in the "
+                       r"training data \(classes: 2, 9, 10\)"):
+        pre.class_indices(labels(tmp_path, "x,y\n1,ten\n"))
+    r = table(tmp_path, "x,y\n1,10\n2,20\n3,40\n")
+    reg = Preprocessor.fit(r, None, [InputColumn("x", "numeric")], ["y"], "regression")
+    for dtype in (np.float32, np.float64):
+        assert reg.transform_target(r, dtype=dtype).dtype == dtype
+    assert reg.transform_target(r, np.array([2, 0])).shape == (2, 1)
