@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from bpcli import data
 from bpcli.csvfile import Table, read_csv
 from bpcli.data import (
     BLOCK_BYTES,
@@ -650,3 +651,32 @@ def test_targets_of_chosen_rows_in_the_asked_dtype_and_text_labels_among_number_
     for dtype in (np.float32, np.float64):
         assert reg.transform_target(r, dtype=dtype).dtype == dtype
     assert reg.transform_target(r, np.array([2, 0])).shape == (2, 1)
+
+
+def test_parts_encoded_over_several_blocks_equal_each_part_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # blocks of 256 rows (the fewest) and columns released after every block: a table of
+    # 600 rows takes three blocks, the last one short
+    monkeypatch.setattr(data, "BLOCK_BYTES", 64)
+    # line 312 (row 310, a validation row) has a category the training rows never had
+    text = "x,c,y\n" + "".join(f"{i % 7},{'z' if i == 310 else 'abc'[i % 3]},{i}\n"
+                                for i in range(600))
+    rows = np.arange(600)
+    parts = [rows[rows % 5 != 0], rows[rows % 10 == 0], rows[rows % 10 == 5]]
+    t = table(tmp_path, text)
+    inputs = [InputColumn("x", "numeric"), InputColumn("c", "categorical", unseen="zeros")]
+    pre = Preprocessor.fit(t, parts[0], inputs, ["y"], "regression")
+    alone = [pre.transform_features(t, p, np.float64) for p in parts]
+    for release in (False, True):
+        t = table(tmp_path, text)
+        notes: list[str] = []
+        together = pre.transform_parts(t, parts, np.float64, notes=notes, release=release)
+        assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
+        assert len(notes) == 1 and "1 row with a 'c' category not seen" in notes[0]
+        assert "on line 312" in notes[0]
+    # row sets in no file order are gathered block by block too
+    shuffled = [rows[::-1][:500], rows[:7]]
+    gathered = pre.transform_parts(table(tmp_path, text), shuffled, np.float64)
+    for part, X in zip(shuffled, gathered, strict=True):
+        assert np.array_equal(X, pre.transform_features(table(tmp_path, text), part,
+                                                        np.float64))
