@@ -45,15 +45,20 @@ def test_directional_check_catches_a_small_error(monkeypatch: pytest.MonkeyPatch
     assert [r.passed for r in results] == [False, True, False, True, True]
 
 
-def test_checker_catches_a_wrong_dense_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def wrong_dense_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dense layers whose weight gradient is 1% too large (biases and dX stay right)."""
     original = Dense.backward
 
     def slightly_wrong(self: Dense, dY: NDArray) -> NDArray | None:
         dX = original(self, dY)
         self.grads["W"] *= 1.01
         return dX
-
     monkeypatch.setattr(Dense, "backward", slightly_wrong)
+
+
+@pytest.mark.usefixtures("wrong_dense_backward")
+def test_checker_catches_a_wrong_dense_backward() -> None:
     rng = np.random.default_rng(13)
     network = build([Dense(4), Activation("tanh"), Dense(2)], MeanSquaredError(), 3, seed=14)
     checks = check_gradients(network, rng.normal(size=(5, 3)), rng.normal(size=(5, 2)))
@@ -131,17 +136,10 @@ def test_generator_check_passes_and_names_the_generators_tensors() -> None:
     assert all(c.passed and c.directional and c.checked == 2 for c in fast)
 
 
-def test_generator_check_catches_a_wrong_backward(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = Dense.backward
-
-    def slightly_wrong(self: Dense, dY: NDArray) -> NDArray | None:
-        dX = original(self, dY)
-        self.grads["W"] *= 1.01
-        return dX
-
+@pytest.mark.usefixtures("wrong_dense_backward")
+def test_generator_check_catches_a_wrong_backward() -> None:
     gan = small_gan()
     noise = gan.draw_noise(5, np.random.default_rng(21))
-    monkeypatch.setattr(Dense, "backward", slightly_wrong)
     for checks in (check_generator_gradients(gan, noise),
                    check_generator_gradients(gan, noise, directions=2)):
         assert [c.passed for c in checks] == [False, True, False, True]
